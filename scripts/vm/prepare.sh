@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Prepares the test VM: a Debian trixie 6.12 kernel (it ships ublk_drv as a module) and a tiny
+# initramfs that mounts this machine's root over 9p and runs one command in it.
+# Idempotent; everything lands in $UBLK_VM_DIR (default <repo>/.vm). Needs: apt-get, dpkg-deb,
+# depmod (kmod), xz, cpio, busybox-static, qemu-system-x86 (scripts/setup.sh installs them).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+vm_dir=${UBLK_VM_DIR:-$repo/.vm}
+mkdir -p "$vm_dir"
+cd "$vm_dir"
+
+# The modules the guest loads, in any order: dependencies are resolved below from modules.dep.
+wanted_modules=(9p 9pnet_virtio ublk_drv crc32c_generic ext4 xfs loop)
+
+if [[ -f initramfs.cpio.gz && -f vmlinuz && -f kernel.version ]]; then
+  echo "vm: ready ($(cat kernel.version)) in $vm_dir"
+  exit 0
+fi
+
+apt_opts=(-o Dir::Etc::SourceList="$vm_dir/apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+          -o Dir::State::Lists="$vm_dir/apt/lists" -o Dir::Cache="$vm_dir/apt/cache"
+          -o APT::Get::List-Cleanup=0 -o Debug::NoLocking=1)
+mkdir -p apt/lists/partial apt/cache
+echo "deb http://deb.debian.org/debian trixie main" > apt/sources.list
+apt-get "${apt_opts[@]}" update -qq
+
+# Newest generic 6.12 image unless pinned (UBLK_VM_KERNEL=linux-image-6.12.N+deb13-amd64).
+package=${UBLK_VM_KERNEL:-$(apt-cache "${apt_opts[@]}" search --names-only '^linux-image-6\.12\.[0-9]+\+deb13-amd64$' \
+  | awk '{print $1}' | sort -V | tail -1)}
+[[ -n $package ]] || { echo "vm: no linux-image-6.12 package found in trixie" >&2; exit 1; }
+echo "vm: fetching $package"
+rm -rf pkg && mkdir pkg
+(cd pkg && apt-get "${apt_opts[@]}" download "$package" 2>&1 | grep -v "couldn't be accessed by user '_apt'" || true)
+dpkg-deb -x pkg/*.deb pkg/root
+kver=$(ls pkg/root/usr/lib/modules)
+mkdir -p pkg/root/lib && ln -sfn ../usr/lib/modules pkg/root/lib/modules
+depmod -b pkg/root "$kver"
+cp "pkg/root/boot/vmlinuz-$kver" vmlinuz
+
+# Resolve module load order: dependencies first, each module once.
+moddir=pkg/root/usr/lib/modules/$kver
+declare -A seen=()
+order=()
+resolve() {
+  local rel line deps dep i
+  line=$(grep -E "(^|/)$1\.ko(\.xz)?:" "$moddir/modules.dep" | head -1)
+  [[ -n $line ]] || { echo "vm: module $1 not found" >&2; exit 1; }
+  rel=${line%%:*}
+  [[ -n ${seen[$rel]:-} ]] && return
+  seen[$rel]=1
+  deps=${line#*:}
+  # modules.dep lists the deepest dependency last; load from the end.
+  local -a arr=($deps)
+  for ((i=${#arr[@]}-1; i>=0; i--)); do
+    dep=$(basename "${arr[$i]}"); resolve "${dep%%.ko*}"
+  done
+  order+=("$rel")
+}
+for m in "${wanted_modules[@]}"; do resolve "$m"; done
+
+rm -rf initramfs && mkdir -p initramfs/{bin,dev,proc,sys,newroot,modules}
+cp "$(command -v busybox)" initramfs/bin/busybox
+if ldd initramfs/bin/busybox >/dev/null 2>&1; then
+  echo "vm: busybox must be static (apt install busybox-static)" >&2; exit 1
+fi
+: > initramfs/modules/order
+for rel in "${order[@]}"; do
+  name=$(basename "$rel"); name=${name%.xz}
+  xz -dc "$moddir/$rel" > "initramfs/modules/$name"
+  echo "$name" >> initramfs/modules/order
+done
+cp "$repo/scripts/vm/init" initramfs/init
+chmod +x initramfs/init
+(cd initramfs && find . | cpio -o -H newc --quiet | gzip -1) > initramfs.cpio.gz
+echo "$kver" > kernel.version
+rm -rf pkg initramfs
+echo "vm: ready ($kver) in $vm_dir"
