@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine that has the .NET SDK:
+# Debian packages (qemu, fio, filesystem tools, busybox for the VM's initramfs, Node.js when absent),
+# the S3 test server (s3rver, from npm, pinned by tools/s3rver/package-lock.json) and the VM kernel.
+# Idempotent: a second run installs nothing.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+sudo_if_needed() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+packages=(qemu-system-x86 fio busybox-static e2fsprogs xfsprogs util-linux xz-utils cpio kmod)
+command -v node > /dev/null || packages+=(nodejs npm)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "setup: installing ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [[ -f $repo/tools/s3rver/package-lock.json ]]; then
+  (cd "$repo/tools/s3rver" && { [[ -d node_modules/s3rver ]] || npm ci --no-audit --no-fund --loglevel=error; })
+fi
+
+"$repo/scripts/vm/prepare.sh"

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every kernel scenario (or those named) inside the VM, one after another, in one boot.
+# Usage (inside the guest): tests/kernel/guest.sh [NAME-PATTERN...]
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+: "${UBLK_CSI:?UBLK_CSI must point at the published ublk-csi}"
+scenario_timeout=${SCENARIO_TIMEOUT:-900}
+results=${UBLK_VM_OUT:-/tmp}/kernel-suite.txt
+: > "$results"
+passed=0 failed=0
+for script in "$here"/scenarios/*.sh; do
+  name=$(basename "$script" .sh)
+  if [[ $# -gt 0 ]]; then
+    match=0; for p in "$@"; do [[ $name == *$p* ]] && match=1; done
+    [[ $match -eq 1 ]] || continue
+  fi
+  export WORK=/tmp/scenario-$name STATE_DIR=/tmp/scenario-$name/state
+  rm -rf "$WORK"; mkdir -p "$STATE_DIR"
+  echo "=== $name"
+  start=$(date +%s)
+  timeout --kill-after=10 "$scenario_timeout" bash "$script" 2>&1 | tee "$WORK.log" | sed 's/^/    /'
+  rc=${PIPESTATUS[0]}
+  took=$(( $(date +%s) - start ))
+  # A scenario must leave no device behind, pass or fail; clean up for the next one.
+  pkill -KILL -f "$UBLK_CSI" 2>/dev/null || true
+  for dev in /sys/class/ublk-char/ublkc*; do
+    [[ -e $dev ]] && "$UBLK_CSI" detach "${dev##*/ublkc}" >/dev/null 2>&1
+  done
+  if [[ $rc -eq 0 ]]; then
+    passed=$((passed + 1)); status=PASS
+  else
+    failed=$((failed + 1)); status="FAIL (exit $rc)"
+  fi
+  echo "--- $name: $status in ${took}s"
+  { echo "$name: $status in ${took}s"; grep '^figure: ' "$WORK.log" | sed 's/^figure: /    /'; } >> "$results"
+done
+echo
+echo "=== kernel suite summary: $passed passed, $failed failed"
+cat "$results"
+[[ $failed -eq 0 && $passed -gt 0 ]]

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The kernel suite: publishes the operator tool ReadyToRun on the host, boots the ublk VM once and
+# runs every scenario in tests/kernel/scenarios against the real ublk driver.
+#   tests/kernel/run.sh [NAME-PATTERN...]      (patterns select scenarios by substring)
+# Results: artifacts/kernel/ (kernel-suite.txt summary, console.log).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+publish=$repo/artifacts/publish/ublk-csi
+dotnet publish src/Cli -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+  -o "$publish" -v quiet -nologo
+scripts/vm/prepare.sh
+export UBLK_CSI=$publish/ublk-csi UBLK_VM_OUT=$repo/artifacts/kernel
+rm -rf "$UBLK_VM_OUT"
+scripts/vm/run.sh --timeout "${KERNEL_SUITE_TIMEOUT:-3000}" --env UBLK_CSI --env SCENARIO_TIMEOUT -- \
+  tests/kernel/guest.sh "$@"
