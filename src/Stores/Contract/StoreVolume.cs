@@ -1,0 +1,105 @@
+using System.Runtime.CompilerServices;
+using UblkCsi.Engine;
+
+namespace UblkCsi.Stores;
+
+/// <summary>
+/// Base of every store's opened volume: checks each request once (alignment to
+/// <see cref="StoreLimits.IoAlignment"/>, inside the volume, writable) and hands valid requests to the
+/// store's implementation. Invalid requests fail with <see cref="BlockBackendException"/> (EINVAL, or
+/// EROFS on a read-only volume) naming the offending value. The checks allocate nothing.
+/// </summary>
+public abstract class StoreVolume : IBlockBackend
+{
+    protected StoreVolume(string volumeId, BlockBackendInfo info, bool readOnly)
+    {
+        VolumeId = volumeId;
+        IsReadOnly = readOnly;
+        Info = readOnly ? info with { Features = info.Features | BlockBackendFeatures.ReadOnly } : info;
+    }
+
+    /// <summary>The store's ID of the volume (or the image path for a file spec).</summary>
+    public string VolumeId { get; }
+
+    public BlockBackendInfo Info { get; }
+
+    public bool IsReadOnly { get; }
+
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        CheckRange(offset, buffer.Length);
+        return buffer.Length == 0 ? default : ReadCoreAsync(offset, buffer, cancellationToken);
+    }
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, BlockWriteFlags flags = BlockWriteFlags.None, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, data.Length);
+        if (data.Length == 0)
+        {
+            return (flags & BlockWriteFlags.Fua) != 0 ? FlushCoreAsync(cancellationToken) : default;
+        }
+
+        return WriteCoreAsync(offset, data, (flags & BlockWriteFlags.Fua) != 0, cancellationToken);
+    }
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default) =>
+        IsReadOnly ? default : FlushCoreAsync(cancellationToken);
+
+    public ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, length);
+        return length == 0 ? default : DiscardCoreAsync(offset, length, cancellationToken);
+    }
+
+    public ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        CheckRange(offset, length);
+        return length == 0 ? default : WriteZeroesCoreAsync(offset, length, cancellationToken);
+    }
+
+    public abstract ValueTask DisposeAsync();
+
+    protected abstract ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken);
+
+    protected abstract ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken);
+
+    protected abstract ValueTask FlushCoreAsync(CancellationToken cancellationToken);
+
+    protected abstract ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken);
+
+    protected abstract ValueTask WriteZeroesCoreAsync(long offset, long length, CancellationToken cancellationToken);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CheckRange(long offset, long length)
+    {
+        if (((offset | length) & (StoreLimits.IoAlignment - 1)) != 0 || offset < 0 || length < 0 || offset > Info.SizeBytes - length)
+        {
+            ThrowBadRange(offset, length);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CheckWritable()
+    {
+        if (IsReadOnly)
+        {
+            ThrowReadOnly();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowBadRange(long offset, long length)
+    {
+        var reason = ((offset | length) & (StoreLimits.IoAlignment - 1)) != 0
+            ? $"offset and length must be multiples of {StoreLimits.IoAlignment}"
+            : $"the range must lie inside the volume (size {Info.SizeBytes})";
+        throw new BlockBackendException(BlockBackendException.EINVAL, $"volume '{VolumeId}': bad range offset={offset} length={length}: {reason}");
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowReadOnly() =>
+        throw new BlockBackendException(BlockBackendException.EROFS, $"volume '{VolumeId}' is open read-only");
+}

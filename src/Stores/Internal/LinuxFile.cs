@@ -1,0 +1,267 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace UblkCsi.Stores.Internal;
+
+/// <summary>
+/// The Linux file calls .NET does not expose: hole punching, range zeroing, data-only sync,
+/// per-write sync, reflink, sparse-aware copy and filesystem statistics. Each returns 0 or a
+/// positive errno instead of throwing, so callers choose between fallback and failure.
+/// </summary>
+internal static partial class LinuxFile
+{
+    public const int EINTR = 4;
+    public const int EAGAIN = 11;
+    public const int EINVAL = 22;
+    public const int EXDEV = 18;
+    public const int ENXIO = 6;
+    public const int ENOSYS = 38;
+    public const int EOPNOTSUPP = 95;
+    public const int ENOTTY = 25;
+
+    private const int FallocKeepSize = 0x01;
+    private const int FallocPunchHole = 0x02;
+    private const int FallocZeroRange = 0x10;
+    private const int RwfDsync = 0x02;
+    private const ulong Ficlone = 0x40049409;
+    private const int SeekData = 3;
+    private const int SeekHole = 4;
+
+    /// <summary>Deallocates a range; the file keeps its size and the range reads as zeros.</summary>
+    public static int PunchHole(SafeFileHandle file, long offset, long length)
+    {
+        int errno;
+        while ((errno = Errno(fallocate(file, FallocPunchHole | FallocKeepSize, offset, length))) == EINTR)
+        {
+        }
+
+        return errno;
+    }
+
+    /// <summary>Zeroes a range without writing data (unwritten extents).</summary>
+    public static int ZeroRange(SafeFileHandle file, long offset, long length)
+    {
+        int errno;
+        while ((errno = Errno(fallocate(file, FallocZeroRange | FallocKeepSize, offset, length))) == EINTR)
+        {
+        }
+
+        return errno;
+    }
+
+    /// <summary>fdatasync: completed writes and the metadata needed to read them are durable.</summary>
+    public static int DataSync(SafeFileHandle file)
+    {
+        int errno;
+        while ((errno = Errno(fdatasync(file))) == EINTR)
+        {
+        }
+
+        return errno;
+    }
+
+    /// <summary>fsync of a directory, so a rename or create inside it is durable.</summary>
+    public static void SyncDirectory(string path)
+    {
+        using var dir = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+        while (Errno(fsync(dir)) == EINTR)
+        {
+        }
+    }
+
+    /// <summary>Sets the file's size (sparse growth).</summary>
+    public static int Truncate(SafeFileHandle file, long length)
+    {
+        int errno;
+        while ((errno = Errno(ftruncate(file, length))) == EINTR)
+        {
+        }
+
+        return errno;
+    }
+
+    /// <summary>
+    /// pwritev2 with RWF_DSYNC: the write and the metadata to read it back are durable on return.
+    /// Writes everything (loops on short writes). Returns ENOSYS/EOPNOTSUPP when the kernel lacks it.
+    /// </summary>
+    public static unsafe int WriteDurable(SafeFileHandle file, ReadOnlySpan<byte> data, long offset)
+    {
+        fixed (byte* p = data)
+        {
+            var done = 0;
+            while (done < data.Length)
+            {
+                var iov = new IoVec { Base = p + done, Length = (nuint)(data.Length - done) };
+                var n = pwritev2(file, &iov, 1, offset + done, RwfDsync);
+                if (n < 0)
+                {
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == EINTR)
+                    {
+                        continue;
+                    }
+
+                    return errno;
+                }
+
+                done += (int)n;
+            }
+        }
+
+        return 0;
+    }
+
+    /// <summary>Shares all of <paramref name="source"/>'s extents with <paramref name="destination"/> (FICLONE).</summary>
+    public static int Reflink(SafeFileHandle destination, SafeFileHandle source)
+    {
+        int errno;
+        while ((errno = Errno(ioctl(destination, Ficlone, source))) == EINTR)
+        {
+        }
+
+        return errno;
+    }
+
+    /// <summary>
+    /// Copies the allocated ranges of <paramref name="source"/> (first <paramref name="length"/> bytes)
+    /// into <paramref name="destination"/>, leaving holes as holes. Uses copy_file_range (which the
+    /// kernel may turn into a reflink or server-side copy) and falls back to read/write.
+    /// </summary>
+    public static unsafe void SparseCopy(SafeFileHandle source, SafeFileHandle destination, long length)
+    {
+        byte[]? buffer = null;
+        long position = 0;
+        while (position < length)
+        {
+            var dataStart = lseek(source, position, SeekData);
+            if (dataStart < 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno == ENXIO)
+                {
+                    break; // no data after position: the rest is a hole
+                }
+
+                if (errno is EINVAL or EOPNOTSUPP)
+                {
+                    dataStart = position; // filesystem without SEEK_DATA: copy everything
+                }
+                else
+                {
+                    throw Error(errno, "lseek(SEEK_DATA)");
+                }
+            }
+
+            if (dataStart >= length)
+            {
+                break;
+            }
+
+            var dataEnd = lseek(source, dataStart, SeekHole);
+            if (dataEnd < 0 || dataEnd > length)
+            {
+                dataEnd = length;
+            }
+
+            long copied = dataStart;
+            while (copied < dataEnd)
+            {
+                long inOff = copied, outOff = copied;
+                var n = copy_file_range(source, &inOff, destination, &outOff, (nuint)Math.Min(dataEnd - copied, 1L << 30), 0);
+                if (n > 0)
+                {
+                    copied += n;
+                    continue;
+                }
+
+                var errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
+                if (errno == EINTR)
+                {
+                    continue;
+                }
+
+                if (n == 0 || errno is EXDEV or ENOSYS or EOPNOTSUPP or EINVAL)
+                {
+                    buffer ??= new byte[1 << 20];
+                    copied = CopyByReadWrite(source, destination, copied, dataEnd, buffer);
+                    break;
+                }
+
+                throw Error(errno, "copy_file_range");
+            }
+
+            position = dataEnd;
+        }
+    }
+
+    /// <summary>Bytes available to unprivileged users on the filesystem holding <paramref name="path"/>.</summary>
+    public static unsafe long AvailableBytes(string path)
+    {
+        var buf = stackalloc ulong[16]; // struct statvfs is 112 bytes on x86_64 and arm64
+        if (statvfs(path, buf) != 0)
+        {
+            throw Error(Marshal.GetLastPInvokeError(), $"statvfs({path})");
+        }
+
+        var fragmentSize = buf[1];
+        var availableBlocks = buf[4];
+        return (long)Math.Min(availableBlocks * fragmentSize, long.MaxValue);
+    }
+
+    /// <summary>An IOException carrying the errno in HResult (as .NET does on Unix).</summary>
+    public static IOException Error(int errno, string call) =>
+        new($"{call} failed: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})", errno);
+
+    private static long CopyByReadWrite(SafeFileHandle source, SafeFileHandle destination, long from, long to, byte[] buffer)
+    {
+        while (from < to)
+        {
+            var n = RandomAccess.Read(source, buffer.AsSpan(0, (int)Math.Min(buffer.Length, to - from)), from);
+            if (n == 0)
+            {
+                break;
+            }
+
+            RandomAccess.Write(destination, buffer.AsSpan(0, n), from);
+            from += n;
+        }
+
+        return to;
+    }
+
+    private static int Errno(int result) => result == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    [StructLayout(LayoutKind.Sequential)]
+    private unsafe struct IoVec
+    {
+        public byte* Base;
+        public nuint Length;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fallocate(SafeFileHandle fd, int mode, long offset, long len);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fdatasync(SafeFileHandle fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fsync(SafeFileHandle fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int ftruncate(SafeFileHandle fd, long length);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial nint pwritev2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int ioctl(SafeFileHandle fd, ulong request, SafeFileHandle arg);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial long lseek(SafeFileHandle fd, long offset, int whence);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial nint copy_file_range(SafeFileHandle fdIn, long* offIn, SafeFileHandle fdOut, long* offOut, nuint len, uint flags);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int statvfs(string path, ulong* buf);
+}
