@@ -1,0 +1,390 @@
+using UblkCsi.Engine.Abi;
+using UblkCsi.Engine.Buffers;
+using UblkCsi.Engine.Device;
+using UblkCsi.Engine.Interop;
+using UblkCsi.Engine.Recovery;
+
+namespace UblkCsi.Engine;
+
+/// <summary>
+/// A ublk block device served by this process from an <see cref="IBlockBackend"/>. Create one with
+/// <see cref="CreateAsync"/> (new device) or <see cref="RecoverAsync"/> (adopt a device whose server
+/// died). <see cref="StopAsync"/> / <see cref="DisposeAsync"/> remove it; <see cref="ReleaseAsync"/>
+/// leaves it to be adopted by another process. The backend stays owned by the caller.
+/// </summary>
+public sealed class UblkDevice : IAsyncDisposable
+{
+    private const int CharDeviceOpenAttempts = 50;
+    private static readonly TimeSpan RetryInterval = TimeSpan.FromMilliseconds(100);
+
+    private readonly UblkControl _control;
+    private readonly UblkDeviceOptions _options;
+    private readonly FileDescriptorHandle _charDevice;
+    private readonly UblkQueue[] _queues;
+    private readonly UblkRecoveryStore? _recoveryStore;
+    private readonly Task _completion;
+    private readonly Lock _lifecycleGate = new();
+    private Task? _shutdown;
+
+    private UblkDevice(
+        UblkControl control,
+        UblkDeviceInfo info,
+        UblkDeviceParameters parameters,
+        IBlockBackend backend,
+        UblkDeviceOptions options,
+        FileDescriptorHandle charDevice)
+    {
+        _control = control;
+        _options = options;
+        _charDevice = charDevice;
+        Info = info;
+        Parameters = parameters;
+        Backend = backend;
+        _recoveryStore = options.RecoveryStateDirectory is { } dir && (info.Flags & UblkFeatures.UserRecovery) != 0
+            ? new UblkRecoveryStore(dir)
+            : null;
+
+        var userCopy = (info.Flags & UblkFeatures.UserCopy) != 0;
+        var ioctlEncoded = (info.Flags & UblkFeatures.CmdIoctlEncode) != 0;
+        var pool = options.BufferPool ?? IoBufferPool.Shared;
+        _queues = new UblkQueue[info.Queues];
+        for (var q = 0; q < _queues.Length; q++)
+        {
+            _queues[q] = new UblkQueue(new QueueSetup(
+                info.Id, q, info.Depth, Math.Min(info.MaxIoBytes, parameters.MaxIoBytes), parameters.SizeBytes,
+                userCopy, ioctlEncoded, charDevice, backend, pool));
+        }
+
+        _completion = Task.WhenAll(_queues.Select(q => q.Exited));
+    }
+
+    /// <summary>Kernel id N of /dev/ublkbN.</summary>
+    public int Id => Info.Id;
+
+    /// <summary>/dev/ublkbN.</summary>
+    public string BlockDevicePath => Info.BlockDevicePath;
+
+    /// <summary>Queues, depth and the feature flags the kernel granted (read back after ADD_DEV).</summary>
+    public UblkDeviceInfo Info { get; }
+
+    public UblkDeviceParameters Parameters { get; }
+
+    public IBlockBackend Backend { get; }
+
+    /// <summary>True when the kernel gave USER_RECOVERY|REISSUE: a crash leaves the device for another process to adopt.</summary>
+    public bool RecoveryEnabled => (Info.Flags & (UblkFeatures.UserRecovery | UblkFeatures.UserRecoveryReissue))
+        == (UblkFeatures.UserRecovery | UblkFeatures.UserRecoveryReissue);
+
+    /// <summary>
+    /// Completes when every queue thread has finished: after a stop or release, or when the device
+    /// was stopped from outside (e.g. <c>ublk-csi detach</c>). Faults if a queue failed.
+    /// </summary>
+    public Task Completion => _completion;
+
+    /// <summary>Per-queue counters (requests, backend errors, bytes the queue threads allocated).</summary>
+    public IReadOnlyList<UblkQueueStatistics> GetStatistics() => _queues.Select(q => q.Statistics).ToArray();
+
+    /// <summary>Adds a new device serving <paramref name="backend"/> and starts it; /dev/ublkbN exists on return.</summary>
+    public static async Task<UblkDevice> CreateAsync(UblkControl control, IBlockBackend backend, UblkDeviceOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(control);
+        ArgumentNullException.ThrowIfNull(backend);
+        options ??= new UblkDeviceOptions();
+        options.Validate();
+        var parameters = UblkDeviceParameters.ForBackend(backend.Info, options.MaxIoBytes);
+        parameters.Validate();
+
+        var info = control.AddDevice(options.DeviceId ?? -1, options.EffectiveQueues, options.Depth, options.MaxIoBytes, RequestedFlags(control.Features, options));
+        UblkDevice? device = null;
+        try
+        {
+            // The kernel may round max_io_buf_bytes down; requests never exceed what it granted.
+            parameters = parameters with { MaxIoBytes = Math.Min(parameters.MaxIoBytes, info.MaxIoBytes) };
+            control.SetParameters(info.Id, parameters);
+            var charDevice = await OpenCharDeviceAsync(info, cancellationToken).ConfigureAwait(false);
+            device = new UblkDevice(control, info, parameters, backend, options, charDevice);
+            await device.StartQueuesAsync().ConfigureAwait(false);
+            device.WriteRecoveryRecord(recoveredAt: null);
+            await Task.Run(() => control.StartDevice(info.Id, Environment.ProcessId), CancellationToken.None).ConfigureAwait(false);
+            return device;
+        }
+        catch
+        {
+            if (device != null)
+            {
+                await device.TearDownAfterFailedStartAsync().ConfigureAwait(false);
+            }
+            else
+            {
+                TryDelete(control, info.Id);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Adopts device <paramref name="id"/> whose server died (state QUIESCED, created with user
+    /// recovery): requests queued meanwhile, and those the dead server held, are served by
+    /// <paramref name="backend"/>, which must present the same size. Waits up to
+    /// <see cref="UblkDeviceOptions.RecoveryTimeout"/> for the old server to be gone.
+    /// </summary>
+    public static async Task<UblkDevice> RecoverAsync(UblkControl control, int id, IBlockBackend backend, UblkDeviceOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(control);
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentOutOfRangeException.ThrowIfNegative(id);
+        options ??= new UblkDeviceOptions();
+        options.Validate();
+
+        await StartUserRecoveryAsync(control, id, options.RecoveryTimeout, cancellationToken).ConfigureAwait(false);
+        var info = control.GetDeviceInfo(id);
+        var parameters = control.GetParameters(id);
+        if (backend.Info.SizeBytes != parameters.SizeBytes)
+        {
+            throw new UblkException($"cannot adopt ublk device {id}: its size is {parameters.SizeBytes} bytes but the backend has {backend.Info.SizeBytes}");
+        }
+
+        var charDevice = await OpenCharDeviceAsync(info, cancellationToken).ConfigureAwait(false);
+        var device = new UblkDevice(control, info, parameters, backend, options, charDevice);
+        try
+        {
+            await device.StartQueuesAsync().ConfigureAwait(false);
+            await Task.Run(() => control.EndUserRecovery(id, Environment.ProcessId), CancellationToken.None).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Leave the device QUIESCED for another attempt: release our queues without stopping it.
+            await device.ReleaseQueuesAsync(holdNewRequests: true).ConfigureAwait(false);
+            throw;
+        }
+
+        device.WriteRecoveryRecord(recoveredAt: DateTimeOffset.UtcNow);
+        return device;
+    }
+
+    /// <summary>
+    /// Stops and deletes the device: /dev/ublkbN goes away after the kernel drains it; backend I/O
+    /// still running after <see cref="UblkDeviceOptions.DrainTimeout"/> is failed with EIO.
+    /// Idempotent; also safe when the device was already stopped from outside.
+    /// </summary>
+    public Task StopAsync()
+    {
+        lock (_lifecycleGate)
+        {
+            return _shutdown ??= StopCoreAsync();
+        }
+    }
+
+    /// <summary>
+    /// Stops serving without deleting the device, for a planned handover: once backend I/O in flight
+    /// completes, the queues close and the kernel quiesces the device (queued I/O waits) until another
+    /// process calls <see cref="RecoverAsync"/>. Needs <see cref="RecoveryEnabled"/>.
+    /// </summary>
+    public Task ReleaseAsync()
+    {
+        if (!RecoveryEnabled)
+        {
+            throw new InvalidOperationException($"ublk device {Id} was created without user recovery; releasing it would delete it. Use StopAsync.");
+        }
+
+        lock (_lifecycleGate)
+        {
+            return _shutdown ??= ReleaseQueuesAsync(holdNewRequests: true);
+        }
+    }
+
+    public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
+
+    private static UblkFeatures RequestedFlags(UblkFeatures offered, UblkDeviceOptions options)
+    {
+        var flags = UblkFeatures.UringCmdCompInTask;
+        flags |= offered & (UblkFeatures.UserCopy | UblkFeatures.CmdIoctlEncode);
+        var recovery = UblkFeatures.UserRecovery | UblkFeatures.UserRecoveryReissue;
+        if (options.EnableRecovery && (offered & recovery) == recovery)
+        {
+            flags |= recovery;
+        }
+
+        return flags;
+    }
+
+    private static async Task StartUserRecoveryAsync(UblkControl control, int id, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            try
+            {
+                control.StartUserRecovery(id);
+                return;
+            }
+            catch (UblkException e) when (e.Errno == Errno.EBUSY && DateTime.UtcNow < deadline)
+            {
+                // The dead server's files are still being released, or the kernel is quiescing.
+                await Task.Delay(RetryInterval, cancellationToken).ConfigureAwait(false);
+            }
+            catch (UblkException e) when (e.Errno == Errno.EBUSY)
+            {
+                var info = control.GetDeviceInfo(id);
+                throw new UblkException(
+                    $"cannot adopt ublk device {id}: it is {info.State} (server pid {info.ServerPid}) after {timeout.TotalSeconds:0.#} s; only a device whose server died can be recovered",
+                    Errno.EBUSY,
+                    e);
+            }
+            catch (UblkException e) when (e.Errno == Errno.EINVAL)
+            {
+                throw new UblkException($"cannot adopt ublk device {id}: it was created without user recovery or never started", Errno.EINVAL, e);
+            }
+        }
+    }
+
+    private static async Task<FileDescriptorHandle> OpenCharDeviceAsync(UblkDeviceInfo info, CancellationToken cancellationToken)
+    {
+        // devtmpfs/udev creates the node shortly after ADD_DEV.
+        for (var attempt = 1; ; attempt++)
+        {
+            var fd = FileDescriptorHandle.TryOpen(info.CharDevicePath, Libc.O_RDWR, out var errno);
+            if (fd != null)
+            {
+                return fd;
+            }
+
+            if (errno != Errno.ENOENT || attempt == CharDeviceOpenAttempts)
+            {
+                var hint = errno == Errno.EBUSY ? ": another process serves this device" : string.Empty;
+                throw new UblkException($"cannot open {info.CharDevicePath}: {Errno.Describe(errno)}{hint}", errno);
+            }
+
+            await Task.Delay(RetryInterval, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static void TryDelete(UblkControl control, int id)
+    {
+        try
+        {
+            control.DeleteDevice(id, waitForRelease: false);
+        }
+        catch (UblkException)
+        {
+            // Best effort while unwinding another failure.
+        }
+    }
+
+    private async Task StartQueuesAsync()
+    {
+        foreach (var queue in _queues)
+        {
+            queue.Start();
+        }
+
+        await Task.WhenAll(_queues.Select(q => q.Ready)).ConfigureAwait(false);
+    }
+
+    private async Task StopCoreAsync()
+    {
+        var stop = Task.Run(() => _control.StopDevice(Id));
+        var finished = await Task.WhenAny(stop, Task.Delay(_options.DrainTimeout)).ConfigureAwait(false);
+        if (finished != stop)
+        {
+            // The kernel waits for every request to complete; a backend that never answers must not hang the stop.
+            foreach (var queue in _queues)
+            {
+                queue.AbandonInFlight();
+            }
+        }
+
+        Exception? stopFailure = null;
+        try
+        {
+            await stop.ConfigureAwait(false);
+        }
+        catch (UblkException e) when (e.Errno == Errno.ENODEV)
+        {
+            // Deleted from outside already.
+        }
+        catch (Exception e)
+        {
+            stopFailure = e;
+        }
+
+        await ReleaseQueuesAsync(holdNewRequests: false).ConfigureAwait(false);
+        try
+        {
+            _control.DeleteDevice(Id, waitForRelease: false);
+        }
+        catch (UblkException e) when (e.Errno == Errno.ENODEV)
+        {
+            // Deleted from outside already.
+        }
+
+        _recoveryStore?.Delete(Id);
+        if (stopFailure != null)
+        {
+            throw stopFailure;
+        }
+    }
+
+    private async Task ReleaseQueuesAsync(bool holdNewRequests)
+    {
+        foreach (var queue in _queues)
+        {
+            queue.RequestExit(holdNewRequests);
+        }
+
+        try
+        {
+            await _completion.ConfigureAwait(false);
+        }
+        catch (UblkException)
+        {
+            // A queue fault is reported through Completion; shutting down continues.
+        }
+        finally
+        {
+            _charDevice.Dispose();
+        }
+    }
+
+    private async Task TearDownAfterFailedStartAsync()
+    {
+        await ReleaseQueuesAsync(holdNewRequests: false).ConfigureAwait(false);
+        TryDelete(_control, Id);
+        _recoveryStore?.Delete(Id);
+    }
+
+    private void WriteRecoveryRecord(DateTimeOffset? recoveredAt)
+    {
+        if (_recoveryStore == null)
+        {
+            return;
+        }
+
+        var existing = recoveredAt == null ? null : TryReadExisting();
+        var description = _options.BackendDescription ?? existing?.Backend;
+        _recoveryStore.Write(new UblkRecoveryRecord(
+            Id,
+            Info.Queues,
+            Info.Depth,
+            Parameters,
+            description == null ? null : BackendDescription.Redact(description),
+            existing?.CreatedAt ?? DateTimeOffset.UtcNow)
+        {
+            RecoveredAt = recoveredAt,
+            ServerPid = Environment.ProcessId,
+        });
+    }
+
+    private UblkRecoveryRecord? TryReadExisting()
+    {
+        try
+        {
+            return _recoveryStore?.TryRead(Id);
+        }
+        catch (UblkException)
+        {
+            return null;
+        }
+    }
+}

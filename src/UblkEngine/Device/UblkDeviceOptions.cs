@@ -1,0 +1,76 @@
+namespace UblkCsi.Engine;
+
+/// <summary>How a device is created or adopted. Defaults suit one busy device; for hundreds of
+/// mostly idle devices per process use <c>Queues = 1</c> and a modest <c>Depth</c>.</summary>
+public sealed record UblkDeviceOptions
+{
+    public const string DefaultRecoveryStateDirectory = "/var/lib/ublk-csi/devices";
+    public const int DefaultDepth = 128;
+    public const int DefaultMaxIoBytes = 512 * 1024;
+
+    /// <summary>Hardware queues, each served by its own thread. Null: min(CPUs, 4). The kernel caps it at the CPU count.</summary>
+    public int? Queues { get; init; }
+
+    /// <summary>Requests in flight per queue, 1..4096.</summary>
+    public int Depth { get; init; } = DefaultDepth;
+
+    /// <summary>Largest single request in bytes: a multiple of 4096 from 4 KiB to 32 MiB.</summary>
+    public int MaxIoBytes { get; init; } = DefaultMaxIoBytes;
+
+    /// <summary>Ask the kernel for this device id; null lets it allocate one.</summary>
+    public int? DeviceId { get; init; }
+
+    /// <summary>Create the device with USER_RECOVERY|REISSUE so another process can adopt it after a crash.</summary>
+    public bool EnableRecovery { get; init; } = true;
+
+    /// <summary>Where recovery records are kept; null keeps none.</summary>
+    public string? RecoveryStateDirectory { get; init; } = DefaultRecoveryStateDirectory;
+
+    /// <summary>How to reopen the backend (e.g. "file:/data/vol1"), stored in the recovery record. Must not contain secrets.</summary>
+    public string? BackendDescription { get; init; }
+
+    /// <summary>How long adoption waits for a dead server's device to become QUIESCED.</summary>
+    public TimeSpan RecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a stop waits for backend I/O in flight before failing it with EIO.</summary>
+    public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Buffers for USER_COPY requests; null uses <see cref="Buffers.IoBufferPool.Shared"/>.</summary>
+    public Buffers.IoBufferPool? BufferPool { get; init; }
+
+    internal int EffectiveQueues => Queues ?? Math.Min(Environment.ProcessorCount, 4);
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid option and its allowed values.</summary>
+    public void Validate()
+    {
+        if (Queues is { } queues && (queues < 1 || queues > Abi.UblkAbi.MaxQueues))
+        {
+            throw new ArgumentOutOfRangeException(nameof(Queues), queues, $"Queues must be between 1 and {Abi.UblkAbi.MaxQueues}");
+        }
+
+        if (Depth < 1 || Depth > Abi.UblkAbi.MaxQueueDepth)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Depth), Depth, $"Depth must be between 1 and {Abi.UblkAbi.MaxQueueDepth}");
+        }
+
+        if (MaxIoBytes < 4096 || MaxIoBytes > Abi.UblkAbi.UserCopyMaxBytes || MaxIoBytes % 4096 != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxIoBytes), MaxIoBytes, "MaxIoBytes must be a multiple of 4096 from 4096 to 33554432 (32 MiB)");
+        }
+
+        if (DeviceId is { } id && (id < 0 || id >= (1 << 20)))
+        {
+            throw new ArgumentOutOfRangeException(nameof(DeviceId), id, "DeviceId must be between 0 and 1048575, or null to let the kernel choose");
+        }
+
+        if (RecoveryTimeout <= TimeSpan.Zero || DrainTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(RecoveryTimeout <= TimeSpan.Zero ? nameof(RecoveryTimeout) : nameof(DrainTimeout), "timeouts must be positive");
+        }
+
+        if (BackendDescription is { } description && description.Any(char.IsControl))
+        {
+            throw new ArgumentException("BackendDescription must be one line without control characters", nameof(BackendDescription));
+        }
+    }
+}

@@ -1,0 +1,269 @@
+using UblkCsi.Engine.Abi;
+using UblkCsi.Engine.Buffers;
+using UblkCsi.Engine.Interop;
+using UblkCsi.Engine.IoUring;
+
+namespace UblkCsi.Engine.Device;
+
+/// <summary>What one queue needs from its device.</summary>
+internal sealed record QueueSetup(
+    int DeviceId,
+    int QueueId,
+    int Depth,
+    int MaxIoBytes,
+    long DeviceBytes,
+    bool UserCopy,
+    bool IoctlEncoded,
+    FileDescriptorHandle CharDevice,
+    IBlockBackend Backend,
+    IoBufferPool BufferPool);
+
+/// <summary>Counters of one queue, sampled from its thread.</summary>
+/// <param name="QueueId">Hardware queue index.</param>
+/// <param name="Requests">Requests received from the kernel.</param>
+/// <param name="BackendErrors">Requests the backend failed.</param>
+/// <param name="AllocatedBytes">Managed bytes the queue thread allocated since it began serving (0 in steady state).</param>
+public readonly record struct UblkQueueStatistics(int QueueId, long Requests, long BackendErrors, long AllocatedBytes);
+
+/// <summary>
+/// One hardware queue: a dedicated OS thread that owns an io_uring, FETCHes every tag once and then
+/// loops: wait for completions, dispatch new requests, commit finished ones with COMMIT_AND_FETCH.
+/// The kernel binds a queue to the thread that fetched it, so every command for this queue is
+/// issued here; other threads only wake it (eventfd) or ask it to stop.
+/// </summary>
+internal sealed unsafe class UblkQueue : ICommitSink
+{
+    private const ulong WakeUserData = ulong.MaxValue;
+    private const int Running = 0;
+    private const int ExitWhenIdle = 1;
+
+    private readonly QueueSetup _setup;
+    private readonly uint _commitOpcode;
+    private readonly uint _fetchOpcode;
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly EventFdWaker _waker = new();
+    private readonly Thread _thread;
+
+    private Ring? _ring;
+    private RequestDispatcher? _dispatcher;
+    private UblksrvIoDesc* _descriptors;
+    private nuint _descriptorBytes;
+    private int _abortedTags;
+    private int _exitMode = Running;
+    private int _abandonRequested;
+    private bool _holdNewRequests;
+
+    private long _requests;
+    private long _backendErrors;
+    private long _allocatedAtStart;
+    private long _allocatedBytes;
+
+    public UblkQueue(QueueSetup setup)
+    {
+        _setup = setup;
+        _commitOpcode = UblkAbi.IoOpcode(UblkIoCommand.CommitAndFetchReq, setup.IoctlEncoded);
+        _fetchOpcode = UblkAbi.IoOpcode(UblkIoCommand.FetchReq, setup.IoctlEncoded);
+        _thread = new Thread(Run, maxStackSize: 1 << 20)
+        {
+            IsBackground = true,
+            Name = $"ublk{setup.DeviceId}-q{setup.QueueId}",
+        };
+    }
+
+    public int QueueId => _setup.QueueId;
+
+    /// <summary>Completes when every tag is fetched (the kernel may now send requests), or faults.</summary>
+    public Task Ready => _ready.Task;
+
+    /// <summary>Completes when the thread has released its ring and mappings.</summary>
+    public Task Exited => _exited.Task;
+
+    public UblkQueueStatistics Statistics => new(
+        _setup.QueueId,
+        Volatile.Read(ref _requests),
+        Volatile.Read(ref _backendErrors),
+        Volatile.Read(ref _allocatedBytes));
+
+    public void Start() => _thread.Start();
+
+    /// <summary>
+    /// Asks the thread to exit once no backend I/O is in flight. With <paramref name="holdNewRequests"/>
+    /// requests that arrive meanwhile are left uncommitted, so that the kernel requeues them for the
+    /// next server (handover); otherwise they are still served.
+    /// </summary>
+    public void RequestExit(bool holdNewRequests)
+    {
+        Volatile.Write(ref _holdNewRequests, holdNewRequests);
+        Volatile.Write(ref _exitMode, ExitWhenIdle);
+        _waker.Signal();
+    }
+
+    /// <summary>Fails backend I/O in flight and every later request with EIO (a stop gave up waiting).</summary>
+    public void AbandonInFlight()
+    {
+        Volatile.Write(ref _abandonRequested, 1);
+        _waker.Signal();
+    }
+
+    public void Commit(int tag, int result, ulong bufferAddress) =>
+        PrepareIoCommand(_commitOpcode, tag, result, bufferAddress);
+
+    private void Run()
+    {
+        try
+        {
+            Setup();
+        }
+        catch (Exception e)
+        {
+            Cleanup();
+            _ready.TrySetException(e);
+            _exited.TrySetResult();
+            return;
+        }
+
+        _ready.TrySetResult();
+        try
+        {
+            Serve();
+        }
+        catch (Exception e)
+        {
+            _exited.TrySetException(new UblkException($"ublk device {_setup.DeviceId} queue {_setup.QueueId} failed: {e.Message}", (e as IoUringException)?.Errno ?? 0, e));
+            Cleanup();
+            return;
+        }
+
+        Cleanup();
+        _exited.TrySetResult();
+    }
+
+    private void Setup()
+    {
+        var depth = _setup.Depth;
+        // SQ: one slot per tag plus the eventfd read. CQ: room for every outstanding command twice over.
+        var entries = (uint)depth + 1;
+        _ring = Ring.CreateWithFallback(
+            entries,
+            IoUringSetupFlags.None,
+            IoUringSetupFlags.CoopTaskRun | IoUringSetupFlags.SingleIssuer,
+            cqEntries: Math.Max(2 * entries, 8));
+
+        _descriptorBytes = (nuint)UblkAbi.DescriptorMapLength(depth);
+        var mapping = Libc.Mmap(0, _descriptorBytes, Libc.PROT_READ, Libc.MAP_SHARED | Libc.MAP_POPULATE, _setup.CharDevice.Fd, UblkAbi.DescriptorMapOffset(_setup.QueueId));
+        if (mapping == Libc.MapFailed)
+        {
+            var errno = Libc.LastErrno;
+            throw new UblkException($"mmap of the request descriptors of ublk device {_setup.DeviceId} queue {_setup.QueueId} failed: {Errno.Describe(errno)}", errno);
+        }
+
+        _descriptors = (UblksrvIoDesc*)mapping;
+        var userCopy = _setup.UserCopy ? new UserCopyChannel(_setup.CharDevice.Fd, _setup.QueueId) : null;
+        _dispatcher = new RequestDispatcher(depth, _setup.Backend, _setup.DeviceBytes, _setup.MaxIoBytes, userCopy, _setup.BufferPool, this, _waker);
+
+        _waker.Arm(_ring, WakeUserData);
+        for (var tag = 0; tag < depth; tag++)
+        {
+            PrepareIoCommand(_fetchOpcode, tag, 0, _dispatcher.RegisteredBufferAddress(tag));
+        }
+
+        _ring.Submit();
+        _allocatedAtStart = GC.GetAllocatedBytesForCurrentThread();
+    }
+
+    private void Serve()
+    {
+        var ring = _ring!;
+        var dispatcher = _dispatcher!;
+        var depth = _setup.Depth;
+        while (true)
+        {
+            ring.SubmitAndWait(1);
+            while (ring.TryGetCompletion(out var cqe))
+            {
+                if (cqe.UserData == WakeUserData)
+                {
+                    _waker.Acknowledge(ring, WakeUserData);
+                    continue;
+                }
+
+                OnCommandCompleted((int)cqe.UserData, cqe.Result, dispatcher);
+            }
+
+            if (Volatile.Read(ref _abandonRequested) != 0 && !dispatcher.FailNewRequests)
+            {
+                dispatcher.AbandonInFlight();
+            }
+
+            dispatcher.DrainCompletions();
+            Volatile.Write(ref _requests, dispatcher.Requests);
+            Volatile.Write(ref _backendErrors, dispatcher.BackendErrors);
+            Volatile.Write(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread() - _allocatedAtStart);
+
+            var allAborted = _abortedTags == depth;
+            var exitRequested = Volatile.Read(ref _exitMode) == ExitWhenIdle;
+            if (dispatcher.InFlight == 0 && (allAborted || exitRequested))
+            {
+                // Hand the last commits to the kernel before the ring goes away.
+                ring.Submit();
+                return;
+            }
+        }
+    }
+
+    private void OnCommandCompleted(int tag, int result, RequestDispatcher dispatcher)
+    {
+        if ((uint)tag >= (uint)_setup.Depth)
+        {
+            throw new UblkException($"unexpected completion for tag {tag}");
+        }
+
+        switch (result)
+        {
+            case UblkAbi.IoResultOk:
+                if (Volatile.Read(ref _holdNewRequests))
+                {
+                    // Left owned by this server: when the ring closes the kernel requeues it (REISSUE).
+                    return;
+                }
+
+                // Acquire ordering comes from the CQE read; the descriptor is stable while we own the tag.
+                dispatcher.Dispatch(tag, in _descriptors[tag]);
+                return;
+            case UblkAbi.IoResultAbort:
+                // The device is going away; this tag must not be resubmitted.
+                _abortedTags++;
+                return;
+            default:
+                throw new UblkException(
+                    $"ublk command for tag {tag} failed: {(result < 0 ? Errno.Describe(-result) : $"unexpected result {result}")}",
+                    result < 0 ? -result : 0);
+        }
+    }
+
+    private void PrepareIoCommand(uint opcode, int tag, int result, ulong bufferAddress)
+    {
+        var sqe = _ring!.GetSqe();
+        sqe->PrepareUringCmd(_setup.CharDevice.Fd, opcode, (ulong)tag);
+        var cmd = (UblksrvIoCmd*)IoUringSqe.CommandArea(sqe);
+        cmd->QueueId = (ushort)_setup.QueueId;
+        cmd->Tag = (ushort)tag;
+        cmd->Result = result;
+        cmd->Address = bufferAddress;
+    }
+
+    private void Cleanup()
+    {
+        // Closing the ring cancels the commands still parked in the kernel; only then may the
+        // eventfd's read buffer and the descriptor mapping go.
+        _ring?.Dispose();
+        _dispatcher?.Dispose();
+        _waker.Dispose();
+        if (_descriptors != null)
+        {
+            Libc.Munmap((nint)_descriptors, _descriptorBytes);
+            _descriptors = null;
+        }
+    }
+}

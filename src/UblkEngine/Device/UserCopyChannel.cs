@@ -1,0 +1,64 @@
+using UblkCsi.Engine.Abi;
+using UblkCsi.Engine.Interop;
+
+namespace UblkCsi.Engine.Device;
+
+/// <summary>
+/// Moves request data in USER_COPY mode: pread on /dev/ublkcN returns a WRITE request's data,
+/// pwrite fills a READ request, at the per-(queue, tag) window the kernel defines. Calls are made
+/// on the queue thread while it owns the tag; short transfers are continued until complete.
+/// </summary>
+internal sealed unsafe class UserCopyChannel(int fd, int queueId)
+{
+    public int QueueId { get; } = queueId;
+
+    /// <summary>Copies the WRITE payload of <paramref name="tag"/> into <paramref name="destination"/>. Returns 0 or a negative errno.</summary>
+    public int ReadRequestData(int tag, byte* destination, int length)
+    {
+        var window = UblkAbi.UserCopyOffset(QueueId, tag);
+        var done = 0;
+        while (done < length)
+        {
+            var n = Libc.Pread(fd, destination + done, (nuint)(length - done), window + done);
+            if (n > 0)
+            {
+                done += (int)n;
+                continue;
+            }
+
+            if (n < 0 && Libc.LastErrno == Errno.EINTR)
+            {
+                continue;
+            }
+
+            return n == 0 ? -Errno.EIO : -Libc.LastErrno;
+        }
+
+        return 0;
+    }
+
+    /// <summary>Copies <paramref name="source"/> into the READ request of <paramref name="tag"/>. Returns 0 or a negative errno.</summary>
+    public int WriteRequestData(int tag, byte* source, int length)
+    {
+        var window = UblkAbi.UserCopyOffset(QueueId, tag);
+        var done = 0;
+        while (done < length)
+        {
+            var n = Libc.Pwrite(fd, source + done, (nuint)(length - done), window + done);
+            if (n > 0)
+            {
+                done += (int)n;
+                continue;
+            }
+
+            if (n < 0 && Libc.LastErrno == Errno.EINTR)
+            {
+                continue;
+            }
+
+            return n == 0 ? -Errno.EIO : -Libc.LastErrno;
+        }
+
+        return 0;
+    }
+}
