@@ -6,6 +6,10 @@ internal static class CommandTable
     private static readonly (string Name, string Summary, Func<string[], Task<int>> Run)[] Commands =
     [
         // Commands register here: ("attach", "...", AttachCommand.RunAsync),
+        ("attach", AttachCommand.Summary, AttachCommand.RunAsync),
+        ("list", ListCommand.Summary, ListCommand.RunAsync),
+        ("detach", DetachCommand.Summary, DetachCommand.RunAsync),
+        ("recover", RecoverCommand.Summary, RecoverCommand.RunAsync),
     ];
 
     public static async Task<int> RunAsync(string[] args)

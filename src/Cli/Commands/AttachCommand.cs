@@ -1,0 +1,251 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using UblkCsi.Engine;
+using UblkCsi.Engine.Backends;
+using UblkCsi.Stores;
+
+namespace UblkCsi.Cli;
+
+/// <summary>
+/// <c>ublk-csi attach</c>: serves a store as /dev/ublkbN in the foreground until SIGINT/SIGTERM,
+/// then removes the device. The device path is the first line of stdout, for scripts.
+/// </summary>
+internal static class AttachCommand
+{
+    public const string Summary = "serve a store as /dev/ublkbN until SIGINT/SIGTERM";
+
+    private const string Usage =
+        "usage: ublk-csi attach --store SPEC [--size SIZE] [--queues N] [--depth N] [--max-io SIZE]\n" +
+        "                       [--state-dir DIR] [--no-recovery] [--stats]\n" +
+        "  SPEC: " + StoreSpec.Forms + "\n" +
+        "  SIZE: bytes with an optional K, M, G or T suffix (powers of 1024); required for null and memory";
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        string? store = null;
+        long? size = null;
+        int? queues = null;
+        var depth = UblkDeviceOptions.DefaultDepth;
+        var maxIo = UblkDeviceOptions.DefaultMaxIoBytes;
+        var stateDir = UblkDeviceOptions.DefaultRecoveryStateDirectory;
+        var recovery = true;
+        var stats = false;
+        for (var i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--store": store = OptionValue(args, ref i); break;
+                case "--size": size = ParseSize("--size", OptionValue(args, ref i)); break;
+                case "--queues": queues = ParseInt("--queues", OptionValue(args, ref i), 1, 4096); break;
+                case "--depth": depth = ParseInt("--depth", OptionValue(args, ref i), 1, 4096); break;
+                case "--max-io": maxIo = (int)ParseSize("--max-io", OptionValue(args, ref i), max: 32L << 20); break;
+                case "--state-dir": stateDir = OptionValue(args, ref i); break;
+                case "--no-recovery": recovery = false; break;
+                case "--stats": stats = true; break;
+                case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
+                default: throw new CliException($"unknown option '{args[i]}'\n{Usage}", 2);
+            }
+        }
+
+        if (store == null)
+        {
+            throw new CliException($"--store is required\n{Usage}", 2);
+        }
+
+        var spec = ParseSpec(store);
+        if (size == null && spec.Type is "null" or "memory")
+        {
+            throw new CliException($"--size is required for a {spec.Type} store", 2);
+        }
+
+        var options = new UblkDeviceOptions
+        {
+            Queues = queues,
+            Depth = depth,
+            MaxIoBytes = maxIo,
+            EnableRecovery = recovery,
+            RecoveryStateDirectory = stateDir,
+            BackendDescription = spec.Description,
+        };
+        await using var backend = await OpenBackendAsync(spec, size);
+        return await ServeAsync(options, backend, stats, (control, served) => UblkDevice.CreateAsync(control, served, options));
+    }
+
+    /// <summary>
+    /// Creates or adopts a device with <paramref name="start"/>, prints its path, serves until a
+    /// signal or an outside stop, then removes it (shared by attach and recover).
+    /// </summary>
+    internal static async Task<int> ServeAsync(UblkDeviceOptions options, IBlockBackend backend, bool stats, Func<UblkControl, IBlockBackend, Task<UblkDevice>> start)
+    {
+        var counting = stats ? new CountingBackend(backend) : null;
+        IBlockBackend served = counting ?? backend;
+        var stopRequested = new TaskCompletionSource<PosixSignal>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
+        using var control = OpenControl();
+        UblkDevice device;
+        try
+        {
+            device = await start(control, served);
+        }
+        catch (UblkException e)
+        {
+            throw new CliException(e.Message);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliException(e.Message, 2);
+        }
+        catch (IOException e) when (e is not UblkException && options.RecoveryStateDirectory != null)
+        {
+            throw new CliException($"cannot write the recovery record in {options.RecoveryStateDirectory}: {e.Message} (use --state-dir or --no-recovery)");
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new CliException($"cannot write the recovery record in {options.RecoveryStateDirectory}: {e.Message} (use --state-dir or --no-recovery)");
+        }
+
+        Console.Out.WriteLine(device.BlockDevicePath);
+        Console.Out.Flush();
+        Console.Error.WriteLine(
+            $"ublk-csi: serving {device.BlockDevicePath} ({device.Parameters.SizeBytes} bytes, {device.Info.Queues} queue(s) x {device.Info.Depth}, " +
+            $"flags {device.Info.Flags}, recovery {(device.RecoveryEnabled ? "on" : "off")}); SIGINT/SIGTERM removes it");
+
+        var finished = await Task.WhenAny(stopRequested.Task, device.Completion);
+        var exitCode = 0;
+        if (finished == device.Completion)
+        {
+            if (device.Completion.IsFaulted)
+            {
+                Console.Error.WriteLine($"ublk-csi: {device.Completion.Exception!.InnerException!.Message}");
+                exitCode = 1;
+            }
+            else
+            {
+                Console.Error.WriteLine($"ublk-csi: {device.BlockDevicePath} was stopped from outside");
+            }
+        }
+
+        try
+        {
+            await device.StopAsync();
+        }
+        catch (UblkException e)
+        {
+            Console.Error.WriteLine($"ublk-csi: removing ublk device {device.Id}: {e.Message}");
+            exitCode = 1;
+        }
+
+        if (counting != null)
+        {
+            PrintStatistics(device, counting);
+        }
+
+        return exitCode;
+
+        void OnSignal(PosixSignalContext context)
+        {
+            // Handled here: the device is removed in order, then the process exits.
+            context.Cancel = true;
+            stopRequested.TrySetResult(context.Signal);
+        }
+    }
+
+    internal static UblkControl OpenControl()
+    {
+        try
+        {
+            return UblkControl.Open();
+        }
+        catch (Exception e) when (e is UblkException or IOException)
+        {
+            throw new CliException(e.Message);
+        }
+    }
+
+    internal static StoreSpec ParseSpec(string text)
+    {
+        try
+        {
+            return StoreSpec.Parse(text);
+        }
+        catch (StoreException e)
+        {
+            throw new CliException($"--store: {e.Message}", 2);
+        }
+    }
+
+    internal static async Task<IBlockBackend> OpenBackendAsync(StoreSpec spec, long? sizeBytes)
+    {
+        try
+        {
+            return await spec.OpenAsync(new StoreSpecOpenOptions(SizeBytes: sizeBytes));
+        }
+        catch (StoreException e)
+        {
+            throw new CliException($"cannot open store {spec.Description}: {e.Message}");
+        }
+        catch (IOException e)
+        {
+            throw new CliException($"cannot open store {spec.Description}: {e.Message}");
+        }
+    }
+
+    internal static string OptionValue(string[] args, ref int i)
+    {
+        if (i + 1 >= args.Length)
+        {
+            throw new CliException($"{args[i]} needs a value", 2);
+        }
+
+        return args[++i];
+    }
+
+    internal static int ParseInt(string option, string text, int min, int max)
+    {
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
+        {
+            throw new CliException($"{option} '{text}' is invalid: use a whole number from {min} to {max}", 2);
+        }
+
+        return value;
+    }
+
+    /// <summary>Parses "4096", "64K", "512M", "1G", "2T" (powers of 1024) into bytes, a multiple of 512.</summary>
+    internal static long ParseSize(string option, string text, long max = long.MaxValue)
+    {
+        var trimmed = text.Trim();
+        var shift = trimmed.Length == 0 ? 0 : char.ToUpperInvariant(trimmed[^1]) switch
+        {
+            'K' => 10,
+            'M' => 20,
+            'G' => 30,
+            'T' => 40,
+            _ => 0,
+        };
+        var digits = shift == 0 ? trimmed : trimmed[..^1];
+        if (!long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var number)
+            || number <= 0
+            || number > (max >> shift)
+            || ((number << shift) % 512) != 0)
+        {
+            var limit = max == long.MaxValue ? string.Empty : $" up to {max} bytes";
+            throw new CliException($"{option} '{text}' is invalid: use a positive multiple of 512 bytes{limit}, with an optional K, M, G or T suffix (e.g. 64M, 1G)", 2);
+        }
+
+        return number << shift;
+    }
+
+    private static void PrintStatistics(UblkDevice device, CountingBackend counting)
+    {
+        Console.Error.WriteLine($"stats: backend {counting.Counts}");
+        foreach (var queue in device.GetStatistics())
+        {
+            var perRequest = queue.Requests == 0 ? 0 : (double)queue.AllocatedBytes / queue.Requests;
+            Console.Error.WriteLine(
+                $"stats: queue {queue.QueueId} requests={queue.Requests} backend_errors={queue.BackendErrors} " +
+                $"thread_allocated_bytes={queue.AllocatedBytes} allocated_bytes_per_request={perRequest.ToString("0.###", CultureInfo.InvariantCulture)}");
+        }
+    }
+}
