@@ -63,9 +63,29 @@ internal static partial class LinuxFile
     /// <summary>fsync of a directory, so a rename or create inside it is durable.</summary>
     public static void SyncDirectory(string path)
     {
-        using var dir = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
-        while (Errno(fsync(dir)) == EINTR)
+        // .NET refuses to open directories, so this one goes through open(2) directly.
+        const int ORdOnly = 0, ODirectory = 0x10000, OCloexec = 0x80000;
+        var fd = open(path, ORdOnly | ODirectory | OCloexec);
+        if (fd < 0)
         {
+            throw Error(Marshal.GetLastPInvokeError(), $"open({path})");
+        }
+
+        try
+        {
+            int errno;
+            while ((errno = Errno(fsync_fd(fd))) == EINTR)
+            {
+            }
+
+            if (errno != 0)
+            {
+                throw Error(errno, $"fsync({path})");
+            }
+        }
+        finally
+        {
+            _ = close(fd);
         }
     }
 
@@ -244,8 +264,14 @@ internal static partial class LinuxFile
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fdatasync(SafeFileHandle fd);
 
+    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int fsync_fd(int fd);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
     [LibraryImport("libc", SetLastError = true)]
-    private static partial int fsync(SafeFileHandle fd);
+    private static partial int close(int fd);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int ftruncate(SafeFileHandle fd, long length);
