@@ -1,0 +1,35 @@
+using UblkCsi.GrpcHosting.Logging;
+
+namespace UblkCsi.GrpcHosting;
+
+/// <summary>Settings of a <see cref="GrpcServer"/>.</summary>
+public sealed class GrpcServerOptions
+{
+    /// <summary>Where to listen.</summary>
+    public required GrpcEndpoint Endpoint { get; init; }
+
+    /// <summary>Largest request message accepted, in bytes (after decompression); larger ones get RESOURCE_EXHAUSTED. Default 4 MiB.</summary>
+    public int MaxReceiveMessageBytes { get; init; } = Wire.GrpcProtocol.DefaultMaxReceiveMessageBytes;
+
+    /// <summary>Which request fields the call log must redact.</summary>
+    public SensitiveFieldPolicy SensitiveFields { get; init; } = SensitiveFieldPolicy.None;
+
+    /// <summary>How long a graceful stop waits for in-flight calls. Default 30 s.</summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    internal void Validate()
+    {
+        ArgumentNullException.ThrowIfNull(Endpoint);
+        if (MaxReceiveMessageBytes < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxReceiveMessageBytes), MaxReceiveMessageBytes, "must be at least 1 byte");
+        }
+
+        if (ShutdownTimeout < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ShutdownTimeout), ShutdownTimeout, "must not be negative");
+        }
+
+        ArgumentNullException.ThrowIfNull(SensitiveFields);
+    }
+}

@@ -1,0 +1,43 @@
+using Google.Protobuf;
+using Ublkcsi.Testing.V1;
+
+namespace UblkCsi.GrpcHosting.Tests;
+
+/// <summary>The test implementation of ublkcsi.testing.v1.Echo; Watch (streaming) stays unimplemented.</summary>
+public sealed class EchoService
+{
+    public int SlowCallsFinished;
+
+    public static Google.Protobuf.Reflection.ServiceDescriptor Descriptor =>
+        TestingReflection.Descriptor.Services.Single(s => s.Name == "Echo");
+
+    public Task<EchoResponse> Echo(EchoRequest request, ServerCallContext context) =>
+        Task.FromResult(new EchoResponse { Text = request.Text, Payload = request.Payload });
+
+    public ValueTask<EchoResponse> Fail(EchoRequest request, ServerCallContext context) => request.FailWith switch
+    {
+        "rpc" => throw new RpcException(StatusCode.NotFound, request.Text),
+        _ => throw new InvalidOperationException("handler blew up: " + request.Text),
+    };
+
+    public async Task<EchoResponse> Slow(EchoRequest request, ServerCallContext context)
+    {
+        await Task.Delay(request.DelayMs, request.IgnoreCancellation ? CancellationToken.None : context.CancellationToken);
+        Interlocked.Increment(ref SlowCallsFinished);
+        return new EchoResponse { Text = request.Text };
+    }
+
+    public static GrpcServer Serve(GrpcServer server, EchoService service) =>
+        server.AddService(Descriptor, service, "Watch");
+
+    public static ByteString Bytes(int length, byte seed = 7)
+    {
+        var data = new byte[length];
+        for (var i = 0; i < data.Length; i++)
+        {
+            data[i] = (byte)(seed + (i * 31));
+        }
+
+        return ByteString.CopyFrom(data);
+    }
+}
