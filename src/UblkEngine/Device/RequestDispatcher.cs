@@ -88,7 +88,8 @@ internal sealed unsafe class RequestDispatcher : IDisposable
             return;
         }
 
-        if (offset < 0 || offset + length > _deviceBytes)
+        // A FLUSH carries no range (its start sector may be garbage); everything else must lie inside the device.
+        if (desc.Op != UblkIoOp.Flush && (offset < 0 || length > _deviceBytes - offset))
         {
             _sink.Commit(tag, -Errno.EIO, RegisteredBufferAddress(tag));
             return;

@@ -1,0 +1,51 @@
+# Shared helpers for the in-VM scenario scripts (sourced, not run).
+# UBLK_CSI: the ublk-csi binary (ReadyToRun publish), default ublk-csi on PATH.
+# SCENARIO_DIR: scratch directory (tmpfs in the VM), default a fresh mktemp dir.
+set -euo pipefail
+
+UBLK_CSI=${UBLK_CSI:-ublk-csi}
+SCENARIO_DIR=${SCENARIO_DIR:-$(mktemp -d /tmp/ublk-scenario.XXXXXX)}
+STATE_DIR=$SCENARIO_DIR/state
+mkdir -p "$STATE_DIR"
+SERVER_PIDS=()
+
+log() { echo "[$(date +%H:%M:%S)] $*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# start_server NAME ARGS...: runs ublk-csi ARGS in the background, stdout/stderr to $SCENARIO_DIR/NAME.{out,err};
+# sets SERVER_PID and DEVICE (the path printed as the first line), waiting up to 120 s.
+start_server() {
+  local name=$1; shift
+  : > "$SCENARIO_DIR/$name.out"
+  "$UBLK_CSI" "$@" > "$SCENARIO_DIR/$name.out" 2> "$SCENARIO_DIR/$name.err" &
+  SERVER_PID=$!
+  SERVER_PIDS+=("$SERVER_PID")
+  local waited=0
+  while [[ ! -s $SCENARIO_DIR/$name.out ]]; do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      cat "$SCENARIO_DIR/$name.err" >&2
+      fail "ublk-csi $1 exited before printing a device path"
+    fi
+    sleep 0.2; waited=$((waited + 1))
+    [[ $waited -lt 600 ]] || fail "ublk-csi $1 printed no device path within 120 s"
+  done
+  DEVICE=$(head -n1 "$SCENARIO_DIR/$name.out")
+  [[ $DEVICE == /dev/ublkb* ]] || fail "first line of ublk-csi $1 is '$DEVICE', not a device path"
+  for _ in $(seq 50); do [[ -b $DEVICE ]] && break; sleep 0.1; done
+  [[ -b $DEVICE ]] || fail "$DEVICE is not a block device"
+  DEVICE_ID=${DEVICE#/dev/ublkb}
+}
+
+# stop_server PID NAME: SIGTERM, wait, require exit 0, print its stderr.
+stop_server() {
+  local pid=$1 name=$2 rc=0
+  kill -TERM "$pid"
+  wait "$pid" || rc=$?
+  sed 's/^/  server: /' "$SCENARIO_DIR/$name.err"
+  [[ $rc -eq 0 ]] || fail "ublk-csi ($name) exited with $rc after SIGTERM"
+}
+
+cleanup_servers() {
+  for pid in "${SERVER_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+}
+trap cleanup_servers EXIT

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# attach a memory store, mkfs.ext4, mount, write and read back, fsck, remove on SIGTERM.
+source "$(dirname "$0")/_lib.sh"
+
+start_server attach attach --store memory --size 256M --queues 2 --state-dir "$STATE_DIR" --stats
+log "serving $DEVICE"
+[[ -f $STATE_DIR/ublk$DEVICE_ID.json ]] || fail "no recovery record for device $DEVICE_ID"
+"$UBLK_CSI" list --state-dir "$STATE_DIR" | tee "$SCENARIO_DIR/list.txt"
+grep -Eq "^$DEVICE_ID +live +$DEVICE +2 +128 +256M +memory" "$SCENARIO_DIR/list.txt" || fail "list does not show the device as live"
+
+mkfs.ext4 -q -F "$DEVICE"
+mnt=$SCENARIO_DIR/mnt; mkdir -p "$mnt"
+mount "$DEVICE" "$mnt"
+dd if=/dev/urandom of="$SCENARIO_DIR/payload" bs=1M count=32 status=none
+cp "$SCENARIO_DIR/payload" "$mnt/payload"
+sync
+umount "$mnt"
+# Remount so the read comes from the device, not the page cache.
+echo 3 > /proc/sys/vm/drop_caches
+mount "$DEVICE" "$mnt"
+cmp "$SCENARIO_DIR/payload" "$mnt/payload" || fail "data read back differs"
+rm "$mnt/payload"
+fstrim -v "$mnt" || true
+umount "$mnt"
+fsck.ext4 -fn "$DEVICE" > "$SCENARIO_DIR/fsck.txt" 2>&1 || { cat "$SCENARIO_DIR/fsck.txt"; fail "fsck found errors"; }
+log "fsck clean"
+
+stop_server "$SERVER_PID" attach
+grep -Eq "flushes=[1-9]" "$SCENARIO_DIR/attach.err" || fail "the backend saw no FLUSH"
+grep -Eq "discards=[1-9]" "$SCENARIO_DIR/attach.err" || fail "the backend saw no DISCARD (fstrim)"
+[[ ! -e $DEVICE ]] || fail "$DEVICE still exists after SIGTERM"
+[[ ! -e $STATE_DIR/ublk$DEVICE_ID.json ]] || fail "recovery record left behind"
+log "PASS attach-memory-ext4"
