@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# kill -9 the server of a file-store device while fio writes, adopt the device with `ublk-csi
+# recover`, and require fio (crc32c verification of everything written) to finish without errors.
+source "$(dirname "$0")/_lib.sh"
+
+image=$SCENARIO_DIR/volume.img
+start_server first attach --store "file:$image" --size 256M --queues 2 --state-dir "$STATE_DIR"
+first_pid=$SERVER_PID
+log "serving $DEVICE from $image (pid $first_pid)"
+
+fio --name=crash --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 \
+    --numjobs=2 --offset_increment=128M --size=48M --verify=crc32c --verify_fatal=1 --do_verify=1 \
+    --group_reporting > "$SCENARIO_DIR/fio.txt" 2>&1 &
+fio_pid=$!
+sleep 4
+kill -0 "$fio_pid" 2>/dev/null || { cat "$SCENARIO_DIR/fio.txt"; fail "fio finished before the crash; make it longer"; }
+kill -KILL "$first_pid"
+wait "$first_pid" 2>/dev/null || true
+log "killed the server with SIGKILL while fio was writing"
+
+state=""
+for _ in $(seq 100); do
+  state=$("$UBLK_CSI" list --state-dir "$STATE_DIR" | awk -v id="$DEVICE_ID" '$1 == id { print $2 }')
+  [[ $state == quiesced ]] && break
+  sleep 0.1
+done
+[[ $state == quiesced ]] || fail "device $DEVICE_ID is '$state' after the crash, expected quiesced"
+[[ -b $DEVICE ]] || fail "$DEVICE disappeared after the crash"
+
+start=$(date +%s%N)
+start_server second recover "$DEVICE_ID" --state-dir "$STATE_DIR"
+log "recovered $DEVICE in $(( ($(date +%s%N) - start) / 1000000 )) ms (process start included)"
+
+fio_rc=0
+wait "$fio_pid" || fio_rc=$?
+grep -E "^ *(READ|WRITE):|err=" "$SCENARIO_DIR/fio.txt"
+[[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/fio.txt"; fail "fio exited with $fio_rc across the crash"; }
+grep -Eq "err= *0" "$SCENARIO_DIR/fio.txt" || fail "fio reported I/O or verify errors"
+
+stop_server "$SERVER_PID" second
+[[ ! -e $DEVICE ]] || fail "$DEVICE still exists after SIGTERM"
+log "PASS kill9-recover-file"
