@@ -1,0 +1,191 @@
+using UblkCsi.Engine;
+using UblkCsi.Engine.Abi;
+using UblkCsi.Engine.Backends;
+
+namespace UblkCsi.UblkEngine.Tests.Device;
+
+public class RequestDispatcherTests
+{
+    private const int EIO = 5;
+
+    [Fact]
+    public async Task WriteTakesTheRequestDataFromTheUserCopyWindowAndReadDeliversItBack()
+    {
+        var backend = new MemoryBackend(1 << 20);
+        using var harness = new DispatcherHarness(backend);
+        var payload = new byte[8192];
+        Random.Shared.NextBytes(payload);
+
+        harness.OfferWriteData(tag: 3, payload);
+        harness.Dispatch(3, UblkIoOp.Write, offset: 65536, payload.Length);
+        Assert.Equal((3, payload.Length, 0UL), harness.Commits[0]);
+
+        harness.Dispatch(5, UblkIoOp.Read, offset: 65536, payload.Length);
+        Assert.Equal((5, payload.Length, 0UL), harness.Commits[1]);
+        Assert.Equal(payload, harness.DeliveredReadData(5, payload.Length));
+
+        var stored = new byte[payload.Length];
+        await backend.ReadAsync(65536, stored);
+        Assert.Equal(payload, stored);
+    }
+
+    [Fact]
+    public void FuaFlushDiscardAndWriteZeroesReachTheBackend()
+    {
+        var counting = new CountingBackend(new MemoryBackend(1 << 20));
+        using var harness = new DispatcherHarness(counting);
+        harness.OfferWriteData(0, new byte[4096]);
+        harness.Dispatch(0, UblkIoOp.Write, 0, 4096, UblkAbi.IoFlagFua);
+        // A flush's start sector is not a position; any value must be accepted.
+        harness.Dispatch(1, UblkIoOp.Flush, offset: long.MaxValue & ~511L, 0);
+        harness.Dispatch(2, UblkIoOp.Discard, 4096, 8192);
+        harness.Dispatch(3, UblkIoOp.WriteZeroes, 16384, 4096);
+
+        Assert.Equal(new BackendOperationCounts(0, 1, 1, 1, 1, 1, 0, 4096), counting.Counts);
+        Assert.Equal([4096, 0, 0, 0], harness.Commits.Select(c => c.Result));
+    }
+
+    [Fact]
+    public void BackendErrnoBecomesTheNegativeCommitResult()
+    {
+        using var harness = new DispatcherHarness(new FailingBackend(new BlockBackendException(BlockBackendException.ENOSPC, "full")));
+        harness.OfferWriteData(0, new byte[512]);
+        harness.Dispatch(0, UblkIoOp.Write, 0, 512);
+        harness.Dispatch(1, UblkIoOp.Read, 0, 512); // throws synchronously instead of returning a faulted task
+        Assert.Equal([-28, -28], harness.Commits.Select(c => c.Result));
+        Assert.Equal(2, harness.Dispatcher.BackendErrors);
+    }
+
+    [Fact]
+    public void OtherExceptionsAndOutOfRangeErrnosBecomeEio()
+    {
+        using var harness = new DispatcherHarness(new FailingBackend(new InvalidOperationException("bug")));
+        harness.Dispatch(0, UblkIoOp.Flush, 0, 0);
+        using var harness2 = new DispatcherHarness(new FailingBackend(new BlockBackendException(70000, "nonsense errno")));
+        harness2.Dispatch(0, UblkIoOp.Flush, 0, 0);
+        Assert.Equal(-EIO, harness.Commits[0].Result);
+        Assert.Equal(-EIO, harness2.Commits[0].Result);
+    }
+
+    [Fact]
+    public void RequestsOutsideTheDeviceAndUnknownOperationsAreRefused()
+    {
+        var counting = new CountingBackend(new NullBackend(1 << 20));
+        using var harness = new DispatcherHarness(counting);
+        harness.Dispatch(0, UblkIoOp.Read, (1 << 20) - 512, 1024);
+        harness.Dispatch(1, UblkIoOp.Write, 0, 512 * 1024 * 2); // larger than the negotiated maximum
+        harness.Dispatch(2, (UblkIoOp)10, 0, 512); // a zone operation
+        Assert.Equal([-EIO, -EIO, -95], harness.Commits.Select(c => c.Result));
+        Assert.Equal(default, counting.Counts);
+    }
+
+    [Fact]
+    public void AsyncCompletionsFromOtherThreadsAreCommittedByTheQueueThread()
+    {
+        var backend = new ManualBackend(1 << 20);
+        using var harness = new DispatcherHarness(backend);
+        harness.Dispatch(0, UblkIoOp.Read, 0, 4096);
+        harness.Dispatch(1, UblkIoOp.Flush, 0, 0);
+        harness.Dispatch(2, UblkIoOp.Read, 4096, 4096);
+        Assert.Empty(harness.Commits);
+        Assert.Equal(3, harness.Dispatcher.InFlight);
+
+        backend.CompleteNext(fill: 0xAB);
+        backend.CompleteNext();
+        backend.CompleteNext(error: new BlockBackendException(BlockBackendException.EROFS, "read-only"));
+        harness.DrainUntil(3);
+
+        Assert.Equal(0, harness.Dispatcher.InFlight);
+        var byTag = harness.Commits.ToDictionary(c => c.Tag, c => c.Result);
+        Assert.Equal(4096, byTag[0]);
+        Assert.Equal(0, byTag[1]);
+        Assert.Equal(-30, byTag[2]);
+        Assert.All(harness.DeliveredReadData(0, 4096), b => Assert.Equal(0xAB, b));
+        Assert.Equal(0, harness.Pool.OutstandingBytes);
+    }
+
+    [Fact]
+    public void AbandoningFailsHungRequestsAndLaterOnesWithEio()
+    {
+        var backend = new ManualBackend(1 << 20);
+        using var harness = new DispatcherHarness(backend);
+        harness.Dispatch(0, UblkIoOp.Read, 0, 4096);
+        harness.Dispatch(1, UblkIoOp.Flush, 0, 0);
+
+        harness.Dispatcher.AbandonInFlight();
+        Assert.Equal(0, harness.Dispatcher.InFlight);
+        Assert.Equal([-EIO, -EIO], harness.Commits.Select(c => c.Result).Order());
+        Assert.True(backend.LastToken.IsCancellationRequested, "backends are told to give up");
+
+        harness.Dispatch(2, UblkIoOp.Read, 0, 512);
+        Assert.Equal(-EIO, harness.Commits[^1].Result);
+
+        // The late completions are swallowed: no second commit for those tags, buffers go back.
+        backend.CompleteNext(fill: 1);
+        backend.CompleteNext();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (harness.Pool.OutstandingBytes != 0 && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(5); // the continuations run on the thread pool
+        }
+
+        Assert.Equal(0, harness.Pool.OutstandingBytes);
+        Assert.Equal(0, harness.Dispatcher.DrainCompletions());
+        Assert.Equal(3, harness.Commits.Count);
+    }
+
+    [Fact]
+    public void WithoutUserCopyEachTagHasItsOwnRegisteredBuffer()
+    {
+        var backend = new MemoryBackend(1 << 20);
+        using var harness = new DispatcherHarness(backend, depth: 4, maxIoBytes: 64 * 1024, userCopy: false);
+        var addresses = Enumerable.Range(0, 4).Select(harness.Dispatcher.RegisteredBufferAddress).ToArray();
+        Assert.All(addresses, a => Assert.True(a != 0 && a % 4096 == 0));
+        Assert.Equal(4, addresses.Distinct().Count());
+
+        harness.Dispatch(2, UblkIoOp.Read, 0, 4096);
+        Assert.Equal((2, 4096, addresses[2]), harness.Commits[0]);
+        Assert.Equal(0, harness.Pool.OutstandingBytes);
+    }
+
+    [Fact]
+    public void TheHotPathDoesNotAllocate()
+    {
+        using var harness = new DispatcherHarness(new NullBackend(64L << 20), depth: 32);
+        var payload = new byte[65536];
+        for (var tag = 0; tag < 32; tag++)
+        {
+            harness.OfferWriteData(tag, payload);
+        }
+
+        void Round(int i)
+        {
+            var tag = i & 31;
+            var offset = (long)(i % 1000) * 65536;
+            switch (i % 4)
+            {
+                case 0: harness.Dispatch(tag, UblkIoOp.Read, offset, 4096 << (i % 5)); break;
+                case 1: harness.Dispatch(tag, UblkIoOp.Write, offset, 65536, (i & 8) != 0 ? UblkAbi.IoFlagFua : 0); break;
+                case 2: harness.Dispatch(tag, UblkIoOp.Flush, 0, 0); break;
+                default: harness.Dispatch(tag, UblkIoOp.Discard, offset, 65536); break;
+            }
+        }
+
+        for (var i = 0; i < 1000; i++)
+        {
+            Round(i); // warm-up: first rentals of each buffer size class
+        }
+
+        harness.Commits.Clear();
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 20_000; i++)
+        {
+            Round(i);
+        }
+
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(20_000, harness.Commits.Count);
+        Assert.DoesNotContain(harness.Commits, c => c.Result < 0);
+        Assert.Equal(0, allocated);
+    }
+}

@@ -1,0 +1,94 @@
+using UblkCsi.Engine;
+
+namespace UblkCsi.UblkEngine.Tests.Device;
+
+/// <summary>A backend whose every operation completes only when the test says so, on the test's thread.</summary>
+internal sealed class ManualBackend(long size) : IBlockBackend
+{
+    private readonly Queue<(TaskCompletionSource Done, string Op, long Offset, Memory<byte> Buffer)> _pending = new();
+
+    public BlockBackendInfo Info { get; } = new(size, 512, 4096,
+        BlockBackendFeatures.VolatileCache | BlockBackendFeatures.Fua | BlockBackendFeatures.Discard | BlockBackendFeatures.WriteZeroes);
+
+    public int PendingCount
+    {
+        get
+        {
+            lock (_pending)
+            {
+                return _pending.Count;
+            }
+        }
+    }
+
+    public CancellationToken LastToken { get; private set; }
+
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default) => Enqueue("read", offset, buffer, cancellationToken);
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, BlockWriteFlags flags = BlockWriteFlags.None, CancellationToken cancellationToken = default) =>
+        Enqueue("write", offset, default, cancellationToken);
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default) => Enqueue("flush", 0, default, cancellationToken);
+
+    public ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default) => Enqueue("discard", offset, default, cancellationToken);
+
+    public ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default) => Enqueue("zeroes", offset, default, cancellationToken);
+
+    /// <summary>Completes the oldest pending operation (filling a read buffer with <paramref name="fill"/>) from another thread.</summary>
+    public void CompleteNext(byte fill = 0, Exception? error = null)
+    {
+        (TaskCompletionSource Done, string Op, long Offset, Memory<byte> Buffer) next;
+        lock (_pending)
+        {
+            next = _pending.Dequeue();
+        }
+
+        var thread = new Thread(() =>
+        {
+            next.Buffer.Span.Fill(fill);
+            if (error == null)
+            {
+                next.Done.SetResult();
+            }
+            else
+            {
+                next.Done.SetException(error);
+            }
+        });
+        thread.Start();
+        thread.Join();
+    }
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+
+    private ValueTask Enqueue(string op, long offset, Memory<byte> buffer, CancellationToken token)
+    {
+        LastToken = token;
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_pending)
+        {
+            _pending.Enqueue((done, op, offset, buffer));
+        }
+
+        return new ValueTask(done.Task);
+    }
+}
+
+/// <summary>A backend that fails every operation synchronously with the given exception.</summary>
+internal sealed class FailingBackend(Exception error) : IBlockBackend
+{
+    public BlockBackendInfo Info { get; } = new(1 << 20, 512, 4096, BlockBackendFeatures.VolatileCache);
+
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default) => throw error;
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, BlockWriteFlags flags = BlockWriteFlags.None, CancellationToken cancellationToken = default) =>
+        ValueTask.FromException(error);
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default) => ValueTask.FromException(error);
+
+    public ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default) => ValueTask.FromException(error);
+
+    public ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default) => ValueTask.FromException(error);
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}
