@@ -26,6 +26,9 @@ public sealed unsafe class IoBuffer : MemoryManager<byte>
     /// <summary>Size class index in the pool that made it, or -1 for a buffer owned outright.</summary>
     internal int SizeClass { get; init; } = -1;
 
+    /// <summary>The pool that made it, or null for a buffer owned outright.</summary>
+    internal IoBufferPool? Owner { get; init; }
+
     public override Span<byte> GetSpan() => new(_pointer, Capacity);
 
     public override MemoryHandle Pin(int elementIndex = 0)

@@ -54,7 +54,7 @@ public sealed class IoBufferPool
         }
         else
         {
-            buffer = new IoBuffer(sizeClass.BufferSize) { SizeClass = index };
+            buffer = new IoBuffer(sizeClass.BufferSize) { SizeClass = index, Owner = this };
         }
 
         Interlocked.Add(ref _outstandingBytes, sizeClass.BufferSize);
@@ -64,9 +64,9 @@ public sealed class IoBufferPool
     /// <summary>Gives a rented buffer back; it is kept for reuse or freed when the pool is full.</summary>
     public void Return(IoBuffer buffer)
     {
-        if (buffer.SizeClass < 0 || buffer.SizeClass >= _classes.Length || buffer.Capacity != _classes[buffer.SizeClass].BufferSize)
+        if (buffer.Owner != this)
         {
-            throw new ArgumentException("the buffer was not rented from an IoBufferPool", nameof(buffer));
+            throw new ArgumentException("the buffer was not rented from this pool", nameof(buffer));
         }
 
         var sizeClass = _classes[buffer.SizeClass];
