@@ -10,7 +10,11 @@ public sealed class RpcException : Exception
     /// <param name="statusCode">The status code sent or received; must not be <see cref="StatusCode.OK"/>.</param>
     /// <param name="detail">The status message (grpc-message); shown to callers, so keep secrets out of it.</param>
     /// <param name="innerException">The local cause, never sent on the wire.</param>
-    public RpcException(StatusCode statusCode, string detail, Exception? innerException = null)
+    /// <param name="statusDetails">
+    /// Optional serialized <c>google.rpc.Status</c> (or a wire-compatible message) sent in the
+    /// <c>grpc-status-details-bin</c> trailer, so clients can rebuild structured errors.
+    /// </param>
+    public RpcException(StatusCode statusCode, string detail, Exception? innerException = null, byte[]? statusDetails = null)
         : base($"{statusCode}: {detail}", innerException)
     {
         if (statusCode == StatusCode.OK)
@@ -20,6 +24,7 @@ public sealed class RpcException : Exception
 
         StatusCode = statusCode;
         Detail = detail;
+        StatusDetails = statusDetails;
     }
 
     /// <summary>The gRPC status code.</summary>
@@ -27,4 +32,7 @@ public sealed class RpcException : Exception
 
     /// <summary>The status message as sent in grpc-message.</summary>
     public string Detail { get; }
+
+    /// <summary>The binary status details (grpc-status-details-bin), or null when none were sent.</summary>
+    public byte[]? StatusDetails { get; }
 }

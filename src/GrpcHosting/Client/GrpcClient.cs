@@ -132,6 +132,13 @@ public sealed class GrpcClient : IDisposable
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,
         };
         message.Headers.TryAddWithoutValidation("te", "trailers");
+        if (_options.Metadata is { } metadata)
+        {
+            foreach (var (key, value) in metadata)
+            {
+                message.Headers.TryAddWithoutValidation(key, value);
+            }
+        }
         if (timeoutHeader is not null)
         {
             message.Headers.TryAddWithoutValidation(GrpcProtocol.TimeoutHeader, timeoutHeader);
@@ -173,11 +180,11 @@ public sealed class GrpcClient : IDisposable
         }
 
         // Trailers-only response: the status is in the headers and there is no body.
-        if (TryGetStatus(response.Headers, out var headerStatus, out var headerMessage))
+        if (TryGetStatus(response.Headers, out var headerStatus, out var headerMessage, out var headerDetails))
         {
             throw headerStatus == StatusCode.OK
                 ? new RpcException(StatusCode.Internal, "server sent OK without a response message")
-                : new RpcException(headerStatus, headerMessage);
+                : new RpcException(headerStatus, headerMessage, statusDetails: headerDetails);
         }
 
         if (!GrpcProtocol.IsGrpcContentType(response.Content.Headers.ContentType?.MediaType))
@@ -266,21 +273,27 @@ public sealed class GrpcClient : IDisposable
 
     private static RpcException? StatusFromTrailers(HttpResponseMessage response)
     {
-        if (!TryGetStatus(response.TrailingHeaders, out var status, out var detail))
+        if (!TryGetStatus(response.TrailingHeaders, out var status, out var detail, out var details))
         {
             return new RpcException(StatusCode.Internal, "response ended without a grpc-status");
         }
 
-        return status == StatusCode.OK ? null : new RpcException(status, detail);
+        return status == StatusCode.OK ? null : new RpcException(status, detail, statusDetails: details);
     }
 
-    private static bool TryGetStatus(HttpHeaders headers, out StatusCode status, out string detail)
+    private static bool TryGetStatus(HttpHeaders headers, out StatusCode status, out string detail, out byte[]? details)
     {
         status = StatusCode.Unknown;
         detail = string.Empty;
+        details = null;
         if (!headers.TryGetValues(GrpcProtocol.StatusHeader, out var statusValues))
         {
             return false;
+        }
+
+        if (headers.TryGetValues(GrpcProtocol.StatusDetailsHeader, out var detailValues))
+        {
+            details = DecodeBinaryHeader(detailValues.FirstOrDefault());
         }
 
         status = GrpcStatusValues.Parse(statusValues.FirstOrDefault());
@@ -290,6 +303,30 @@ public sealed class GrpcClient : IDisposable
         }
 
         return true;
+    }
+
+    /// <summary>Decodes a "-bin" header: base64 with or without padding; null when malformed.</summary>
+    private static byte[]? DecodeBinaryHeader(string? value)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            return null;
+        }
+
+        var padded = (value.Length % 4) switch
+        {
+            2 => value + "==",
+            3 => value + "=",
+            _ => value,
+        };
+        try
+        {
+            return Convert.FromBase64String(padded);
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The gRPC spec's mapping for HTTP errors that carry no gRPC status.</summary>

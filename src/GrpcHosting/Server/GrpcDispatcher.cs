@@ -60,9 +60,10 @@ internal sealed class GrpcDispatcher(
         }
 
         using var deadline = CallDeadline.Start(timeout, http.RequestAborted);
-        var call = new ServerCallContext(path, deadline.Deadline, deadline.Token);
+        var call = new ServerCallContext(path, deadline.Deadline, deadline.Token, request.Headers);
         StatusCode code;
         string? detail = null;
+        byte[]? statusDetails = null;
         Exception? failure = null;
         try
         {
@@ -76,7 +77,7 @@ internal sealed class GrpcDispatcher(
         }
         catch (RpcException e)
         {
-            (code, detail) = (e.StatusCode, e.Detail);
+            (code, detail, statusDetails) = (e.StatusCode, e.Detail, e.StatusDetails);
         }
         catch (OperationCanceledException) when (deadline.Expired)
         {
@@ -95,7 +96,7 @@ internal sealed class GrpcDispatcher(
 
         if (code != StatusCode.OK && !http.RequestAborted.IsCancellationRequested)
         {
-            WriteStatus(http.Response, code, detail!);
+            WriteStatus(http.Response, code, detail!, statusDetails);
         }
 
         callLogger.Completed(path, code, detail, Stopwatch.GetElapsedTime(started), call.Request, failure);
@@ -105,20 +106,32 @@ internal sealed class GrpcDispatcher(
     /// Sends a status. Before the response has started this is a trailers-only response (status
     /// in the one HEADERS frame); afterwards it goes into the trailers.
     /// </summary>
-    private static void WriteStatus(HttpResponse response, StatusCode code, string detail)
+    private static void WriteStatus(HttpResponse response, StatusCode code, string detail, byte[]? statusDetails = null)
     {
         var message = GrpcStatusMessage.Encode(detail);
+
+        // Binary metadata is base64 without padding (gRPC over HTTP/2 spec, "-bin" headers).
+        var details = statusDetails is null ? null : Convert.ToBase64String(statusDetails).TrimEnd('=');
         if (!response.HasStarted)
         {
             response.StatusCode = StatusCodes.Status200OK;
             response.ContentType = GrpcProtocol.ContentType;
             response.Headers[GrpcProtocol.StatusHeader] = GrpcStatusValues.Format(code);
             response.Headers[GrpcProtocol.MessageHeader] = message;
+            if (details is not null)
+            {
+                response.Headers[GrpcProtocol.StatusDetailsHeader] = details;
+            }
+
             return;
         }
 
         response.AppendTrailer(GrpcProtocol.StatusHeader, GrpcStatusValues.Format(code));
         response.AppendTrailer(GrpcProtocol.MessageHeader, message);
+        if (details is not null)
+        {
+            response.AppendTrailer(GrpcProtocol.StatusDetailsHeader, details);
+        }
     }
 
     private static bool TryReadEncoding(HttpRequest request, out bool gzip)
