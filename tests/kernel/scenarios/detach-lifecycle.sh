@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# detach: of a live device (its attach process notices and exits), of a device whose server was
+# killed (recovery on: QUIESCED), and of one killed without recovery (DEAD). Nothing is left behind.
+source "$(dirname "$0")/_lib.sh"
+
+device_gone() { ! "$UBLK_CSI" list --state-dir "$STATE_DIR" | awk 'NR > 1 { print $1 }' | grep -qx "$1"; }
+
+# 1. Live device, detached from outside.
+start_server live attach --store memory --size 64M --queues 1 --state-dir "$STATE_DIR"
+live_pid=$SERVER_PID
+"$UBLK_CSI" detach "$DEVICE_ID" --state-dir "$STATE_DIR"
+rc=0; wait "$live_pid" || rc=$?
+grep -q "stopped from outside" "$SCENARIO_DIR/live.err" || { cat "$SCENARIO_DIR/live.err"; fail "attach did not notice the outside stop"; }
+[[ $rc -eq 0 ]] || fail "attach exited with $rc after an outside detach"
+device_gone "$DEVICE_ID" || fail "device $DEVICE_ID still listed after detach"
+[[ ! -e $STATE_DIR/ublk$DEVICE_ID.json ]] || fail "recovery record left behind"
+log "live device detached; its server exited on its own"
+
+# 2. Server killed with recovery on: the device waits (QUIESCED) until detached.
+start_server quiesced attach --store memory --size 64M --queues 1 --state-dir "$STATE_DIR"
+kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+for _ in $(seq 100); do
+  "$UBLK_CSI" list --state-dir "$STATE_DIR" | grep -Eq "^$DEVICE_ID +quiesced" && break
+  sleep 0.1
+done
+"$UBLK_CSI" list --state-dir "$STATE_DIR" | grep -Eq "^$DEVICE_ID +quiesced" || fail "device $DEVICE_ID is not quiesced after SIGKILL"
+"$UBLK_CSI" detach "$DEVICE_ID" --state-dir "$STATE_DIR"
+device_gone "$DEVICE_ID" || fail "quiesced device $DEVICE_ID still listed after detach"
+log "quiesced device detached"
+
+# 3. Server killed without recovery: the disk goes, the id stays until detach.
+start_server dead attach --store memory --size 64M --queues 1 --no-recovery --state-dir "$STATE_DIR"
+kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
+for _ in $(seq 100); do
+  "$UBLK_CSI" list --state-dir "$STATE_DIR" | grep -Eq "^$DEVICE_ID +dead" && break
+  sleep 0.1
+done
+"$UBLK_CSI" list --state-dir "$STATE_DIR" | grep -Eq "^$DEVICE_ID +dead" || fail "device $DEVICE_ID is not dead after SIGKILL without recovery"
+out=$("$UBLK_CSI" recover "$DEVICE_ID" --state-dir "$STATE_DIR" 2>&1) && fail "recover of a device without a record succeeded"
+log "recover refused as expected: $out"
+"$UBLK_CSI" detach "$DEVICE_ID" --state-dir "$STATE_DIR"
+device_gone "$DEVICE_ID" || fail "dead device $DEVICE_ID still listed after detach"
+log "dead device detached"
+
+# Bad input: one clear line, non-zero exit.
+if out=$("$UBLK_CSI" attach --store memory --size 12Q 2>&1); then fail "attach accepted --size 12Q"; fi
+[[ $(echo "$out" | wc -l) -eq 1 && $out == *"--size '12Q' is invalid"* ]] || fail "unclear error for a bad size: $out"
+if out=$("$UBLK_CSI" detach 999999 2>&1); then fail "detach of a missing device succeeded"; fi
+[[ $out == *"no ublk device 999999"* ]] || fail "unclear error for a missing device: $out"
+log "PASS detach-lifecycle"
