@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs every kernel scenario (or those named) inside the VM, one after another, in one boot.
 # Usage (inside the guest): tests/kernel/guest.sh [NAME-PATTERN...]
+# Scenarios are scenarios/*.sh (files starting with _ are sourced helpers); each runs with
+# SCENARIO_DIR (fresh scratch dir) and UBLK_CSI set, exit 0 = pass. Lines starting with "figure: "
+# are copied into the summary.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 : "${UBLK_CSI:?UBLK_CSI must point at the published ublk-csi}"
@@ -8,17 +11,17 @@ scenario_timeout=${SCENARIO_TIMEOUT:-900}
 results=${UBLK_VM_OUT:-/tmp}/kernel-suite.txt
 : > "$results"
 passed=0 failed=0
-for script in "$here"/scenarios/*.sh; do
+for script in "$here"/scenarios/[!_]*.sh; do
   name=$(basename "$script" .sh)
   if [[ $# -gt 0 ]]; then
     match=0; for p in "$@"; do [[ $name == *$p* ]] && match=1; done
     [[ $match -eq 1 ]] || continue
   fi
-  export WORK=/tmp/scenario-$name STATE_DIR=/tmp/scenario-$name/state
-  rm -rf "$WORK"; mkdir -p "$STATE_DIR"
+  export SCENARIO_DIR=/tmp/scenario-$name
+  rm -rf "$SCENARIO_DIR"; mkdir -p "$SCENARIO_DIR"
   echo "=== $name"
   start=$(date +%s)
-  timeout --kill-after=10 "$scenario_timeout" bash "$script" 2>&1 | tee "$WORK.log" | sed 's/^/    /'
+  timeout --kill-after=10 "$scenario_timeout" bash "$script" 2>&1 | tee "$SCENARIO_DIR.log" | sed 's/^/    /'
   rc=${PIPESTATUS[0]}
   took=$(( $(date +%s) - start ))
   # A scenario must leave no device behind, pass or fail; clean up for the next one.
@@ -32,7 +35,7 @@ for script in "$here"/scenarios/*.sh; do
     failed=$((failed + 1)); status="FAIL (exit $rc)"
   fi
   echo "--- $name: $status in ${took}s"
-  { echo "$name: $status in ${took}s"; grep '^figure: ' "$WORK.log" | sed 's/^figure: /    /'; } >> "$results"
+  { echo "$name: $status in ${took}s"; grep '^figure: ' "$SCENARIO_DIR.log" | sed 's/^figure: /    /'; } >> "$results"
 done
 echo
 echo "=== kernel suite summary: $passed passed, $failed failed"
