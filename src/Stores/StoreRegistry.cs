@@ -1,5 +1,6 @@
 using UblkCsi.Stores.Files;
 using UblkCsi.Stores.InMemory;
+using UblkCsi.Stores.Rpc;
 
 namespace UblkCsi.Stores;
 
@@ -11,7 +12,7 @@ public static class StoreRegistry
         FileStoreProvider.Instance,
         MemoryStoreProvider.Instance,
         NullStoreProvider.Instance,
-        PendingRpcStoreProvider.Instance, // replaced by the rpc store's provider when it lands
+        RpcStoreProvider.Instance,
     ];
 
     /// <summary>Every registered type name, for help texts and errors.</summary>

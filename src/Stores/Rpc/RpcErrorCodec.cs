@@ -1,0 +1,186 @@
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using UblkCsi.BlockStore.V1;
+using UblkCsi.Engine;
+using UblkCsi.GrpcHosting;
+
+namespace UblkCsi.Stores.Rpc;
+
+/// <summary>
+/// Carries store failures across the wire with their meaning intact: the server turns a
+/// <see cref="StoreException"/> or <see cref="BlockBackendException"/> into a gRPC status plus a
+/// <see cref="StoreErrorInfo"/> in the status details, and the client rebuilds the same exception
+/// type (parameter name, object kind and id, errno) from them.
+/// </summary>
+internal static class RpcErrorCodec
+{
+    private const int ENOSPC = 28;
+
+    // ---------------------------------------------------------------- server side
+
+    /// <summary>The status for a control-path failure.</summary>
+    public static RpcException FromStoreException(StoreException e)
+    {
+        var info = new StoreErrorInfo();
+        switch (e)
+        {
+            case StoreParameterException p:
+                info.Parameter = p.ParameterName;
+                break;
+            case StoreNotFoundException n:
+                info.ObjectKind = ToProto(n.Kind);
+                info.ObjectId = n.Id;
+                break;
+            case StoreAlreadyExistsException a:
+                info.ObjectKind = ToProto(a.Kind);
+                info.ObjectId = a.Name;
+                break;
+        }
+
+        return Build(ToStatus(e.Code), e.Message, info);
+    }
+
+    /// <summary>The status for a data-path failure; the errno travels in the details.</summary>
+    public static RpcException FromBackendException(BlockBackendException e)
+    {
+        var code = e.Errno switch
+        {
+            BlockBackendException.EINVAL => StatusCode.InvalidArgument,
+            BlockBackendException.ENOSPC => StatusCode.ResourceExhausted,
+            BlockBackendException.EROFS => StatusCode.FailedPrecondition,
+            BlockBackendException.EOPNOTSUPP => StatusCode.Unimplemented,
+            _ => StatusCode.Internal,
+        };
+        return Build(code, e.Message, new StoreErrorInfo { Errno = e.Errno });
+    }
+
+    /// <summary>
+    /// The status for an I/O failure of the store itself on the control path: a full filesystem is
+    /// RESOURCE_EXHAUSTED; anything else stays unmapped (the server logs it and answers INTERNAL).
+    /// </summary>
+    public static RpcException? FromIOException(IOException e) =>
+        e.HResult == ENOSPC ? Build(StatusCode.ResourceExhausted, "the block-store server's storage is full", new StoreErrorInfo { Errno = ENOSPC }) : null;
+
+    /// <summary>An INVALID_ARGUMENT naming a request field.</summary>
+    public static RpcException InvalidArgument(string parameter, string message) =>
+        FromStoreException(new StoreParameterException(parameter, message));
+
+    private static RpcException Build(StatusCode code, string message, StoreErrorInfo info)
+    {
+        var status = new ErrorStatus { Code = (int)code, Message = message };
+        status.Details.Add(Any.Pack(info));
+        return new RpcException(code, message, statusDetails: status.ToByteArray());
+    }
+
+    private static StatusCode ToStatus(StoreErrorCode code) => code switch
+    {
+        StoreErrorCode.InvalidArgument => StatusCode.InvalidArgument,
+        StoreErrorCode.NotFound => StatusCode.NotFound,
+        StoreErrorCode.AlreadyExists => StatusCode.AlreadyExists,
+        StoreErrorCode.ResourceExhausted => StatusCode.ResourceExhausted,
+        StoreErrorCode.OutOfRange => StatusCode.OutOfRange,
+        StoreErrorCode.FailedPrecondition => StatusCode.FailedPrecondition,
+        StoreErrorCode.Unavailable => StatusCode.Unavailable,
+        _ => StatusCode.Unknown,
+    };
+
+    // ---------------------------------------------------------------- client side
+
+    /// <summary>
+    /// The store exception a control-path status stands for. Statuses without a store meaning
+    /// (INTERNAL, UNKNOWN, UNIMPLEMENTED, ...) become an <see cref="IOException"/>, as an unexpected
+    /// failure of a local store would.
+    /// </summary>
+    public static Exception ToStoreException(RpcException e, string server)
+    {
+        var info = ReadInfo(e);
+        var kind = info is null ? null : FromProto(info.ObjectKind);
+        switch (e.StatusCode)
+        {
+            case StatusCode.InvalidArgument when info is { Parameter.Length: > 0 }:
+                return new StoreParameterException(info.Parameter, StripPrefix(e.Detail, $"parameter '{info.Parameter}': "));
+            case StatusCode.InvalidArgument:
+                return new StoreException(StoreErrorCode.InvalidArgument, e.Detail, e);
+            case StatusCode.NotFound when kind is { } k && info!.ObjectId.Length > 0:
+                return new StoreNotFoundException(k, info.ObjectId);
+            case StatusCode.NotFound:
+                return new StoreException(StoreErrorCode.NotFound, e.Detail, e);
+            case StatusCode.AlreadyExists when kind is { } k && info!.ObjectId.Length > 0:
+                var prefix = $"{k.ToString().ToLowerInvariant()} '{info.ObjectId}' already exists with ";
+                return new StoreAlreadyExistsException(k, info.ObjectId, StripPrefix(e.Detail, prefix));
+            case StatusCode.AlreadyExists:
+                return new StoreException(StoreErrorCode.AlreadyExists, e.Detail, e);
+            case StatusCode.ResourceExhausted:
+                return new StoreCapacityException(e.Detail);
+            case StatusCode.OutOfRange:
+                return new StoreOutOfRangeException(e.Detail);
+            case StatusCode.FailedPrecondition:
+                return new StoreException(StoreErrorCode.FailedPrecondition, e.Detail, e);
+            case StatusCode.Unauthenticated or StatusCode.PermissionDenied:
+                return new StoreParameterException(RpcStoreProvider.TokenSecret, $"the block-store server {server} refused the call: {e.Detail}");
+            case StatusCode.Unavailable or StatusCode.DeadlineExceeded:
+                return new StoreException(StoreErrorCode.Unavailable, $"block-store server {server} is unavailable: {e.Detail}", e);
+            default:
+                return new IOException($"block-store server {server} failed: {e.StatusCode}: {e.Detail}", e);
+        }
+    }
+
+    /// <summary>
+    /// The data-path failure a status stands for: the server's errno when it sent one, else EINVAL
+    /// for argument errors and EIO for everything else (unreachable server, refused token, ...).
+    /// </summary>
+    public static BlockBackendException ToBackendException(RpcException e, string volumeId, string server)
+    {
+        var info = ReadInfo(e);
+        if (info is { Errno: > 0 })
+        {
+            return new BlockBackendException(info.Errno, e.Detail, e);
+        }
+
+        var errno = e.StatusCode switch
+        {
+            StatusCode.InvalidArgument or StatusCode.OutOfRange => BlockBackendException.EINVAL,
+            _ => BlockBackendException.EIO,
+        };
+        return new BlockBackendException(errno, $"volume '{volumeId}' on block-store server {server}: {e.StatusCode}: {e.Detail}", e);
+    }
+
+    private static StoreErrorInfo? ReadInfo(RpcException e)
+    {
+        if (e.StatusDetails is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            var status = ErrorStatus.Parser.ParseFrom(e.StatusDetails);
+            foreach (var detail in status.Details)
+            {
+                if (detail.TryUnpack<StoreErrorInfo>(out var info))
+                {
+                    return info;
+                }
+            }
+        }
+        catch (InvalidProtocolBufferException)
+        {
+            // Details from a different implementation: fall back to the status code alone.
+        }
+
+        return null;
+    }
+
+    private static string StripPrefix(string text, string prefix) =>
+        text.StartsWith(prefix, StringComparison.Ordinal) ? text[prefix.Length..] : text;
+
+    private static BlockStore.V1.ObjectKind ToProto(StoreObjectKind kind) =>
+        kind == StoreObjectKind.Snapshot ? BlockStore.V1.ObjectKind.Snapshot : BlockStore.V1.ObjectKind.Volume;
+
+    private static StoreObjectKind? FromProto(BlockStore.V1.ObjectKind kind) => kind switch
+    {
+        BlockStore.V1.ObjectKind.Volume => StoreObjectKind.Volume,
+        BlockStore.V1.ObjectKind.Snapshot => StoreObjectKind.Snapshot,
+        _ => null,
+    };
+}

@@ -1,0 +1,48 @@
+using UblkCsi.GrpcHosting;
+
+namespace UblkCsi.Stores.Rpc;
+
+/// <summary>
+/// How the rpc store retries calls that failed because the server could not be reached
+/// (UNAVAILABLE: connection refused or dropped, server shutting down). Only idempotent calls are
+/// retried, which is every call of the protocol: data-path mutations are idempotent by offset and
+/// control-path calls by name or id. Other statuses are answers and are never retried.
+/// </summary>
+/// <param name="MaxAttempts">Attempts in total, the first included (1 = no retry).</param>
+/// <param name="InitialBackoff">Wait before the first retry; doubles per retry.</param>
+/// <param name="MaxBackoff">Upper bound of one wait.</param>
+public sealed record RpcRetryPolicy(int MaxAttempts, TimeSpan InitialBackoff, TimeSpan MaxBackoff)
+{
+    /// <summary>
+    /// 10 attempts, 50 ms doubling to at most 2 s: about 9 s of waiting, enough for a server process
+    /// to restart, short enough that the kernel's request timeout (30 s by default) is not reached.
+    /// </summary>
+    public static RpcRetryPolicy Default { get; } = new(10, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(2));
+
+    /// <summary>The wait before retry number <paramref name="retry"/> (1-based), with ±20 % jitter so clients do not retry in lockstep.</summary>
+    public TimeSpan BackoffBefore(int retry)
+    {
+        var exponential = InitialBackoff.TotalMilliseconds * Math.Pow(2, Math.Min(retry - 1, 30));
+        var capped = Math.Min(exponential, MaxBackoff.TotalMilliseconds);
+        return TimeSpan.FromMilliseconds(capped * (0.8 + (0.4 * Random.Shared.NextDouble())));
+    }
+
+    /// <summary>Checks the values; errors name the store parameter they came from.</summary>
+    internal RpcRetryPolicy Validate()
+    {
+        if (MaxAttempts is < 1 or > 100)
+        {
+            throw new StoreParameterException(RpcStoreProvider.RetryAttemptsParameter, $"must be from 1 to 100, got {MaxAttempts}");
+        }
+
+        if (InitialBackoff < TimeSpan.Zero || MaxBackoff < InitialBackoff)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxBackoff), "backoffs must be non-negative with MaxBackoff >= InitialBackoff");
+        }
+
+        return this;
+    }
+
+    /// <summary>True for failures a retry can cure: the call did not reach a server able to answer.</summary>
+    internal static bool IsRetryable(RpcException e) => e.StatusCode == StatusCode.Unavailable;
+}

@@ -1,0 +1,215 @@
+using Google.Protobuf.Reflection;
+using UblkCsi.BlockStore.V1;
+using UblkCsi.Engine;
+using UblkCsi.GrpcHosting;
+
+namespace UblkCsi.Stores.Rpc;
+
+/// <summary>Settings of an rpc store.</summary>
+/// <param name="Endpoint">The block-store server.</param>
+/// <param name="Token">Shared token the server requires, or null. Never logged.</param>
+/// <param name="Retry">Retries of calls that could not reach the server.</param>
+/// <param name="ConnectTimeout">How long opening one connection may take.</param>
+public sealed record RpcStoreOptions(GrpcEndpoint Endpoint, string? Token = null, RpcRetryPolicy? Retry = null, TimeSpan? ConnectTimeout = null)
+{
+    /// <summary>Hides the token from record printing.</summary>
+    public override string ToString() => $"rpc endpoint={Endpoint}{(Token is null ? "" : " token=***")}";
+}
+
+/// <summary>
+/// The "rpc" store: the client of a block-store server (proto/blockstore/blockstore.proto). Control
+/// calls map one-to-one onto the server's store; an opened volume (<see cref="RpcVolume"/>) sends
+/// its reads and writes to the server in bounded messages. Errors arrive as the same store
+/// exceptions and errnos the server's store raised. Calls that could not reach the server are
+/// retried with backoff (<see cref="RpcRetryPolicy"/>); every call of the protocol is idempotent.
+/// </summary>
+public sealed class RpcStore : IVolumeStore
+{
+    private static readonly MethodDescriptor CreateVolumeMethod = BlockStoreProtocol.Method("CreateVolume");
+    private static readonly MethodDescriptor DeleteVolumeMethod = BlockStoreProtocol.Method("DeleteVolume");
+    private static readonly MethodDescriptor GetVolumeMethod = BlockStoreProtocol.Method("GetVolume");
+    private static readonly MethodDescriptor ListVolumesMethod = BlockStoreProtocol.Method("ListVolumes");
+    private static readonly MethodDescriptor ExpandVolumeMethod = BlockStoreProtocol.Method("ExpandVolume");
+    private static readonly MethodDescriptor CreateSnapshotMethod = BlockStoreProtocol.Method("CreateSnapshot");
+    private static readonly MethodDescriptor DeleteSnapshotMethod = BlockStoreProtocol.Method("DeleteSnapshot");
+    private static readonly MethodDescriptor GetSnapshotMethod = BlockStoreProtocol.Method("GetSnapshot");
+    private static readonly MethodDescriptor ListSnapshotsMethod = BlockStoreProtocol.Method("ListSnapshots");
+    private static readonly MethodDescriptor GetCapacityMethod = BlockStoreProtocol.Method("GetCapacity");
+    private static readonly MethodDescriptor GetServerInfoMethod = BlockStoreProtocol.Method("GetServerInfo");
+    private static readonly MethodDescriptor OpenVolumeMethod = BlockStoreProtocol.Method("OpenVolume");
+
+    private readonly BlockStoreConnection _connection;
+    private int _disposed;
+
+    /// <summary>Creates the client; no connection is opened until the first call.</summary>
+    public RpcStore(RpcStoreOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        Options = options;
+        var retry = (options.Retry ?? RpcRetryPolicy.Default).Validate();
+        _connection = new BlockStoreConnection(options.Endpoint, options.Token, retry, options.ConnectTimeout ?? TimeSpan.FromSeconds(5));
+    }
+
+    public RpcStoreOptions Options { get; }
+
+    public string Type => RpcStoreProvider.TypeName;
+
+    public string Description => $"rpc endpoint={Options.Endpoint}";
+
+    /// <summary>The server's version, limits and what it serves (also a reachability check).</summary>
+    public async Task<GetServerInfoResponse> GetServerInfoAsync(CancellationToken cancellationToken = default) =>
+        await CallAsync<GetServerInfoRequest, GetServerInfoResponse>(GetServerInfoMethod, new GetServerInfoRequest(), cancellationToken).ConfigureAwait(false);
+
+    public async Task<VolumeInfo> CreateVolumeAsync(CreateVolumeRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        VolumeIds.ValidateName(request.Name);
+        var message = new BlockStore.V1.CreateVolumeRequest { Name = request.Name, SizeBytes = request.SizeBytes };
+        if (request.Source is { } source)
+        {
+            VolumeIds.Validate(source.Id, source.Kind == VolumeSourceKind.Snapshot ? "sourceSnapshotId" : "sourceVolumeId");
+            message.Source = ProtoConvert.ToProto(source);
+        }
+
+        var response = await CallAsync<BlockStore.V1.CreateVolumeRequest, CreateVolumeResponse>(CreateVolumeMethod, message, cancellationToken).ConfigureAwait(false);
+        return ProtoConvert.FromProto(response.Volume ?? throw MissingField("CreateVolumeResponse.volume"));
+    }
+
+    public async Task<bool> DeleteVolumeAsync(string volumeId, CancellationToken cancellationToken = default)
+    {
+        VolumeIds.Validate(volumeId);
+        var response = await CallAsync<DeleteVolumeRequest, DeleteVolumeResponse>(
+            DeleteVolumeMethod, new DeleteVolumeRequest { VolumeId = volumeId }, cancellationToken).ConfigureAwait(false);
+        return response.Existed;
+    }
+
+    public async Task<VolumeInfo> GetVolumeAsync(string volumeId, CancellationToken cancellationToken = default)
+    {
+        VolumeIds.Validate(volumeId);
+        var response = await CallAsync<GetVolumeRequest, GetVolumeResponse>(
+            GetVolumeMethod, new GetVolumeRequest { VolumeId = volumeId }, cancellationToken).ConfigureAwait(false);
+        return ProtoConvert.FromProto(response.Volume ?? throw MissingField("GetVolumeResponse.volume"));
+    }
+
+    public async Task<IReadOnlyList<VolumeInfo>> ListVolumesAsync(CancellationToken cancellationToken = default)
+    {
+        var volumes = new List<VolumeInfo>();
+        var request = new ListVolumesRequest();
+        do
+        {
+            var page = await CallAsync<ListVolumesRequest, ListVolumesResponse>(ListVolumesMethod, request, cancellationToken).ConfigureAwait(false);
+            volumes.AddRange(page.Volumes.Select(ProtoConvert.FromProto));
+            request = new ListVolumesRequest { StartingToken = CheckProgress(page.NextToken, request.StartingToken) };
+        }
+        while (request.StartingToken.Length > 0);
+
+        return volumes;
+    }
+
+    public async Task<long> ExpandVolumeAsync(string volumeId, long newSizeBytes, CancellationToken cancellationToken = default)
+    {
+        VolumeIds.Validate(volumeId);
+        var response = await CallAsync<ExpandVolumeRequest, ExpandVolumeResponse>(
+            ExpandVolumeMethod, new ExpandVolumeRequest { VolumeId = volumeId, SizeBytes = newSizeBytes }, cancellationToken).ConfigureAwait(false);
+        return response.SizeBytes;
+    }
+
+    public async Task<SnapshotInfo> CreateSnapshotAsync(string sourceVolumeId, string name, CancellationToken cancellationToken = default)
+    {
+        VolumeIds.Validate(sourceVolumeId, "sourceVolumeId");
+        VolumeIds.ValidateName(name);
+        var response = await CallAsync<CreateSnapshotRequest, CreateSnapshotResponse>(
+            CreateSnapshotMethod, new CreateSnapshotRequest { SourceVolumeId = sourceVolumeId, Name = name }, cancellationToken).ConfigureAwait(false);
+        return ProtoConvert.FromProto(response.Snapshot ?? throw MissingField("CreateSnapshotResponse.snapshot"));
+    }
+
+    public async Task<bool> DeleteSnapshotAsync(string snapshotId, CancellationToken cancellationToken = default)
+    {
+        VolumeIds.Validate(snapshotId, "snapshotId");
+        var response = await CallAsync<DeleteSnapshotRequest, DeleteSnapshotResponse>(
+            DeleteSnapshotMethod, new DeleteSnapshotRequest { SnapshotId = snapshotId }, cancellationToken).ConfigureAwait(false);
+        return response.Existed;
+    }
+
+    public async Task<SnapshotInfo> GetSnapshotAsync(string snapshotId, CancellationToken cancellationToken = default)
+    {
+        VolumeIds.Validate(snapshotId, "snapshotId");
+        var response = await CallAsync<GetSnapshotRequest, GetSnapshotResponse>(
+            GetSnapshotMethod, new GetSnapshotRequest { SnapshotId = snapshotId }, cancellationToken).ConfigureAwait(false);
+        return ProtoConvert.FromProto(response.Snapshot ?? throw MissingField("GetSnapshotResponse.snapshot"));
+    }
+
+    public async Task<IReadOnlyList<SnapshotInfo>> ListSnapshotsAsync(string? sourceVolumeId = null, CancellationToken cancellationToken = default)
+    {
+        if (sourceVolumeId is not null)
+        {
+            VolumeIds.Validate(sourceVolumeId, "sourceVolumeId");
+        }
+
+        var snapshots = new List<SnapshotInfo>();
+        var request = new ListSnapshotsRequest { SourceVolumeId = sourceVolumeId ?? "" };
+        do
+        {
+            var page = await CallAsync<ListSnapshotsRequest, ListSnapshotsResponse>(ListSnapshotsMethod, request, cancellationToken).ConfigureAwait(false);
+            snapshots.AddRange(page.Snapshots.Select(ProtoConvert.FromProto));
+            request = new ListSnapshotsRequest { SourceVolumeId = request.SourceVolumeId, StartingToken = CheckProgress(page.NextToken, request.StartingToken) };
+        }
+        while (request.StartingToken.Length > 0);
+
+        return snapshots;
+    }
+
+    public async Task<StoreCapacity> GetCapacityAsync(CancellationToken cancellationToken = default)
+    {
+        var response = await CallAsync<GetCapacityRequest, GetCapacityResponse>(GetCapacityMethod, new GetCapacityRequest(), cancellationToken).ConfigureAwait(false);
+        return ProtoConvert.FromProto(response);
+    }
+
+    public async Task<IBlockBackend> OpenVolumeAsync(string volumeId, VolumeAccess access = VolumeAccess.ReadWrite, CancellationToken cancellationToken = default)
+    {
+        VolumeIds.Validate(volumeId);
+        var geometry = await CallAsync<OpenVolumeRequest, OpenVolumeResponse>(
+            OpenVolumeMethod, new OpenVolumeRequest { VolumeId = volumeId }, cancellationToken).ConfigureAwait(false);
+        return new RpcVolume(_connection.AddReference(), volumeId, geometry, access == VolumeAccess.ReadOnly);
+    }
+
+    /// <summary>Releases this store's hold on the connections; volumes still open keep them until disposed.</summary>
+    public ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _connection.Release();
+        }
+
+        return default;
+    }
+
+    private async Task<TResponse> CallAsync<TRequest, TResponse>(MethodDescriptor method, TRequest request, CancellationToken cancellationToken)
+        where TRequest : Google.Protobuf.IMessage<TRequest>
+        where TResponse : Google.Protobuf.IMessage<TResponse>, new()
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        try
+        {
+            return await _connection.CallAsync<TRequest, TResponse>(method, request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (RpcException e)
+        {
+            throw RpcErrorCodec.ToStoreException(e, _connection.Server);
+        }
+    }
+
+    /// <summary>A page token must move forward, or a faulty server would keep the client listing forever.</summary>
+    private string CheckProgress(string next, string previous)
+    {
+        if (next.Length > 0 && string.CompareOrdinal(next, previous) <= 0)
+        {
+            throw new IOException($"block-store server {_connection.Server} returned a list page token that does not advance ('{previous}' -> '{next}')");
+        }
+
+        return next;
+    }
+
+    private IOException MissingField(string field) =>
+        new($"block-store server {_connection.Server} sent a response without {field}");
+}
