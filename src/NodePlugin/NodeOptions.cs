@@ -1,0 +1,66 @@
+using System.Text;
+using UblkCsi.GrpcHosting.Hosting;
+using UblkCsi.Protocol;
+
+namespace UblkCsi.NodePlugin;
+
+/// <summary>The node plugin's own options (the shared ones are in <see cref="CommonHostOptions"/>).</summary>
+/// <param name="DriverName">The CSI driver name reported by GetPluginInfo.</param>
+/// <param name="NodeId">This node's identity as reported by NodeGetInfo (in Kubernetes, the node name).</param>
+/// <param name="StateDirectory">Where the plugin keeps the records that let a restarted plugin adopt its devices.</param>
+public sealed record NodeOptions(string DriverName, string NodeId, string StateDirectory)
+{
+    /// <summary>The CSI limit for node_id.</summary>
+    public const int MaxNodeIdBytes = 256;
+
+    /// <summary>Default state directory.</summary>
+    public const string DefaultStateDirectory = "/var/lib/ublk-csi";
+
+    /// <summary>Declarations for parsing and --help.</summary>
+    public static IReadOnlyList<HostOption> Declarations { get; } =
+    [
+        new("--driver-name", "DRIVER_NAME", $"CSI driver name (default {CsiDriverName.Default})"),
+        new("--node-id", "NODE_ID", "this node's ID, usually the Kubernetes node name (required)"),
+        new("--state-dir", "STATE_DIR", $"absolute directory for device recovery state (default {DefaultStateDirectory})"),
+    ];
+
+    /// <summary>Reads and validates the options.</summary>
+    public static NodeOptions From(HostCommandLine line)
+    {
+        var driverName = line.Parse("--driver-name", CsiDriverName.Default, CsiDriverName.Validate);
+        line.Require("--node-id");
+        var nodeId = line.Parse("--node-id", string.Empty, ValidateNodeId);
+        var stateDirectory = line.Parse("--state-dir", DefaultStateDirectory, ValidateStateDirectory);
+        return new NodeOptions(driverName, nodeId, stateDirectory);
+    }
+
+    private static string ValidateNodeId(string value)
+    {
+        if (Encoding.UTF8.GetByteCount(value) > MaxNodeIdBytes)
+        {
+            throw new FormatException($"must be at most {MaxNodeIdBytes} bytes");
+        }
+
+        if (value.Any(c => char.IsControl(c) || char.IsWhiteSpace(c)))
+        {
+            throw new FormatException($"'{value}' must not contain whitespace or control characters");
+        }
+
+        return value;
+    }
+
+    private static string ValidateStateDirectory(string value)
+    {
+        if (!Path.IsPathFullyQualified(value))
+        {
+            throw new FormatException($"'{value}' must be an absolute path");
+        }
+
+        if (value.Contains('\0', StringComparison.Ordinal) || value.Split('/').Any(s => s is "." or ".."))
+        {
+            throw new FormatException($"'{value}' must not contain '.' or '..' segments");
+        }
+
+        return value.Length > 1 ? value.TrimEnd('/') : value;
+    }
+}
