@@ -1,6 +1,7 @@
 using UblkCsi.Stores.Files;
 using UblkCsi.Stores.InMemory;
 using UblkCsi.Stores.Rpc;
+using UblkCsi.Stores.S3;
 
 namespace UblkCsi.Stores;
 
@@ -10,6 +11,7 @@ public static class StoreRegistry
     private static readonly IStoreProvider[] Providers =
     [
         FileStoreProvider.Instance,
+        S3StoreProvider.Instance,
         MemoryStoreProvider.Instance,
         NullStoreProvider.Instance,
         RpcStoreProvider.Instance,

@@ -1,0 +1,205 @@
+using System.Net;
+using Amazon.Runtime;
+using Amazon.S3;
+using Amazon.S3.Model;
+
+namespace UblkCsi.Stores.S3;
+
+/// <summary>
+/// The handful of object operations the s3 store uses, over one bucket and key prefix, with S3's
+/// failure modes turned into the store's: a missing key is null/false, an unreachable service is
+/// <see cref="StoreErrorCode.Unavailable"/>. Keys passed in are relative to the prefix.
+/// </summary>
+internal sealed class S3Bucket(IAmazonS3 client, string bucket, string prefix) : IDisposable
+{
+    private const int DeleteBatch = 1000; // S3's DeleteObjects limit
+
+    public string Bucket => bucket;
+
+    public string Prefix => prefix;
+
+    /// <summary>The object's bytes, or null when it does not exist.</summary>
+    public async Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var response = await client.GetObjectAsync(bucket, prefix + key, cancellationToken).ConfigureAwait(false);
+            var length = response.ContentLength;
+            var data = new byte[length];
+            await response.ResponseStream.ReadExactlyAsync(data, cancellationToken).ConfigureAwait(false);
+            return data;
+        }
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+        catch (Exception e) when (IsTransport(e))
+        {
+            throw Unavailable("GET", key, e);
+        }
+    }
+
+    /// <summary>Reads an object into <paramref name="destination"/>; returns the bytes read, or -1 when it does not exist.</summary>
+    public async Task<int> GetIntoAsync(string key, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var response = await client.GetObjectAsync(bucket, prefix + key, cancellationToken).ConfigureAwait(false);
+            var length = (int)Math.Min(response.ContentLength, destination.Length);
+            await response.ResponseStream.ReadExactlyAsync(destination[..length], cancellationToken).ConfigureAwait(false);
+            return length;
+        }
+        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
+        {
+            return -1;
+        }
+        catch (Exception e) when (IsTransport(e))
+        {
+            throw Unavailable("GET", key, e);
+        }
+    }
+
+    public async Task PutAsync(string key, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var stream = new ReadOnlyMemoryStream(data);
+            var request = new PutObjectRequest
+            {
+                BucketName = bucket,
+                Key = prefix + key,
+                InputStream = stream,
+                AutoCloseStream = false,
+                // S3-compatible servers (s3rver, older MinIO) do not speak aws-chunked uploads.
+                UseChunkEncoding = false,
+                DisablePayloadSigning = false,
+            };
+            await client.PutObjectAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsTransport(e))
+        {
+            throw Unavailable("PUT", key, e);
+        }
+    }
+
+    /// <summary>Deletes keys (missing ones are fine), in batches.</summary>
+    public async Task DeleteAsync(IReadOnlyCollection<string> keys, CancellationToken cancellationToken)
+    {
+        try
+        {
+            foreach (var batch in keys.Chunk(DeleteBatch))
+            {
+                if (batch.Length == 1)
+                {
+                    await client.DeleteObjectAsync(bucket, prefix + batch[0], cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
+                var request = new DeleteObjectsRequest
+                {
+                    BucketName = bucket,
+                    Quiet = true,
+                    Objects = batch.Select(k => new KeyVersion { Key = prefix + k }).ToList(),
+                };
+                await client.DeleteObjectsAsync(request, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (IsTransport(e))
+        {
+            throw Unavailable("DELETE", keys.FirstOrDefault() ?? "", e);
+        }
+    }
+
+    /// <summary>Every key under <paramref name="keyPrefix"/> (relative to the store prefix), in key order.</summary>
+    public async Task<List<string>> ListAsync(string keyPrefix, CancellationToken cancellationToken)
+    {
+        var keys = new List<string>();
+        var request = new ListObjectsV2Request { BucketName = bucket, Prefix = prefix + keyPrefix };
+        try
+        {
+            while (true)
+            {
+                var response = await client.ListObjectsV2Async(request, cancellationToken).ConfigureAwait(false);
+                foreach (var o in response.S3Objects ?? [])
+                {
+                    keys.Add(o.Key[prefix.Length..]);
+                }
+
+                if (response.IsTruncated != true || string.IsNullOrEmpty(response.NextContinuationToken))
+                {
+                    return keys;
+                }
+
+                request.ContinuationToken = response.NextContinuationToken;
+            }
+        }
+        catch (Exception e) when (IsTransport(e))
+        {
+            throw Unavailable("LIST", keyPrefix, e);
+        }
+    }
+
+    public void Dispose() => client.Dispose();
+
+    private static bool IsTransport(Exception e) =>
+        e is HttpRequestException or AmazonServiceException { StatusCode: HttpStatusCode.ServiceUnavailable or HttpStatusCode.InternalServerError }
+            or AmazonClientException;
+
+    private StoreException Unavailable(string operation, string key, Exception e) =>
+        new(StoreErrorCode.Unavailable, $"s3 {operation} of '{prefix}{key}' in bucket '{bucket}' failed: {e.Message}", e);
+}
+
+/// <summary>A read-only, seekable stream over memory (PutObject needs a stream; this one does not copy).</summary>
+internal sealed class ReadOnlyMemoryStream(ReadOnlyMemory<byte> data) : Stream
+{
+    private int _position;
+
+    public override bool CanRead => true;
+
+    public override bool CanSeek => true;
+
+    public override bool CanWrite => false;
+
+    public override long Length => data.Length;
+
+    public override long Position
+    {
+        get => _position;
+        set => _position = (int)Math.Clamp(value, 0, data.Length);
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    public override int Read(Span<byte> buffer)
+    {
+        var n = Math.Min(buffer.Length, data.Length - _position);
+        data.Span.Slice(_position, n).CopyTo(buffer);
+        _position += n;
+        return n;
+    }
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(Read(buffer.Span));
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        Task.FromResult(Read(buffer.AsSpan(offset, count)));
+
+    public override long Seek(long offset, SeekOrigin origin)
+    {
+        Position = origin switch
+        {
+            SeekOrigin.Begin => offset,
+            SeekOrigin.Current => _position + offset,
+            _ => data.Length + offset,
+        };
+        return _position;
+    }
+
+    public override void Flush()
+    {
+    }
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+}

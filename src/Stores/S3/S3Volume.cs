@@ -1,0 +1,995 @@
+using System.Buffers;
+using Microsoft.Win32.SafeHandles;
+using UblkCsi.Engine;
+using UblkCsi.Stores.Internal;
+
+namespace UblkCsi.Stores.S3;
+
+/// <summary>
+/// An open s3-store volume: a write-back cache in one sparse local file, in front of the chunk
+/// objects. Reads and writes of cached chunks complete synchronously with a pread/pwrite on the
+/// cache file (page cache speed, no allocation). A chunk not yet cached is downloaded once (absent
+/// chunks are zeros and need no download), sequential reads fetch the next chunks ahead, dirty
+/// chunks are uploaded as new immutable versions in the background when dirty bytes pass half the
+/// limit, and writers wait when they pass the limit. FLUSH uploads every chunk dirty at its start
+/// and then writes the manifest naming the new versions: only then is the data durable.
+/// </summary>
+internal sealed class S3Volume : StoreVolume
+{
+    private readonly S3Store _store;
+    private readonly S3Bucket _bucket;
+    private readonly S3Manifest _template;
+    private readonly int _chunkSize;
+    private readonly int _ownLineage;
+    private readonly string _ownUuid;
+    private readonly long _cacheLimit;
+    private readonly long _dirtyLimit;
+    private readonly int _readAhead;
+    private readonly SemaphoreSlim _uploadSlots;
+    private readonly SemaphoreSlim _manifestLock = new(1, 1);
+    private readonly SafeFileHandle _cache;
+    private readonly string _cachePath;
+
+    // Everything below is guarded by _gate (one lock: sections are a few instructions long).
+    private readonly object _gate = new();
+    private readonly ulong[] _entries;
+    private readonly ChunkState?[] _states;
+    private readonly HashSet<ulong> _inFlightVersions = [];
+    private ulong[] _durable;
+    private ulong _nextVersion;
+    private long _dirtyBytes;
+    private long _cachedBytes;
+    private long _useClock;
+    private bool _manifestDirty;
+    private long _lastReadEnd = -1;
+    private int _backgroundWriteBack;
+    private bool _disposed;
+
+    private S3Volume(S3Store store, S3Manifest manifest, bool readOnly, SafeFileHandle cache, string cachePath)
+        : base(manifest.Id, new BlockBackendInfo(
+            manifest.SizeBytes,
+            LogicalBlockSize: StoreLimits.IoAlignment,
+            PhysicalBlockSize: 4096,
+            BlockBackendFeatures.VolatileCache | BlockBackendFeatures.Fua | BlockBackendFeatures.Discard | BlockBackendFeatures.WriteZeroes,
+            DiscardGranularity: 4096), readOnly)
+    {
+        _store = store;
+        _bucket = store.Bucket;
+        _template = manifest;
+        _chunkSize = manifest.ChunkSize;
+        _ownLineage = manifest.Lineage.Count - 1;
+        _ownUuid = manifest.Uuid!;
+        _entries = manifest.ReadEntries();
+        _durable = (ulong[])_entries.Clone();
+        _states = new ChunkState?[_entries.Length];
+        _nextVersion = Math.Max(1, manifest.NextVersion);
+        var options = store.Options;
+        _cacheLimit = Math.Max(options.CacheBytes, options.DirtyLimitBytes + 2L * _chunkSize);
+        _dirtyLimit = Math.Max(options.DirtyLimitBytes, 2L * _chunkSize);
+        _readAhead = options.ReadAheadChunks;
+        _uploadSlots = new SemaphoreSlim(options.UploadConcurrency, options.UploadConcurrency);
+        _cache = cache;
+        _cachePath = cachePath;
+    }
+
+    public static S3Volume Open(S3Store store, S3Manifest manifest, bool readOnly)
+    {
+        if (manifest.Uuid is null || manifest.Lineage.Count == 0 || manifest.Lineage[^1].Uuid != manifest.Uuid)
+        {
+            throw new InvalidDataException($"manifest of volume '{manifest.Id}' has no own incarnation");
+        }
+
+        var directory = Directory.CreateDirectory(store.Options.CacheDirectory).FullName;
+        RemoveStaleCacheFiles(directory, manifest.Uuid);
+        var path = Path.Combine(directory, $"{manifest.Uuid}.{Guid.NewGuid():N}.cache");
+
+        // FileShare.None takes an exclusive flock: it tells later openers this file is in use.
+        var cache = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+        try
+        {
+            RandomAccess.SetLength(cache, manifest.SizeBytes);
+            return new S3Volume(store, manifest, readOnly, cache, path);
+        }
+        catch
+        {
+            cache.Dispose();
+            File.Delete(path);
+            throw;
+        }
+    }
+
+    /// <summary>Bytes written but not yet uploaded (for tests and stats).</summary>
+    public long DirtyBytes
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _dirtyBytes;
+            }
+        }
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+        }
+
+        try
+        {
+            if (!IsReadOnly)
+            {
+                // The cache dies with this object: whatever is dirty would be lost otherwise.
+                await FlushAllAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            await DrainBackgroundWorkAsync().ConfigureAwait(false);
+            _cache.Dispose();
+            File.Delete(_cachePath);
+        }
+    }
+
+    protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        MaybeReadAhead(offset, buffer.Length);
+        var done = 0;
+        while (done < buffer.Length)
+        {
+            var position = offset + done;
+            var index = position / _chunkSize;
+            var length = (int)Math.Min(buffer.Length - done, (index + 1) * _chunkSize - position);
+            if (TryAcquire(index, fullOverwrite: false) is { } pending)
+            {
+                return new ValueTask(ReadSlowAsync(pending, offset, buffer, done));
+            }
+
+            try
+            {
+                ReadCache(position, buffer.Span.Slice(done, length));
+            }
+            catch (Exception e)
+            {
+                return ValueTask.FromException(IoError(e, "read"));
+            }
+            finally
+            {
+                Release(index, wrote: false);
+            }
+
+            done += length;
+        }
+
+        return default;
+    }
+
+    protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
+    {
+        var done = 0;
+        while (done < data.Length)
+        {
+            var position = offset + done;
+            var index = position / _chunkSize;
+            var length = (int)Math.Min(data.Length - done, (index + 1) * _chunkSize - position);
+            var full = position == index * _chunkSize && length == ChunkLength(index);
+            if (TryAcquire(index, full) is { } pending)
+            {
+                return new ValueTask(WriteSlowAsync(pending, offset, data, done, fua));
+            }
+
+            var wrote = false;
+            try
+            {
+                RandomAccess.Write(_cache, data.Span.Slice(done, length), position);
+                wrote = true;
+            }
+            catch (Exception e)
+            {
+                return ValueTask.FromException(IoError(e, "write"));
+            }
+            finally
+            {
+                Release(index, wrote);
+            }
+
+            done += length;
+        }
+
+        return AfterWrite(fua);
+    }
+
+    protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken) => new(FlushAllAsync());
+
+    protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken) =>
+        new(ZeroRangeAsync(offset, length));
+
+    protected override ValueTask WriteZeroesCoreAsync(long offset, long length, CancellationToken cancellationToken) =>
+        new(ZeroRangeAsync(offset, length));
+
+    private ValueTask AfterWrite(bool fua)
+    {
+        if (fua)
+        {
+            return new ValueTask(FlushAllAsync());
+        }
+
+        long dirty;
+        lock (_gate)
+        {
+            dirty = _dirtyBytes;
+        }
+
+        if (dirty > _dirtyLimit / 2 && Interlocked.CompareExchange(ref _backgroundWriteBack, 1, 0) == 0)
+        {
+            _ = Task.Run(BackgroundWriteBackAsync);
+        }
+
+        return dirty > _dirtyLimit ? new ValueTask(WaitForDirtyRoomAsync()) : default;
+    }
+
+    private async Task ReadSlowAsync(Task pending, long offset, Memory<byte> buffer, int done)
+    {
+        try
+        {
+            while (done < buffer.Length)
+            {
+                await pending.ConfigureAwait(false);
+                var position = offset + done;
+                var index = position / _chunkSize;
+                var length = (int)Math.Min(buffer.Length - done, (index + 1) * _chunkSize - position);
+                if (TryAcquire(index, fullOverwrite: false) is { } next)
+                {
+                    pending = next;
+                    continue;
+                }
+
+                try
+                {
+                    ReadCache(position, buffer.Span.Slice(done, length));
+                }
+                finally
+                {
+                    Release(index, wrote: false);
+                }
+
+                done += length;
+                pending = Task.CompletedTask;
+            }
+        }
+        catch (Exception e)
+        {
+            throw IoError(e, "read");
+        }
+    }
+
+    private async Task WriteSlowAsync(Task pending, long offset, ReadOnlyMemory<byte> data, int done, bool fua)
+    {
+        try
+        {
+            while (done < data.Length)
+            {
+                await pending.ConfigureAwait(false);
+                var position = offset + done;
+                var index = position / _chunkSize;
+                var length = (int)Math.Min(data.Length - done, (index + 1) * _chunkSize - position);
+                var full = position == index * _chunkSize && length == ChunkLength(index);
+                if (TryAcquire(index, full) is { } next)
+                {
+                    pending = next;
+                    continue;
+                }
+
+                var wrote = false;
+                try
+                {
+                    RandomAccess.Write(_cache, data.Span.Slice(done, length), position);
+                    wrote = true;
+                }
+                finally
+                {
+                    Release(index, wrote);
+                }
+
+                done += length;
+                pending = Task.CompletedTask;
+            }
+
+            await AfterWrite(fua).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            throw IoError(e, "write");
+        }
+    }
+
+    /// <summary>Discard and write-zeroes: whole chunks become absent, partial chunks get zeros written.</summary>
+    private async Task ZeroRangeAsync(long offset, long length)
+    {
+        try
+        {
+            var end = offset + length;
+            while (offset < end)
+            {
+                var index = offset / _chunkSize;
+                var chunkStart = index * _chunkSize;
+                var piece = Math.Min(end - offset, chunkStart + ChunkLength(index) - offset);
+                if (offset == chunkStart && piece == ChunkLength(index))
+                {
+                    await DropChunkAsync(index).ConfigureAwait(false);
+                }
+                else
+                {
+                    for (long written = 0; written < piece;)
+                    {
+                        var n = (int)Math.Min(piece - written, ZeroBlock.Memory.Length);
+                        await WriteCoreAsync(offset + written, ZeroBlock.Memory[..n], fua: false, CancellationToken.None).ConfigureAwait(false);
+                        written += n;
+                    }
+                }
+
+                offset += piece;
+            }
+        }
+        catch (Exception e)
+        {
+            throw IoError(e, "discard");
+        }
+    }
+
+    /// <summary>Makes a whole chunk absent: the map entry becomes 0 and the cached copy a hole.</summary>
+    private async Task DropChunkAsync(long index)
+    {
+        while (true)
+        {
+            Task? loading;
+            lock (_gate)
+            {
+                var state = State(index);
+                loading = state.LoadTask;
+                if (loading is null)
+                {
+                    if (_entries[index] != 0 || state.Dirty || state.Uploading)
+                    {
+                        _entries[index] = 0;
+                        _manifestDirty = true;
+                    }
+
+                    state.Epoch++; // an upload in flight must not put its version back
+                    if (state.Dirty)
+                    {
+                        state.Dirty = false;
+                        _dirtyBytes -= ChunkLength(index);
+                    }
+
+                    if (!state.Loaded)
+                    {
+                        state.Loaded = true;
+                        _cachedBytes += ChunkLength(index);
+                    }
+
+                    var errno = LinuxFile.PunchHole(_cache, index * _chunkSize, ChunkLength(index));
+                    if (errno != 0)
+                    {
+                        RandomAccess.Write(_cache, ZeroBlock.Span[..Math.Min(ZeroBlock.Span.Length, ChunkLength(index))], index * _chunkSize);
+                        for (var o = ZeroBlock.Span.Length; o < ChunkLength(index); o += ZeroBlock.Span.Length)
+                        {
+                            RandomAccess.Write(_cache, ZeroBlock.Span[..Math.Min(ZeroBlock.Span.Length, ChunkLength(index) - o)], index * _chunkSize + o);
+                        }
+                    }
+
+                    return;
+                }
+            }
+
+            await loading.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Pins a chunk for I/O. Returns null when pinned (cached, or needing no download), else a task
+    /// to await before trying again (a download in progress or just started).
+    /// </summary>
+    private Task? TryAcquire(long index, bool fullOverwrite)
+    {
+        lock (_gate)
+        {
+            var state = State(index);
+            if (!state.Loaded)
+            {
+                if (state.LoadTask is { } loading)
+                {
+                    return loading;
+                }
+
+                var entry = _entries[index];
+                if (entry != 0 && !fullOverwrite)
+                {
+                    state.LoadTask = Task.Run(() => LoadAsync(index, entry));
+                    return state.LoadTask;
+                }
+
+                // Absent chunks are holes in the cache file; fully overwritten ones need no old data.
+                state.Loaded = true;
+                _cachedBytes += ChunkLength(index);
+            }
+
+            state.ActiveIo++;
+            state.LastUse = ++_useClock;
+            return null;
+        }
+    }
+
+    private void Release(long index, bool wrote)
+    {
+        lock (_gate)
+        {
+            var state = _states[index]!;
+            state.ActiveIo--;
+            if (wrote && !state.Dirty)
+            {
+                state.Dirty = true;
+                _dirtyBytes += ChunkLength(index);
+            }
+        }
+    }
+
+    private async Task LoadAsync(long index, ulong entry)
+    {
+        var length = ChunkLength(index);
+        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            var key = _template.ChunkKey(index, entry)!;
+            var n = await _bucket.GetIntoAsync(key, buffer.AsMemory(0, length), CancellationToken.None).ConfigureAwait(false);
+            if (n < 0)
+            {
+                throw new BlockBackendException(BlockBackendException.EIO, $"volume '{VolumeId}': chunk object '{key}' is missing from the bucket");
+            }
+
+            buffer.AsSpan(n, length - n).Clear();
+            RandomAccess.Write(_cache, buffer.AsSpan(0, length), index * _chunkSize);
+            lock (_gate)
+            {
+                var state = _states[index]!;
+                state.Loaded = true;
+                state.LoadTask = null;
+                state.LastUse = ++_useClock; // most recently used: the reader waiting for it must find it cached
+                _cachedBytes += length;
+            }
+        }
+        catch
+        {
+            lock (_gate)
+            {
+                _states[index]!.LoadTask = null;
+            }
+
+            throw;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        EvictIfOverLimit(keep: index);
+    }
+
+    private void MaybeReadAhead(long offset, int length)
+    {
+        if (_readAhead == 0)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            var sequential = offset == _lastReadEnd;
+            _lastReadEnd = offset + length;
+            if (!sequential)
+            {
+                return;
+            }
+
+            var next = (offset + length + _chunkSize - 1) / _chunkSize;
+            for (var index = next; index < Math.Min(next + _readAhead, _entries.Length); index++)
+            {
+                var state = State(index);
+                var entry = _entries[index];
+                if (!state.Loaded && state.LoadTask is null && entry != 0)
+                {
+                    var i = index;
+                    state.LoadTask = Task.Run(() => LoadAsync(i, entry));
+                    state.LoadTask.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted); // the real read retries
+                }
+            }
+        }
+    }
+
+    /// <summary>Writes back the dirty chunks touched longest ago until dirty bytes are under a quarter of the limit.</summary>
+    private async Task BackgroundWriteBackAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                var batch = PickDirtyChunks(_dirtyLimit / 4);
+                if (batch.Count == 0)
+                {
+                    return;
+                }
+
+                await Task.WhenAll(batch).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            // Failed chunks stay dirty; the next flush retries and reports the error.
+        }
+        finally
+        {
+            Volatile.Write(ref _backgroundWriteBack, 0);
+        }
+    }
+
+    private async Task WaitForDirtyRoomAsync()
+    {
+        while (true)
+        {
+            var batch = PickDirtyChunks(_dirtyLimit);
+            if (batch.Count == 0)
+            {
+                return;
+            }
+
+            await Task.WhenAll(batch).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Starts uploads of the least recently used dirty chunks; empty when dirty bytes are at or below the target.</summary>
+    private List<Task> PickDirtyChunks(long target)
+    {
+        var tasks = new List<Task>();
+        lock (_gate)
+        {
+            if (_dirtyBytes <= target)
+            {
+                return tasks;
+            }
+
+            var candidates = new List<(long LastUse, long Index)>();
+            for (long i = 0; i < _states.Length; i++)
+            {
+                if (_states[i] is { } s && (s.Dirty || s.Uploading))
+                {
+                    candidates.Add((s.Uploading ? long.MinValue : s.LastUse, i));
+                }
+            }
+
+            candidates.Sort();
+            var excess = _dirtyBytes - target;
+            foreach (var (_, index) in candidates)
+            {
+                var state = _states[index]!;
+                tasks.Add(state.Uploading ? state.UploadTask! : StartUpload(index, state));
+                excess -= ChunkLength(index);
+                if (excess <= 0 || tasks.Count >= 2 * _uploadSlots.CurrentCount + 1)
+                {
+                    break;
+                }
+            }
+        }
+
+        return tasks;
+    }
+
+    /// <summary>Uploads every chunk dirty at the call and then writes the manifest naming them.</summary>
+    private async Task FlushAllAsync()
+    {
+        try
+        {
+            List<Task> uploads = [];
+            lock (_gate)
+            {
+                for (long i = 0; i < _states.Length; i++)
+                {
+                    if (_states[i] is { } s && (s.Dirty || s.Uploading))
+                    {
+                        uploads.Add(EnsureUploadedAsync(i));
+                    }
+                }
+            }
+
+            await Task.WhenAll(uploads).ConfigureAwait(false);
+            await WriteManifestIfChangedAsync().ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            throw IoError(e, "flush");
+        }
+    }
+
+    /// <summary>
+    /// Returns when an upload that started after this call has captured the chunk, or the chunk
+    /// turned out clean with no upload running (its last upload captured every earlier write).
+    /// </summary>
+    private async Task EnsureUploadedAsync(long index)
+    {
+        var ours = false;
+        while (true)
+        {
+            Task running;
+            lock (_gate)
+            {
+                var state = _states[index]!;
+                if (state.Uploading)
+                {
+                    running = state.UploadTask!;
+                }
+                else if (state.Dirty && !ours)
+                {
+                    running = StartUpload(index, state);
+                    ours = true;
+                }
+                else
+                {
+                    return;
+                }
+            }
+
+            await running.ConfigureAwait(false);
+            if (ours)
+            {
+                return;
+            }
+        }
+    }
+
+    // Called under _gate with a dirty, idle chunk.
+    private Task StartUpload(long index, ChunkState state)
+    {
+        state.Uploading = true;
+        state.UploadTask = Task.Run(() => UploadAsync(index));
+        return state.UploadTask;
+    }
+
+    private async Task UploadAsync(long index)
+    {
+        var length = ChunkLength(index);
+        await _uploadSlots.WaitAsync().ConfigureAwait(false);
+        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        ulong version = 0;
+        var state = _states[index]!;
+        try
+        {
+            int epoch;
+            lock (_gate)
+            {
+                // Writes from here on re-dirty the chunk and are uploaded next time.
+                epoch = state.Epoch;
+                if (state.Dirty)
+                {
+                    state.Dirty = false;
+                    _dirtyBytes -= length;
+                }
+
+                state.ActiveIo++;
+            }
+
+            try
+            {
+                ReadCache(index * _chunkSize, buffer.AsSpan(0, length));
+            }
+            finally
+            {
+                lock (_gate)
+                {
+                    state.ActiveIo--;
+                }
+            }
+
+            ulong entry = 0;
+            if (buffer.AsSpan(0, length).ContainsAnyExcept((byte)0))
+            {
+                lock (_gate)
+                {
+                    version = _nextVersion++;
+                    _inFlightVersions.Add(version);
+                }
+
+                await _bucket.PutAsync(S3Keys.Chunk(_ownUuid, index, version), buffer.AsMemory(0, length), CancellationToken.None).ConfigureAwait(false);
+                entry = S3Manifest.Entry(_ownLineage, version);
+            }
+
+            string? garbage = null;
+            lock (_gate)
+            {
+                _inFlightVersions.Remove(version);
+                if (state.Epoch == epoch)
+                {
+                    var old = _entries[index];
+                    if (old != entry)
+                    {
+                        _entries[index] = entry;
+                        _manifestDirty = true;
+
+                        // A version of ours that no manifest ever named cannot be referenced by anyone.
+                        if (old != 0 && old != _durable[index] && IsOwn(old))
+                        {
+                            garbage = _template.ChunkKey(index, old);
+                        }
+                    }
+                }
+                else if (entry != 0)
+                {
+                    garbage = _template.ChunkKey(index, entry); // discarded while uploading
+                }
+
+                state.Uploading = false;
+                state.UploadTask = null;
+            }
+
+            if (garbage is not null)
+            {
+                await DeleteQuietlyAsync([garbage]).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            lock (_gate)
+            {
+                _inFlightVersions.Remove(version);
+                if (!state.Dirty)
+                {
+                    state.Dirty = true;
+                    _dirtyBytes += length;
+                }
+
+                state.Uploading = false;
+                state.UploadTask = null;
+            }
+
+            throw;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            _uploadSlots.Release();
+        }
+    }
+
+    private async Task WriteManifestIfChangedAsync()
+    {
+        await _manifestLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            ulong[] entries;
+            ulong floor;
+            lock (_gate)
+            {
+                if (!_manifestDirty)
+                {
+                    return;
+                }
+
+                _manifestDirty = false;
+                entries = (ulong[])_entries.Clone();
+                floor = _inFlightVersions.Count > 0 ? _inFlightVersions.Min() : _nextVersion;
+            }
+
+            try
+            {
+                await WriteManifestAsync(entries, floor).ConfigureAwait(false);
+            }
+            catch
+            {
+                lock (_gate)
+                {
+                    _manifestDirty = true;
+                }
+
+                throw;
+            }
+
+            var superseded = new List<string>();
+            lock (_gate)
+            {
+                for (long i = 0; i < entries.Length; i++)
+                {
+                    var old = _durable[i];
+                    if (old != 0 && old != entries[i] && IsOwn(old))
+                    {
+                        superseded.Add(_template.ChunkKey(i, old)!);
+                    }
+                }
+
+                _durable = entries;
+            }
+
+            // Listed after the manifest write: a snapshot racing with us has put its marker first
+            // and read our new manifest, or its marker shows up here and we keep the old versions
+            // for the garbage collector.
+            if (superseded.Count > 0 && (await _bucket.ListAsync(S3Keys.RefPrefix(_ownUuid), CancellationToken.None).ConfigureAwait(false)).Count == 0)
+            {
+                await DeleteQuietlyAsync(superseded).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _manifestLock.Release();
+        }
+    }
+
+    private async Task WriteManifestAsync(ulong[] entries, ulong floor)
+    {
+        var key = S3Keys.Volume(VolumeId);
+        var current = await _store.ReadManifestAsync(key, CancellationToken.None).ConfigureAwait(false);
+        if (current is null || current.Uuid != _ownUuid)
+        {
+            throw new BlockBackendException(BlockBackendException.EIO, $"volume '{VolumeId}' was deleted or recreated while open; its writes cannot be committed");
+        }
+
+        // The controller may have expanded the volume while it is attached: keep the larger size.
+        var manifest = new S3Manifest
+        {
+            Id = _template.Id,
+            Name = _template.Name,
+            SizeBytes = Math.Max(current.SizeBytes, Info.SizeBytes),
+            ChunkSize = _chunkSize,
+            CreatedUtc = _template.CreatedUtc,
+            SourceKind = _template.SourceKind,
+            SourceId = _template.SourceId,
+            Uuid = _ownUuid,
+            Lineage = _template.Lineage,
+            NextVersion = floor,
+        };
+        manifest.WriteEntries(entries);
+        await _store.WriteManifestAsync(key, manifest, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    /// <summary>Punches out least recently used clean chunks until the cache is under 90% of its bound.</summary>
+    private void EvictIfOverLimit(long keep)
+    {
+        lock (_gate)
+        {
+            if (_cachedBytes <= _cacheLimit || _disposed)
+            {
+                return;
+            }
+
+            var candidates = new List<(long LastUse, long Index)>();
+            for (long i = 0; i < _states.Length; i++)
+            {
+                if (i != keep && _states[i] is { Loaded: true, Dirty: false, Uploading: false, ActiveIo: 0, LoadTask: null } s)
+                {
+                    candidates.Add((s.LastUse, i));
+                }
+            }
+
+            candidates.Sort();
+            foreach (var (_, index) in candidates)
+            {
+                if (_cachedBytes <= _cacheLimit * 9 / 10)
+                {
+                    break;
+                }
+
+                // Under the lock: a reader cannot start reloading this chunk until the hole is punched.
+                if (LinuxFile.PunchHole(_cache, index * _chunkSize, ChunkLength(index)) == 0)
+                {
+                    _states[index]!.Loaded = false;
+                    _cachedBytes -= ChunkLength(index);
+                }
+            }
+        }
+    }
+
+    private async Task DrainBackgroundWorkAsync()
+    {
+        List<Task> running = [];
+        lock (_gate)
+        {
+            foreach (var state in _states)
+            {
+                if (state?.LoadTask is { } load)
+                {
+                    running.Add(load);
+                }
+
+                if (state?.UploadTask is { } upload)
+                {
+                    running.Add(upload);
+                }
+            }
+        }
+
+        try
+        {
+            await Task.WhenAll(running).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Errors were reported to the I/O that needed them.
+        }
+    }
+
+    private async Task DeleteQuietlyAsync(IReadOnlyCollection<string> keys)
+    {
+        try
+        {
+            await _bucket.DeleteAsync(keys, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (StoreException)
+        {
+            // Left for the garbage collector that runs when the volume or a snapshot is deleted.
+        }
+    }
+
+    private void ReadCache(long position, Span<byte> destination)
+    {
+        while (destination.Length > 0)
+        {
+            var n = RandomAccess.Read(_cache, destination, position);
+            if (n == 0)
+            {
+                destination.Clear();
+                return;
+            }
+
+            destination = destination[n..];
+            position += n;
+        }
+    }
+
+    private bool IsOwn(ulong entry) => (int)(entry >> S3Manifest.VersionBits) == _ownLineage;
+
+    private int ChunkLength(long index) => (int)Math.Min(_chunkSize, Info.SizeBytes - index * _chunkSize);
+
+    private ChunkState State(long index) => _states[index] ??= new ChunkState();
+
+    private BlockBackendException IoError(Exception e, string operation) => e switch
+    {
+        BlockBackendException b => b,
+        IOException when e.HResult is > 0 and < 4096 => new BlockBackendException(e.HResult, $"volume '{VolumeId}': {operation} failed: {e.Message}", e),
+        _ => new BlockBackendException(BlockBackendException.EIO, $"volume '{VolumeId}': {operation} failed: {e.Message}", e),
+    };
+
+    private static void RemoveStaleCacheFiles(string directory, string uuid)
+    {
+        foreach (var file in Directory.EnumerateFiles(directory, uuid + ".*.cache"))
+        {
+            try
+            {
+                // Succeeds only when no live process holds the file's lock.
+                using (File.Open(file, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+                {
+                }
+
+                File.Delete(file);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    /// <summary>Cache and upload state of one chunk; every field is guarded by the volume's gate.</summary>
+    private sealed class ChunkState
+    {
+        public bool Loaded;
+        public bool Dirty;
+        public bool Uploading;
+        public int ActiveIo;
+        public int Epoch;
+        public long LastUse;
+        public Task? LoadTask;
+        public Task? UploadTask;
+    }
+}
