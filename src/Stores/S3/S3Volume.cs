@@ -110,6 +110,15 @@ internal sealed class S3Volume : StoreVolume
         }
     }
 
+    /// <summary>True when chunk <paramref name="index"/> is in the local cache (tests observe read-ahead with it).</summary>
+    public bool IsCached(long index)
+    {
+        lock (_gate)
+        {
+            return _states[index] is { Loaded: true };
+        }
+    }
+
     public override async ValueTask DisposeAsync()
     {
         lock (_gate)

@@ -1,0 +1,197 @@
+using Amazon.S3;
+using Amazon.S3.Model;
+using UblkCsi.Engine;
+using UblkCsi.Stores;
+using UblkCsi.Stores.S3;
+using UblkCsi.Stores.Tests.Conformance;
+
+namespace UblkCsi.Stores.Tests.S3;
+
+/// <summary>What only the s3 store promises: copy-free snapshots, garbage collection, bounded dirty data, read-ahead, crash safety.</summary>
+public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixture<S3StoreFixture>
+{
+    private const int MiB = 1 << 20;
+
+    [Fact]
+    public async Task SnapshotsAndClonesCopyNoChunkObjects()
+    {
+        await using var ctx = fixture.CreateStore([]);
+        var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("meta-only", 8 * MiB));
+        await using (var backend = await ctx.Store.OpenVolumeAsync(volume.Id))
+        {
+            await backend.WriteAsync(0, Filled(4 * MiB, 1)); // chunks 0-3
+            await backend.FlushAsync();
+        }
+
+        var prefix = ctx.Parameters["prefix"];
+        Assert.Equal(4, await CountAsync(prefix + "/chunks/"));
+
+        await ctx.Store.CreateSnapshotAsync(volume.Id, "meta-snap");
+        await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("meta-clone", 0, VolumeSource.FromSnapshot("meta-snap")));
+        await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("meta-clone2", 0, VolumeSource.FromVolume(volume.Id)));
+        Assert.Equal(4, await CountAsync(prefix + "/chunks/"));
+
+        // Writing one chunk of the source makes one new version; the snapshot keeps the old one.
+        await using (var backend = await ctx.Store.OpenVolumeAsync(volume.Id))
+        {
+            await backend.WriteAsync(MiB, Filled(4096, 2));
+            await backend.FlushAsync();
+        }
+
+        Assert.Equal(5, await CountAsync(prefix + "/chunks/"));
+    }
+
+    [Fact]
+    public async Task OverwrittenVersionsAreDeletedWhenNothingReferencesThem()
+    {
+        await using var ctx = fixture.CreateStore([]);
+        var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("rewrite", 4 * MiB));
+        var prefix = ctx.Parameters["prefix"];
+        await using (var backend = await ctx.Store.OpenVolumeAsync(volume.Id))
+        {
+            for (var round = 0; round < 5; round++)
+            {
+                await backend.WriteAsync(0, Filled(2 * MiB, round + 10));
+                await backend.FlushAsync();
+            }
+
+            await backend.DiscardAsync(MiB, MiB);
+            await backend.FlushAsync();
+        }
+
+        Assert.Equal(1, await CountAsync(prefix + "/chunks/")); // chunk 0's latest version only
+    }
+
+    [Fact]
+    public async Task DeleteRemovesChunksOnlyWhenNoSnapshotNeedsThem()
+    {
+        await using var ctx = fixture.CreateStore([]);
+        var prefix = ctx.Parameters["prefix"];
+        var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("gc", 4 * MiB));
+        await using (var backend = await ctx.Store.OpenVolumeAsync(volume.Id))
+        {
+            await backend.WriteAsync(0, Filled(3 * MiB, 3));
+            await backend.FlushAsync();
+            await ctx.Store.CreateSnapshotAsync(volume.Id, "gc-snap");
+            await backend.WriteAsync(0, Filled(MiB, 4)); // chunk 0 gets a second version; the snapshot holds the first
+            await backend.FlushAsync();
+        }
+
+        Assert.Equal(4, await CountAsync(prefix + "/chunks/"));
+        Assert.True(await ctx.Store.DeleteVolumeAsync(volume.Id));
+        Assert.Equal(3, await CountAsync(prefix + "/chunks/")); // what the snapshot references
+
+        var restored = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("gc-restored", 0, VolumeSource.FromSnapshot("gc-snap")));
+        Assert.True(await ctx.Store.DeleteSnapshotAsync("gc-snap"));
+        Assert.Equal(3, await CountAsync(prefix + "/chunks/")); // now the restored volume references them
+
+        Assert.True(await ctx.Store.DeleteVolumeAsync(restored.Id));
+        Assert.Equal(0, await CountAsync(prefix + "/chunks/"));
+        Assert.Equal(0, await CountAsync(prefix + "/refs/"));
+        Assert.Equal(0, await CountAsync(prefix + "/volumes/"));
+    }
+
+    [Fact]
+    public async Task DirtyDataStaysBoundedAndIsUploadedBeforeFlush()
+    {
+        await using var ctx = fixture.CreateStore(new() { ["dirtyLimit"] = "4Mi", ["uploadConcurrency"] = "2" });
+        var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("bounded-dirty", 32 * MiB));
+        await using var backend = await ctx.Store.OpenVolumeAsync(volume.Id);
+        var s3 = Assert.IsType<S3Volume>(backend);
+        long maxDirty = 0;
+        for (var i = 0; i < 32; i++)
+        {
+            await backend.WriteAsync((long)i * MiB, Filled(MiB, i + 1));
+            maxDirty = Math.Max(maxDirty, s3.DirtyBytes);
+        }
+
+        Assert.True(maxDirty <= 5 * MiB, $"dirty bytes peaked at {maxDirty}, limit 4 MiB (+1 chunk in flight)");
+        Assert.True(await CountAsync(ctx.Parameters["prefix"] + "/chunks/") >= 24, "write-back must upload before any flush");
+        await backend.FlushAsync();
+        Assert.Equal(0, s3.DirtyBytes);
+    }
+
+    [Fact]
+    public async Task SequentialReadsFetchTheNextChunksAhead()
+    {
+        await using var ctx = fixture.CreateStore(new() { ["readAhead"] = "2" });
+        var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("read-ahead", 8 * MiB));
+        await using (var backend = await ctx.Store.OpenVolumeAsync(volume.Id))
+        {
+            await backend.WriteAsync(0, Filled(8 * MiB, 5));
+        }
+
+        await using var cold = await (await fixture.ReopenAsync(ctx)).OpenVolumeAsync(volume.Id);
+        var s3 = Assert.IsType<S3Volume>(cold);
+        var buffer = new byte[MiB / 2];
+        await cold.ReadAsync(0, buffer);
+        await cold.ReadAsync(MiB / 2, buffer); // sequential: chunks 1 and 2 are fetched ahead
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!(s3.IsCached(1) && s3.IsCached(2)) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.True(s3.IsCached(1) && s3.IsCached(2), "chunks 1 and 2 should have been read ahead");
+        Assert.False(s3.IsCached(5), "read-ahead is bounded");
+    }
+
+    [Fact]
+    public async Task AfterACrashOnlyFlushedDataRemains()
+    {
+        await using var ctx = fixture.CreateStore([]);
+        var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("crash", 4 * MiB));
+        var flushed = Filled(MiB, 6);
+        var abandoned = await ctx.Store.OpenVolumeAsync(volume.Id);
+        await abandoned.WriteAsync(0, flushed);
+        await abandoned.FlushAsync();
+        await abandoned.WriteAsync(2 * MiB, Filled(4096, 7)); // never flushed; the node dies
+
+        // A second node opens the volume from the bucket alone (separate cache directory).
+        await using var other = fixture.CreateStore([]);
+        var parameters = new Dictionary<string, string>(other.Parameters) { ["prefix"] = ctx.Parameters["prefix"] };
+        await using var survivor = StoreRegistry.Open("s3", parameters, other.Secrets);
+        await using var reopened = await survivor.OpenVolumeAsync(volume.Id);
+        var read = new byte[MiB];
+        await reopened.ReadAsync(0, read);
+        Assert.Equal(flushed, read);
+        var lost = new byte[4096];
+        await reopened.ReadAsync(2 * MiB, lost);
+        Assert.False(lost.AsSpan().ContainsAnyExcept((byte)0));
+        GC.KeepAlive(abandoned);
+    }
+
+    [Fact]
+    public async Task UnreachableEndpointIsUnavailable()
+    {
+        var cache = TempDirectory.Create("s3-unreachable");
+        try
+        {
+            var parameters = fixture.Server.StoreParameters("x", cache);
+            parameters["endpoint"] = "http://127.0.0.1:9"; // discard port: nothing listens
+            await using var store = StoreRegistry.Open("s3", parameters, LocalS3Server.StoreSecrets());
+            var e = await Assert.ThrowsAsync<StoreException>(() => store.GetVolumeAsync("v"));
+            Assert.Equal(StoreErrorCode.Unavailable, e.Code);
+            Assert.DoesNotContain(LocalS3Server.SecretAccessKey + "x", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(cache, recursive: true);
+        }
+    }
+
+    private static byte[] Filled(int length, int seed)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
+    }
+
+    private async Task<int> CountAsync(string keyPrefix)
+    {
+        var config = new AmazonS3Config { ServiceURL = fixture.Server.Endpoint, ForcePathStyle = true, AuthenticationRegion = "us-east-1" };
+        using var client = new AmazonS3Client(LocalS3Server.Credentials, config);
+        var response = await client.ListObjectsV2Async(new ListObjectsV2Request { BucketName = fixture.Server.Bucket, Prefix = keyPrefix });
+        return response.S3Objects?.Count ?? 0;
+    }
+}
