@@ -16,9 +16,10 @@ internal static class AttachCommand
 
     private const string Usage =
         "usage: ublk-csi attach --store SPEC [--size SIZE] [--queues N] [--depth N] [--max-io SIZE]\n" +
-        "                       [--state-dir DIR] [--no-recovery] [--stats]\n" +
+        "                       [--state-dir DIR] [--no-recovery] [--keep-on-exit] [--stats]\n" +
         "  SPEC: " + StoreSpec.Forms + "\n" +
-        "  SIZE: bytes with an optional K, M, G or T suffix (powers of 1024); required for null and memory";
+        "  SIZE: bytes with an optional K, M, G or T suffix (powers of 1024); required for null and memory\n" +
+        "  --keep-on-exit: on SIGINT/SIGTERM leave the device for 'ublk-csi recover' instead of removing it";
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -30,6 +31,7 @@ internal static class AttachCommand
         var stateDir = UblkDeviceOptions.DefaultRecoveryStateDirectory;
         var recovery = true;
         var stats = false;
+        var keepOnExit = false;
         for (var i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -42,9 +44,15 @@ internal static class AttachCommand
                 case "--state-dir": stateDir = OptionValue(args, ref i); break;
                 case "--no-recovery": recovery = false; break;
                 case "--stats": stats = true; break;
+                case "--keep-on-exit": keepOnExit = true; break;
                 case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
                 default: throw new CliException($"unknown option '{args[i]}'\n{Usage}", 2);
             }
+        }
+
+        if (keepOnExit && !recovery)
+        {
+            throw new CliException("--keep-on-exit needs user recovery; drop --no-recovery", 2);
         }
 
         if (store == null)
@@ -68,14 +76,15 @@ internal static class AttachCommand
             BackendDescription = spec.Description,
         };
         await using var backend = await OpenBackendAsync(spec, size);
-        return await ServeAsync(options, backend, stats, (control, served) => UblkDevice.CreateAsync(control, served, options));
+        return await ServeAsync(options, backend, stats, keepOnExit, (control, served) => UblkDevice.CreateAsync(control, served, options));
     }
 
     /// <summary>
     /// Creates or adopts a device with <paramref name="start"/>, prints its path, serves until a
-    /// signal or an outside stop, then removes it (shared by attach and recover).
+    /// signal or an outside stop, then removes it, or with <paramref name="keepOnExit"/> leaves it
+    /// QUIESCED for <c>ublk-csi recover</c> (a handover without I/O errors). Shared by attach and recover.
     /// </summary>
-    internal static async Task<int> ServeAsync(UblkDeviceOptions options, IBlockBackend backend, bool stats, Func<UblkControl, IBlockBackend, Task<UblkDevice>> start)
+    internal static async Task<int> ServeAsync(UblkDeviceOptions options, IBlockBackend backend, bool stats, bool keepOnExit, Func<UblkControl, IBlockBackend, Task<UblkDevice>> start)
     {
         var counting = stats ? new CountingBackend(backend) : null;
         IBlockBackend served = counting ?? backend;
@@ -129,11 +138,19 @@ internal static class AttachCommand
 
         try
         {
-            await device.StopAsync();
+            if (keepOnExit && finished == stopRequested.Task && device.RecoveryEnabled)
+            {
+                await device.ReleaseAsync();
+                Console.Error.WriteLine($"ublk-csi: left {device.BlockDevicePath} for 'ublk-csi recover {device.Id}'; its I/O waits until then");
+            }
+            else
+            {
+                await device.StopAsync();
+            }
         }
         catch (UblkException e)
         {
-            Console.Error.WriteLine($"ublk-csi: removing ublk device {device.Id}: {e.Message}");
+            Console.Error.WriteLine($"ublk-csi: shutting down ublk device {device.Id}: {e.Message}");
             exitCode = 1;
         }
 

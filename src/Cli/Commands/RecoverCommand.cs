@@ -12,7 +12,7 @@ internal static class RecoverCommand
 {
     public const string Summary = "adopt ublk device ID whose server died and serve it like attach";
 
-    private const string Usage = "usage: ublk-csi recover ID [--state-dir DIR] [--store SPEC] [--stats]";
+    private const string Usage = "usage: ublk-csi recover ID [--state-dir DIR] [--store SPEC] [--keep-on-exit] [--stats]";
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -20,6 +20,7 @@ internal static class RecoverCommand
         string? storeOverride = null;
         var stateDir = UblkDeviceOptions.DefaultRecoveryStateDirectory;
         var stats = false;
+        var keepOnExit = false;
         for (var i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -27,6 +28,7 @@ internal static class RecoverCommand
                 case "--state-dir": stateDir = AttachCommand.OptionValue(args, ref i); break;
                 case "--store": storeOverride = AttachCommand.OptionValue(args, ref i); break;
                 case "--stats": stats = true; break;
+                case "--keep-on-exit": keepOnExit = true; break;
                 case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
                 default:
                     if (id != null || args[i].StartsWith('-'))
@@ -69,6 +71,6 @@ internal static class RecoverCommand
             BackendDescription = spec.Description,
         };
         await using var backend = await AttachCommand.OpenBackendAsync(spec, record.Parameters.SizeBytes);
-        return await AttachCommand.ServeAsync(options, backend, stats, (control, served) => UblkDevice.RecoverAsync(control, deviceId, served, options));
+        return await AttachCommand.ServeAsync(options, backend, stats, keepOnExit, (control, served) => UblkDevice.RecoverAsync(control, deviceId, served, options));
     }
 }

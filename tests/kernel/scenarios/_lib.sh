@@ -49,3 +49,15 @@ cleanup_servers() {
   for pid in "${SERVER_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
 }
 trap cleanup_servers EXIT
+
+# wait_for_writes DEVICE N: until the block layer has completed N write requests on DEVICE (120 s max),
+# so that a crash or handover really happens in the middle of a workload.
+wait_for_writes() {
+  local stat=/sys/block/${1#/dev/}/stat writes
+  for _ in $(seq 1200); do
+    writes=$(awk '{ print $5 }' "$stat")
+    [[ $writes -ge $2 ]] && { log "$writes writes completed on $1"; return 0; }
+    sleep 0.1
+  done
+  fail "fewer than $2 writes completed on $1 within 120 s"
+}

@@ -12,7 +12,7 @@ fio --name=crash --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrit
     --numjobs=2 --offset_increment=128M --size=48M --verify=crc32c --verify_fatal=1 --do_verify=1 \
     --group_reporting > "$SCENARIO_DIR/fio.txt" 2>&1 &
 fio_pid=$!
-sleep 4
+wait_for_writes "$DEVICE" 500
 kill -0 "$fio_pid" 2>/dev/null || { cat "$SCENARIO_DIR/fio.txt"; fail "fio finished before the crash; make it longer"; }
 kill -KILL "$first_pid"
 wait "$first_pid" 2>/dev/null || true
