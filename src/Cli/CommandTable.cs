@@ -10,6 +10,7 @@ internal static class CommandTable
         ("list", ListCommand.Summary, ListCommand.RunAsync),
         ("detach", DetachCommand.Summary, DetachCommand.RunAsync),
         ("recover", RecoverCommand.Summary, RecoverCommand.RunAsync),
+        ("demo", DemoCommand.Summary, DemoCommand.RunAsync),
         ("bench-grpc", BenchGrpcCommand.Summary, BenchGrpcCommand.RunAsync),
     ];
 
