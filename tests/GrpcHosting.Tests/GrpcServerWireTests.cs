@@ -74,6 +74,17 @@ public sealed class GrpcServerWireTests
     }
 
     [Fact]
+    public async Task MultiMegabyteMessageOverTheLimitIsResourceExhaustedWhileTheClientIsStillSending()
+    {
+        await using var server = await TestServer.StartAsync(maxReceiveMessageBytes: 1024 * 1024);
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => server.EchoAsync(new EchoRequest { Payload = EchoService.Bytes(24 * 1024 * 1024) }));
+
+        Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
+        Assert.Equal("ok", (await server.EchoAsync(new EchoRequest { Text = "ok" })).Text);
+    }
+
+    [Fact]
     public async Task OversizedDeclaredLengthIsRejectedBeforeTheBodyArrives()
     {
         await using var server = await TestServer.StartAsync(maxReceiveMessageBytes: 1024);

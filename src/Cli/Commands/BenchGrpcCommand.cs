@@ -98,7 +98,7 @@ internal static class BenchGrpcCommand
         var bytes = new byte[payloadBytes];
         Random.Shared.NextBytes(bytes);
         var request = new BytesValue { Value = ByteString.CopyFrom(bytes) };
-        var count = Math.Max(100, Math.Min(calls, (int)(4L * 1024 * 1024 * 1024 / Math.Max(payloadBytes, 1))));
+        var count = Math.Max(100, Math.Min(calls, (int)(1L * 1024 * 1024 * 1024 / Math.Max(payloadBytes, 1))));
         Console.Out.WriteLine();
         Console.Out.WriteLine($"requests carrying {payloadBytes} bytes, {count} calls per run");
         Console.Out.WriteLine($"{"run",-44} {"p50 µs",9} {"p99 µs",9} {"calls/s",10}   {"p50 vs raw",10} {"calls/s vs raw",14} {"MiB/s",8}");

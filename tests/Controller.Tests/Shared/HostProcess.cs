@@ -25,7 +25,9 @@ public sealed partial class HostProcess : IDisposable
 
     public static HostProcess Start(string assemblyName, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var info = new ProcessStartInfo("dotnet")
+        // The muxer running this test run, so the child uses the same runtime.
+        var muxer = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
+        var info = new ProcessStartInfo(muxer)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
