@@ -143,7 +143,8 @@ public sealed class MemoryBackend : IBlockBackend
             return page;
         }
 
-        var newPage = new byte[PageSize];
+        // Pinned heap: pages live long and are never moved, so the GC does not copy them while promoting.
+        var newPage = GC.AllocateArray<byte>(PageSize, pinned: true);
         var winner = Interlocked.CompareExchange(ref pageSlot, newPage, null);
         if (winner != null)
         {
