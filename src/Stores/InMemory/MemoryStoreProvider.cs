@@ -1,4 +1,5 @@
 using UblkCsi.Engine;
+using UblkCsi.Engine.Backends;
 
 namespace UblkCsi.Stores.InMemory;
 
@@ -15,7 +16,7 @@ public sealed class MemoryStoreProvider : IStoreProvider
     public string Type => TypeName;
 
     public IVolumeStore OpenStore(IReadOnlyDictionary<string, string> parameters, IReadOnlyDictionary<string, string> secrets) =>
-        InMemoryProviders.Open(TypeName, static size => new InterimMemoryBackend(size), retainsData: true, parameters, secrets);
+        InMemoryProviders.Open(TypeName, static size => new MemoryBackend(size), retainsData: true, parameters, secrets);
 
     public StoreSpec ValidateSpec(StoreSpec spec) => spec;
 
@@ -33,7 +34,7 @@ public sealed class NullStoreProvider : IStoreProvider
     public string Type => TypeName;
 
     public IVolumeStore OpenStore(IReadOnlyDictionary<string, string> parameters, IReadOnlyDictionary<string, string> secrets) =>
-        InMemoryProviders.Open(TypeName, static size => new InterimNullBackend(size), retainsData: false, parameters, secrets);
+        InMemoryProviders.Open(TypeName, static size => new NullBackend(size), retainsData: false, parameters, secrets);
 
     public StoreSpec ValidateSpec(StoreSpec spec) => spec;
 
