@@ -193,35 +193,44 @@ public sealed class GrpcClient : IDisposable
         }
 
         var body = await response.Content.ReadAsStreamAsync(cancellationToken);
-        var header = new byte[GrpcProtocol.FrameHeaderSize];
-        var headerRead = await body.ReadAtLeastAsync(header, header.Length, throwOnEndOfStream: false, cancellationToken);
-        if (headerRead == 0)
-        {
-            throw StatusFromTrailers(response) ?? new RpcException(StatusCode.Internal, "server sent OK without a response message");
-        }
 
-        if (headerRead < header.Length)
-        {
-            throw new RpcException(StatusCode.Internal, "response ended inside a message header");
-        }
-
-        var length = BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(1));
-        if (length > (uint)_options.MaxReceiveMessageBytes)
-        {
-            throw new RpcException(StatusCode.ResourceExhausted, $"received message larger than max ({length} vs. {_options.MaxReceiveMessageBytes})");
-        }
-
-        var payload = ArrayPool<byte>.Shared.Rent((int)length);
+        // One pooled buffer holds the header and, for the usual small response, the message too.
+        var buffer = ArrayPool<byte>.Shared.Rent(4096);
         try
         {
-            var read = await body.ReadAtLeastAsync(payload.AsMemory(0, (int)length), (int)length, throwOnEndOfStream: false, cancellationToken);
+            var headerRead = await body.ReadAtLeastAsync(buffer.AsMemory(0, GrpcProtocol.FrameHeaderSize), GrpcProtocol.FrameHeaderSize, throwOnEndOfStream: false, cancellationToken);
+            if (headerRead == 0)
+            {
+                throw StatusFromTrailers(response) ?? new RpcException(StatusCode.Internal, "server sent OK without a response message");
+            }
+
+            if (headerRead < GrpcProtocol.FrameHeaderSize)
+            {
+                throw new RpcException(StatusCode.Internal, "response ended inside a message header");
+            }
+
+            var compressedFlag = buffer[0];
+            var length = BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(1));
+            if (length > (uint)_options.MaxReceiveMessageBytes)
+            {
+                throw new RpcException(StatusCode.ResourceExhausted, $"received message larger than max ({length} vs. {_options.MaxReceiveMessageBytes})");
+            }
+
+            // One spare byte past the message lets the end-of-body check read into the same buffer.
+            if (length >= buffer.Length)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                buffer = ArrayPool<byte>.Shared.Rent((int)length + 1);
+            }
+
+            var read = await body.ReadAtLeastAsync(buffer.AsMemory(0, (int)length), (int)length, throwOnEndOfStream: false, cancellationToken);
             if (read < length)
             {
                 throw new RpcException(StatusCode.Internal, $"response ended inside a message: {read} of {length} bytes arrived");
             }
 
             // Drain to the end so the trailers (and with them the status) arrive.
-            if (await body.ReadAsync(header.AsMemory(0, 1), cancellationToken) != 0)
+            if (await body.ReadAsync(buffer.AsMemory((int)length, 1), cancellationToken) != 0)
             {
                 throw new RpcException(StatusCode.Internal, "server sent more than one response message to a unary call");
             }
@@ -231,11 +240,11 @@ public sealed class GrpcClient : IDisposable
                 throw failure;
             }
 
-            return ParseResponse<TResponse>(header[0], payload.AsSpan(0, (int)length), response);
+            return ParseResponse<TResponse>(compressedFlag, buffer.AsSpan(0, (int)length), response);
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(payload);
+            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 
