@@ -1,0 +1,54 @@
+using Microsoft.Extensions.Logging;
+using UblkCsi.BlockStore.V1;
+using UblkCsi.GrpcHosting;
+using UblkCsi.GrpcHosting.Logging;
+using UblkCsi.Stores;
+using UblkCsi.Stores.Rpc;
+using UblkCsi.Stores.Rpc.Server;
+
+namespace UblkCsi.BlockStoreServer.Tests.Support;
+
+/// <summary>The block-store service over any store, on a real loopback TCP port, with captured logs.</summary>
+public sealed class ServiceHost : IAsyncDisposable
+{
+    private readonly ILoggerFactory _loggers;
+    private readonly GrpcServer _server;
+
+    private ServiceHost(ILoggerFactory loggers, GrpcServer server, BlockStoreService service, CapturedLogs logs)
+    {
+        _loggers = loggers;
+        _server = server;
+        Service = service;
+        Logs = logs;
+    }
+
+    public BlockStoreService Service { get; }
+
+    public CapturedLogs Logs { get; }
+
+    public GrpcEndpoint Endpoint => _server.Endpoint;
+
+    public static async Task<ServiceHost> StartAsync(IVolumeStore store, string? token = null, int listPageSize = 1000)
+    {
+        var logs = new CapturedLogs();
+        var loggers = LoggerFactory.Create(logs.AddTo);
+        var options = new BlockStoreServiceOptions { Token = token, ListPageSize = listPageSize };
+        var service = new BlockStoreService(store, options, loggers.CreateLogger<BlockStoreService>());
+        var server = new GrpcServer(new GrpcServerOptions
+        {
+            Endpoint = GrpcEndpoint.Tcp("127.0.0.1", 0),
+            MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
+            SensitiveFields = new SensitiveFieldPolicy(BlockstoreExtensions.Sensitive),
+        }, loggers);
+        server.AddService(BlockStoreProtocol.Service, service);
+        await server.StartAsync();
+        return new ServiceHost(loggers, server, service, logs);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        await Service.DisposeAsync();
+        _loggers.Dispose();
+    }
+}
