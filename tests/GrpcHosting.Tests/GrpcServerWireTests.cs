@@ -22,6 +22,20 @@ public sealed class GrpcServerWireTests
     }
 
     [Fact]
+    public async Task MessagesLargerThanTheHttp2WindowsRoundTrip()
+    {
+        // 20 MiB exceeds both the server's stream window and the client's: flow control must keep moving.
+        await using var server = await TestServer.StartAsync(maxReceiveMessageBytes: 32 * 1024 * 1024);
+        using var client = new GrpcClient(server.Server.Endpoint, new GrpcClientOptions { MaxReceiveMessageBytes = 32 * 1024 * 1024 });
+        var payload = EchoService.Bytes(20 * 1024 * 1024);
+
+        var response = await client.CallAsync<EchoRequest, EchoResponse>(
+            EchoService.Descriptor.FindMethodByName("Echo"), new EchoRequest { Payload = payload }, DateTime.UtcNow.AddSeconds(60));
+
+        Assert.Equal(payload, response.Payload);
+    }
+
+    [Fact]
     public async Task SuccessfulResponseCarriesGrpcContentTypeAndStatusInTrailers()
     {
         await using var server = await TestServer.StartAsync();
