@@ -94,6 +94,7 @@ internal static class AttachCommand
 
         using var control = OpenControl();
         UblkDevice device;
+        var startClock = System.Diagnostics.Stopwatch.StartNew();
         try
         {
             device = await start(control, served);
@@ -119,7 +120,8 @@ internal static class AttachCommand
         Console.Out.Flush();
         Console.Error.WriteLine(
             $"ublk-csi: serving {device.BlockDevicePath} ({device.Parameters.SizeBytes} bytes, {device.Info.Queues} queue(s) x {device.Info.Depth}, " +
-            $"flags {device.Info.Flags}, recovery {(device.RecoveryEnabled ? "on" : "off")}); SIGINT/SIGTERM removes it");
+            $"flags {device.Info.Flags}, recovery {(device.RecoveryEnabled ? "on" : "off")}; ready in {startClock.ElapsedMilliseconds} ms); " +
+            (keepOnExit ? "SIGINT/SIGTERM leaves it for recover" : "SIGINT/SIGTERM removes it"));
 
         var finished = await Task.WhenAny(stopRequested.Task, device.Completion);
         var exitCode = 0;

@@ -137,14 +137,21 @@ public sealed class UblkDevice : IAsyncDisposable
         options ??= new UblkDeviceOptions();
         options.Validate();
 
-        await StartUserRecoveryAsync(control, id, options.RecoveryTimeout, cancellationToken).ConfigureAwait(false);
-        var info = control.GetDeviceInfo(id);
+        // Everything that can refuse the adoption is checked before START_USER_RECOVERY, which
+        // resets the kernel's queues and cannot be undone by this process.
         var parameters = control.GetParameters(id);
         if (backend.Info.SizeBytes != parameters.SizeBytes)
         {
             throw new UblkException($"cannot adopt ublk device {id}: its size is {parameters.SizeBytes} bytes but the backend has {backend.Info.SizeBytes}");
         }
 
+        if ((control.GetDeviceInfo(id).Flags & UblkFeatures.UserRecovery) == 0)
+        {
+            throw new UblkException($"cannot adopt ublk device {id}: it was created without user recovery", Errno.EINVAL);
+        }
+
+        await StartUserRecoveryAsync(control, id, options.RecoveryTimeout, cancellationToken).ConfigureAwait(false);
+        var info = control.GetDeviceInfo(id);
         var charDevice = await OpenCharDeviceAsync(info, cancellationToken).ConfigureAwait(false);
         var device = new UblkDevice(control, info, parameters, backend, options, charDevice);
         try
@@ -234,7 +241,14 @@ public sealed class UblkDevice : IAsyncDisposable
             }
             catch (UblkException e) when (e.Errno == Errno.EINVAL)
             {
-                throw new UblkException($"cannot adopt ublk device {id}: it was created without user recovery or never started", Errno.EINVAL, e);
+                // The kernel answers EINVAL when no queue is set up, which is also the state an
+                // adoption attempt that failed after START_USER_RECOVERY leaves behind: carry on from there.
+                if (control.GetDeviceInfo(id).State == UblkDeviceState.Quiesced)
+                {
+                    return;
+                }
+
+                throw new UblkException($"cannot adopt ublk device {id}: it was never started", Errno.EINVAL, e);
             }
         }
     }

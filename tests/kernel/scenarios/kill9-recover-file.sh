@@ -27,6 +27,14 @@ done
 [[ $state == quiesced ]] || fail "device $DEVICE_ID is '$state' after the crash, expected quiesced"
 [[ -b $DEVICE ]] || fail "$DEVICE disappeared after the crash"
 
+# A wrong backend is refused before the kernel state is touched, and the device stays adoptable.
+truncate -s 64M "$SCENARIO_DIR/other.img"
+if out=$("$UBLK_CSI" recover "$DEVICE_ID" --state-dir "$STATE_DIR" --store "file:$SCENARIO_DIR/other.img" 2>&1); then
+  fail "recover with a 64M image for a 256M device succeeded"
+fi
+# (the file store or the engine may be the one to notice; either way both sizes are named)
+[[ $(echo "$out" | wc -l) -eq 1 && $out == *268435456* && $out == *67108864* ]] || fail "unclear error for a wrong-size backend: $out"
+
 start=$(date +%s%N)
 start_server second recover "$DEVICE_ID" --state-dir "$STATE_DIR"
 log "recovered $DEVICE in $(( ($(date +%s%N) - start) / 1000000 )) ms (process start included)"
