@@ -67,13 +67,20 @@ internal static class BenchGrpcCommand
             Func<Task> grpcProbe = () => grpcClient.CallAsync<ProbeRequest, ProbeResponse>(probe, new ProbeRequest());
             Func<Task> grpcInfo = () => grpcClient.CallAsync<GetPluginInfoRequest, GetPluginInfoResponse>(info, new GetPluginInfoRequest());
 
+            // Warm every workload before measuring any, so no run pays for JIT tiering of another.
+            foreach (var workload in new[] { rawEmpty, grpcProbe, grpcInfo })
+            {
+                await MeasureAsync(workload, Math.Min(calls, 5000), 1);
+                await MeasureAsync(workload, Math.Min(calls, 5000), concurrency);
+            }
+
             foreach (var parallel in new[] { 1, concurrency })
             {
                 var mode = parallel == 1 ? "sequential" : $"concurrent x{parallel}";
-                var baseline = await MeasureAsync(rawEmpty, calls, parallel);
-                Print($"raw HTTP/2 empty POST, {mode}", baseline, baseline);
-                Print($"gRPC Identity.Probe, {mode}", await MeasureAsync(grpcProbe, calls, parallel), baseline);
-                Print($"gRPC Identity.GetPluginInfo, {mode}", await MeasureAsync(grpcInfo, calls, parallel), baseline);
+                var results = await MeasureInterleavedAsync([rawEmpty, grpcProbe, grpcInfo], calls, parallel);
+                Print($"raw HTTP/2 empty POST, {mode}", results[0], results[0]);
+                Print($"gRPC Identity.Probe, {mode}", results[1], results[0]);
+                Print($"gRPC Identity.GetPluginInfo, {mode}", results[2], results[0]);
             }
 
             if (payloadBytes > 0)
@@ -102,28 +109,52 @@ internal static class BenchGrpcCommand
         Console.Out.WriteLine();
         Console.Out.WriteLine($"requests carrying {payloadBytes} bytes, {count} calls per run");
         Console.Out.WriteLine($"{"run",-44} {"p50 µs",9} {"p99 µs",9} {"calls/s",10}   {"p50 vs raw",10} {"calls/s vs raw",14} {"MiB/s",8}");
+        Func<Task>[] workloads =
+        [
+            () => RawPostAsync(rawClient, bytes),
+            () => grpcClient.CallAsync<BytesValue, GetPluginInfoResponse>("/csi.v1.Identity/GetPluginInfo", request),
+        ];
+        foreach (var workload in workloads)
+        {
+            await MeasureAsync(workload, 100, 1);
+        }
+
         foreach (var parallel in new[] { 1, concurrency })
         {
             var mode = parallel == 1 ? "sequential" : $"concurrent x{parallel}";
-            var baseline = await MeasureAsync(() => RawPostAsync(rawClient, bytes), count, parallel);
-            Print($"raw HTTP/2 POST, {mode}", baseline, baseline, payloadBytes);
-            var grpc = await MeasureAsync(
-                () => grpcClient.CallAsync<BytesValue, GetPluginInfoResponse>("/csi.v1.Identity/GetPluginInfo", request), count, parallel);
-            Print($"gRPC unary, {mode}", grpc, baseline, payloadBytes);
+            var results = await MeasureInterleavedAsync(workloads, count, parallel);
+            Print($"raw HTTP/2 POST, {mode}", results[0], results[0], payloadBytes);
+            Print($"gRPC unary, {mode}", results[1], results[0], payloadBytes);
         }
     }
 
     private readonly record struct Result(double P50Micros, double P99Micros, double CallsPerSecond);
 
-    /// <summary>Warms up, then runs <paramref name="calls"/> calls split over <paramref name="parallel"/> callers, timing each.</summary>
-    private static async Task<Result> MeasureAsync(Func<Task> call, int calls, int parallel)
+    /// <summary>
+    /// Measures the workloads in alternating rounds, so load from other processes on the machine
+    /// falls on all of them alike and the ratios stay meaningful.
+    /// </summary>
+    private static async Task<Result[]> MeasureInterleavedAsync(Func<Task>[] workloads, int calls, int parallel)
     {
-        // Warm up until the JIT has tiered the call path up and the connection pool is open.
-        for (var i = 0; i < Math.Min(calls, 5000); i++)
+        const int Rounds = 5;
+        var latencies = workloads.Select(_ => new List<long>(calls)).ToArray();
+        var elapsed = new TimeSpan[workloads.Length];
+        for (var round = 0; round < Rounds; round++)
         {
-            await call();
+            for (var w = 0; w < workloads.Length; w++)
+            {
+                var (roundLatencies, roundElapsed) = await MeasureAsync(workloads[w], Math.Max(parallel, calls / Rounds), parallel);
+                latencies[w].AddRange(roundLatencies);
+                elapsed[w] += roundElapsed;
+            }
         }
 
+        return latencies.Select((l, w) => Summarize(l, elapsed[w])).ToArray();
+    }
+
+    /// <summary>Runs <paramref name="calls"/> calls split over <paramref name="parallel"/> callers, timing each.</summary>
+    private static async Task<(long[] Latencies, TimeSpan Elapsed)> MeasureAsync(Func<Task> call, int calls, int parallel)
+    {
         var perCaller = calls / parallel;
         var latencies = new long[perCaller * parallel];
         var started = Stopwatch.GetTimestamp();
@@ -136,13 +167,17 @@ internal static class BenchGrpcCommand
                 latencies[(worker * perCaller) + i] = Stopwatch.GetTimestamp() - begin;
             }
         })));
-        var elapsed = Stopwatch.GetElapsedTime(started);
-        Array.Sort(latencies);
+        return (latencies, Stopwatch.GetElapsedTime(started));
+    }
+
+    private static Result Summarize(List<long> latencies, TimeSpan elapsed)
+    {
+        latencies.Sort();
         double Micros(long ticks) => ticks * 1_000_000.0 / Stopwatch.Frequency;
         return new Result(
-            Micros(latencies[latencies.Length / 2]),
-            Micros(latencies[Math.Min(latencies.Length - 1, (int)(latencies.Length * 0.99))]),
-            latencies.Length / elapsed.TotalSeconds);
+            Micros(latencies[latencies.Count / 2]),
+            Micros(latencies[Math.Min(latencies.Count - 1, (int)(latencies.Count * 0.99))]),
+            latencies.Count / elapsed.TotalSeconds);
     }
 
     private static void Print(string name, Result result, Result baseline, int payloadBytes = -1)
