@@ -72,18 +72,18 @@ internal static class DemoCommand
             Console.Out.WriteLine($"demo: serving {devicePath} ({device.Info.Queues} queue(s) x {device.Info.Depth}, flags {device.Info.Flags})");
             try
             {
-                await steps.TimeAsync("mkfs.ext4", () => Run("mkfs.ext4", "-q", "-F", devicePath));
-                await steps.TimeAsync("mount", () => Run("mount", "-t", "ext4", devicePath, mountPoint));
+                await steps.TimeAsync("mkfs.ext4", () => ExternalProgram.RunAsync("mkfs.ext4", "-q", "-F", devicePath));
+                await steps.TimeAsync("mount", () => ExternalProgram.RunAsync("mount", "-t", "ext4", devicePath, mountPoint));
                 var checksums = await steps.TimeAsync($"write {FormatBytes(dataBytes)} in {FileCount} files + fsync", () => WriteFiles(mountPoint, dataBytes));
-                await steps.TimeAsync("umount (flushes to the store)", () => Run("umount", mountPoint));
+                await steps.TimeAsync("umount (flushes to the store)", () => ExternalProgram.RunAsync("umount", mountPoint));
                 await steps.TimeAsync("mount again (cold cache)", async () =>
                 {
-                    await Run("blockdev", "--flushbufs", devicePath);
-                    await Run("mount", "-t", "ext4", devicePath, mountPoint);
+                    await ExternalProgram.RunAsync("blockdev", "--flushbufs", devicePath);
+                    await ExternalProgram.RunAsync("mount", "-t", "ext4", devicePath, mountPoint);
                 });
                 await steps.TimeAsync($"read back and verify {FormatBytes(dataBytes)}", () => VerifyFiles(mountPoint, checksums));
-                await steps.TimeAsync("umount", () => Run("umount", mountPoint));
-                await steps.TimeAsync("fsck.ext4 -fn", () => Run("fsck.ext4", "-f", "-n", devicePath));
+                await steps.TimeAsync("umount", () => ExternalProgram.RunAsync("umount", mountPoint));
+                await steps.TimeAsync("fsck.ext4 -fn", () => ExternalProgram.RunAsync("fsck.ext4", "-f", "-n", devicePath));
             }
             finally
             {
@@ -145,25 +145,7 @@ internal static class DemoCommand
         var mounts = await File.ReadAllTextAsync("/proc/self/mounts");
         if (mounts.Contains($" {mountPoint} ", StringComparison.Ordinal))
         {
-            await Run("umount", mountPoint);
-        }
-    }
-
-    private static async Task Run(string program, params string[] arguments)
-    {
-        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        using var process = Process.Start(start) ?? throw new CliException($"cannot start {program}");
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        if (process.ExitCode != 0)
-        {
-            throw new CliException($"{program} {string.Join(' ', arguments)} exited with {process.ExitCode}: {(await error).Trim()} {(await output).Trim()}");
+            await ExternalProgram.RunAsync("umount", mountPoint);
         }
     }
 

@@ -1,0 +1,236 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using UblkCsi.Engine;
+using UblkCsi.Engine.Backends;
+
+namespace UblkCsi.Cli;
+
+/// <summary>
+/// <c>ublk-csi bench-engine</c>: the engine's cost, with the kernel's loop driver as the baseline in
+/// the same boot. Runs fio 4 KiB random reads at queue depth 32 on a null-backed ublk device and on
+/// a loop device over a tmpfs file, reports IOPS, the ratio and CPU time per I/O (system-wide and this
+/// server process alone); then serves many idle devices from this one process and reports the
+/// resident memory each costs.
+/// </summary>
+internal static class BenchEngineCommand
+{
+    public const string Summary = "fio on a null ublk device vs loop on tmpfs; memory per idle device";
+
+    private const string Usage =
+        "usage: ublk-csi bench-engine [--seconds N] [--idle-devices N] [--queues N] [--size SIZE]\n" +
+        "  --seconds: fio runtime per device (default 10); --idle-devices: devices for the memory figure (default 32)";
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var seconds = 10;
+        var idleDevices = 32;
+        int? queues = null;
+        var size = 1L << 30;
+        for (var i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--seconds": seconds = AttachCommand.ParseInt("--seconds", AttachCommand.OptionValue(args, ref i), 1, 3600); break;
+                case "--idle-devices": idleDevices = AttachCommand.ParseInt("--idle-devices", AttachCommand.OptionValue(args, ref i), 1, 1024); break;
+                case "--queues": queues = AttachCommand.ParseInt("--queues", AttachCommand.OptionValue(args, ref i), 1, 64); break;
+                case "--size": size = AttachCommand.ParseSize("--size", AttachCommand.OptionValue(args, ref i)); break;
+                case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
+                default: throw new CliException($"unknown option '{args[i]}'\n{Usage}", 2);
+            }
+        }
+
+        using var control = AttachCommand.OpenControl();
+        var deviceOptions = new UblkDeviceOptions { Queues = queues, EnableRecovery = false, RecoveryStateDirectory = null };
+        Console.Out.WriteLine($"bench-engine: kernel {File.ReadAllText("/proc/sys/kernel/osrelease").Trim()}, {Environment.ProcessorCount} CPUs, fio randread bs=4k iodepth=32 for {seconds}s per device");
+
+        FioResult ublk;
+        await using (var backend = new NullBackend(size))
+        {
+            var device = await UblkDevice.CreateAsync(control, backend, deviceOptions);
+            try
+            {
+                // A first short run warms the JIT's tiered recompilation, which is not per-I/O cost.
+                await RunFio(device.BlockDevicePath, Math.Max(1, seconds / 4), measureSelf: false);
+                ublk = await RunFio(device.BlockDevicePath, seconds, measureSelf: true);
+            }
+            finally
+            {
+                await device.StopAsync();
+            }
+
+            Console.Out.WriteLine($"  ublk null ({device.Info.Queues} queue(s) x {device.Info.Depth}): {ublk}");
+        }
+
+        var loop = await RunOnLoopOverTmpfs(size, seconds);
+        Console.Out.WriteLine($"  loop over tmpfs:                {loop}");
+        Console.Out.WriteLine($"  IOPS ratio ublk/loop: {ublk.Iops / loop.Iops:0.00}; system CPU per I/O ratio ublk/loop: {ublk.SystemCpuMicrosPerIo / loop.SystemCpuMicrosPerIo:0.00}");
+
+        await MeasureIdleDevices(control, deviceOptions, idleDevices, size);
+        return 0;
+    }
+
+    private static async Task MeasureIdleDevices(UblkControl control, UblkDeviceOptions options, int count, long size)
+    {
+        // Warm up once so JIT, the buffer pool and the control ring are not counted per device.
+        await using (var warm = new NullBackend(size))
+        {
+            var device = await UblkDevice.CreateAsync(control, warm, options);
+            await device.StopAsync();
+        }
+
+        CollectGarbage();
+        var before = ResidentBytes();
+        var threadsBefore = Process.GetCurrentProcess().Threads.Count;
+        var devices = new List<UblkDevice>(count);
+        var backends = new List<NullBackend>(count);
+        var watch = Stopwatch.StartNew();
+        try
+        {
+            for (var i = 0; i < count; i++)
+            {
+                var backend = new NullBackend(size);
+                backends.Add(backend);
+                devices.Add(await UblkDevice.CreateAsync(control, backend, options));
+            }
+
+            var created = watch.Elapsed;
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            CollectGarbage();
+            var after = ResidentBytes();
+            var threads = Process.GetCurrentProcess().Threads.Count - threadsBefore;
+            Console.Out.WriteLine(
+                $"  {count} idle devices ({devices[0].Info.Queues} queue(s) x {devices[0].Info.Depth} each) in one process: " +
+                $"resident +{(after - before) / 1024.0 / 1024.0:0.0} MiB, {(after - before) / 1024.0 / count:0} KiB per device, " +
+                $"{threads / (double)count:0.#} threads per device, created in {created.TotalMilliseconds / count:0} ms per device");
+        }
+        finally
+        {
+            watch.Restart();
+            foreach (var device in devices)
+            {
+                await device.StopAsync();
+            }
+
+            Console.Out.WriteLine($"  removed {devices.Count} devices in {watch.Elapsed.TotalMilliseconds / Math.Max(1, devices.Count):0} ms per device");
+            foreach (var backend in backends)
+            {
+                await backend.DisposeAsync();
+            }
+        }
+    }
+
+    private static async Task<FioResult> RunOnLoopOverTmpfs(long size, int seconds)
+    {
+        // /dev/shm is tmpfs on every Linux system; the sparse file's holes read as shared zero pages.
+        var image = Path.Combine("/dev/shm", $"ublk-csi-bench-{Environment.ProcessId}.img");
+        await using (var file = new FileStream(image, FileMode.CreateNew))
+        {
+            file.SetLength(size);
+        }
+
+        string loopDevice;
+        try
+        {
+            loopDevice = (await ExternalProgram.RunAsync("losetup", "--find", "--show", image)).Trim();
+        }
+        catch
+        {
+            File.Delete(image);
+            throw;
+        }
+
+        try
+        {
+            return await RunFio(loopDevice, seconds, measureSelf: false);
+        }
+        finally
+        {
+            await ExternalProgram.RunAsync("losetup", "--detach", loopDevice);
+            File.Delete(image);
+        }
+    }
+
+    private static async Task<FioResult> RunFio(string device, int seconds, bool measureSelf)
+    {
+        var self = Process.GetCurrentProcess();
+        var cpuBefore = SystemBusyTicks();
+        var selfBefore = self.TotalProcessorTime;
+        var json = await ExternalProgram.RunAsync(
+            "fio", "--name=randread", $"--filename={device}", "--rw=randread", "--bs=4k", "--iodepth=32",
+            "--ioengine=io_uring", "--direct=1", "--time_based", $"--runtime={seconds}", "--ramp_time=1",
+            "--numjobs=1", "--output-format=json");
+        var cpuAfter = SystemBusyTicks();
+        self.Refresh();
+        var selfCpu = self.TotalProcessorTime - selfBefore;
+
+        using var doc = JsonDocument.Parse(json[json.IndexOf('{')..]);
+        var job = doc.RootElement.GetProperty("jobs")[0];
+        var read = job.GetProperty("read");
+        var iops = read.GetProperty("iops").GetDouble();
+        var ios = read.GetProperty("total_ios").GetInt64();
+        var errors = job.GetProperty("error").GetInt32();
+        if (errors != 0 || ios == 0)
+        {
+            throw new CliException($"fio on {device} failed: error {errors}, {ios} I/Os");
+        }
+
+        // fio's ramp time is not in total_ios, so the CPU figures are slight overestimates for both.
+        var ticksPerSecond = 100.0;
+        var systemMicros = (cpuAfter - cpuBefore) / ticksPerSecond * 1e6;
+        return new FioResult(
+            iops,
+            read.GetProperty("clat_ns").GetProperty("mean").GetDouble() / 1000.0,
+            systemMicros / ios,
+            measureSelf ? selfCpu.TotalMicroseconds / ios : double.NaN);
+    }
+
+    /// <summary>Busy CPU time of the whole system in clock ticks (USER_HZ = 100), from /proc/stat.</summary>
+    private static long SystemBusyTicks()
+    {
+        var fields = File.ReadLines("/proc/stat").First().Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        long busy = 0;
+        for (var i = 1; i < fields.Length; i++)
+        {
+            // user nice system idle iowait irq softirq steal: idle (4) and iowait (5) are not busy.
+            if (i is not 4 and not 5)
+            {
+                busy += long.Parse(fields[i], CultureInfo.InvariantCulture);
+            }
+        }
+
+        return busy;
+    }
+
+    private static long ResidentBytes()
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            {
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+
+        throw new CliException("/proc/self/status has no VmRSS line");
+    }
+
+    private static void CollectGarbage()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+    }
+
+    private readonly record struct FioResult(double Iops, double MeanLatencyMicros, double SystemCpuMicrosPerIo, double ServerCpuMicrosPerIo)
+    {
+        public override string ToString()
+        {
+            var text = string.Create(CultureInfo.InvariantCulture,
+                $"{Iops,9:0} IOPS, mean latency {MeanLatencyMicros,7:0.0} us, system CPU {SystemCpuMicrosPerIo,6:0.0} us/IO");
+            return double.IsNaN(ServerCpuMicrosPerIo)
+                ? text
+                : text + string.Create(CultureInfo.InvariantCulture, $", server process CPU {ServerCpuMicrosPerIo:0.0} us/IO");
+        }
+    }
+}
