@@ -12,6 +12,7 @@ internal static class CommandTable
         ("recover", RecoverCommand.Summary, RecoverCommand.RunAsync),
         ("demo", DemoCommand.Summary, DemoCommand.RunAsync),
         ("bench-grpc", BenchGrpcCommand.Summary, BenchGrpcCommand.RunAsync),
+        ("bench-stores", BenchStoresCommand.Summary, BenchStoresCommand.RunAsync),
     ];
 
     public static async Task<int> RunAsync(string[] args)
