@@ -99,21 +99,14 @@ internal static class AttachCommand
         {
             device = await start(control, served);
         }
-        catch (UblkException e)
+        catch (Exception e) when (e is UblkException or Engine.IoUring.IoUringException)
         {
-            throw new CliException(e.Message);
+            // The engine names its option; the operator knows the flags.
+            throw new CliException(e.Message.Replace("choose another RecoveryStateDirectory, or disable recovery", "use --state-dir DIR or --no-recovery", StringComparison.Ordinal));
         }
         catch (ArgumentException e)
         {
             throw new CliException(e.Message, 2);
-        }
-        catch (IOException e) when (e is not UblkException && options.RecoveryStateDirectory != null)
-        {
-            throw new CliException($"cannot write the recovery record in {options.RecoveryStateDirectory}: {e.Message} (use --state-dir or --no-recovery)");
-        }
-        catch (UnauthorizedAccessException e)
-        {
-            throw new CliException($"cannot write the recovery record in {options.RecoveryStateDirectory}: {e.Message} (use --state-dir or --no-recovery)");
         }
 
         Console.Out.WriteLine(device.BlockDevicePath);

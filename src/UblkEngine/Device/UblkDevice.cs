@@ -22,6 +22,7 @@ public sealed class UblkDevice : IAsyncDisposable
     private readonly FileDescriptorHandle _charDevice;
     private readonly UblkQueue[] _queues;
     private readonly UblkRecoveryStore? _recoveryStore;
+    private readonly Task _allQueuesExited;
     private readonly Task _completion;
     private readonly Lock _lifecycleGate = new();
     private Task? _shutdown;
@@ -55,7 +56,8 @@ public sealed class UblkDevice : IAsyncDisposable
                 userCopy, ioctlEncoded, charDevice, backend, pool));
         }
 
-        _completion = Task.WhenAll(_queues.Select(q => q.Exited));
+        _allQueuesExited = Task.WhenAll(_queues.Select(q => q.Exited));
+        _completion = WatchQueuesAsync();
     }
 
     /// <summary>Kernel id N of /dev/ublkbN.</summary>
@@ -77,7 +79,8 @@ public sealed class UblkDevice : IAsyncDisposable
 
     /// <summary>
     /// Completes when every queue thread has finished: after a stop or release, or when the device
-    /// was stopped from outside (e.g. <c>ublk-csi detach</c>). Faults if a queue failed.
+    /// was stopped from outside (e.g. <c>ublk-csi detach</c>). Faults as soon as one queue fails,
+    /// so the owner can stop the device instead of serving it half-dead.
     /// </summary>
     public Task Completion => _completion;
 
@@ -347,9 +350,19 @@ public sealed class UblkDevice : IAsyncDisposable
             queue.RequestExit(holdNewRequests);
         }
 
+        // Queues exit once their backend I/O is done; one that never answers must not pin them.
+        var finished = await Task.WhenAny(_allQueuesExited, Task.Delay(_options.DrainTimeout)).ConfigureAwait(false);
+        if (finished != _allQueuesExited)
+        {
+            foreach (var queue in _queues)
+            {
+                queue.AbandonInFlight();
+            }
+        }
+
         try
         {
-            await _completion.ConfigureAwait(false);
+            await _allQueuesExited.ConfigureAwait(false);
         }
         catch (UblkException)
         {
@@ -357,7 +370,19 @@ public sealed class UblkDevice : IAsyncDisposable
         }
         finally
         {
+            // Only now: the queue threads used the descriptor for mmap and user copy.
             _charDevice.Dispose();
+        }
+    }
+
+    private async Task WatchQueuesAsync()
+    {
+        var running = _queues.Select(q => q.Exited).ToList();
+        while (running.Count > 0)
+        {
+            var exited = await Task.WhenAny(running).ConfigureAwait(false);
+            await exited.ConfigureAwait(false); // a fault ends the watch at once
+            running.Remove(exited);
         }
     }
 
@@ -377,7 +402,7 @@ public sealed class UblkDevice : IAsyncDisposable
 
         var existing = recoveredAt == null ? null : TryReadExisting();
         var description = _options.BackendDescription ?? existing?.Backend;
-        _recoveryStore.Write(new UblkRecoveryRecord(
+        var record = new UblkRecoveryRecord(
             Id,
             Info.Queues,
             Info.Depth,
@@ -387,7 +412,18 @@ public sealed class UblkDevice : IAsyncDisposable
         {
             RecoveredAt = recoveredAt,
             ServerPid = Environment.ProcessId,
-        });
+        };
+        try
+        {
+            _recoveryStore.Write(record);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UblkException(
+                $"cannot write the recovery record {_recoveryStore.PathFor(Id)}: {e.Message} (choose another RecoveryStateDirectory, or disable recovery)",
+                0,
+                e);
+        }
     }
 
     private UblkRecoveryRecord? TryReadExisting()

@@ -47,4 +47,10 @@ if out=$("$UBLK_CSI" attach --store memory --size 12Q 2>&1); then fail "attach a
 [[ $(echo "$out" | wc -l) -eq 1 && $out == *"--size '12Q' is invalid"* ]] || fail "unclear error for a bad size: $out"
 if out=$("$UBLK_CSI" detach 999999 2>&1); then fail "detach of a missing device succeeded"; fi
 [[ $out == *"no ublk device 999999"* ]] || fail "unclear error for a missing device: $out"
+# A recovery record that cannot be written fails the attach cleanly: no device is left behind.
+if out=$("$UBLK_CSI" attach --store memory --size 64M --state-dir /proc/ublk-csi-no-such-dir 2>&1); then
+  fail "attach succeeded without a writable state directory"
+fi
+[[ $out == *"cannot write the recovery record"*"use --state-dir DIR or --no-recovery"* ]] || fail "unclear error for an unwritable state dir: $out"
+[[ $("$UBLK_CSI" list --state-dir "$STATE_DIR" | wc -l) -eq 1 ]] || fail "a failed attach left a device behind"
 log "PASS detach-lifecycle"
