@@ -16,10 +16,11 @@ internal static class AttachCommand
 
     private const string Usage =
         "usage: ublk-csi attach --store SPEC [--size SIZE] [--queues N] [--depth N] [--max-io SIZE]\n" +
-        "                       [--state-dir DIR] [--no-recovery] [--keep-on-exit] [--stats]\n" +
+        "                       [--state-dir DIR] [--no-recovery] [--keep-on-exit] [--no-user-copy] [--stats]\n" +
         "  SPEC: " + StoreSpec.Forms + "\n" +
         "  SIZE: bytes with an optional K, M, G or T suffix (powers of 1024); required for null and memory\n" +
-        "  --keep-on-exit: on SIGINT/SIGTERM leave the device for 'ublk-csi recover' instead of removing it";
+        "  --keep-on-exit: on SIGINT/SIGTERM leave the device for 'ublk-csi recover' instead of removing it\n" +
+        "  --no-user-copy: per-tag kernel-copied buffers instead of USER_COPY (more memory; for old kernels and tests)";
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -32,6 +33,7 @@ internal static class AttachCommand
         var recovery = true;
         var stats = false;
         var keepOnExit = false;
+        var userCopy = true;
         for (var i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -45,6 +47,7 @@ internal static class AttachCommand
                 case "--no-recovery": recovery = false; break;
                 case "--stats": stats = true; break;
                 case "--keep-on-exit": keepOnExit = true; break;
+                case "--no-user-copy": userCopy = false; break;
                 case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
                 default: throw new CliException($"unknown option '{args[i]}'\n{Usage}", 2);
             }
@@ -72,6 +75,7 @@ internal static class AttachCommand
             Depth = depth,
             MaxIoBytes = maxIo,
             EnableRecovery = recovery,
+            PreferUserCopy = userCopy,
             RecoveryStateDirectory = stateDir,
             BackendDescription = spec.Description,
         };

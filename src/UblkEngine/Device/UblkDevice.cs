@@ -209,7 +209,12 @@ public sealed class UblkDevice : IAsyncDisposable
     private static UblkFeatures RequestedFlags(UblkFeatures offered, UblkDeviceOptions options)
     {
         var flags = UblkFeatures.UringCmdCompInTask;
-        flags |= offered & (UblkFeatures.UserCopy | UblkFeatures.CmdIoctlEncode);
+        flags |= offered & UblkFeatures.CmdIoctlEncode;
+        if (options.PreferUserCopy)
+        {
+            flags |= offered & UblkFeatures.UserCopy;
+        }
+
         var recovery = UblkFeatures.UserRecovery | UblkFeatures.UserRecoveryReissue;
         if (options.EnableRecovery && (offered & recovery) == recovery)
         {

@@ -20,6 +20,12 @@ public sealed record UblkDeviceOptions
     /// <summary>Ask the kernel for this device id; null lets it allocate one.</summary>
     public int? DeviceId { get; init; }
 
+    /// <summary>
+    /// Move data with USER_COPY when the kernel offers it (buffers rented per request). False forces
+    /// the older per-tag buffers of <see cref="MaxIoBytes"/> each (more memory, one copy less in the kernel).
+    /// </summary>
+    public bool PreferUserCopy { get; init; } = true;
+
     /// <summary>Create the device with USER_RECOVERY|REISSUE so another process can adopt it after a crash.</summary>
     public bool EnableRecovery { get; init; } = true;
 

@@ -36,6 +36,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
     private const ulong WakeUserData = ulong.MaxValue;
     private const int Running = 0;
     private const int ExitWhenIdle = 1;
+    private const uint MaxSubmissionBatch = 64;
 
     private readonly QueueSetup _setup;
     private readonly uint _commitOpcode;
@@ -142,13 +143,15 @@ internal sealed unsafe class UblkQueue : ICommitSink
     private void Setup()
     {
         var depth = _setup.Depth;
-        // SQ: one slot per tag plus the eventfd read. CQ: room for every outstanding command twice over.
-        var entries = (uint)depth + 1;
+        // CQ: every tag has at most one command outstanding, plus the eventfd read, so depth + 1
+        // completions can never overflow it. SQ: a batch of commits; when more are prepared in one
+        // loop the ring submits early (GetSqe), so a small SQ only costs an extra enter on bursts.
+        var outstanding = (uint)depth + 1;
         _ring = Ring.CreateWithFallback(
-            entries,
+            Math.Min(outstanding, MaxSubmissionBatch),
             IoUringSetupFlags.None,
             IoUringSetupFlags.CoopTaskRun | IoUringSetupFlags.SingleIssuer,
-            cqEntries: Math.Max(2 * entries, 8));
+            cqEntries: outstanding);
 
         _descriptorBytes = (nuint)UblkAbi.DescriptorMapLength(depth);
         var mapping = Libc.Mmap(0, _descriptorBytes, Libc.PROT_READ, Libc.MAP_SHARED | Libc.MAP_POPULATE, _setup.CharDevice.Fd, UblkAbi.DescriptorMapOffset(_setup.QueueId));

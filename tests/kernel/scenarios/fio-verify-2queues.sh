@@ -16,6 +16,15 @@ for q in 0 1; do
   grep -Eq "queue $q requests=[1-9]" "$SCENARIO_DIR/mem.err" || fail "queue $q served no requests"
 done
 
+# The same verification with per-tag buffers (no USER_COPY), the path of kernels before 6.5.
+start_server percopy attach --store memory --size 256M --queues 2 --depth 32 --max-io 256K --no-user-copy --state-dir "$STATE_DIR"
+grep -q "UserCopy" "$SCENARIO_DIR/percopy.err" && fail "--no-user-copy still negotiated USER_COPY"
+fio --name=verify-buffers --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrite --bssplit=4k/50:64k/30:256k/20 \
+    --iodepth=16 --numjobs=2 --offset_increment=128M --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 \
+    --group_reporting > "$SCENARIO_DIR/fio-buffers.txt" 2>&1 || { cat "$SCENARIO_DIR/fio-buffers.txt"; fail "fio verify without USER_COPY failed"; }
+grep -E "^ *(READ|WRITE):" "$SCENARIO_DIR/fio-buffers.txt"
+stop_server "$SERVER_PID" percopy
+
 # Null store: the backend allocates nothing, so whatever the queue threads allocate is the engine's.
 start_server null attach --store null --size 1G --queues 2 --state-dir "$STATE_DIR" --stats
 log "null device $DEVICE"

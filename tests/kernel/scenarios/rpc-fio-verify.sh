@@ -4,6 +4,7 @@
 # queues with crc32c verification (zero errors). Then the device is detached, attached again from
 # the server, and fio verifies that everything it wrote came back through the protocol.
 source "$(dirname "$0")/_lib.sh"
+type figure > /dev/null 2>&1 || figure() { echo "figure: $*"; }
 
 : "${UBLK_BLOCKSTORE_SERVER:?UBLK_BLOCKSTORE_SERVER must point at the published ublk-blockstore-server}"
 [[ -x $UBLK_BLOCKSTORE_SERVER ]] || fail "$UBLK_BLOCKSTORE_SERVER is not executable"
@@ -37,7 +38,7 @@ grep -q "$(cat "$token_file")" "$STATE_DIR"/*.json && fail "the token leaked int
 
 # Random writes of mixed sizes on 2 jobs (one per queue), every block verified with crc32c.
 fio --name=rpc-verify --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrite \
-    --bssplit=4k/50:64k/30:256k/20 --iodepth=16 --numjobs=2 --offset_increment=128M --size=24M \
+    --bssplit=4k/50:64k/30:256k/20 --iodepth=16 --numjobs=2 --offset_increment=128M --size=12M \
     --verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting > "$SCENARIO_DIR/fio-verify.txt" 2>&1 \
   || { cat "$SCENARIO_DIR/fio-verify.txt"; fail "fio verify on the rpc device failed"; }
 grep -Eq "err= *0" "$SCENARIO_DIR/fio-verify.txt" || { cat "$SCENARIO_DIR/fio-verify.txt"; fail "fio reported errors"; }
@@ -46,7 +47,7 @@ figure "rpc randwrite+verify: $(grep -E '^ *WRITE:' "$SCENARIO_DIR/fio-verify.tx
 
 # A sequential pattern, then detach: the data must come back from the server into a new device.
 fio --name=rpc-persist --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 \
-    --offset=192M --size=32M --verify=crc32c --do_verify=0 --fsync_on_close=1 > "$SCENARIO_DIR/fio-write.txt" 2>&1 \
+    --offset=192M --size=16M --verify=crc32c --do_verify=0 --fsync_on_close=1 > "$SCENARIO_DIR/fio-write.txt" 2>&1 \
   || { cat "$SCENARIO_DIR/fio-write.txt"; fail "sequential write on the rpc device failed"; }
 figure "rpc seq write 1M: $(grep -E '^ *WRITE:' "$SCENARIO_DIR/fio-write.txt" | sed -E 's/^ *WRITE: *//; s/,.*//')"
 stop_server "$SERVER_PID" rpc
@@ -55,7 +56,7 @@ stop_server "$SERVER_PID" rpc
 start_server again attach --store "$spec" --queues 2 --state-dir "$STATE_DIR"
 log "reattached the volume as $DEVICE"
 fio --name=rpc-persist --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 \
-    --offset=192M --size=32M --verify=crc32c --verify_only --verify_fatal=1 > "$SCENARIO_DIR/fio-reverify.txt" 2>&1 \
+    --offset=192M --size=16M --verify=crc32c --verify_only --verify_fatal=1 > "$SCENARIO_DIR/fio-reverify.txt" 2>&1 \
   || { cat "$SCENARIO_DIR/fio-reverify.txt"; fail "data written before the detach did not verify after reattaching"; }
 grep -Eq "err= *0" "$SCENARIO_DIR/fio-reverify.txt" || { cat "$SCENARIO_DIR/fio-reverify.txt"; fail "fio reported errors on re-verify"; }
 stop_server "$SERVER_PID" again
