@@ -421,8 +421,7 @@ internal sealed class S3Volume : StoreVolume
                 var entry = _entries[index];
                 if (entry != 0 && !fullOverwrite)
                 {
-                    state.LoadTask = Task.Run(() => LoadAsync(index, entry));
-                    return state.LoadTask;
+                    return state.LoadTask = StartLoad(index, entry);
                 }
 
                 // Absent chunks are holes in the cache file; fully overwritten ones need no old data.
@@ -449,6 +448,10 @@ internal sealed class S3Volume : StoreVolume
             }
         }
     }
+
+    // A method of its own so the closure is allocated only when a download starts, not on every
+    // call of the hot-path methods that may start one.
+    private Task StartLoad(long index, ulong entry) => Task.Run(() => LoadAsync(index, entry));
 
     private async Task LoadAsync(long index, ulong entry)
     {
@@ -514,8 +517,7 @@ internal sealed class S3Volume : StoreVolume
                 var entry = _entries[index];
                 if (!state.Loaded && state.LoadTask is null && entry != 0)
                 {
-                    var i = index;
-                    state.LoadTask = Task.Run(() => LoadAsync(i, entry));
+                    state.LoadTask = StartLoad(index, entry);
                     state.LoadTask.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted); // the real read retries
                 }
             }
