@@ -9,8 +9,13 @@ cd "$repo"
 publish=$repo/artifacts/publish/ublk-csi
 dotnet publish src/Cli -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
   -o "$publish" -v quiet -nologo
+# The reference block-store server, for the rpc-store scenarios (started inside the guest on loopback).
+blockstore_publish=$repo/artifacts/publish/blockstore-server
+dotnet publish src/BlockStoreServer -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+  -o "$blockstore_publish" -v quiet -nologo
+export UBLK_BLOCKSTORE_SERVER=$blockstore_publish/ublk-blockstore-server
 scripts/vm/prepare.sh
 export UBLK_CSI=$publish/ublk-csi UBLK_VM_OUT=$repo/artifacts/kernel
 rm -rf "$UBLK_VM_OUT"
-scripts/vm/run.sh --timeout "${KERNEL_SUITE_TIMEOUT:-3000}" --env UBLK_CSI --env SCENARIO_TIMEOUT -- \
+scripts/vm/run.sh --timeout "${KERNEL_SUITE_TIMEOUT:-3000}" --env UBLK_CSI --env UBLK_BLOCKSTORE_SERVER --env SCENARIO_TIMEOUT -- \
   tests/kernel/guest.sh "$@"
