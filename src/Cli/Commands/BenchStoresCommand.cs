@@ -41,6 +41,7 @@ internal static class BenchStoresCommand
         ("memory", OpenMemoryAsync),
         ("file", OpenFileAsync),
         ("s3", OpenS3Async),
+        ("rpc", OpenRpcAsync),
     ];
 
     public static async Task<int> RunAsync(string[] args)
@@ -235,6 +236,12 @@ internal static class BenchStoresCommand
         var coldParameters = new Dictionary<string, string>(parameters) { ["cacheDir"] = Path.Combine(context.WorkDirectory, "s3-cold-cache") };
         var coldStore = StoreRegistry.Open("s3", coldParameters, LocalS3Server.StoreSecrets());
         return new BenchTarget(store, new S3Baseline(client, server.Bucket), id => coldStore.OpenVolumeAsync(id), [coldStore, server]);
+    }
+
+    private static async Task<BenchTarget> OpenRpcAsync(BenchContext context)
+    {
+        var rpc = await RpcBenchTarget.StartAsync(context.WorkDirectory, context.SizeBytes);
+        return new BenchTarget(rpc.Store, new VolumeBaseline(RpcBenchTarget.BaselineName, rpc.Baseline), null, [rpc]);
     }
 
     private static byte[] Filled(int length)
