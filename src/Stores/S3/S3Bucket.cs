@@ -14,6 +14,11 @@ internal sealed class S3Bucket(IAmazonS3 client, string bucket, string prefix) :
 {
     private const int DeleteBatch = 1000; // S3's DeleteObjects limit
 
+    // A body that fails the SDK's MD5/ETag check is re-read: corruption in transit, or a server
+    // without atomic overwrites (s3rver) serving new bytes with the old ETag for a moment.
+    private const int ChecksumAttempts = 4;
+    private static readonly TimeSpan ChecksumRetryDelay = TimeSpan.FromMilliseconds(20);
+
     public string Bucket => bucket;
 
     public string Prefix => prefix;
@@ -21,41 +26,54 @@ internal sealed class S3Bucket(IAmazonS3 client, string bucket, string prefix) :
     /// <summary>The object's bytes, or null when it does not exist.</summary>
     public async Task<byte[]?> GetAsync(string key, CancellationToken cancellationToken)
     {
-        try
+        for (var attempt = 1; ; attempt++)
         {
-            using var response = await client.GetObjectAsync(bucket, prefix + key, cancellationToken).ConfigureAwait(false);
-            var length = response.ContentLength;
-            var data = new byte[length];
-            await response.ResponseStream.ReadExactlyAsync(data, cancellationToken).ConfigureAwait(false);
-            return data;
-        }
-        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
-        {
-            return null;
-        }
-        catch (Exception e) when (IsTransport(e))
-        {
-            throw Unavailable("GET", key, e);
+            try
+            {
+                using var response = await client.GetObjectAsync(bucket, prefix + key, cancellationToken).ConfigureAwait(false);
+                var data = new byte[response.ContentLength];
+                await response.ResponseStream.ReadExactlyAsync(data, cancellationToken).ConfigureAwait(false);
+                return data;
+            }
+            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
+            {
+                return null;
+            }
+            catch (AmazonClientException e) when (IsChecksumMismatch(e) && attempt < ChecksumAttempts)
+            {
+                await Task.Delay(ChecksumRetryDelay * attempt, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (IsTransport(e))
+            {
+                throw Unavailable("GET", key, e);
+            }
         }
     }
 
     /// <summary>Reads an object into <paramref name="destination"/>; returns the bytes read, or -1 when it does not exist.</summary>
     public async Task<int> GetIntoAsync(string key, Memory<byte> destination, CancellationToken cancellationToken)
     {
-        try
+        for (var attempt = 1; ; attempt++)
         {
-            using var response = await client.GetObjectAsync(bucket, prefix + key, cancellationToken).ConfigureAwait(false);
-            var length = (int)Math.Min(response.ContentLength, destination.Length);
-            await response.ResponseStream.ReadExactlyAsync(destination[..length], cancellationToken).ConfigureAwait(false);
-            return length;
-        }
-        catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
-        {
-            return -1;
-        }
-        catch (Exception e) when (IsTransport(e))
-        {
-            throw Unavailable("GET", key, e);
+            try
+            {
+                using var response = await client.GetObjectAsync(bucket, prefix + key, cancellationToken).ConfigureAwait(false);
+                var length = (int)Math.Min(response.ContentLength, destination.Length);
+                await response.ResponseStream.ReadExactlyAsync(destination[..length], cancellationToken).ConfigureAwait(false);
+                return length;
+            }
+            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
+            {
+                return -1;
+            }
+            catch (AmazonClientException e) when (IsChecksumMismatch(e) && attempt < ChecksumAttempts)
+            {
+                await Task.Delay(ChecksumRetryDelay * attempt, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (IsTransport(e))
+            {
+                throw Unavailable("GET", key, e);
+            }
         }
     }
 
@@ -140,6 +158,9 @@ internal sealed class S3Bucket(IAmazonS3 client, string bucket, string prefix) :
     }
 
     public void Dispose() => client.Dispose();
+
+    private static bool IsChecksumMismatch(AmazonClientException e) =>
+        e.Message.Contains("hash", StringComparison.OrdinalIgnoreCase);
 
     private static bool IsTransport(Exception e) =>
         e is HttpRequestException or AmazonServiceException { StatusCode: HttpStatusCode.ServiceUnavailable or HttpStatusCode.InternalServerError }

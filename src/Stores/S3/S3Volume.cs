@@ -62,7 +62,17 @@ internal sealed class S3Volume : StoreVolume
         _entries = manifest.ReadEntries();
         _durable = (ulong[])_entries.Clone();
         _states = new ChunkState?[_entries.Length];
+        // Never reuse a version the manifest names: after a crash NextVersion can sit below a
+        // version that completed while an older upload was still in flight, and a snapshot may
+        // share that object, which must stay immutable.
         _nextVersion = Math.Max(1, manifest.NextVersion);
+        foreach (var entry in _entries)
+        {
+            if (entry != 0 && IsOwn(entry))
+            {
+                _nextVersion = Math.Max(_nextVersion, (entry & S3Manifest.VersionMask) + 1);
+            }
+        }
         var options = store.Options;
         _cacheLimit = Math.Max(options.CacheBytes, options.DirtyLimitBytes + 2L * _chunkSize);
         _dirtyLimit = Math.Max(options.DirtyLimitBytes, 2L * _chunkSize);

@@ -162,6 +162,39 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
     }
 
     [Fact]
+    public async Task AWriterNeverReusesAVersionItsManifestNames()
+    {
+        await using var ctx = fixture.CreateStore([]);
+        var store = Assert.IsType<S3Store>(ctx.Store);
+        var volume = await store.CreateVolumeAsync(new CreateVolumeRequest("versions", 2 * MiB));
+        var original = Filled(MiB, 8);
+        await using (var backend = await store.OpenVolumeAsync(volume.Id))
+        {
+            await backend.WriteAsync(0, original);
+            await backend.FlushAsync();
+        }
+
+        // As after a crash with an older upload still in flight: NextVersion below a named version.
+        var key = S3Keys.Volume(volume.Id);
+        var manifest = (await store.ReadManifestAsync(key, default))!;
+        manifest.NextVersion = 1;
+        await store.WriteManifestAsync(key, manifest, default);
+        await store.CreateSnapshotAsync(volume.Id, "versions-snap");
+
+        await using (var backend = await store.OpenVolumeAsync(volume.Id))
+        {
+            await backend.WriteAsync(0, Filled(MiB, 9));
+            await backend.FlushAsync();
+        }
+
+        var restored = await store.CreateVolumeAsync(new CreateVolumeRequest("versions-restored", 0, VolumeSource.FromSnapshot("versions-snap")));
+        await using var view = await store.OpenVolumeAsync(restored.Id);
+        var read = new byte[MiB];
+        await view.ReadAsync(0, read);
+        Assert.Equal(original, read);
+    }
+
+    [Fact]
     public async Task UnreachableEndpointIsUnavailable()
     {
         var cache = TempDirectory.Create("s3-unreachable");
