@@ -1,0 +1,150 @@
+using System.Buffers;
+using UblkCsi.Engine;
+using UblkCsi.Stores.Internal;
+
+namespace UblkCsi.Stores.S3;
+
+/// <summary>Cache half of <see cref="S3Volume"/>: downloads, read-ahead, eviction.</summary>
+internal sealed partial class S3Volume
+{
+    // A method of its own so the closure is allocated only when a download starts, not on every
+    // call of the hot-path methods that may start one.
+    private Task StartLoad(long index, ulong entry) => Task.Run(() => LoadAsync(index, entry));
+
+    private async Task LoadAsync(long index, ulong entry)
+    {
+        var length = ChunkLength(index);
+        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            var key = _template.ChunkKey(index, entry)!;
+            var n = await _bucket.GetIntoAsync(key, buffer.AsMemory(0, length), CancellationToken.None).ConfigureAwait(false);
+            if (n < 0)
+            {
+                throw new BlockBackendException(BlockBackendException.EIO, $"volume '{VolumeId}': chunk object '{key}' is missing from the bucket");
+            }
+
+            buffer.AsSpan(n, length - n).Clear();
+            RandomAccess.Write(_cache, buffer.AsSpan(0, length), index * _chunkSize);
+            lock (_gate)
+            {
+                var state = _states[index]!;
+                state.Loaded = true;
+                state.LoadTask = null;
+                state.LastUse = ++_useClock; // most recently used: the reader waiting for it must find it cached
+                _cachedBytes += length;
+            }
+        }
+        catch
+        {
+            lock (_gate)
+            {
+                _states[index]!.LoadTask = null;
+            }
+
+            throw;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        EvictIfOverLimit(keep: index);
+    }
+
+    private void MaybeReadAhead(long offset, int length)
+    {
+        if (_readAhead == 0)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            var sequential = offset == _lastReadEnd;
+            _lastReadEnd = offset + length;
+            if (!sequential)
+            {
+                return;
+            }
+
+            var next = (offset + length + _chunkSize - 1) / _chunkSize;
+            for (var index = next; index < Math.Min(next + _readAhead, _entries.Length); index++)
+            {
+                var state = State(index);
+                var entry = _entries[index];
+                if (!state.Loaded && state.LoadTask is null && entry != 0)
+                {
+                    state.LoadTask = StartLoad(index, entry);
+                    state.LoadTask.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted); // the real read retries
+                }
+            }
+        }
+    }
+
+    /// <summary>Punches out least recently used clean chunks until the cache is under 90% of its bound.</summary>
+    private void EvictIfOverLimit(long keep)
+    {
+        lock (_gate)
+        {
+            if (_cachedBytes <= _cacheLimit || _disposed)
+            {
+                return;
+            }
+
+            var candidates = new List<(long LastUse, long Index)>();
+            for (long i = 0; i < _states.Length; i++)
+            {
+                if (i != keep && _states[i] is { Loaded: true, Dirty: false, Uploading: false, ActiveIo: 0, LoadTask: null } s)
+                {
+                    candidates.Add((s.LastUse, i));
+                }
+            }
+
+            candidates.Sort();
+            foreach (var (_, index) in candidates)
+            {
+                if (_cachedBytes <= _cacheLimit * 9 / 10)
+                {
+                    break;
+                }
+
+                // Under the lock: a reader cannot start reloading this chunk until the hole is punched.
+                if (LinuxFile.PunchHole(_cache, index * _chunkSize, ChunkLength(index)) == 0)
+                {
+                    _states[index]!.Loaded = false;
+                    _cachedBytes -= ChunkLength(index);
+                }
+            }
+        }
+    }
+
+    private async Task DrainBackgroundWorkAsync()
+    {
+        List<Task> running = [];
+        lock (_gate)
+        {
+            foreach (var state in _states)
+            {
+                if (state?.LoadTask is { } load)
+                {
+                    running.Add(load);
+                }
+
+                if (state?.UploadTask is { } upload)
+                {
+                    running.Add(upload);
+                }
+            }
+        }
+
+        try
+        {
+            await Task.WhenAll(running).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Errors were reported to the I/O that needed them.
+        }
+    }
+}
