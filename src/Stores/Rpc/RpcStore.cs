@@ -170,7 +170,16 @@ public sealed class RpcStore : IVolumeStore
         VolumeIds.Validate(volumeId);
         var geometry = await CallAsync<OpenVolumeRequest, OpenVolumeResponse>(
             OpenVolumeMethod, new OpenVolumeRequest { VolumeId = volumeId }, cancellationToken).ConfigureAwait(false);
-        return new RpcVolume(_connection.AddReference(), volumeId, geometry, access == VolumeAccess.ReadOnly);
+        var connection = _connection.AddReference();
+        try
+        {
+            return new RpcVolume(connection, volumeId, geometry, access == VolumeAccess.ReadOnly);
+        }
+        catch
+        {
+            connection.Release(); // e.g. a geometry the client refuses
+            throw;
+        }
     }
 
     /// <summary>Releases this store's hold on the connections; volumes still open keep them until disposed.</summary>

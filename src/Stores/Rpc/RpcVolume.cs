@@ -13,6 +13,12 @@ namespace UblkCsi.Stores.Rpc;
 /// that size, sent concurrently; the I/O completes only when every piece was acknowledged, and
 /// fails when any piece fails. Write data is sent straight from the caller's buffer (no copy).
 /// </summary>
+/// <remarks>
+/// Unlike the file and memory volumes, a call here allocates: the request message, the HTTP/2
+/// request of the shared <see cref="GrpcClient"/> and, for reads, the response payload (about 4-5 KB
+/// per request on the engine's queue thread, measured by the kernel scenario's --stats). That is the
+/// price of the gRPC transport; it is small next to a network round trip.
+/// </remarks>
 public sealed class RpcVolume : StoreVolume
 {
     private static readonly MethodDescriptor ReadMethod = BlockStoreProtocol.Method("Read");
