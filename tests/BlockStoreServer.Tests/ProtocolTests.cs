@@ -57,6 +57,26 @@ public sealed class ProtocolTests
     }
 
     [Fact]
+    public async Task FlushAndFuaReachTheServersStore()
+    {
+        var store = new FaultyStore(StoreRegistry.Open("memory", new Dictionary<string, string>()));
+        await using var host = await ServiceHost.StartAsync(store);
+        await using var client = new RpcStore(new RpcStoreOptions(host.Endpoint));
+        await client.CreateVolumeAsync(new CreateVolumeRequest("durable", 8 << 20));
+        await using var volume = await client.OpenVolumeAsync("durable");
+        Assert.Equal(BlockBackendFeatures.VolatileCache | BlockBackendFeatures.Fua, volume.Info.Features & (BlockBackendFeatures.VolatileCache | BlockBackendFeatures.Fua));
+
+        await volume.WriteAsync(0, new byte[4096]);
+        Assert.Equal((0, 0), (store.FuaWrites, store.Flushes));
+        await volume.WriteAsync(0, new byte[4096], BlockWriteFlags.Fua);
+        Assert.Equal(1, store.FuaWrites);
+        await volume.WriteAsync(0, new byte[(2 << 20) + 4096], BlockWriteFlags.Fua); // three pieces, each durable
+        Assert.Equal(4, store.FuaWrites);
+        await volume.FlushAsync();
+        Assert.Equal(1, store.Flushes);
+    }
+
+    [Fact]
     public async Task BackendErrnosTravelToTheClient()
     {
         var store = new FaultyStore(StoreRegistry.Open("memory", new Dictionary<string, string>()));

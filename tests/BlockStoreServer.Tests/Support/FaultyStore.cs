@@ -13,6 +13,15 @@ public sealed class FaultyStore(IVolumeStore inner) : IVolumeStore
     /// <summary>Runs before each write with its offset; null for none.</summary>
     public Func<long, Task>? BeforeWrite { get; set; }
 
+    /// <summary>Writes that reached the store with FUA set.</summary>
+    public int FuaWrites => Volatile.Read(ref _fuaWrites);
+
+    /// <summary>Flushes that reached the store.</summary>
+    public int Flushes => Volatile.Read(ref _flushes);
+
+    private int _fuaWrites;
+    private int _flushes;
+
     public string Type => inner.Type;
 
     public string Description => "faulty " + inner.Description;
@@ -55,10 +64,19 @@ public sealed class FaultyStore(IVolumeStore inner) : IVolumeStore
                 await hook(offset);
             }
 
+            if ((flags & BlockWriteFlags.Fua) != 0)
+            {
+                Interlocked.Increment(ref owner._fuaWrites);
+            }
+
             await inner.WriteAsync(offset, data, flags, cancellationToken);
         }
 
-        public ValueTask FlushAsync(CancellationToken cancellationToken = default) => inner.FlushAsync(cancellationToken);
+        public ValueTask FlushAsync(CancellationToken cancellationToken = default)
+        {
+            Interlocked.Increment(ref owner._flushes);
+            return inner.FlushAsync(cancellationToken);
+        }
 
         public ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default) => inner.DiscardAsync(offset, length, cancellationToken);
 
