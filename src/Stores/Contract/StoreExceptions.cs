@@ -26,6 +26,9 @@ public enum StoreErrorCode
 
     /// <summary>The store's backing service cannot be reached; retry later (gRPC UNAVAILABLE).</summary>
     Unavailable,
+
+    /// <summary>The backing service refused the credentials (gRPC PERMISSION_DENIED).</summary>
+    PermissionDenied,
 }
 
 /// <summary>A store failure the caller can act on. Messages never contain secrets.</summary>

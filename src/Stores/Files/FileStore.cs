@@ -35,6 +35,7 @@ public sealed class FileStore : IVolumeStore
     private const string VolumesDir = "volumes";
     private const string SnapshotsDir = "snapshots";
     private const string StagingDir = ".staging";
+    private const int NoSpace = 28; // ENOSPC, which .NET reports in IOException.HResult on Linux
     private static readonly TimeSpan StaleStagingAge = TimeSpan.FromHours(1);
 
     private readonly KeyedLock _locks = new();
@@ -242,6 +243,11 @@ public sealed class FileStore : IVolumeStore
             ThrowOnError(LinuxFile.Truncate(target, size), "ftruncate");
             ThrowOnError(LinuxFile.DataSync(target), "fdatasync");
             return staged;
+        }
+        catch (IOException e) when (e.HResult == NoSpace)
+        {
+            File.Delete(staged);
+            throw new StoreCapacityException($"no space left under '{Options.Root}' to copy an image of {size} bytes");
         }
         catch
         {

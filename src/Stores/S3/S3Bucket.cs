@@ -35,7 +35,7 @@ internal sealed class S3Bucket(IAmazonS3 client, string bucket, string prefix) :
                 await response.ResponseStream.ReadExactlyAsync(data, cancellationToken).ConfigureAwait(false);
                 return data;
             }
-            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
+            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
             {
                 return null;
             }
@@ -43,9 +43,9 @@ internal sealed class S3Bucket(IAmazonS3 client, string bucket, string prefix) :
             {
                 await Task.Delay(ChecksumRetryDelay * attempt, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception e) when (IsTransport(e))
+            catch (Exception e) when (Translate(e, "GET", key) is { } error)
             {
-                throw Unavailable("GET", key, e);
+                throw error;
             }
         }
     }
@@ -62,7 +62,7 @@ internal sealed class S3Bucket(IAmazonS3 client, string bucket, string prefix) :
                 await response.ResponseStream.ReadExactlyAsync(destination[..length], cancellationToken).ConfigureAwait(false);
                 return length;
             }
-            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
+            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
             {
                 return -1;
             }
@@ -70,9 +70,9 @@ internal sealed class S3Bucket(IAmazonS3 client, string bucket, string prefix) :
             {
                 await Task.Delay(ChecksumRetryDelay * attempt, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception e) when (IsTransport(e))
+            catch (Exception e) when (Translate(e, "GET", key) is { } error)
             {
-                throw Unavailable("GET", key, e);
+                throw error;
             }
         }
     }
@@ -94,9 +94,9 @@ internal sealed class S3Bucket(IAmazonS3 client, string bucket, string prefix) :
             };
             await client.PutObjectAsync(request, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (IsTransport(e))
+        catch (Exception e) when (Translate(e, "PUT", key) is { } error)
         {
-            throw Unavailable("PUT", key, e);
+            throw error;
         }
     }
 
@@ -122,9 +122,9 @@ internal sealed class S3Bucket(IAmazonS3 client, string bucket, string prefix) :
                 await client.DeleteObjectsAsync(request, cancellationToken).ConfigureAwait(false);
             }
         }
-        catch (Exception e) when (IsTransport(e))
+        catch (Exception e) when (Translate(e, "DELETE", keys.FirstOrDefault() ?? "") is { } error)
         {
-            throw Unavailable("DELETE", keys.FirstOrDefault() ?? "", e);
+            throw error;
         }
     }
 
@@ -151,9 +151,9 @@ internal sealed class S3Bucket(IAmazonS3 client, string bucket, string prefix) :
                 request.ContinuationToken = response.NextContinuationToken;
             }
         }
-        catch (Exception e) when (IsTransport(e))
+        catch (Exception e) when (Translate(e, "LIST", keyPrefix) is { } error)
         {
-            throw Unavailable("LIST", keyPrefix, e);
+            throw error;
         }
     }
 
@@ -162,12 +162,24 @@ internal sealed class S3Bucket(IAmazonS3 client, string bucket, string prefix) :
     private static bool IsChecksumMismatch(AmazonClientException e) =>
         e.Message.Contains("hash", StringComparison.OrdinalIgnoreCase);
 
-    private static bool IsTransport(Exception e) =>
-        e is HttpRequestException or AmazonServiceException { StatusCode: HttpStatusCode.ServiceUnavailable or HttpStatusCode.InternalServerError }
-            or AmazonClientException;
-
-    private StoreException Unavailable(string operation, string key, Exception e) =>
-        new(StoreErrorCode.Unavailable, $"s3 {operation} of '{prefix}{key}' in bucket '{bucket}' failed: {e.Message}", e);
+    /// <summary>
+    /// The store's view of an S3 failure: unreachable or failing service -> Unavailable (retry later),
+    /// refused credentials -> PermissionDenied, missing bucket -> FailedPrecondition. Null for the rest.
+    /// </summary>
+    private StoreException? Translate(Exception e, string operation, string key)
+    {
+        var what = $"s3 {operation} of '{prefix}{key}' in bucket '{bucket}'";
+        return e switch
+        {
+            AmazonS3Exception { ErrorCode: "NoSuchBucket" } =>
+                new StoreException(StoreErrorCode.FailedPrecondition, $"{what}: the bucket does not exist; create it or fix the 'bucket' parameter", e),
+            AmazonS3Exception { StatusCode: HttpStatusCode.Forbidden } s3 =>
+                new StoreException(StoreErrorCode.PermissionDenied, $"{what}: access denied ({s3.ErrorCode}); check the credentials and the bucket policy", e),
+            AmazonServiceException { StatusCode: >= HttpStatusCode.InternalServerError } or HttpRequestException or AmazonClientException or TimeoutException =>
+                new StoreException(StoreErrorCode.Unavailable, $"{what} failed: {e.Message}", e),
+            _ => null,
+        };
+    }
 }
 
 /// <summary>A read-only, seekable stream over memory (PutObject needs a stream; this one does not copy).</summary>

@@ -111,7 +111,26 @@ public sealed class S3Store : IVolumeStore
         }
 
         manifest.Lineage.Add(new LineageEntry(uuid, id));
-        await WriteManifestAsync(S3Keys.Volume(id), manifest, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await WriteManifestAsync(S3Keys.Volume(id), manifest, cancellationToken).ConfigureAwait(false);
+        }
+        catch when (manifest.Lineage.Count > 1)
+        {
+            // Markers without a manifest hold nothing, but leave no debris when we can help it.
+            var markers = manifest.Lineage.SkipLast(1).Select(l => S3Keys.Ref(l.Uuid, snapshot: false, id)).ToList();
+            try
+            {
+                await Bucket.DeleteAsync(markers, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (StoreException)
+            {
+                // The original failure matters more; the stray markers are harmless.
+            }
+
+            throw;
+        }
+
         return manifest.ToVolumeInfo();
     }
 

@@ -213,6 +213,35 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         }
     }
 
+    [Fact]
+    public async Task MissingBucketAndRefusedCredentialsAreNamed()
+    {
+        var cache = TempDirectory.Create("s3-refused");
+        try
+        {
+            var noBucket = fixture.Server.StoreParameters("x", cache);
+            noBucket["bucket"] = "no-such-bucket";
+            await using (var store = StoreRegistry.Open("s3", noBucket, LocalS3Server.StoreSecrets()))
+            {
+                var e = await Assert.ThrowsAsync<StoreException>(() => store.CreateVolumeAsync(new CreateVolumeRequest("v", MiB)));
+                Assert.Equal(StoreErrorCode.FailedPrecondition, e.Code);
+                Assert.Contains("bucket does not exist", e.Message);
+            }
+
+            var badSecret = new Dictionary<string, string> { ["accessKeyId"] = "NOT-A-KEY", ["secretAccessKey"] = "wrong-secret-value" };
+            await using (var store = StoreRegistry.Open("s3", fixture.Server.StoreParameters("x", cache), badSecret))
+            {
+                var e = await Assert.ThrowsAsync<StoreException>(() => store.ListVolumesAsync());
+                Assert.Equal(StoreErrorCode.PermissionDenied, e.Code);
+                Assert.DoesNotContain("wrong-secret-value", e.ToString());
+            }
+        }
+        finally
+        {
+            Directory.Delete(cache, recursive: true);
+        }
+    }
+
     private static byte[] Filled(int length, int seed)
     {
         var data = new byte[length];
