@@ -8,14 +8,14 @@ namespace UblkCsi.Cli;
 
 /// <summary>
 /// <c>ublk-csi bench-engine</c>: the engine's cost, with the kernel's loop driver as the baseline in
-/// the same boot. Runs fio 4 KiB random reads at queue depth 32 on a null-backed ublk device and on
-/// a loop device over a tmpfs file, reports IOPS, the ratio and CPU time per I/O (system-wide and this
-/// server process alone); then serves many idle devices from this one process and reports the
-/// resident memory each costs.
+/// the same boot. Runs fio 4 KiB random reads and writes at queue depth 32 on a loop device over a
+/// tmpfs file, then on null- and memory-backed ublk devices, and reports IOPS, the ratio to loop and
+/// CPU time per I/O (system-wide and this server process alone); then serves many idle devices from
+/// this one process and reports the resident memory each costs.
 /// </summary>
 internal static class BenchEngineCommand
 {
-    public const string Summary = "fio on a null ublk device vs loop on tmpfs; memory per idle device";
+    public const string Summary = "fio on null/memory ublk devices vs loop on tmpfs; memory per idle device";
 
     private const string Usage =
         "usage: ublk-csi bench-engine [--seconds N] [--idle-devices N] [--queues N] [--size SIZE]\n" +
@@ -42,29 +42,37 @@ internal static class BenchEngineCommand
 
         using var control = AttachCommand.OpenControl();
         var deviceOptions = new UblkDeviceOptions { Queues = queues, EnableRecovery = false, RecoveryStateDirectory = null };
-        Console.Out.WriteLine($"bench-engine: kernel {File.ReadAllText("/proc/sys/kernel/osrelease").Trim()}, {Environment.ProcessorCount} CPUs, fio randread bs=4k iodepth=32 for {seconds}s per device");
+        Console.Out.WriteLine($"bench-engine: kernel {File.ReadAllText("/proc/sys/kernel/osrelease").Trim()}, {Environment.ProcessorCount} CPUs, fio bs=4k iodepth=32 direct, {seconds}s per run");
+        Console.Out.WriteLine($"  {"workload",-10} {"device",-12} {"IOPS",9} {"vs loop",8} {"lat us",8} {"sys CPU us/IO",14} {"server CPU us/IO",17}");
 
-        FioResult ublk;
-        await using (var backend = new NullBackend(size))
+        var loop = new Dictionary<string, FioResult>();
+        await RunOnLoopOverTmpfs(size, async path =>
         {
+            foreach (var workload in Workloads)
+            {
+                loop[workload] = await RunFio(path, workload, seconds, measureSelf: false);
+                PrintRow(workload, "loop/tmpfs", loop[workload], loop[workload]);
+            }
+        });
+
+        foreach (var (name, backendFactory) in new (string, Func<IBlockBackend>)[] { ("ublk null", () => new NullBackend(size)), ("ublk memory", () => new MemoryBackend(size)) })
+        {
+            await using var backend = backendFactory();
             var device = await UblkDevice.CreateAsync(control, backend, deviceOptions);
             try
             {
                 // A first short run warms the JIT's tiered recompilation, which is not per-I/O cost.
-                await RunFio(device.BlockDevicePath, Math.Max(1, seconds / 4), measureSelf: false);
-                ublk = await RunFio(device.BlockDevicePath, seconds, measureSelf: true);
+                await RunFio(device.BlockDevicePath, Workloads[^1], Math.Max(1, seconds / 4), measureSelf: false);
+                foreach (var workload in Workloads)
+                {
+                    PrintRow(workload, name, await RunFio(device.BlockDevicePath, workload, seconds, measureSelf: true), loop[workload]);
+                }
             }
             finally
             {
                 await device.StopAsync();
             }
-
-            Console.Out.WriteLine($"  ublk null ({device.Info.Queues} queue(s) x {device.Info.Depth}): {ublk}");
         }
-
-        var loop = await RunOnLoopOverTmpfs(size, seconds);
-        Console.Out.WriteLine($"  loop over tmpfs:                {loop}");
-        Console.Out.WriteLine($"  IOPS ratio ublk/loop: {ublk.Iops / loop.Iops:0.00}; system CPU per I/O ratio ublk/loop: {ublk.SystemCpuMicrosPerIo / loop.SystemCpuMicrosPerIo:0.00}");
 
         await MeasureIdleDevices(control, deviceOptions, idleDevices, size);
         return 0;
@@ -120,7 +128,7 @@ internal static class BenchEngineCommand
         }
     }
 
-    private static async Task<FioResult> RunOnLoopOverTmpfs(long size, int seconds)
+    private static async Task RunOnLoopOverTmpfs(long size, Func<string, Task> run)
     {
         // /dev/shm is tmpfs on every Linux system; the sparse file's holes read as shared zero pages.
         var image = Path.Combine("/dev/shm", $"ublk-csi-bench-{Environment.ProcessId}.img");
@@ -129,35 +137,37 @@ internal static class BenchEngineCommand
             file.SetLength(size);
         }
 
-        string loopDevice;
         try
         {
-            loopDevice = (await ExternalProgram.RunAsync("losetup", "--find", "--show", image)).Trim();
-        }
-        catch
-        {
-            File.Delete(image);
-            throw;
-        }
-
-        try
-        {
-            return await RunFio(loopDevice, seconds, measureSelf: false);
+            var loopDevice = (await ExternalProgram.RunAsync("losetup", "--find", "--show", image)).Trim();
+            try
+            {
+                await run(loopDevice);
+            }
+            finally
+            {
+                await ExternalProgram.RunAsync("losetup", "--detach", loopDevice);
+            }
         }
         finally
         {
-            await ExternalProgram.RunAsync("losetup", "--detach", loopDevice);
             File.Delete(image);
         }
     }
 
-    private static async Task<FioResult> RunFio(string device, int seconds, bool measureSelf)
+    private static void PrintRow(string workload, string device, FioResult result, FioResult baseline) =>
+        Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  {workload,-10} {device,-12} {result.Iops,9:0} {result.Iops / baseline.Iops,8:0.00} {result.MeanLatencyMicros,8:0} {result.SystemCpuMicrosPerIo,14:0.0} {(double.IsNaN(result.ServerCpuMicrosPerIo) ? "-" : result.ServerCpuMicrosPerIo.ToString("0.0", CultureInfo.InvariantCulture)),17}"));
+
+    private static readonly string[] Workloads = ["randread", "randwrite"];
+
+    private static async Task<FioResult> RunFio(string device, string workload, int seconds, bool measureSelf)
     {
         var self = Process.GetCurrentProcess();
         var cpuBefore = SystemBusyTicks();
         var selfBefore = self.TotalProcessorTime;
         var json = await ExternalProgram.RunAsync(
-            "fio", "--name=randread", $"--filename={device}", "--rw=randread", "--bs=4k", "--iodepth=32",
+            "fio", $"--name={workload}", $"--filename={device}", $"--rw={workload}", "--bs=4k", "--iodepth=32",
             "--ioengine=io_uring", "--direct=1", "--time_based", $"--runtime={seconds}", "--ramp_time=1",
             "--numjobs=1", "--output-format=json");
         var cpuAfter = SystemBusyTicks();
@@ -166,9 +176,9 @@ internal static class BenchEngineCommand
 
         using var doc = JsonDocument.Parse(json[json.IndexOf('{')..]);
         var job = doc.RootElement.GetProperty("jobs")[0];
-        var read = job.GetProperty("read");
-        var iops = read.GetProperty("iops").GetDouble();
-        var ios = read.GetProperty("total_ios").GetInt64();
+        var stats = job.GetProperty(workload.EndsWith("read", StringComparison.Ordinal) ? "read" : "write");
+        var iops = stats.GetProperty("iops").GetDouble();
+        var ios = stats.GetProperty("total_ios").GetInt64();
         var errors = job.GetProperty("error").GetInt32();
         if (errors != 0 || ios == 0)
         {
@@ -180,7 +190,7 @@ internal static class BenchEngineCommand
         var systemMicros = (cpuAfter - cpuBefore) / ticksPerSecond * 1e6;
         return new FioResult(
             iops,
-            read.GetProperty("clat_ns").GetProperty("mean").GetDouble() / 1000.0,
+            stats.GetProperty("clat_ns").GetProperty("mean").GetDouble() / 1000.0,
             systemMicros / ios,
             measureSelf ? selfCpu.TotalMicroseconds / ios : double.NaN);
     }
@@ -222,15 +232,5 @@ internal static class BenchEngineCommand
         GC.Collect();
     }
 
-    private readonly record struct FioResult(double Iops, double MeanLatencyMicros, double SystemCpuMicrosPerIo, double ServerCpuMicrosPerIo)
-    {
-        public override string ToString()
-        {
-            var text = string.Create(CultureInfo.InvariantCulture,
-                $"{Iops,9:0} IOPS, mean latency {MeanLatencyMicros,7:0.0} us, system CPU {SystemCpuMicrosPerIo,6:0.0} us/IO");
-            return double.IsNaN(ServerCpuMicrosPerIo)
-                ? text
-                : text + string.Create(CultureInfo.InvariantCulture, $", server process CPU {ServerCpuMicrosPerIo:0.0} us/IO");
-        }
-    }
+    private readonly record struct FioResult(double Iops, double MeanLatencyMicros, double SystemCpuMicrosPerIo, double ServerCpuMicrosPerIo);
 }
