@@ -38,12 +38,12 @@ internal static class AttachCommand
         {
             switch (args[i])
             {
-                case "--store": store = OptionValue(args, ref i); break;
-                case "--size": size = ParseSize("--size", OptionValue(args, ref i)); break;
-                case "--queues": queues = ParseInt("--queues", OptionValue(args, ref i), 1, 4096); break;
-                case "--depth": depth = ParseInt("--depth", OptionValue(args, ref i), 1, 4096); break;
-                case "--max-io": maxIo = (int)ParseSize("--max-io", OptionValue(args, ref i), max: 32L << 20); break;
-                case "--state-dir": stateDir = OptionValue(args, ref i); break;
+                case "--store": store = CommandOptions.Value(args, ref i); break;
+                case "--size": size = CommandOptions.ParseSize("--size", CommandOptions.Value(args, ref i)); break;
+                case "--queues": queues = CommandOptions.ParseInt("--queues", CommandOptions.Value(args, ref i), 1, 4096); break;
+                case "--depth": depth = CommandOptions.ParseInt("--depth", CommandOptions.Value(args, ref i), 1, 4096); break;
+                case "--max-io": maxIo = (int)CommandOptions.ParseSize("--max-io", CommandOptions.Value(args, ref i), max: 32L << 20); break;
+                case "--state-dir": stateDir = CommandOptions.Value(args, ref i); break;
                 case "--no-recovery": recovery = false; break;
                 case "--stats": stats = true; break;
                 case "--keep-on-exit": keepOnExit = true; break;
@@ -206,51 +206,6 @@ internal static class AttachCommand
         {
             throw new CliException($"cannot open store {spec.Description}: {e.Message}");
         }
-    }
-
-    internal static string OptionValue(string[] args, ref int i)
-    {
-        if (i + 1 >= args.Length)
-        {
-            throw new CliException($"{args[i]} needs a value", 2);
-        }
-
-        return args[++i];
-    }
-
-    internal static int ParseInt(string option, string text, int min, int max)
-    {
-        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
-        {
-            throw new CliException($"{option} '{text}' is invalid: use a whole number from {min} to {max}", 2);
-        }
-
-        return value;
-    }
-
-    /// <summary>Parses "4096", "64K", "512M", "1G", "2T" (powers of 1024) into bytes, a multiple of 512.</summary>
-    internal static long ParseSize(string option, string text, long max = long.MaxValue)
-    {
-        var trimmed = text.Trim();
-        var shift = trimmed.Length == 0 ? 0 : char.ToUpperInvariant(trimmed[^1]) switch
-        {
-            'K' => 10,
-            'M' => 20,
-            'G' => 30,
-            'T' => 40,
-            _ => 0,
-        };
-        var digits = shift == 0 ? trimmed : trimmed[..^1];
-        if (!long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var number)
-            || number <= 0
-            || number > (max >> shift)
-            || ((number << shift) % 512) != 0)
-        {
-            var limit = max == long.MaxValue ? string.Empty : $" up to {max} bytes";
-            throw new CliException($"{option} '{text}' is invalid: use a positive multiple of 512 bytes{limit}, with an optional K, M, G or T suffix (e.g. 64M, 1G)", 2);
-        }
-
-        return number << shift;
     }
 
     private static void PrintStatistics(UblkDevice device, CountingBackend counting)

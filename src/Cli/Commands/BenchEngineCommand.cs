@@ -31,10 +31,10 @@ internal static class BenchEngineCommand
         {
             switch (args[i])
             {
-                case "--seconds": seconds = AttachCommand.ParseInt("--seconds", AttachCommand.OptionValue(args, ref i), 1, 3600); break;
-                case "--idle-devices": idleDevices = AttachCommand.ParseInt("--idle-devices", AttachCommand.OptionValue(args, ref i), 1, 1024); break;
-                case "--queues": queues = AttachCommand.ParseInt("--queues", AttachCommand.OptionValue(args, ref i), 1, 64); break;
-                case "--size": size = AttachCommand.ParseSize("--size", AttachCommand.OptionValue(args, ref i)); break;
+                case "--seconds": seconds = CommandOptions.ParseInt("--seconds", CommandOptions.Value(args, ref i), 1, 3600); break;
+                case "--idle-devices": idleDevices = CommandOptions.ParseInt("--idle-devices", CommandOptions.Value(args, ref i), 1, 1024); break;
+                case "--queues": queues = CommandOptions.ParseInt("--queues", CommandOptions.Value(args, ref i), 1, 64); break;
+                case "--size": size = CommandOptions.ParseSize("--size", CommandOptions.Value(args, ref i)); break;
                 case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
                 default: throw new CliException($"unknown option '{args[i]}'\n{Usage}", 2);
             }

@@ -40,9 +40,9 @@ internal static class BenchGrpcCommand
         {
             switch (args[i])
             {
-                case "--calls": calls = IntOption(args, ref i, 100, 10_000_000); break;
-                case "--concurrency": concurrency = IntOption(args, ref i, 1, 1024); break;
-                case "--payload-bytes": payloadBytes = IntOption(args, ref i, 0, 64 * 1024 * 1024); break;
+                case "--calls": calls = CommandOptions.ParseInt(args[i], CommandOptions.Value(args, ref i), 100, 10_000_000); break;
+                case "--concurrency": concurrency = CommandOptions.ParseInt(args[i], CommandOptions.Value(args, ref i), 1, 1024); break;
+                case "--payload-bytes": payloadBytes = CommandOptions.ParseInt(args[i], CommandOptions.Value(args, ref i), 0, 64 * 1024 * 1024); break;
                 case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
                 default: throw new CliException($"unknown option '{args[i]}'\n{Usage}", 2);
             }
@@ -271,23 +271,6 @@ internal static class BenchGrpcCommand
         response.EnsureSuccessStatusCode();
         await using var stream = await response.Content.ReadAsStreamAsync();
         await stream.CopyToAsync(Stream.Null);
-    }
-
-    private static int IntOption(string[] args, ref int i, int min, int max)
-    {
-        var name = args[i];
-        if (i + 1 >= args.Length)
-        {
-            throw new CliException($"{name} needs a value\n{Usage}", 2);
-        }
-
-        var text = args[++i];
-        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
-        {
-            throw new CliException($"{name}: '{text}' is not a number between {min} and {max}", 2);
-        }
-
-        return value;
     }
 
     /// <summary>A minimal Identity: the same shape as the plugins' services, with constant answers.</summary>

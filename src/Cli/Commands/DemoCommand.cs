@@ -32,9 +32,9 @@ internal static class DemoCommand
         {
             switch (args[i])
             {
-                case "--store": store = AttachCommand.OptionValue(args, ref i); break;
-                case "--size": size = AttachCommand.ParseSize("--size", AttachCommand.OptionValue(args, ref i)); break;
-                case "--data": dataBytes = AttachCommand.ParseSize("--data", AttachCommand.OptionValue(args, ref i)); break;
+                case "--store": store = CommandOptions.Value(args, ref i); break;
+                case "--size": size = CommandOptions.ParseSize("--size", CommandOptions.Value(args, ref i)); break;
+                case "--data": dataBytes = CommandOptions.ParseSize("--data", CommandOptions.Value(args, ref i)); break;
                 case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
                 default: throw new CliException($"unknown option '{args[i]}'\n{Usage}", 2);
             }

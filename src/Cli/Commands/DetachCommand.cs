@@ -22,7 +22,7 @@ internal static class DetachCommand
         {
             switch (args[i])
             {
-                case "--state-dir": stateDir = AttachCommand.OptionValue(args, ref i); break;
+                case "--state-dir": stateDir = CommandOptions.Value(args, ref i); break;
                 case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
                 default:
                     if (id != null || args[i].StartsWith('-'))
@@ -30,7 +30,7 @@ internal static class DetachCommand
                         throw new CliException($"unexpected argument '{args[i]}'\n{Usage}", 2);
                     }
 
-                    id = AttachCommand.ParseInt("ID", args[i], 0, (1 << 20) - 1);
+                    id = CommandOptions.ParseInt("ID", args[i], 0, (1 << 20) - 1);
                     break;
             }
         }

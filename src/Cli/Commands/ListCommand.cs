@@ -18,7 +18,7 @@ internal static class ListCommand
         {
             switch (args[i])
             {
-                case "--state-dir": stateDir = AttachCommand.OptionValue(args, ref i); break;
+                case "--state-dir": stateDir = CommandOptions.Value(args, ref i); break;
                 case "-h" or "--help": Console.Out.WriteLine(Usage); return Task.FromResult(0);
                 default: throw new CliException($"unknown option '{args[i]}'\n{Usage}", 2);
             }

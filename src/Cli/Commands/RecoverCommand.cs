@@ -25,8 +25,8 @@ internal static class RecoverCommand
         {
             switch (args[i])
             {
-                case "--state-dir": stateDir = AttachCommand.OptionValue(args, ref i); break;
-                case "--store": storeOverride = AttachCommand.OptionValue(args, ref i); break;
+                case "--state-dir": stateDir = CommandOptions.Value(args, ref i); break;
+                case "--store": storeOverride = CommandOptions.Value(args, ref i); break;
                 case "--stats": stats = true; break;
                 case "--keep-on-exit": keepOnExit = true; break;
                 case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
@@ -36,7 +36,7 @@ internal static class RecoverCommand
                         throw new CliException($"unexpected argument '{args[i]}'\n{Usage}", 2);
                     }
 
-                    id = AttachCommand.ParseInt("ID", args[i], 0, (1 << 20) - 1);
+                    id = CommandOptions.ParseInt("ID", args[i], 0, (1 << 20) - 1);
                     break;
             }
         }

@@ -1,0 +1,54 @@
+using System.Globalization;
+
+namespace UblkCsi.Cli;
+
+/// <summary>Option parsing shared by every command: values, whole numbers and sizes, with errors that name the option and the allowed values.</summary>
+internal static class CommandOptions
+{
+    /// <summary>The value after option <c>args[i]</c>; advances <paramref name="i"/> past it.</summary>
+    public static string Value(string[] args, ref int i)
+    {
+        if (i + 1 >= args.Length)
+        {
+            throw new CliException($"{args[i]} needs a value", 2);
+        }
+
+        return args[++i];
+    }
+
+    /// <summary>A whole number within [<paramref name="min"/>, <paramref name="max"/>]; the error names the option and the range.</summary>
+    public static int ParseInt(string option, string text, int min, int max)
+    {
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
+        {
+            throw new CliException($"{option} '{text}' is invalid: use a whole number from {min} to {max}", 2);
+        }
+
+        return value;
+    }
+
+    /// <summary>Parses "4096", "64K", "512M", "1G", "2T" (powers of 1024) into bytes, a multiple of 512.</summary>
+    public static long ParseSize(string option, string text, long max = long.MaxValue)
+    {
+        var trimmed = text.Trim();
+        var shift = trimmed.Length == 0 ? 0 : char.ToUpperInvariant(trimmed[^1]) switch
+        {
+            'K' => 10,
+            'M' => 20,
+            'G' => 30,
+            'T' => 40,
+            _ => 0,
+        };
+        var digits = shift == 0 ? trimmed : trimmed[..^1];
+        if (!long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var number)
+            || number <= 0
+            || number > (max >> shift)
+            || ((number << shift) % 512) != 0)
+        {
+            var limit = max == long.MaxValue ? string.Empty : $" up to {max} bytes";
+            throw new CliException($"{option} '{text}' is invalid: use a positive multiple of 512 bytes{limit}, with an optional K, M, G or T suffix (e.g. 64M, 1G)", 2);
+        }
+
+        return number << shift;
+    }
+}
