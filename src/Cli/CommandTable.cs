@@ -5,12 +5,12 @@ internal static class CommandTable
 {
     private static readonly (string Name, string Summary, Func<string[], Task<int>> Run)[] Commands =
     [
-        // Commands register here: ("attach", "...", AttachCommand.RunAsync),
         ("attach", AttachCommand.Summary, AttachCommand.RunAsync),
         ("list", ListCommand.Summary, ListCommand.RunAsync),
         ("detach", DetachCommand.Summary, DetachCommand.RunAsync),
         ("recover", RecoverCommand.Summary, RecoverCommand.RunAsync),
         ("demo", DemoCommand.Summary, DemoCommand.RunAsync),
+        ("bench-engine", BenchEngineCommand.Summary, BenchEngineCommand.RunAsync),
         ("bench-grpc", BenchGrpcCommand.Summary, BenchGrpcCommand.RunAsync),
         ("bench-stores", BenchStoresCommand.Summary, BenchStoresCommand.RunAsync),
     ];
