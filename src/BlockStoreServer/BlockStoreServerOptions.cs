@@ -42,8 +42,8 @@ public sealed record BlockStoreServerOptions(
         line.Parse("--root", line.Require("--root"), ParseRoot),
         line.Get("--token-file") is { } tokenFile ? line.Parse("--token-file", tokenFile, ParseAbsolutePath) : null,
         line.Parse("--reflink", "auto", ParseReflink),
-        line.Parse("--log-level", "information", ParseLogLevel),
-        line.Parse("--log-format", "text", ParseLogFormat),
+        line.Parse("--log-level", "information", CommonHostOptions.ParseLogLevel),
+        line.Parse("--log-format", "text", CommonHostOptions.ParseLogFormat),
         line.Parse("--shutdown-timeout", "30", ParseSeconds));
 
     private static string ParseRoot(string value)
@@ -63,24 +63,6 @@ public sealed record BlockStoreServerOptions(
         "always" => ReflinkMode.Always,
         "never" => ReflinkMode.Never,
         _ => throw new FormatException($"'{value}' is not a reflink mode; allowed: auto, always, never"),
-    };
-
-    private static LogLevel ParseLogLevel(string value) => value.ToLowerInvariant() switch
-    {
-        "trace" => LogLevel.Trace,
-        "debug" => LogLevel.Debug,
-        "information" or "info" => LogLevel.Information,
-        "warning" or "warn" => LogLevel.Warning,
-        "error" => LogLevel.Error,
-        "critical" => LogLevel.Critical,
-        _ => throw new FormatException($"'{value}' is not a log level; allowed: trace, debug, information, warning, error, critical"),
-    };
-
-    private static LogFormat ParseLogFormat(string value) => value.ToLowerInvariant() switch
-    {
-        "text" => LogFormat.Text,
-        "json" => LogFormat.Json,
-        _ => throw new FormatException($"'{value}' is not a log format; allowed: text, json"),
     };
 
     private static TimeSpan ParseSeconds(string value) =>

@@ -34,7 +34,8 @@ public sealed record CommonHostOptions(GrpcEndpoint Endpoint, LogLevel LogLevel,
         line.Parse("--log-format", "text", ParseLogFormat),
         line.Parse("--max-message-bytes", "4194304", ParseMessageBytes));
 
-    private static LogLevel ParseLogLevel(string value) => value.ToLowerInvariant() switch
+    /// <summary>Parses a --log-level value; the error lists the allowed levels.</summary>
+    public static LogLevel ParseLogLevel(string value) => value.ToLowerInvariant() switch
     {
         "trace" => LogLevel.Trace,
         "debug" => LogLevel.Debug,
@@ -45,7 +46,8 @@ public sealed record CommonHostOptions(GrpcEndpoint Endpoint, LogLevel LogLevel,
         _ => throw new FormatException($"'{value}' is not a log level; allowed: trace, debug, information, warning, error, critical"),
     };
 
-    private static LogFormat ParseLogFormat(string value) => value.ToLowerInvariant() switch
+    /// <summary>Parses a --log-format value (text or json).</summary>
+    public static LogFormat ParseLogFormat(string value) => value.ToLowerInvariant() switch
     {
         "text" => LogFormat.Text,
         "json" => LogFormat.Json,
