@@ -51,4 +51,18 @@ internal static class CommandOptions
 
         return number << shift;
     }
+
+    /// <summary>
+    /// The one positional device ID of detach and recover: a second positional argument or an unknown
+    /// option is an error, as is an ID outside the kernel's range.
+    /// </summary>
+    public static int DeviceId(string argument, int? alreadyGiven, string usage)
+    {
+        if (alreadyGiven != null || argument.StartsWith('-'))
+        {
+            throw new CliException($"unexpected argument '{argument}'\n{usage}", 2);
+        }
+
+        return ParseInt("ID", argument, 0, (1 << 20) - 1);
+    }
 }

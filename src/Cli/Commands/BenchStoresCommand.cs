@@ -132,9 +132,12 @@ internal static class BenchStoresCommand
 
         await using (var backend = await target.Store.OpenVolumeAsync(volume.Id))
         {
+            // One pass at most: rewriting the same bytes in a cache and flushing once would
+            // count bytes that never had to reach the medium.
             var (store, raw) = await CompareAsync(context, SequentialBlock,
                 i => backend.WriteAsync(i % sequentialSlots * SequentialBlock, sequentialBuffer), () => backend.FlushAsync(),
-                i => target.Baseline.WriteAsync(i % sequentialSlots * SequentialBlock, sequentialBuffer), target.Baseline.FlushAsync);
+                i => target.Baseline.WriteAsync(i % sequentialSlots * SequentialBlock, sequentialBuffer), target.Baseline.FlushAsync,
+                maxOps: sequentialSlots);
             Print(name, "seq write 1MiB+flush", store, target.Baseline.Name, raw);
 
             (store, raw) = await CompareAsync(context, SequentialBlock,
@@ -158,7 +161,7 @@ internal static class BenchStoresCommand
         {
             // What a node without the cache sees: every chunk comes from the bucket.
             await using var cold = await reopenCold(volume.Id);
-            var store = await MeasureAsync(context, SequentialBlock, i => cold.ReadAsync(i % sequentialSlots * SequentialBlock, readBuffer), null, wrapStops: sequentialSlots);
+            var store = await MeasureAsync(context, SequentialBlock, i => cold.ReadAsync(i % sequentialSlots * SequentialBlock, readBuffer), null, maxOps: sequentialSlots);
             var raw = await MeasureAsync(context, SequentialBlock, i => target.Baseline.ReadAsync(i % sequentialSlots * SequentialBlock, readBuffer), null);
             Print(name, "seq read 1MiB (cold)", store, target.Baseline.Name, raw);
         }
@@ -169,21 +172,27 @@ internal static class BenchStoresCommand
     /// run (page-cache writeback, a warming disk or server) weighs on both sides alike.
     /// </summary>
     private static async Task<(Measurement Store, Measurement Baseline)> CompareAsync(BenchContext context, int blockBytes,
-        Func<long, ValueTask> storeOperation, Func<ValueTask>? storeFinish, Func<long, ValueTask> baselineOperation, Func<ValueTask>? baselineFinish)
+        Func<long, ValueTask> storeOperation, Func<ValueTask>? storeFinish, Func<long, ValueTask> baselineOperation, Func<ValueTask>? baselineFinish,
+        long maxOps = long.MaxValue)
     {
+        // Warm-up (JIT tiers, first-touch allocation, caches) for both sides, not counted.
+        var warmUp = context with { Duration = context.Duration / 10 };
+        await MeasureAsync(warmUp, blockBytes, storeOperation, storeFinish, maxOps);
+        await MeasureAsync(warmUp, blockBytes, baselineOperation, baselineFinish, maxOps);
+
         var half = context with { Duration = context.Duration / 2 };
-        var store = await MeasureAsync(half, blockBytes, storeOperation, storeFinish);
-        var baseline = await MeasureAsync(half, blockBytes, baselineOperation, baselineFinish);
-        baseline += await MeasureAsync(half, blockBytes, baselineOperation, baselineFinish);
-        store += await MeasureAsync(half, blockBytes, storeOperation, storeFinish);
+        var store = await MeasureAsync(half, blockBytes, storeOperation, storeFinish, maxOps);
+        var baseline = await MeasureAsync(half, blockBytes, baselineOperation, baselineFinish, maxOps);
+        baseline += await MeasureAsync(half, blockBytes, baselineOperation, baselineFinish, maxOps);
+        store += await MeasureAsync(half, blockBytes, storeOperation, storeFinish, maxOps);
         return (store, baseline);
     }
 
-    private static async Task<Measurement> MeasureAsync(BenchContext context, int blockBytes, Func<long, ValueTask> operation, Func<ValueTask>? finish, long wrapStops = long.MaxValue)
+    private static async Task<Measurement> MeasureAsync(BenchContext context, int blockBytes, Func<long, ValueTask> operation, Func<ValueTask>? finish, long maxOps = long.MaxValue)
     {
         var watch = Stopwatch.StartNew();
         long ops = 0;
-        while (watch.Elapsed < context.Duration && ops < wrapStops)
+        while (watch.Elapsed < context.Duration && ops < maxOps)
         {
             await operation(ops);
             ops++;

@@ -30,14 +30,7 @@ internal static class RecoverCommand
                 case "--stats": stats = true; break;
                 case "--keep-on-exit": keepOnExit = true; break;
                 case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
-                default:
-                    if (id != null || args[i].StartsWith('-'))
-                    {
-                        throw new CliException($"unexpected argument '{args[i]}'\n{Usage}", 2);
-                    }
-
-                    id = CommandOptions.ParseInt("ID", args[i], 0, (1 << 20) - 1);
-                    break;
+                default: id = CommandOptions.DeviceId(args[i], id, Usage); break;
             }
         }
 
