@@ -195,6 +195,27 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
     }
 
     [Fact]
+    public async Task AnAttachedWriterKeepsAConcurrentExpand()
+    {
+        await using var ctx = fixture.CreateStore([]);
+        var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("online-expand", 2 * MiB));
+        var data = Filled(MiB, 10);
+        await using (var backend = await ctx.Store.OpenVolumeAsync(volume.Id))
+        {
+            Assert.Equal(4 * MiB, await ctx.Store.ExpandVolumeAsync(volume.Id, 4 * MiB)); // while attached
+            await backend.WriteAsync(0, data);
+            await backend.FlushAsync(); // writes the manifest: must not shrink it back
+        }
+
+        Assert.Equal(4 * MiB, (await ctx.Store.GetVolumeAsync(volume.Id)).SizeBytes);
+        await using var reopened = await ctx.Store.OpenVolumeAsync(volume.Id);
+        Assert.Equal(4 * MiB, reopened.Info.SizeBytes);
+        var read = new byte[MiB];
+        await reopened.ReadAsync(0, read);
+        Assert.Equal(data, read);
+    }
+
+    [Fact]
     public async Task UnreachableEndpointIsUnavailable()
     {
         var cache = TempDirectory.Create("s3-unreachable");
