@@ -11,9 +11,11 @@ mkdir -p "$vm_dir"
 cd "$vm_dir"
 
 # The modules the guest loads, in any order: dependencies are resolved below from modules.dep.
-wanted_modules=(9p 9pnet_virtio ublk_drv crc32c_generic ext4 xfs loop)
+wanted_modules=(9p 9pnet_virtio overlay ublk_drv crc32c_generic ext4 xfs loop)
 
-if [[ -f initramfs.cpio.gz && -f vmlinuz && -f kernel.version ]]; then
+# The initramfs is rebuilt whenever the init script or this script changes.
+recipe=$(cat "$repo/scripts/vm/init" "$repo/scripts/vm/prepare.sh" | sha256sum | cut -c1-16)
+if [[ -f initramfs.cpio.gz && -f vmlinuz && -f kernel.version && $(cat recipe 2>/dev/null) == "$recipe" ]]; then
   echo "vm: ready ($(cat kernel.version)) in $vm_dir"
   exit 0
 fi
@@ -74,5 +76,6 @@ cp "$repo/scripts/vm/init" initramfs/init
 chmod +x initramfs/init
 (cd initramfs && find . | cpio -o -H newc --quiet | gzip -1) > initramfs.cpio.gz
 echo "$kver" > kernel.version
+echo "$recipe" > recipe
 rm -rf pkg initramfs
 echo "vm: ready ($kver) in $vm_dir"
