@@ -88,7 +88,16 @@ internal sealed partial class S3Volume : StoreVolume
             throw new InvalidDataException($"manifest of volume '{manifest.Id}' has no own incarnation");
         }
 
-        var directory = Directory.CreateDirectory(store.Options.CacheDirectory).FullName;
+        string directory;
+        try
+        {
+            directory = Directory.CreateDirectory(store.Options.CacheDirectory).FullName;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StoreParameterException("cacheDir", $"cannot use '{store.Options.CacheDirectory}' for the local cache: {e.Message}");
+        }
+
         RemoveStaleCacheFiles(directory, manifest.Uuid);
         var path = Path.Combine(directory, $"{manifest.Uuid}.{Guid.NewGuid():N}.cache");
 
