@@ -79,7 +79,8 @@ public sealed class StoreParameters
         if (!ByteSize.TryParse(v, out var n) || n < min || n > max || n % multipleOf != 0)
         {
             var multiple = multipleOf > 1 ? $", a multiple of {ByteSize.Format(multipleOf)}" : "";
-            throw Invalid(name, v, $"allowed: a size from {ByteSize.Format(min)} to {ByteSize.Format(max)}{multiple} (suffixes K, M, G, T, Ki, Mi, Gi, Ti)");
+            var range = max == long.MaxValue ? $"at least {ByteSize.Format(min)}" : $"from {ByteSize.Format(min)} to {ByteSize.Format(max)}";
+            throw Invalid(name, v, $"allowed: a size {range}{multiple} (suffixes K, M, G, T, Ki, Mi, Gi, Ti)");
         }
 
         return n;

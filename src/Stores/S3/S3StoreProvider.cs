@@ -132,7 +132,7 @@ public sealed class S3StoreProvider : IStoreProvider
         }
 
         var cacheSize = p.Size("cacheSize", 2L << 30, 1 << 20, long.MaxValue);
-        var dirtyLimit = p.Size("dirtyLimit", 256L << 20, 1 << 20, long.MaxValue);
+        var dirtyLimit = p.Size("dirtyLimit", 256L << 20, 128 << 10, long.MaxValue);
         if (dirtyLimit < 2L * chunkSize)
         {
             throw p.Invalid("dirtyLimit", ByteSize.Format(dirtyLimit), $"allowed: at least two chunks ({ByteSize.Format(2L * chunkSize)})");

@@ -216,6 +216,70 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
     }
 
     [Fact]
+    public async Task ConcurrentMixedIoUnderTinyCacheAndDirtyLimitsStaysCorrect()
+    {
+        // 64 KiB chunks, room for 16 cached and 2 dirty: every path (evict, reload, upload while
+        // writing, discard while uploading, flush racing writers) runs constantly.
+        await using var ctx = fixture.CreateStore(new()
+        {
+            ["chunkSize"] = "64Ki", ["cacheSize"] = "1Mi", ["dirtyLimit"] = "128Ki", ["readAhead"] = "4", ["uploadConcurrency"] = "4",
+        });
+        const int workers = 4;
+        const int region = 2 * MiB;
+        var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("stress", workers * region));
+        var model = new byte[workers * region];
+        await using (var backend = await ctx.Store.OpenVolumeAsync(volume.Id))
+        {
+            using var stop = new CancellationTokenSource();
+            var flusher = Task.Run(async () =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    await backend.FlushAsync();
+                    await Task.Delay(5);
+                }
+            });
+
+            await Task.WhenAll(Enumerable.Range(0, workers).Select(w => Task.Run(async () =>
+            {
+                var random = new Random(500 + w);
+                var read = new byte[256 * 1024];
+                for (var i = 0; i < 150; i++)
+                {
+                    var length = random.Next(1, 257) * 1024;
+                    var offset = w * (long)region + random.Next(0, (region - length) / 512 + 1) * 512L;
+                    switch (random.Next(4))
+                    {
+                        case 0:
+                        case 1:
+                            var data = Filled(length, random.Next());
+                            await backend.WriteAsync(offset, data);
+                            data.CopyTo(model, offset);
+                            break;
+                        case 2:
+                            await backend.ReadAsync(offset, read.AsMemory(0, length));
+                            Assert.True(model.AsSpan((int)offset, length).SequenceEqual(read.AsSpan(0, length)), $"worker {w} op {i}: read at {offset}+{length}");
+                            break;
+                        default:
+                            await backend.DiscardAsync(offset, length);
+                            Array.Clear(model, (int)offset, length);
+                            break;
+                    }
+                }
+            })));
+
+            stop.Cancel();
+            await flusher;
+            await backend.FlushAsync();
+        }
+
+        await using var cold = await (await fixture.ReopenAsync(ctx)).OpenVolumeAsync(volume.Id);
+        var all = new byte[model.Length];
+        await cold.ReadAsync(0, all);
+        Assert.True(model.AsSpan().SequenceEqual(all), "content after flush and a cold reopen");
+    }
+
+    [Fact]
     public async Task UnreachableEndpointIsUnavailable()
     {
         var cache = TempDirectory.Create("s3-unreachable");
