@@ -95,6 +95,12 @@ internal sealed class S3Manifest
     /// </summary>
     public ulong NextVersion { get; set; } = 1;
 
+    /// <summary>
+    /// Bumped by every manifest an attached writer commits (not by control-path edits such as
+    /// expand): a restarted writer adopts its predecessor's cache only if nobody committed since.
+    /// </summary>
+    public ulong WriterGeneration { get; set; }
+
     /// <summary>The chunk map, little-endian 64-bit entries, base64.</summary>
     public string Chunks { get; set; } = "";
 

@@ -95,7 +95,7 @@ internal sealed partial class S3Volume
             var candidates = new List<(long LastUse, long Index)>();
             for (long i = 0; i < _states.Length; i++)
             {
-                if (i != keep && _states[i] is { Loaded: true, Dirty: false, Uploading: false, ActiveIo: 0, LoadTask: null } s)
+                if (i != keep && _states[i] is { Loaded: true, Dirty: false, Uploading: false, Marked: false, ActiveIo: 0, LoadTask: null } s)
                 {
                     candidates.Add((s.LastUse, i));
                 }

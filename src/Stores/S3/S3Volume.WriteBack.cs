@@ -304,6 +304,16 @@ internal sealed partial class S3Volume
                 }
 
                 _durable = entries;
+
+                // Chunks whose cached bytes are exactly what the bucket now names lose their mark.
+                for (long i = 0; i < entries.Length; i++)
+                {
+                    if (_states[i] is { Marked: true, Dirty: false, Uploading: false } state && _entries[i] == entries[i])
+                    {
+                        _journal?.Mark(i, unflushed: false);
+                        state.Marked = false;
+                    }
+                }
             }
 
             // Listed after the manifest write: a snapshot racing with us has put its marker first
@@ -330,8 +340,10 @@ internal sealed partial class S3Volume
         }
 
         // The controller may have expanded the volume while it is attached: keep the larger size.
+        var generation = current.WriterGeneration + 1;
         var manifest = new S3Manifest
         {
+            WriterGeneration = generation,
             Id = _template.Id,
             Name = _template.Name,
             SizeBytes = Math.Max(current.SizeBytes, Info.SizeBytes),
@@ -344,7 +356,9 @@ internal sealed partial class S3Volume
             NextVersion = floor,
         };
         manifest.WriteEntries(entries);
+        _journal?.SetPending(generation);
         await _store.WriteManifestAsync(key, manifest, CancellationToken.None).ConfigureAwait(false);
+        _journal?.SetCommitted(generation);
     }
 
     private async Task DeleteQuietlyAsync(IReadOnlyCollection<string> keys)

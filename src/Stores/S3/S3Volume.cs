@@ -28,6 +28,7 @@ internal sealed partial class S3Volume : StoreVolume
     private readonly SemaphoreSlim _manifestLock = new(1, 1);
     private readonly SafeFileHandle _cache;
     private readonly string _cachePath;
+    private readonly CacheJournal? _journal; // null for read-only opens: they never hold unflushed data
 
     // Everything below is guarded by _gate (one lock: sections are a few instructions long).
     private readonly object _gate = new();
@@ -44,7 +45,7 @@ internal sealed partial class S3Volume : StoreVolume
     private int _backgroundWriteBack;
     private bool _disposed;
 
-    private S3Volume(S3Store store, S3Manifest manifest, bool readOnly, SafeFileHandle cache, string cachePath)
+    private S3Volume(S3Store store, S3Manifest manifest, bool readOnly, SafeFileHandle cache, string cachePath, CacheJournal? journal, List<long> adoptedDirty)
         : base(manifest.Id, new BlockBackendInfo(
             manifest.SizeBytes,
             LogicalBlockSize: StoreLimits.IoAlignment,
@@ -79,6 +80,15 @@ internal sealed partial class S3Volume : StoreVolume
         _uploadSlots = new SemaphoreSlim(options.UploadConcurrency, options.UploadConcurrency);
         _cache = cache;
         _cachePath = cachePath;
+        _journal = journal;
+        foreach (var index in adoptedDirty)
+        {
+            // The predecessor's unflushed writes: cached, dirty and still marked in the journal.
+            var state = State(index);
+            state.Loaded = state.Dirty = state.Marked = true;
+            _dirtyBytes += ChunkLength(index);
+            _cachedBytes += ChunkLength(index);
+        }
     }
 
     public static S3Volume Open(S3Store store, S3Manifest manifest, bool readOnly)
@@ -98,19 +108,33 @@ internal sealed partial class S3Volume : StoreVolume
             throw new StoreParameterException("cacheDir", $"cannot use '{store.Options.CacheDirectory}' for the local cache: {e.Message}");
         }
 
-        RemoveStaleCacheFiles(directory, manifest.Uuid);
-        var path = Path.Combine(directory, $"{manifest.Uuid}.{Guid.NewGuid():N}.cache");
+        if (!readOnly)
+        {
+            var (cache, cachePath, journal, dirty) = CacheJournal.OpenForWriter(directory, manifest);
+            try
+            {
+                return new S3Volume(store, manifest, readOnly, cache, cachePath, journal, dirty);
+            }
+            catch
+            {
+                journal.Dispose();
+                cache.Dispose();
+                throw;
+            }
+        }
 
-        // FileShare.None takes an exclusive flock: it tells later openers this file is in use.
-        var cache = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
+        // Readers get a private, throwaway cache and leave a crashed writer's cache alone.
+        RemoveAbandonedReaderCaches(directory, manifest.Uuid);
+        var path = Path.Combine(directory, $"{manifest.Uuid}.reader-{Guid.NewGuid():N}.cache");
+        var readerCache = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
         try
         {
-            RandomAccess.SetLength(cache, manifest.SizeBytes);
-            return new S3Volume(store, manifest, readOnly, cache, path);
+            RandomAccess.SetLength(readerCache, manifest.SizeBytes);
+            return new S3Volume(store, manifest, readOnly, readerCache, path, null, []);
         }
         catch
         {
-            cache.Dispose();
+            readerCache.Dispose();
             File.Delete(path);
             throw;
         }
@@ -149,20 +173,43 @@ internal sealed partial class S3Volume : StoreVolume
             _disposed = true;
         }
 
+        var flushed = false;
         try
         {
             if (!IsReadOnly)
             {
-                // The cache dies with this object: whatever is dirty would be lost otherwise.
+                // Flush so the cache can go; if that fails the files stay for the next opener to adopt.
                 await FlushAllAsync().ConfigureAwait(false);
             }
+
+            flushed = true;
         }
         finally
         {
             await DrainBackgroundWorkAsync().ConfigureAwait(false);
             _cache.Dispose();
-            File.Delete(_cachePath);
+            _journal?.Dispose();
+            if (flushed)
+            {
+                File.Delete(_cachePath);
+                if (_journal is not null)
+                {
+                    File.Delete(_journal.StatePath);
+                }
+            }
         }
+    }
+
+    /// <summary>Drops the volume as a killed process would: no flush, cache files left behind.</summary>
+    internal void AbandonForTests()
+    {
+        lock (_gate)
+        {
+            _disposed = true;
+        }
+
+        _cache.Dispose();
+        _journal?.Dispose();
     }
 
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
@@ -390,6 +437,7 @@ internal sealed partial class S3Volume : StoreVolume
                     }
 
                     state.Epoch++; // an upload in flight must not put its version back
+                    MarkUnflushed(index, state);
                     if (state.Dirty)
                     {
                         state.Dirty = false;
@@ -463,6 +511,7 @@ internal sealed partial class S3Volume : StoreVolume
             {
                 state.Dirty = true;
                 _dirtyBytes += ChunkLength(index);
+                MarkUnflushed(index, state);
             }
         }
     }
@@ -483,6 +532,17 @@ internal sealed partial class S3Volume : StoreVolume
         }
     }
 
+    // Under _gate, before the write that dirtied the chunk completes: a successor process must
+    // know this chunk's cached bytes are newer than the bucket's.
+    private void MarkUnflushed(long index, ChunkState state)
+    {
+        if (!state.Marked && _journal is not null)
+        {
+            _journal.Mark(index, unflushed: true);
+            state.Marked = true;
+        }
+    }
+
     private bool IsOwn(ulong entry) => (int)(entry >> S3Manifest.VersionBits) == _ownLineage;
 
     private int ChunkLength(long index) => (int)Math.Min(_chunkSize, Info.SizeBytes - index * _chunkSize);
@@ -496,9 +556,9 @@ internal sealed partial class S3Volume : StoreVolume
         _ => new BlockBackendException(BlockBackendException.EIO, $"volume '{VolumeId}': {operation} failed: {e.Message}", e),
     };
 
-    private static void RemoveStaleCacheFiles(string directory, string uuid)
+    private static void RemoveAbandonedReaderCaches(string directory, string uuid)
     {
-        foreach (var file in Directory.EnumerateFiles(directory, uuid + ".*.cache"))
+        foreach (var file in Directory.EnumerateFiles(directory, uuid + ".reader-*.cache"))
         {
             try
             {
@@ -521,6 +581,7 @@ internal sealed partial class S3Volume : StoreVolume
         public bool Loaded;
         public bool Dirty;
         public bool Uploading;
+        public bool Marked; // set in the cache journal: holds content no committed manifest names
         public int ActiveIo;
         public int Epoch;
         public long LastUse;

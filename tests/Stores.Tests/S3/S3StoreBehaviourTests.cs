@@ -280,6 +280,92 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
     }
 
     [Fact]
+    public async Task ARestartedWriterAdoptsItsPredecessorsUnflushedWrites()
+    {
+        await using var ctx = fixture.CreateStore([]);
+        var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("adopt", 4 * MiB));
+        var flushed = Filled(MiB, 20);
+        var unflushed = Filled(64 * 1024, 21);
+        var killed = Assert.IsType<S3Volume>(await ctx.Store.OpenVolumeAsync(volume.Id));
+        await killed.WriteAsync(0, flushed);
+        await killed.FlushAsync();
+        await killed.WriteAsync(2 * MiB, unflushed);
+        await killed.DiscardAsync(0, MiB); // completed, not flushed: must survive the restart too
+        killed.AbandonForTests(); // kill -9
+
+        await using (var successor = await ctx.Store.OpenVolumeAsync(volume.Id))
+        {
+            Assert.Equal(unflushed, await ReadAsync(successor, 2 * MiB, unflushed.Length));
+            Assert.False((await ReadAsync(successor, 0, MiB)).AsSpan().ContainsAnyExcept((byte)0));
+        }
+
+        await using var cold = await (await fixture.ReopenAsync(ctx)).OpenVolumeAsync(volume.Id);
+        Assert.Equal(unflushed, await ReadAsync(cold, 2 * MiB, unflushed.Length));
+        Assert.False((await ReadAsync(cold, 0, MiB)).AsSpan().ContainsAnyExcept((byte)0));
+    }
+
+    [Fact]
+    public async Task ACacheFromAnotherBootOrBehindTheBucketIsDiscarded()
+    {
+        await using var ctx = fixture.CreateStore([]);
+        var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("stale", 4 * MiB));
+        var flushed = Filled(MiB, 30);
+
+        // After a reboot the cache file may have lost bytes: never adopt it.
+        var killed = Assert.IsType<S3Volume>(await ctx.Store.OpenVolumeAsync(volume.Id));
+        await killed.WriteAsync(0, flushed);
+        await killed.FlushAsync();
+        await killed.WriteAsync(0, Filled(4096, 31));
+        killed.AbandonForTests();
+        var realBoot = CacheJournal.BootId;
+        try
+        {
+            CacheJournal.BootId = () => "00000000-0000-0000-0000-000000000000";
+            await using var afterReboot = await ctx.Store.OpenVolumeAsync(volume.Id);
+            Assert.Equal(flushed, await ReadAsync(afterReboot, 0, MiB));
+        }
+        finally
+        {
+            CacheJournal.BootId = realBoot;
+        }
+
+        // A writer elsewhere committed after this node's writer died: its cache is stale.
+        killed = Assert.IsType<S3Volume>(await ctx.Store.OpenVolumeAsync(volume.Id));
+        await killed.WriteAsync(MiB, Filled(4096, 32));
+        killed.AbandonForTests();
+        await using var elsewhere = fixture.CreateStore([]);
+        var parameters = new Dictionary<string, string>(elsewhere.Parameters) { ["prefix"] = ctx.Parameters["prefix"] };
+        var newer = Filled(MiB, 33);
+        await using (var otherNode = StoreRegistry.Open("s3", parameters, elsewhere.Secrets))
+        await using (var writer = await otherNode.OpenVolumeAsync(volume.Id))
+        {
+            await writer.WriteAsync(MiB, newer);
+            await writer.FlushAsync();
+        }
+
+        await using var back = await ctx.Store.OpenVolumeAsync(volume.Id);
+        Assert.Equal(newer, await ReadAsync(back, MiB, MiB));
+    }
+
+    [Fact]
+    public async Task ASecondWriterOnTheSameNodeIsRefused()
+    {
+        await using var ctx = fixture.CreateStore([]);
+        var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("one-writer", MiB));
+        await using var first = await ctx.Store.OpenVolumeAsync(volume.Id);
+        var e = await Assert.ThrowsAsync<StoreException>(() => ctx.Store.OpenVolumeAsync(volume.Id));
+        Assert.Equal(StoreErrorCode.FailedPrecondition, e.Code);
+        await using var reader = await ctx.Store.OpenVolumeAsync(volume.Id, VolumeAccess.ReadOnly); // readers are fine
+    }
+
+    private static async Task<byte[]> ReadAsync(IBlockBackend backend, long offset, int length)
+    {
+        var data = new byte[length];
+        await backend.ReadAsync(offset, data);
+        return data;
+    }
+
+    [Fact]
     public async Task UnreachableEndpointIsUnavailable()
     {
         var cache = TempDirectory.Create("s3-unreachable");
