@@ -434,10 +434,10 @@ internal sealed partial class S3Volume : StoreVolume
                     {
                         _entries[index] = 0;
                         _manifestDirty = true;
+                        MarkUnflushed(index, state);
                     }
 
                     state.Epoch++; // an upload in flight must not put its version back
-                    MarkUnflushed(index, state);
                     if (state.Dirty)
                     {
                         state.Dirty = false;
