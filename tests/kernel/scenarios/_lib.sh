@@ -11,6 +11,8 @@ SERVER_PIDS=()
 
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# figure TEXT: a result line the suite summary (guest.sh) collects.
+figure() { echo "figure: $*"; }
 
 # start_server NAME ARGS...: runs ublk-csi ARGS in the background, stdout/stderr to $SCENARIO_DIR/NAME.{out,err};
 # sets SERVER_PID and DEVICE (the path printed as the first line), waiting up to 120 s.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# attach a memory store, mkfs.ext4, mount, write and read back, fsck, remove on SIGTERM.
+# attach a memory store, mkfs.ext4, mount, write and read back, fsck, remove on SIGTERM; FLUSH,
+# FUA, DISCARD and WRITE_ZEROES must each reach the backend (counted by attach --stats).
 source "$(dirname "$0")/_lib.sh"
 
 start_server attach attach --store memory --size 256M --queues 2 --state-dir "$STATE_DIR" --stats
@@ -27,6 +28,10 @@ log "fsck clean"
 
 stop_server "$SERVER_PID" attach
 grep -Eq "flushes=[1-9]" "$SCENARIO_DIR/attach.err" || fail "the backend saw no FLUSH"
+# jbd2 writes its commit blocks with FUA when the device declares a volatile cache with FUA.
+grep -Eq "fua_writes=[1-9]" "$SCENARIO_DIR/attach.err" || fail "the backend saw no FUA write (ext4 journal commits)"
+grep -Eq "write_zeroes=[1-9]" "$SCENARIO_DIR/attach.err" || fail "the backend saw no WRITE_ZEROES (mkfs.ext4)"
+figure "backend ops under ext4: $(grep -Eo 'fua_writes=[0-9]+ flushes=[0-9]+ discards=[0-9]+ write_zeroes=[0-9]+' "$SCENARIO_DIR/attach.err")"
 grep -Eq "discards=[1-9]" "$SCENARIO_DIR/attach.err" || fail "the backend saw no DISCARD (fstrim)"
 [[ ! -e $DEVICE ]] || fail "$DEVICE still exists after SIGTERM"
 [[ ! -e $STATE_DIR/ublk$DEVICE_ID.json ]] || fail "recovery record left behind"

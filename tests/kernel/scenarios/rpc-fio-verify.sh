@@ -4,7 +4,6 @@
 # queues with crc32c verification (zero errors). Then the device is detached, attached again from
 # the server, and fio verifies that everything it wrote came back through the protocol.
 source "$(dirname "$0")/_lib.sh"
-type figure > /dev/null 2>&1 || figure() { echo "figure: $*"; }
 
 : "${UBLK_BLOCKSTORE_SERVER:?UBLK_BLOCKSTORE_SERVER must point at the published ublk-blockstore-server}"
 [[ -x $UBLK_BLOCKSTORE_SERVER ]] || fail "$UBLK_BLOCKSTORE_SERVER is not executable"

@@ -5,7 +5,6 @@
 # manifest), then attached again with an EMPTY local cache: fio verifies that everything it wrote
 # comes back from the bucket itself.
 source "$(dirname "$0")/_lib.sh"
-type figure > /dev/null 2>&1 || figure() { echo "figure: $*"; }
 
 repo=$(cd "$(dirname "$0")/../../.." && pwd)
 s3rver=$repo/tools/s3rver/node_modules/s3rver/bin/s3rver.js
