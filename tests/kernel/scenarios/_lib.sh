@@ -63,3 +63,26 @@ wait_for_writes() {
   done
   fail "fewer than $2 writes completed on $1 within 120 s"
 }
+
+# start_s3rver PORT BUCKET: s3rver (tools/s3rver, installed by scripts/setup.sh) on 127.0.0.1:PORT
+# with BUCKET created and its data in $SCENARIO_DIR/s3; sets S3RVER_PID and exports s3rver's fixed
+# credentials the way production passes credentials: in the environment, never in a spec.
+start_s3rver() {
+  local port=$1 bucket=$2 repo script
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+  script=$repo/tools/s3rver/node_modules/s3rver/bin/s3rver.js
+  [[ -f $script ]] || fail "s3rver is not installed: run scripts/setup.sh (npm ci in tools/s3rver)"
+  ip link set lo up 2>/dev/null || true
+  mkdir -p "$SCENARIO_DIR/s3"
+  node "$script" -d "$SCENARIO_DIR/s3" -a 127.0.0.1 -p "$port" --silent --configure-bucket "$bucket" \
+    > "$SCENARIO_DIR/s3rver.log" 2>&1 &
+  S3RVER_PID=$!
+  SERVER_PIDS+=("$S3RVER_PID")
+  for _ in $(seq 600); do
+    (exec 3<> "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    kill -0 "$S3RVER_PID" 2>/dev/null || { cat "$SCENARIO_DIR/s3rver.log"; fail "s3rver exited before listening"; }
+    sleep 0.2
+  done
+  export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+  log "s3rver listening on 127.0.0.1:$port (pid $S3RVER_PID)"
+}

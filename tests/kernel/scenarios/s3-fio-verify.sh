@@ -6,26 +6,8 @@
 # comes back from the bucket itself.
 source "$(dirname "$0")/_lib.sh"
 
-repo=$(cd "$(dirname "$0")/../../.." && pwd)
-s3rver=$repo/tools/s3rver/node_modules/s3rver/bin/s3rver.js
-[[ -f $s3rver ]] || fail "s3rver is not installed: run scripts/setup.sh (npm ci in tools/s3rver)"
-ip link set lo up 2>/dev/null || true
-
 port=9500
-mkdir -p "$SCENARIO_DIR/s3"
-node "$s3rver" -d "$SCENARIO_DIR/s3" -a 127.0.0.1 -p "$port" --silent --configure-bucket ublk-kernel \
-  > "$SCENARIO_DIR/s3rver.log" 2>&1 &
-s3rver_pid=$!
-SERVER_PIDS+=("$s3rver_pid")
-for _ in $(seq 600); do
-  (exec 3<> "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  kill -0 "$s3rver_pid" 2>/dev/null || { cat "$SCENARIO_DIR/s3rver.log"; fail "s3rver exited before listening"; }
-  sleep 0.2
-done
-log "s3rver listening on 127.0.0.1:$port (pid $s3rver_pid)"
-
-# s3rver's fixed credentials, from the environment as in production (never in the spec).
-export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+start_s3rver "$port" ublk-kernel
 volume="s3://ublk-kernel/pvcs/pvc-s3-fio?endpoint=http://127.0.0.1:$port&region=us-east-1&path-style=true&chunk-size=1Mi"
 
 start_server s3 attach --store "$volume&cache-dir=$SCENARIO_DIR/cache-first" --size 256M --queues 2 --depth 32 \
@@ -63,6 +45,4 @@ grep -Eq "err= *0" "$SCENARIO_DIR/fio-reverify.txt" || { cat "$SCENARIO_DIR/fio-
 figure "s3 re-verify from the bucket (cold cache): $(grep -E '^ *READ:' "$SCENARIO_DIR/fio-reverify.txt" | sed -E 's/^ *READ: *//; s/,.*//')"
 stop_server "$SERVER_PID" again
 
-kill -TERM "$s3rver_pid" 2>/dev/null || true
-wait "$s3rver_pid" 2>/dev/null || true
 log "PASS s3-fio-verify"
