@@ -13,38 +13,18 @@ internal sealed unsafe class UserCopyChannel(int fd, int queueId)
     public int QueueId { get; } = queueId;
 
     /// <summary>Copies the WRITE payload of <paramref name="tag"/> into <paramref name="destination"/>. Returns 0 or a negative errno.</summary>
-    public int ReadRequestData(int tag, byte* destination, int length)
-    {
-        var window = UblkAbi.UserCopyOffset(QueueId, tag);
-        var done = 0;
-        while (done < length)
-        {
-            var n = Libc.Pread(fd, destination + done, (nuint)(length - done), window + done);
-            if (n > 0)
-            {
-                done += (int)n;
-                continue;
-            }
-
-            if (n < 0 && Libc.LastErrno == Errno.EINTR)
-            {
-                continue;
-            }
-
-            return n == 0 ? -Errno.EIO : -Libc.LastErrno;
-        }
-
-        return 0;
-    }
+    public int ReadRequestData(int tag, byte* destination, int length) => Transfer(&Libc.Pread, tag, destination, length);
 
     /// <summary>Copies <paramref name="source"/> into the READ request of <paramref name="tag"/>. Returns 0 or a negative errno.</summary>
-    public int WriteRequestData(int tag, byte* source, int length)
+    public int WriteRequestData(int tag, byte* source, int length) => Transfer(&Libc.Pwrite, tag, source, length);
+
+    private int Transfer(delegate*<int, void*, nuint, long, nint> io, int tag, byte* buffer, int length)
     {
         var window = UblkAbi.UserCopyOffset(QueueId, tag);
         var done = 0;
         while (done < length)
         {
-            var n = Libc.Pwrite(fd, source + done, (nuint)(length - done), window + done);
+            var n = io(fd, buffer + done, (nuint)(length - done), window + done);
             if (n > 0)
             {
                 done += (int)n;
