@@ -86,3 +86,21 @@ start_s3rver() {
   export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
   log "s3rver listening on 127.0.0.1:$port (pid $S3RVER_PID)"
 }
+
+# crash_server_under_fio PID DEVICE_ID FIO_PID: once fio has written (500 writes), SIGKILL the server and
+# require the device to become QUIESCED (user recovery keeps it, with fio's I/O queued in the kernel).
+crash_server_under_fio() {
+  local pid=$1 id=$2 fio_pid=$3 state=""
+  wait_for_writes "/dev/ublkb$id" 500
+  kill -0 "$fio_pid" 2>/dev/null || fail "fio finished before the crash; make it longer"
+  kill -KILL "$pid"
+  wait "$pid" 2>/dev/null || true
+  log "killed the server with SIGKILL while fio was writing"
+  for _ in $(seq 100); do
+    state=$("$UBLK_CSI" list --state-dir "$STATE_DIR" | awk -v id="$id" '$1 == id { print $2 }')
+    [[ $state == quiesced ]] && break
+    sleep 0.1
+  done
+  [[ $state == quiesced ]] || fail "device $id is '$state' after the crash, expected quiesced"
+  [[ -b /dev/ublkb$id ]] || fail "/dev/ublkb$id disappeared after the crash"
+}

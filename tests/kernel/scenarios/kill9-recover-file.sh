@@ -12,20 +12,7 @@ fio --name=crash --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrit
     --numjobs=2 --offset_increment=128M --size=48M --verify=crc32c --verify_fatal=1 --do_verify=1 \
     --group_reporting > "$SCENARIO_DIR/fio.txt" 2>&1 &
 fio_pid=$!
-wait_for_writes "$DEVICE" 500
-kill -0 "$fio_pid" 2>/dev/null || { cat "$SCENARIO_DIR/fio.txt"; fail "fio finished before the crash; make it longer"; }
-kill -KILL "$first_pid"
-wait "$first_pid" 2>/dev/null || true
-log "killed the server with SIGKILL while fio was writing"
-
-state=""
-for _ in $(seq 100); do
-  state=$("$UBLK_CSI" list --state-dir "$STATE_DIR" | awk -v id="$DEVICE_ID" '$1 == id { print $2 }')
-  [[ $state == quiesced ]] && break
-  sleep 0.1
-done
-[[ $state == quiesced ]] || fail "device $DEVICE_ID is '$state' after the crash, expected quiesced"
-[[ -b $DEVICE ]] || fail "$DEVICE disappeared after the crash"
+crash_server_under_fio "$first_pid" "$DEVICE_ID" "$fio_pid"
 
 # A wrong backend is refused before the kernel state is touched, and the device stays adoptable.
 truncate -s 64M "$SCENARIO_DIR/other.img"

@@ -16,19 +16,7 @@ fio_job=(--name=crash --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=ran
          --numjobs=2 --offset_increment=128M --size=24M --verify=crc32c --verify_fatal=1 --group_reporting)
 fio "${fio_job[@]}" --do_verify=1 > "$SCENARIO_DIR/fio.txt" 2>&1 &
 fio_pid=$!
-wait_for_writes "$DEVICE" 500
-kill -0 "$fio_pid" 2>/dev/null || { cat "$SCENARIO_DIR/fio.txt"; fail "fio finished before the crash; make it longer"; }
-kill -KILL "$first_pid"
-wait "$first_pid" 2>/dev/null || true
-log "killed the server with SIGKILL while fio was writing"
-
-state=""
-for _ in $(seq 100); do
-  state=$("$UBLK_CSI" list --state-dir "$STATE_DIR" | awk -v id="$DEVICE_ID" '$1 == id { print $2 }')
-  [[ $state == quiesced ]] && break
-  sleep 0.1
-done
-[[ $state == quiesced ]] || fail "device $DEVICE_ID is '$state' after the crash, expected quiesced"
+crash_server_under_fio "$first_pid" "$DEVICE_ID" "$fio_pid"
 
 start=$(date +%s%N)
 start_server second recover "$DEVICE_ID" --state-dir "$STATE_DIR"
