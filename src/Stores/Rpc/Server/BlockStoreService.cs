@@ -213,29 +213,9 @@ public sealed partial class BlockStoreService : IAsyncDisposable
             throw RpcErrorCodec.InvalidArgument("data", $"must be at most {BlockStoreProtocol.MaxPayloadBytes} bytes per call, got {request.Data.Length}; split larger writes");
         }
 
-        var volume = await AcquireAsync(request.VolumeId, reopen: false, context.CancellationToken).ConfigureAwait(false);
-        try
-        {
-            var epoch = await EnterMutationAsync(volume, request.Attempt, context).ConfigureAwait(false);
-            try
-            {
-                var flags = request.Fua ? BlockWriteFlags.Fua : BlockWriteFlags.None;
-                await volume.Backend.WriteAsync(request.Offset, request.Data.Memory, flags, CancellationToken.None).ConfigureAwait(false);
-                return WriteDone;
-            }
-            finally
-            {
-                volume.Fence.Exit(epoch);
-            }
-        }
-        catch (BlockBackendException e)
-        {
-            throw RpcErrorCodec.FromBackendException(e);
-        }
-        finally
-        {
-            volume.Release();
-        }
+        await MutateAsync(request.VolumeId, request.Attempt, context, request,
+            static (backend, r) => backend.WriteAsync(r.Offset, r.Data.Memory, r.Fua ? BlockWriteFlags.Fua : BlockWriteFlags.None, CancellationToken.None)).ConfigureAwait(false);
+        return WriteDone;
     }
 
     public async ValueTask<FlushResponse> Flush(FlushRequest request, ServerCallContext context)
@@ -260,41 +240,34 @@ public sealed partial class BlockStoreService : IAsyncDisposable
     public async ValueTask<DiscardResponse> Discard(DiscardRequest request, ServerCallContext context)
     {
         _auth.Check(context);
-        var volume = await AcquireAsync(request.VolumeId, reopen: false, context.CancellationToken).ConfigureAwait(false);
-        try
-        {
-            var epoch = await EnterMutationAsync(volume, request.Attempt, context).ConfigureAwait(false);
-            try
-            {
-                await volume.Backend.DiscardAsync(request.Offset, request.Length, CancellationToken.None).ConfigureAwait(false);
-                return DiscardDone;
-            }
-            finally
-            {
-                volume.Fence.Exit(epoch);
-            }
-        }
-        catch (BlockBackendException e)
-        {
-            throw RpcErrorCodec.FromBackendException(e);
-        }
-        finally
-        {
-            volume.Release();
-        }
+        await MutateAsync(request.VolumeId, request.Attempt, context, request,
+            static (backend, r) => backend.DiscardAsync(r.Offset, r.Length, CancellationToken.None)).ConfigureAwait(false);
+        return DiscardDone;
     }
 
     public async ValueTask<WriteZeroesResponse> WriteZeroes(WriteZeroesRequest request, ServerCallContext context)
     {
         _auth.Check(context);
-        var volume = await AcquireAsync(request.VolumeId, reopen: false, context.CancellationToken).ConfigureAwait(false);
+        await MutateAsync(request.VolumeId, request.Attempt, context, request,
+            static (backend, r) => backend.WriteZeroesAsync(r.Offset, r.Length, CancellationToken.None)).ConfigureAwait(false);
+        return WriteZeroesDone;
+    }
+
+    /// <summary>
+    /// Runs one data mutation on an open volume inside its fence (a retry waits for earlier attempts),
+    /// mapping backend errnos to statuses. The mutation ignores the call's cancellation: once started,
+    /// a write finishes so the fence's ordering holds. <paramref name="mutation"/> is a static lambda
+    /// over <paramref name="request"/>, so nothing is allocated per call for it.
+    /// </summary>
+    private async ValueTask MutateAsync<TRequest>(string volumeId, uint attempt, ServerCallContext context, TRequest request, Func<IBlockBackend, TRequest, ValueTask> mutation)
+    {
+        var volume = await AcquireAsync(volumeId, reopen: false, context.CancellationToken).ConfigureAwait(false);
         try
         {
-            var epoch = await EnterMutationAsync(volume, request.Attempt, context).ConfigureAwait(false);
+            var epoch = await EnterMutationAsync(volume, attempt, context).ConfigureAwait(false);
             try
             {
-                await volume.Backend.WriteZeroesAsync(request.Offset, request.Length, CancellationToken.None).ConfigureAwait(false);
-                return WriteZeroesDone;
+                await mutation(volume.Backend, request).ConfigureAwait(false);
             }
             finally
             {
