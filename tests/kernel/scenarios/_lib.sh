@@ -14,6 +14,17 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # figure TEXT: a result line the suite summary (guest.sh) collects.
 figure() { echo "figure: $*"; }
 
+# fio_checked WHAT LOG FIO-ARGS...: runs fio with its output in LOG; fails naming WHAT (and printing LOG)
+# unless fio exits 0 and reports err=0.
+fio_checked() {
+  local what=$1 out=$2; shift 2
+  fio "$@" > "$out" 2>&1 || { cat "$out"; fail "$what: fio failed"; }
+  grep -Eq "err= *0" "$out" || { cat "$out"; fail "$what: fio reported errors"; }
+}
+
+# fio_bw LOG READ|WRITE: the aggregate bandwidth fio reported for that direction.
+fio_bw() { grep -E "^ *$2:" "$1" | sed -E "s/^ *$2: *//; s/,.*//"; }
+
 # start_server NAME ARGS...: runs ublk-csi ARGS in the background, stdout/stderr to $SCENARIO_DIR/NAME.{out,err};
 # sets SERVER_PID and DEVICE (the path printed as the first line), waiting up to 120 s.
 start_server() {

@@ -36,28 +36,26 @@ log "rpc device $DEVICE"
 grep -q "$(cat "$token_file")" "$STATE_DIR"/*.json && fail "the token leaked into the recovery record"
 
 # Random writes of mixed sizes on 2 jobs (one per queue), every block verified with crc32c.
-fio --name=rpc-verify --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrite \
+fio_checked "fio verify on the rpc device" "$SCENARIO_DIR/fio-verify.txt" \
+    --name=rpc-verify --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrite \
     --bssplit=4k/50:64k/30:256k/20 --iodepth=16 --numjobs=2 --offset_increment=128M --size=12M \
-    --verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting > "$SCENARIO_DIR/fio-verify.txt" 2>&1 \
-  || { cat "$SCENARIO_DIR/fio-verify.txt"; fail "fio verify on the rpc device failed"; }
-grep -Eq "err= *0" "$SCENARIO_DIR/fio-verify.txt" || { cat "$SCENARIO_DIR/fio-verify.txt"; fail "fio reported errors"; }
+    --verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting
 grep -E "^ *(READ|WRITE):" "$SCENARIO_DIR/fio-verify.txt"
-figure "rpc randwrite+verify: $(grep -E '^ *WRITE:' "$SCENARIO_DIR/fio-verify.txt" | sed -E 's/^ *WRITE: *//; s/,.*//')"
+figure "rpc randwrite+verify: $(fio_bw "$SCENARIO_DIR/fio-verify.txt" WRITE)"
 
 # A sequential pattern, then detach: the data must come back from the server into a new device.
-fio --name=rpc-persist --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 \
-    --offset=192M --size=16M --verify=crc32c --do_verify=0 --fsync_on_close=1 > "$SCENARIO_DIR/fio-write.txt" 2>&1 \
-  || { cat "$SCENARIO_DIR/fio-write.txt"; fail "sequential write on the rpc device failed"; }
-figure "rpc seq write 1M: $(grep -E '^ *WRITE:' "$SCENARIO_DIR/fio-write.txt" | sed -E 's/^ *WRITE: *//; s/,.*//')"
+fio_checked "sequential write on the rpc device" "$SCENARIO_DIR/fio-write.txt" \
+    --name=rpc-persist --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 \
+    --offset=192M --size=16M --verify=crc32c --do_verify=0 --fsync_on_close=1
+figure "rpc seq write 1M: $(fio_bw "$SCENARIO_DIR/fio-write.txt" WRITE)"
 stop_server "$SERVER_PID" rpc
 [[ ! -e $DEVICE ]] || fail "$DEVICE still exists after SIGTERM"
 
 start_server again attach --store "$spec" --queues 2 --state-dir "$STATE_DIR"
 log "reattached the volume as $DEVICE"
-fio --name=rpc-persist --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 \
-    --offset=192M --size=16M --verify=crc32c --verify_only --verify_fatal=1 > "$SCENARIO_DIR/fio-reverify.txt" 2>&1 \
-  || { cat "$SCENARIO_DIR/fio-reverify.txt"; fail "data written before the detach did not verify after reattaching"; }
-grep -Eq "err= *0" "$SCENARIO_DIR/fio-reverify.txt" || { cat "$SCENARIO_DIR/fio-reverify.txt"; fail "fio reported errors on re-verify"; }
+fio_checked "re-verify after reattaching of the data written before the detach" "$SCENARIO_DIR/fio-reverify.txt" \
+    --name=rpc-persist --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 \
+    --offset=192M --size=16M --verify=crc32c --verify_only --verify_fatal=1
 stop_server "$SERVER_PID" again
 
 kill -TERM "$blockstore_pid"

@@ -15,19 +15,18 @@ start_server s3 attach --store "$volume&cache-dir=$SCENARIO_DIR/cache-first" --s
 log "s3 device $DEVICE"
 grep -q "S3RVER" "$STATE_DIR"/*.json && fail "credentials leaked into the recovery record"
 
-fio --name=s3-verify --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrite \
+fio_checked "fio verify on the s3 device" "$SCENARIO_DIR/fio-verify.txt" \
+    --name=s3-verify --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrite \
     --bssplit=4k/50:64k/30:256k/20 --iodepth=16 --numjobs=2 --offset_increment=128M --size=16M \
-    --verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting > "$SCENARIO_DIR/fio-verify.txt" 2>&1 \
-  || { cat "$SCENARIO_DIR/fio-verify.txt"; fail "fio verify on the s3 device failed"; }
-grep -Eq "err= *0" "$SCENARIO_DIR/fio-verify.txt" || { cat "$SCENARIO_DIR/fio-verify.txt"; fail "fio reported errors"; }
+    --verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting
 grep -E "^ *(READ|WRITE):" "$SCENARIO_DIR/fio-verify.txt"
-figure "s3 randwrite+verify: $(grep -E '^ *WRITE:' "$SCENARIO_DIR/fio-verify.txt" | sed -E 's/^ *WRITE: *//; s/,.*//')"
+figure "s3 randwrite+verify: $(fio_bw "$SCENARIO_DIR/fio-verify.txt" WRITE)"
 
 # A sequential pattern with FUA-free writes and a final fsync (FLUSH): durable in the bucket on return.
-fio --name=s3-persist --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 \
-    --offset=192M --size=24M --verify=crc32c --do_verify=0 --fsync_on_close=1 > "$SCENARIO_DIR/fio-write.txt" 2>&1 \
-  || { cat "$SCENARIO_DIR/fio-write.txt"; fail "sequential write on the s3 device failed"; }
-figure "s3 seq write 1M: $(grep -E '^ *WRITE:' "$SCENARIO_DIR/fio-write.txt" | sed -E 's/^ *WRITE: *//; s/,.*//')"
+fio_checked "sequential write on the s3 device" "$SCENARIO_DIR/fio-write.txt" \
+    --name=s3-persist --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 \
+    --offset=192M --size=24M --verify=crc32c --do_verify=0 --fsync_on_close=1
+figure "s3 seq write 1M: $(fio_bw "$SCENARIO_DIR/fio-write.txt" WRITE)"
 stop_server "$SERVER_PID" s3
 [[ ! -e $DEVICE ]] || fail "$DEVICE still exists after SIGTERM"
 objects=$(find "$SCENARIO_DIR/s3/ublk-kernel" -type f -name '*._S3rver_object' | wc -l)
@@ -38,11 +37,10 @@ log "bucket holds $objects objects"
 rm -rf "$SCENARIO_DIR/cache-first"
 start_server again attach --store "$volume&cache-dir=$SCENARIO_DIR/cache-second" --queues 2 --state-dir "$STATE_DIR"
 log "reattached the volume as $DEVICE with an empty cache"
-fio --name=s3-persist --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 \
-    --offset=192M --size=24M --verify=crc32c --verify_only --verify_fatal=1 > "$SCENARIO_DIR/fio-reverify.txt" 2>&1 \
-  || { cat "$SCENARIO_DIR/fio-reverify.txt"; fail "data flushed before the detach did not verify from the bucket"; }
-grep -Eq "err= *0" "$SCENARIO_DIR/fio-reverify.txt" || { cat "$SCENARIO_DIR/fio-reverify.txt"; fail "fio reported errors on re-verify"; }
-figure "s3 re-verify from the bucket (cold cache): $(grep -E '^ *READ:' "$SCENARIO_DIR/fio-reverify.txt" | sed -E 's/^ *READ: *//; s/,.*//')"
+fio_checked "re-verify from the bucket of the data flushed before the detach" "$SCENARIO_DIR/fio-reverify.txt" \
+    --name=s3-persist --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 \
+    --offset=192M --size=24M --verify=crc32c --verify_only --verify_fatal=1
+figure "s3 re-verify from the bucket (cold cache): $(fio_bw "$SCENARIO_DIR/fio-reverify.txt" READ)"
 stop_server "$SERVER_PID" again
 
 log "PASS s3-fio-verify"
