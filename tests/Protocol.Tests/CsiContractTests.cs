@@ -21,7 +21,7 @@ public sealed class CsiContractTests
             ["google/protobuf/descriptor.proto", "google/protobuf/timestamp.proto", "google/protobuf/wrappers.proto"],
             File.Dependencies.Select(d => d.Name));
         Assert.Equal("github.com/container-storage-interface/spec/lib/go/csi", File.GetOptions().GoPackage);
-        Assert.Equal(Google.Protobuf.Reflection.Syntax.Proto3, File.Syntax);
+        Assert.Equal("proto3", File.ToProto().Syntax);
     }
 
     [Fact]
