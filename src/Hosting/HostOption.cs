@@ -1,4 +1,4 @@
-namespace UblkCsi.GrpcHosting.Hosting;
+namespace UblkCsi.Hosting;
 
 /// <summary>A command-line option with the environment variable Kubernetes manifests set for it.</summary>
 /// <param name="Name">The long option, e.g. <c>--endpoint</c>.</param>

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 
-namespace UblkCsi.GrpcHosting.Hosting;
+namespace UblkCsi.Hosting;
 
 /// <summary>
 /// Everything a host's entry point takes from its process, so tests can run a real host in-process
@@ -12,7 +12,7 @@ namespace UblkCsi.GrpcHosting.Hosting;
 /// <param name="Error">Where invalid options and fatal start errors are printed (one line).</param>
 /// <param name="Stop">Signalled to shut down gracefully.</param>
 /// <param name="ConfigureLogging">Extra logging configuration.</param>
-/// <param name="Started">Called with the bound endpoint once the server accepts calls.</param>
+/// <param name="Started">Called with the address the host serves (e.g. its bound endpoint) once it accepts work.</param>
 public sealed record HostInvocation(
     IReadOnlyList<string> Args,
     IReadOnlyDictionary<string, string?> Environment,
@@ -20,7 +20,7 @@ public sealed record HostInvocation(
     TextWriter Error,
     CancellationToken Stop,
     Action<ILoggingBuilder>? ConfigureLogging = null,
-    Action<GrpcEndpoint>? Started = null)
+    Action<string>? Started = null)
 {
     /// <summary>The invocation of a real process: its arguments, environment, console and SIGTERM/SIGINT.</summary>
     public static HostInvocation FromProcess(string[] args, CancellationToken stop) => new(

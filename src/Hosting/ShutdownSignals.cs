@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace UblkCsi.GrpcHosting.Hosting;
+namespace UblkCsi.Hosting;
 
 /// <summary>
 /// Turns SIGTERM and SIGINT into a cancellation token, so the host can finish in-flight calls

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Hosting;
 
-namespace UblkCsi.GrpcHosting.Server;
+namespace UblkCsi.GrpcHosting;
 
 /// <summary>
 /// Keeps the embedded web host from installing its own SIGTERM/Ctrl+C handling: the process that

@@ -1,4 +1,4 @@
-namespace UblkCsi.Stores.Rpc.Server;
+namespace UblkCsi.BlockStoreServer.Service;
 
 /// <summary>
 /// Orders a retried mutation after the attempt it replaces. When a client loses its connection

@@ -1,9 +1,10 @@
 using System.Buffers;
 using System.Security.Cryptography;
 using System.Text;
-using UblkCsi.GrpcHosting;
+using Grpc.Core;
+using UblkCsi.Stores.Rpc;
 
-namespace UblkCsi.Stores.Rpc.Server;
+namespace UblkCsi.BlockStoreServer.Service;
 
 /// <summary>
 /// Checks the shared token a client sends as <c>authorization: Bearer TOKEN</c>. Both sides are
@@ -31,15 +32,15 @@ internal sealed class BearerTokenCheck
             return;
         }
 
-        var value = context.GetRequestMetadata(BlockStoreProtocol.AuthorizationMetadata);
+        var value = context.RequestHeaders.GetValue(BlockStoreProtocol.AuthorizationMetadata);
         if (value is null || !value.StartsWith(BlockStoreProtocol.BearerPrefix, StringComparison.Ordinal))
         {
-            throw new RpcException(StatusCode.Unauthenticated, "this server requires a token: send metadata 'authorization: Bearer <token>'");
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "this server requires a token: send metadata 'authorization: Bearer <token>'"));
         }
 
         if (!Matches(value.AsSpan(BlockStoreProtocol.BearerPrefix.Length)))
         {
-            throw new RpcException(StatusCode.Unauthenticated, "the token does not match the server's token");
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "the token does not match the server's token"));
         }
     }
 

@@ -1,7 +1,8 @@
 using System.Collections.Concurrent;
 using UblkCsi.Engine;
+using UblkCsi.Stores;
 
-namespace UblkCsi.Stores.Rpc.Server;
+namespace UblkCsi.BlockStoreServer.Service;
 
 /// <summary>
 /// The volumes a block-store server has open, by ID. The protocol is sessionless, so a volume is

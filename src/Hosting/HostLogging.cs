@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 
-namespace UblkCsi.GrpcHosting.Hosting;
+namespace UblkCsi.Hosting;
 
 /// <summary>Console logging for the hosts: single-line text or JSON, UTC timestamps.</summary>
 public static class HostLogging

@@ -2,9 +2,11 @@ using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.Engine;
-using UblkCsi.GrpcHosting;
+using Grpc.Core;
+using UblkCsi.Stores;
+using UblkCsi.Stores.Rpc;
 
-namespace UblkCsi.Stores.Rpc.Server;
+namespace UblkCsi.BlockStoreServer.Service;
 
 /// <summary>Settings of a <see cref="BlockStoreService"/>.</summary>
 public sealed record BlockStoreServiceOptions
@@ -27,7 +29,7 @@ public sealed record BlockStoreServiceOptions
 
 /// <summary>
 /// Serves an <see cref="IVolumeStore"/> over the block-store protocol: bind it with
-/// <c>server.AddService(BlockStoreProtocol.Service, service)</c>. Store exceptions become gRPC
+/// <c>server.AddService(service)</c>. Store exceptions become gRPC
 /// statuses with structured details (see <see cref="RpcErrorCodec"/>). Data-path calls run against
 /// volumes kept open in an <see cref="OpenVolumeTable"/>; mutations are never cancelled halfway (a
 /// client that went away before one started gets nothing applied), and retried mutations are
@@ -35,7 +37,7 @@ public sealed record BlockStoreServiceOptions
 /// The service owns neither the store nor the server: dispose it to flush and close its open volumes,
 /// after the server stopped.
 /// </summary>
-public sealed partial class BlockStoreService : IAsyncDisposable
+public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockStoreBase, IAsyncDisposable
 {
     private static readonly WriteResponse WriteDone = new();
     private static readonly FlushResponse FlushDone = new();
@@ -75,7 +77,7 @@ public sealed partial class BlockStoreService : IAsyncDisposable
 
     // ---------------------------------------------------------------- server info
 
-    public Task<GetServerInfoResponse> GetServerInfo(GetServerInfoRequest request, ServerCallContext context)
+    public override Task<GetServerInfoResponse> GetServerInfo(GetServerInfoRequest request, ServerCallContext context)
     {
         _auth.Check(context);
         return Task.FromResult(new GetServerInfoResponse
@@ -89,7 +91,7 @@ public sealed partial class BlockStoreService : IAsyncDisposable
 
     // ---------------------------------------------------------------- control path
 
-    public Task<CreateVolumeResponse> CreateVolume(BlockStore.V1.CreateVolumeRequest request, ServerCallContext context) =>
+    public override Task<CreateVolumeResponse> CreateVolume(BlockStore.V1.CreateVolumeRequest request, ServerCallContext context) =>
         ControlAsync(context, request, static async (store, r, ct) =>
         {
             var source = r.Source is null ? null : ProtoConvert.FromProto(r.Source, "source");
@@ -97,7 +99,7 @@ public sealed partial class BlockStoreService : IAsyncDisposable
             return new CreateVolumeResponse { Volume = ProtoConvert.ToProto(volume) };
         });
 
-    public async Task<DeleteVolumeResponse> DeleteVolume(DeleteVolumeRequest request, ServerCallContext context)
+    public override async Task<DeleteVolumeResponse> DeleteVolume(DeleteVolumeRequest request, ServerCallContext context)
     {
         var response = await ControlAsync(context, request, static async (store, r, ct) =>
             new DeleteVolumeResponse { Existed = await store.DeleteVolumeAsync(r.VolumeId, ct).ConfigureAwait(false) }).ConfigureAwait(false);
@@ -107,11 +109,11 @@ public sealed partial class BlockStoreService : IAsyncDisposable
         return response;
     }
 
-    public Task<GetVolumeResponse> GetVolume(GetVolumeRequest request, ServerCallContext context) =>
+    public override Task<GetVolumeResponse> GetVolume(GetVolumeRequest request, ServerCallContext context) =>
         ControlAsync(context, request, static async (store, r, ct) =>
             new GetVolumeResponse { Volume = ProtoConvert.ToProto(await store.GetVolumeAsync(r.VolumeId, ct).ConfigureAwait(false)) });
 
-    public Task<ListVolumesResponse> ListVolumes(ListVolumesRequest request, ServerCallContext context) =>
+    public override Task<ListVolumesResponse> ListVolumes(ListVolumesRequest request, ServerCallContext context) =>
         ControlAsync(context, request, async (store, r, ct) =>
         {
             var all = await store.ListVolumesAsync(ct).ConfigureAwait(false);
@@ -121,23 +123,23 @@ public sealed partial class BlockStoreService : IAsyncDisposable
             return response;
         });
 
-    public Task<ExpandVolumeResponse> ExpandVolume(ExpandVolumeRequest request, ServerCallContext context) =>
+    public override Task<ExpandVolumeResponse> ExpandVolume(ExpandVolumeRequest request, ServerCallContext context) =>
         ControlAsync(context, request, static async (store, r, ct) =>
             new ExpandVolumeResponse { SizeBytes = await store.ExpandVolumeAsync(r.VolumeId, r.SizeBytes, ct).ConfigureAwait(false) });
 
-    public Task<CreateSnapshotResponse> CreateSnapshot(CreateSnapshotRequest request, ServerCallContext context) =>
+    public override Task<CreateSnapshotResponse> CreateSnapshot(CreateSnapshotRequest request, ServerCallContext context) =>
         ControlAsync(context, request, static async (store, r, ct) =>
             new CreateSnapshotResponse { Snapshot = ProtoConvert.ToProto(await store.CreateSnapshotAsync(r.SourceVolumeId, r.Name, ct).ConfigureAwait(false)) });
 
-    public Task<DeleteSnapshotResponse> DeleteSnapshot(DeleteSnapshotRequest request, ServerCallContext context) =>
+    public override Task<DeleteSnapshotResponse> DeleteSnapshot(DeleteSnapshotRequest request, ServerCallContext context) =>
         ControlAsync(context, request, static async (store, r, ct) =>
             new DeleteSnapshotResponse { Existed = await store.DeleteSnapshotAsync(r.SnapshotId, ct).ConfigureAwait(false) });
 
-    public Task<GetSnapshotResponse> GetSnapshot(GetSnapshotRequest request, ServerCallContext context) =>
+    public override Task<GetSnapshotResponse> GetSnapshot(GetSnapshotRequest request, ServerCallContext context) =>
         ControlAsync(context, request, static async (store, r, ct) =>
             new GetSnapshotResponse { Snapshot = ProtoConvert.ToProto(await store.GetSnapshotAsync(r.SnapshotId, ct).ConfigureAwait(false)) });
 
-    public Task<ListSnapshotsResponse> ListSnapshots(ListSnapshotsRequest request, ServerCallContext context) =>
+    public override Task<ListSnapshotsResponse> ListSnapshots(ListSnapshotsRequest request, ServerCallContext context) =>
         ControlAsync(context, request, async (store, r, ct) =>
         {
             var all = await store.ListSnapshotsAsync(r.SourceVolumeId.Length == 0 ? null : r.SourceVolumeId, ct).ConfigureAwait(false);
@@ -147,12 +149,12 @@ public sealed partial class BlockStoreService : IAsyncDisposable
             return response;
         });
 
-    public Task<GetCapacityResponse> GetCapacity(GetCapacityRequest request, ServerCallContext context) =>
+    public override Task<GetCapacityResponse> GetCapacity(GetCapacityRequest request, ServerCallContext context) =>
         ControlAsync(context, request, static async (store, _, ct) => ProtoConvert.ToProto(await store.GetCapacityAsync(ct).ConfigureAwait(false)));
 
     // ---------------------------------------------------------------- data path
 
-    public async Task<OpenVolumeResponse> OpenVolume(OpenVolumeRequest request, ServerCallContext context)
+    public override async Task<OpenVolumeResponse> OpenVolume(OpenVolumeRequest request, ServerCallContext context)
     {
         _auth.Check(context);
         var volume = await AcquireAsync(request.VolumeId, reopen: true, context.CancellationToken).ConfigureAwait(false);
@@ -179,7 +181,7 @@ public sealed partial class BlockStoreService : IAsyncDisposable
         }
     }
 
-    public async ValueTask<ReadResponse> Read(ReadRequest request, ServerCallContext context)
+    public override async Task<ReadResponse> Read(ReadRequest request, ServerCallContext context)
     {
         _auth.Check(context);
         if (request.Length > BlockStoreProtocol.MaxPayloadBytes)
@@ -205,7 +207,7 @@ public sealed partial class BlockStoreService : IAsyncDisposable
         }
     }
 
-    public async ValueTask<WriteResponse> Write(WriteRequest request, ServerCallContext context)
+    public override async Task<WriteResponse> Write(WriteRequest request, ServerCallContext context)
     {
         _auth.Check(context);
         if (request.Data.Length > BlockStoreProtocol.MaxPayloadBytes)
@@ -218,7 +220,7 @@ public sealed partial class BlockStoreService : IAsyncDisposable
         return WriteDone;
     }
 
-    public async ValueTask<FlushResponse> Flush(FlushRequest request, ServerCallContext context)
+    public override async Task<FlushResponse> Flush(FlushRequest request, ServerCallContext context)
     {
         _auth.Check(context);
         var volume = await AcquireAsync(request.VolumeId, reopen: false, context.CancellationToken).ConfigureAwait(false);
@@ -237,7 +239,7 @@ public sealed partial class BlockStoreService : IAsyncDisposable
         }
     }
 
-    public async ValueTask<DiscardResponse> Discard(DiscardRequest request, ServerCallContext context)
+    public override async Task<DiscardResponse> Discard(DiscardRequest request, ServerCallContext context)
     {
         _auth.Check(context);
         await MutateAsync(request.VolumeId, request.Attempt, context, request,
@@ -245,7 +247,7 @@ public sealed partial class BlockStoreService : IAsyncDisposable
         return DiscardDone;
     }
 
-    public async ValueTask<WriteZeroesResponse> WriteZeroes(WriteZeroesRequest request, ServerCallContext context)
+    public override async Task<WriteZeroesResponse> WriteZeroes(WriteZeroesRequest request, ServerCallContext context)
     {
         _auth.Check(context);
         await MutateAsync(request.VolumeId, request.Attempt, context, request,
@@ -350,7 +352,7 @@ public sealed partial class BlockStoreService : IAsyncDisposable
             var (entered, retryEpoch) = await volume.Fence.EnterAfterEarlierAsync(_options.RetryDrainTimeout, context.CancellationToken).ConfigureAwait(false);
             if (!entered)
             {
-                throw new RpcException(StatusCode.Unavailable, $"volume '{volume.VolumeId}': an earlier attempt of this call is still running; retry later");
+                throw new RpcException(new Status(StatusCode.Unavailable, $"volume '{volume.VolumeId}': an earlier attempt of this call is still running; retry later"));
             }
 
             epoch = retryEpoch;

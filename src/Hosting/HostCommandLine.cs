@@ -1,4 +1,4 @@
-namespace UblkCsi.GrpcHosting.Hosting;
+namespace UblkCsi.Hosting;
 
 /// <summary>
 /// Option values from the command line (<c>--name value</c> or <c>--name=value</c>), falling back
