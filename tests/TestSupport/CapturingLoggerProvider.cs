@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 
-namespace UblkCsi.GrpcHosting.Tests;
+namespace UblkCsi.TestSupport;
 
 /// <summary>Keeps every log entry at every level, with its structured values and exception text.</summary>
 public sealed class CapturingLoggerProvider : ILoggerProvider

@@ -1,20 +1,23 @@
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace UblkCsi.GrpcHosting.Tests;
+namespace UblkCsi.TestSupport;
 
 /// <summary>
 /// Leaves a socket file behind the way a SIGKILLed server does: bound and listening, then the
 /// descriptor closed without unlink. (.NET's Socket.Dispose unlinks, so raw libc is used.)
 /// </summary>
-internal static partial class DeadSocket
+public static partial class DeadSocket
 {
     public static unsafe void LeaveBehind(string path)
     {
         const int AfUnix = 1;
         const int SockStream = 1;
         var fd = socket(AfUnix, SockStream, 0);
-        Assert.True(fd >= 0, "socket() failed");
+        if (fd < 0)
+        {
+            throw new IOException("socket() failed");
+        }
         try
         {
             var address = new byte[110];
@@ -22,10 +25,16 @@ internal static partial class DeadSocket
             Encoding.UTF8.GetBytes(path).CopyTo(address, 2);
             fixed (byte* a = address)
             {
-                Assert.Equal(0, bind(fd, a, address.Length));
+                if (bind(fd, a, address.Length) != 0)
+                {
+                    throw new IOException("bind() failed");
+                }
             }
 
-            Assert.Equal(0, listen(fd, 1));
+            if (listen(fd, 1) != 0)
+            {
+                throw new IOException("listen() failed");
+            }
         }
         finally
         {

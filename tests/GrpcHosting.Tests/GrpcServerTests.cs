@@ -1,11 +1,13 @@
 using System.Diagnostics;
 using Google.Protobuf;
+using Grpc.Core;
+using UblkCsi.TestSupport;
 using Ublkcsi.Testing.V1;
 
 namespace UblkCsi.GrpcHosting.Tests;
 
-/// <summary>Real gRPC over a real unix socket: the happy path and every wire-level failure.</summary>
-public sealed class GrpcServerWireTests
+/// <summary>Real gRPC (Grpc.AspNetCore behind GrpcServer, Grpc.Net.Client) over real sockets: the happy path and every failure the hosts rely on.</summary>
+public sealed class GrpcServerTests
 {
     private const string EchoPath = "/ublkcsi.testing.v1.Echo/Echo";
 
@@ -26,7 +28,7 @@ public sealed class GrpcServerWireTests
     {
         // 20 MiB exceeds both the server's stream window and the client's: flow control must keep moving.
         await using var server = await TestServer.StartAsync(maxReceiveMessageBytes: 32 * 1024 * 1024);
-        using var client = new GrpcClient(server.Server.Endpoint, new GrpcClientOptions { MaxReceiveMessageBytes = 32 * 1024 * 1024 });
+        using var client = GrpcChannels.Create(server.Server.Endpoint, new GrpcChannelSettings { MaxReceiveMessageBytes = 32 * 1024 * 1024 });
         var payload = EchoService.Bytes(20 * 1024 * 1024);
 
         var response = await client.CallAsync<EchoRequest, EchoResponse>(
@@ -54,15 +56,11 @@ public sealed class GrpcServerWireTests
     {
         await using var server = await TestServer.StartAsync();
 
-        var method = await Assert.ThrowsAsync<RpcException>(() =>
-            server.Client.CallAsync<EchoRequest, EchoResponse>("/ublkcsi.testing.v1.Echo/Nope", new EchoRequest()));
-        var service = await Assert.ThrowsAsync<RpcException>(() =>
-            server.Client.CallAsync<EchoRequest, EchoResponse>("/no.Such/Method", new EchoRequest()));
+        var method = await server.RawCallAsync("/ublkcsi.testing.v1.Echo/Nope", Frames.Of(new EchoRequest()));
+        var service = await server.RawCallAsync("/no.Such/Method", Frames.Of(new EchoRequest()));
 
-        Assert.Equal(StatusCode.Unimplemented, method.StatusCode);
-        Assert.Contains("/ublkcsi.testing.v1.Echo/Nope", method.Detail);
-        Assert.Equal(StatusCode.Unimplemented, service.StatusCode);
-        Assert.Contains("unknown service no.Such", service.Detail);
+        Assert.Equal("12", method.GrpcStatus);
+        Assert.Equal("12", service.GrpcStatus);
     }
 
     [Fact]
@@ -84,7 +82,6 @@ public sealed class GrpcServerWireTests
         var e = await Assert.ThrowsAsync<RpcException>(() => server.EchoAsync(new EchoRequest { Payload = EchoService.Bytes(2000) }));
 
         Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
-        Assert.Contains("1024", e.Detail);
     }
 
     [Fact]
@@ -111,50 +108,6 @@ public sealed class GrpcServerWireTests
     }
 
     [Fact]
-    public async Task TruncatedMessageIsInternal()
-    {
-        await using var server = await TestServer.StartAsync();
-        var frame = Frames.Of(new byte[10], declaredLength: 100);
-
-        var result = await server.RawCallAsync(EchoPath, frame);
-
-        Assert.Equal("13", result.GrpcStatus);
-        Assert.Contains("10 of 100", result.GrpcMessage);
-    }
-
-    [Fact]
-    public async Task TruncatedHeaderIsInternal()
-    {
-        await using var server = await TestServer.StartAsync();
-
-        var result = await server.RawCallAsync(EchoPath, [0, 0, 0]);
-
-        Assert.Equal("13", result.GrpcStatus);
-    }
-
-    [Fact]
-    public async Task CompressedFlagWithoutEncodingIsUnimplemented()
-    {
-        await using var server = await TestServer.StartAsync();
-        var compressed = Frames.Of(Frames.Gzip(new EchoRequest { Text = "z" }.ToByteArray()), compressedFlag: 1);
-
-        var result = await server.RawCallAsync(EchoPath, compressed);
-
-        Assert.Equal("12", result.GrpcStatus);
-    }
-
-    [Fact]
-    public async Task UnknownEncodingIsUnimplementedAndAdvertisesSupportedEncodings()
-    {
-        await using var server = await TestServer.StartAsync();
-
-        var result = await server.RawCallAsync(EchoPath, Frames.Of(new EchoRequest()), ("grpc-encoding", "snappy"));
-
-        Assert.Equal("12", result.GrpcStatus);
-        Assert.Equal("identity,gzip", result.AcceptEncoding);
-    }
-
-    [Fact]
     public async Task GzipCompressedRequestIsDecoded()
     {
         await using var server = await TestServer.StartAsync();
@@ -178,41 +131,6 @@ public sealed class GrpcServerWireTests
         var result = await server.RawCallAsync(EchoPath, frame, ("grpc-encoding", "gzip"));
 
         Assert.Equal("8", result.GrpcStatus);
-    }
-
-    [Fact]
-    public async Task MalformedProtobufIsInternal()
-    {
-        await using var server = await TestServer.StartAsync();
-
-        // Field 1 as length-delimited with a length running past the end.
-        var result = await server.RawCallAsync(EchoPath, Frames.Of([0x0A, 0x7F, 0x41]));
-
-        Assert.Equal("13", result.GrpcStatus);
-        Assert.Contains("not valid protobuf", result.GrpcMessage);
-    }
-
-    [Fact]
-    public async Task EmptyBodyIsInternal()
-    {
-        await using var server = await TestServer.StartAsync();
-
-        var result = await server.RawCallAsync(EchoPath, []);
-
-        Assert.Equal("13", result.GrpcStatus);
-        Assert.Contains("no message", result.GrpcMessage);
-    }
-
-    [Fact]
-    public async Task TwoMessagesOnAUnaryCallAreInternal()
-    {
-        await using var server = await TestServer.StartAsync();
-        var one = Frames.Of(new EchoRequest { Text = "a" });
-
-        var result = await server.RawCallAsync(EchoPath, [.. one, .. one]);
-
-        Assert.Equal("13", result.GrpcStatus);
-        Assert.Contains("more than one", result.GrpcMessage);
     }
 
     [Fact]
@@ -247,7 +165,7 @@ public sealed class GrpcServerWireTests
         await using var server = await TestServer.StartAsync();
         var watch = Stopwatch.StartNew();
 
-        var e = await Assert.ThrowsAsync<RpcException>(() => server.Client.CallAsync<EchoRequest, EchoResponse>(
+        var e = await Assert.ThrowsAsync<RpcException>(() => server.Channel.CallAsync<EchoRequest, EchoResponse>(
             EchoService.Descriptor.FindMethodByName("Slow"), new EchoRequest { DelayMs = 10_000 }, DateTime.UtcNow.AddMilliseconds(200)));
 
         Assert.Equal(StatusCode.DeadlineExceeded, e.StatusCode);
@@ -272,26 +190,16 @@ public sealed class GrpcServerWireTests
     }
 
     [Fact]
-    public async Task MalformedGrpcTimeoutIsInternal()
-    {
-        await using var server = await TestServer.StartAsync();
-
-        var result = await server.RawCallAsync(EchoPath, Frames.Of(new EchoRequest()), ("grpc-timeout", "12x"));
-
-        Assert.Equal("13", result.GrpcStatus);
-    }
-
-    [Fact]
     public async Task RpcExceptionFromHandlerReachesTheClientWithItsMessage()
     {
         await using var server = await TestServer.StartAsync();
         const string Detail = "volume ünïcode 100% \"missing\"\nline two";
 
-        var e = await Assert.ThrowsAsync<RpcException>(() => server.Client.CallAsync<EchoRequest, EchoResponse>(
+        var e = await Assert.ThrowsAsync<RpcException>(() => server.Channel.CallAsync<EchoRequest, EchoResponse>(
             EchoService.Descriptor.FindMethodByName("Fail"), new EchoRequest { FailWith = "rpc", Text = Detail }));
 
         Assert.Equal(StatusCode.NotFound, e.StatusCode);
-        Assert.Equal(Detail, e.Detail);
+        Assert.Equal(Detail, e.Status.Detail);
     }
 
     [Fact]
@@ -302,7 +210,7 @@ public sealed class GrpcServerWireTests
         var result = await server.RawCallAsync("/ublkcsi.testing.v1.Echo/Fail", Frames.Of(new EchoRequest { Text = "kaboom-detail" }));
 
         Assert.Equal("13", result.GrpcStatus);
-        Assert.Equal("internal server error", result.GrpcMessage);
+        Assert.Equal("internal error; the server log has the details", result.GrpcMessage);
         Assert.True(result.TrailersOnly);
         Assert.Empty(result.Body);
         var logged = Assert.Single(server.Logs.Entries, e => e.Exception is not null);
@@ -333,7 +241,7 @@ public sealed class GrpcServerWireTests
         await using var server = new GrpcServer(new GrpcServerOptions { Endpoint = GrpcEndpoint.Tcp("127.0.0.1", 0) }, loggerFactory);
         EchoService.Serve(server, new EchoService());
         await server.StartAsync();
-        using var client = new GrpcClient(server.Endpoint);
+        using var client = GrpcChannels.Create(server.Endpoint);
 
         var response = await client.CallAsync<EchoRequest, EchoResponse>(EchoService.Descriptor.FindMethodByName("Echo"), new EchoRequest { Text = "tcp" });
 
@@ -345,7 +253,7 @@ public sealed class GrpcServerWireTests
     public async Task ClientReportsUnavailableWhenNothingListens()
     {
         var directory = TestServer.NewSocketDirectory();
-        using var client = new GrpcClient(GrpcEndpoint.Unix(Path.Combine(directory, "absent.sock")));
+        using var client = GrpcChannels.Create(GrpcEndpoint.Unix(Path.Combine(directory, "absent.sock")));
 
         var e = await Assert.ThrowsAsync<RpcException>(() =>
             client.CallAsync<EchoRequest, EchoResponse>(EchoService.Descriptor.FindMethodByName("Echo"), new EchoRequest()));

@@ -1,9 +1,9 @@
 using Microsoft.Extensions.Logging;
+using Grpc.Net.Client;
 using UblkCsi.GrpcHosting;
-using UblkCsi.GrpcHosting.Hosting;
-using UblkCsi.GrpcHosting.Tests;
+using UblkCsi.Hosting;
 
-namespace UblkCsi.HostTesting;
+namespace UblkCsi.TestSupport;
 
 /// <summary>A real host entry point running in-process on a temp unix socket, with captured logs and console.</summary>
 public sealed class RunningHost : IAsyncDisposable
@@ -20,16 +20,23 @@ public sealed class RunningHost : IAsyncDisposable
         Logs = logs;
         Output = output;
         Error = error;
-        Client = new GrpcClient(endpoint);
+        Channel = GrpcChannels.Create(endpoint);
     }
 
     public string Directory { get; }
 
     public GrpcEndpoint Endpoint { get; }
 
-    public GrpcClient Client { get; }
+    /// <summary>A channel to the host; generated clients take it.</summary>
+    public GrpcChannel Channel { get; }
 
     public CapturingLoggerProvider Logs { get; }
+
+    /// <summary>A unary call to the host named by its method descriptor.</summary>
+    public Task<TResponse> CallAsync<TRequest, TResponse>(Google.Protobuf.Reflection.MethodDescriptor method, TRequest request, DateTime? deadline = null)
+        where TRequest : class, Google.Protobuf.IMessage<TRequest>
+        where TResponse : class, Google.Protobuf.IMessage<TResponse>, new() =>
+        Channel.CallAsync<TRequest, TResponse>(method, request, deadline);
 
     public StringWriter Output { get; }
 
@@ -57,7 +64,7 @@ public sealed class RunningHost : IAsyncDisposable
         var output = new StringWriter();
         var error = new StringWriter();
         var stop = new CancellationTokenSource();
-        var started = new TaskCompletionSource<GrpcEndpoint>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         var logs = new CapturingLoggerProvider();
         var fullArgs = addEndpoint ? ["--endpoint", "unix://" + socket, "--log-level", "trace", .. args] : args;
         var invocation = new HostInvocation(
@@ -76,7 +83,7 @@ public sealed class RunningHost : IAsyncDisposable
             throw new InvalidOperationException($"host exited with {await task} instead of serving: {error}");
         }
 
-        return new RunningHost(directory, stop, task, await started.Task, logs, output, error);
+        return new RunningHost(directory, stop, task, GrpcEndpoint.Parse(await started.Task), logs, output, error);
     }
 
     /// <summary>Invokes the host with arguments expected to be rejected; returns exit code and stderr.</summary>
@@ -99,7 +106,7 @@ public sealed class RunningHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        Client.Dispose();
+        Channel.Dispose();
         if (!_run.IsCompleted)
         {
             await StopAsync();

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 
-namespace UblkCsi.HostTesting;
+namespace UblkCsi.TestSupport;
 
 /// <summary>A host started as a real child process (dotnet app.dll), stopped with a real SIGTERM.</summary>
 public sealed partial class HostProcess : IDisposable
@@ -68,7 +68,13 @@ public sealed partial class HostProcess : IDisposable
         }
     }
 
-    public void SendSigterm() => Assert.Equal(0, kill(_process.Id, 15));
+    public void SendSigterm()
+    {
+        if (kill(_process.Id, 15) != 0)
+        {
+            throw new InvalidOperationException($"kill({_process.Id}, SIGTERM) failed");
+        }
+    }
 
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
