@@ -25,12 +25,7 @@ public static class ControllerHost
     {
         var version = HostRunner.InformationalVersion(typeof(ControllerHost).Assembly);
         return GrpcRunningHost.StartAsync(
-            new GrpcServerOptions
-            {
-                Endpoint = options.Grpc.Endpoint,
-                MaxReceiveMessageBytes = options.Grpc.MaxMessageBytes,
-                SensitiveFields = new SensitiveFieldPolicy(CsiExtensions.CsiSecret),
-            },
+            options.Grpc.ToServerOptions(new SensitiveFieldPolicy(CsiExtensions.CsiSecret)),
             loggerFactory,
             server => server.AddService(new IdentityService(options.DriverName, version)),
             cancellationToken);
