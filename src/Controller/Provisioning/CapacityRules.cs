@@ -32,7 +32,13 @@ public static class CapacityRules
             wanted = Math.Max(required, floor);
         }
 
+        var minimum = Math.Max(Math.Max(required, floor), StoreLimits.SizeGranularity);
         var size = StoreLimits.RoundUpSize(Math.Max(wanted, StoreLimits.SizeGranularity));
+        if (limit > 0 && size > limit && RoundDown(limit) >= minimum)
+        {
+            size = RoundDown(limit); // only a limit (or a loose one): the largest multiple under it
+        }
+
         if (limit > 0 && size > limit)
         {
             var why = floor > limit ? $"the source holds {floor} bytes" : $"sizes are multiples of {StoreLimits.SizeGranularity} bytes";
@@ -96,6 +102,8 @@ public static class CapacityRules
 
         return (required, limit);
     }
+
+    private static long RoundDown(long bytes) => bytes / StoreLimits.SizeGranularity * StoreLimits.SizeGranularity;
 
     private static void CheckMaximum(long size)
     {
