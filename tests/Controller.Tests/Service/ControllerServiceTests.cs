@@ -251,7 +251,7 @@ public abstract class ControllerServiceTests(StoreUnderTest store)
         var type = c.Parameters["store"];
         var storeParameters = new Dictionary<string, string>(c.Parameters);
         storeParameters.Remove("store");
-        return new VolumeHandle(Provisioning.StoreLocator.From(type, storeParameters, null).ToString(), storeId).ToString();
+        return new VolumeHandle(UblkCsi.Controller.Provisioning.StoreLocator.From(type, storeParameters, null).ToString(), storeId).ToString();
     }
 
     // ---- DeleteVolume ----
