@@ -2,8 +2,8 @@ using Csi.V1;
 using Microsoft.Extensions.Logging;
 using UblkCsi.Engine;
 using UblkCsi.GrpcHosting;
-using UblkCsi.GrpcHosting.Hosting;
 using UblkCsi.GrpcHosting.Logging;
+using UblkCsi.Hosting;
 
 namespace UblkCsi.NodePlugin;
 
@@ -16,29 +16,27 @@ public static class NodeHost
     /// <summary>Runs the node plugin until <see cref="HostInvocation.Stop"/>; returns the process exit code.</summary>
     /// <param name="invocation">Arguments, environment, console and stop signal.</param>
     /// <param name="probeHost">Replaces <see cref="HostSupport.Probe"/> (tests); null in production.</param>
-    public static Task<int> RunAsync(HostInvocation invocation, Func<HostSupportReport>? probeHost = null) => GrpcHostRunner.RunAsync(
+    public static Task<int> RunAsync(HostInvocation invocation, Func<HostSupportReport>? probeHost = null) => HostRunner.RunAsync(
         Program,
         invocation,
         NodeOptions.Declarations,
         NodeOptions.From,
-        common => new GrpcServerOptions
-        {
-            Endpoint = common.Endpoint,
-            MaxReceiveMessageBytes = common.MaxMessageBytes,
-            SensitiveFields = new SensitiveFieldPolicy(CsiExtensions.CsiSecret),
-        },
-        (options, server, loggerFactory) => RegisterServices(options, server, loggerFactory, probeHost ?? HostSupport.Probe));
+        options => options.Logging,
+        (options, loggerFactory, cancellationToken) => StartAsync(options, loggerFactory, probeHost ?? HostSupport.Probe, cancellationToken));
 
-    /// <summary>
-    /// Prepares the state directory and adds the CSI services. The Node service joins here the
-    /// same way as Identity: <c>server.AddService(CsiServices.Node, new NodeService(...))</c>.
-    /// </summary>
-    private static void RegisterServices(NodeOptions options, GrpcServer server, ILoggerFactory loggerFactory, Func<HostSupportReport> probeHost)
+    private static Task<IRunningHost> StartAsync(NodeOptions options, ILoggerFactory loggerFactory, Func<HostSupportReport> probeHost, CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(options.StateDirectory);
-        var version = GrpcHostRunner.InformationalVersion(typeof(NodeHost).Assembly);
-        server.AddService(
-            CsiServices.Identity,
-            new IdentityService(options.DriverName, version, probeHost, loggerFactory.CreateLogger<IdentityService>()));
+        var version = HostRunner.InformationalVersion(typeof(NodeHost).Assembly);
+        return GrpcRunningHost.StartAsync(
+            new GrpcServerOptions
+            {
+                Endpoint = options.Grpc.Endpoint,
+                MaxReceiveMessageBytes = options.Grpc.MaxMessageBytes,
+                SensitiveFields = new SensitiveFieldPolicy(CsiExtensions.CsiSecret),
+            },
+            loggerFactory,
+            server => server.AddService(new IdentityService(options.DriverName, version, probeHost, loggerFactory.CreateLogger<IdentityService>())),
+            cancellationToken);
     }
 }

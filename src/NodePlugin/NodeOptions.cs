@@ -1,14 +1,17 @@
 using System.Text;
-using UblkCsi.GrpcHosting.Hosting;
+using UblkCsi.GrpcHosting;
+using UblkCsi.Hosting;
 using UblkCsi.Protocol;
 
 namespace UblkCsi.NodePlugin;
 
-/// <summary>The node plugin's own options (the shared ones are in <see cref="CommonHostOptions"/>).</summary>
+/// <summary>The node plugin's options.</summary>
+/// <param name="Grpc">Endpoint and message size.</param>
+/// <param name="Logging">Log level and format.</param>
 /// <param name="DriverName">The CSI driver name reported by GetPluginInfo.</param>
 /// <param name="NodeId">This node's identity as reported by NodeGetInfo (in Kubernetes, the node name).</param>
 /// <param name="StateDirectory">Where the plugin keeps the records that let a restarted plugin adopt its devices.</param>
-public sealed record NodeOptions(string DriverName, string NodeId, string StateDirectory)
+public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, string DriverName, string NodeId, string StateDirectory)
 {
     /// <summary>The CSI limit for node_id.</summary>
     public const int MaxNodeIdBytes = 256;
@@ -19,6 +22,8 @@ public sealed record NodeOptions(string DriverName, string NodeId, string StateD
     /// <summary>Declarations for parsing and --help.</summary>
     public static IReadOnlyList<HostOption> Declarations { get; } =
     [
+        .. GrpcHostOptions.Declarations,
+        .. LogOptions.Declarations,
         new("--driver-name", "DRIVER_NAME", $"CSI driver name (default {CsiDriverName.Default})"),
         new("--node-id", "NODE_ID", "this node's ID, usually the Kubernetes node name (required)"),
         new("--state-dir", "STATE_DIR", $"absolute directory for device recovery state (default {DefaultStateDirectory})"),
@@ -27,11 +32,13 @@ public sealed record NodeOptions(string DriverName, string NodeId, string StateD
     /// <summary>Reads and validates the options.</summary>
     public static NodeOptions From(HostCommandLine line)
     {
+        var grpc = GrpcHostOptions.From(line);
+        var logging = LogOptions.From(line);
         var driverName = line.Parse("--driver-name", CsiDriverName.Default, CsiDriverName.Validate);
         line.Require("--node-id");
         var nodeId = line.Parse("--node-id", string.Empty, ValidateNodeId);
         var stateDirectory = line.Parse("--state-dir", DefaultStateDirectory, ValidateStateDirectory);
-        return new NodeOptions(driverName, nodeId, stateDirectory);
+        return new NodeOptions(grpc, logging, driverName, nodeId, stateDirectory);
     }
 
     private static string ValidateNodeId(string value)
