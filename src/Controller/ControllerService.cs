@@ -97,10 +97,16 @@ public sealed partial class ControllerService : Csi.V1.Controller.ControllerBase
         {
             return _catalog.OpenLocation(locator, secrets);
         }
+        catch (StoreException e) when (e.Code == StoreErrorCode.InvalidArgument && secrets.Count > 0)
+        {
+            throw CsiErrors.InvalidArgument($"secrets for store {locator}: {e.Message}");
+        }
         catch (StoreException e)
         {
-            // The ID was ours, so its store's parameters were once valid: the store is not reachable now.
-            throw new RpcException(new Status(e.Code == StoreErrorCode.InvalidArgument ? StatusCode.FailedPrecondition : CsiErrors.ToStatusCode(e.Code), $"store {locator} cannot be opened: {e.Message}"));
+            // The ID was ours, so its location was valid when the volume was created: the store is
+            // not usable now (a root unmounted, an endpoint gone), which a retry may cure.
+            var code = e.Code == StoreErrorCode.InvalidArgument ? StatusCode.FailedPrecondition : CsiErrors.ToStatusCode(e.Code);
+            throw new RpcException(new Status(code, $"store {locator} cannot be opened: {e.Message}"));
         }
     }
 

@@ -3,6 +3,7 @@ using Grpc.Core;
 using UblkCsi.Controller.Provisioning;
 using UblkCsi.Engine;
 using UblkCsi.Stores;
+using UblkCsi.TestSupport;
 using static UblkCsi.Controller.Tests.Service.Csi;
 
 namespace UblkCsi.Controller.Tests.Service;
@@ -10,7 +11,7 @@ namespace UblkCsi.Controller.Tests.Service;
 /// <summary>A call on a volume that is still being worked on is ABORTED, not run twice.</summary>
 public sealed class ConcurrencyTests
 {
-    private static readonly ServerCallContext Call = TestCallContext.None;
+    private static readonly ServerCallContext Call = new TestCallContext();
     private static readonly Dictionary<string, string> NoSecrets = [];
 
     [Fact]

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 using UblkCsi.Controller.Provisioning;
-using UblkCsi.GrpcHosting.Tests;
+using UblkCsi.TestSupport;
 
 namespace UblkCsi.Controller.Tests.Service;
 

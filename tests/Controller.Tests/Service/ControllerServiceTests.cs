@@ -1,6 +1,7 @@
 using Csi.V1;
 using Grpc.Core;
 using UblkCsi.Stores;
+using UblkCsi.TestSupport;
 using static UblkCsi.Controller.Tests.Service.Csi;
 using Mode = Csi.V1.VolumeCapability.Types.AccessMode.Types.Mode;
 using RpcType = Csi.V1.ControllerServiceCapability.Types.RPC.Types.Type;
@@ -19,7 +20,7 @@ public sealed class S3ControllerTests(S3StoreUnderTest store) : ControllerServic
 /// </summary>
 public abstract class ControllerServiceTests(StoreUnderTest store)
 {
-    private static readonly ServerCallContext Call = TestCallContext.None;
+    private static readonly ServerCallContext Call = new TestCallContext();
 
     protected ControllerServiceOptions Options => new("ublk.csi.test") { StoreTypes = store.StoreTypes };
 

@@ -2,6 +2,7 @@ using Csi.V1;
 using Grpc.Core;
 using UblkCsi.Controller.Provisioning;
 using UblkCsi.Stores;
+using UblkCsi.TestSupport;
 using static UblkCsi.Controller.Tests.Service.Csi;
 using RpcType = Csi.V1.ControllerServiceCapability.Types.RPC.Types.Type;
 
@@ -15,7 +16,7 @@ public sealed class NodeLocalControllerTests(FileStoreUnderTest files) : IClassF
 {
     private const string Driver = "local.ublk.csi.test";
     private const string TopologyKey = "topology." + Driver + "/node";
-    private static readonly ServerCallContext Call = TestCallContext.None;
+    private static readonly ServerCallContext Call = new TestCallContext();
 
     private ControllerHarness OnNode(string node)
     {
