@@ -287,7 +287,11 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     }
 
     /// <summary>Flushes and closes the open volumes. Call after the server has stopped.</summary>
-    public ValueTask DisposeAsync() => _volumes.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await _volumes.DisposeAsync().ConfigureAwait(false);
+        VolumesClosed(_logger);
+    }
 
     // ---------------------------------------------------------------- helpers
 
@@ -386,4 +390,7 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
 
     [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "volume {VolumeId}: retry {Attempt} of a mutation waited {WaitedMs} ms for earlier mutations to finish")]
     private static partial void RetryOrdered(ILogger logger, string volumeId, uint attempt, long waitedMs);
+
+    [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "stopped; open volumes flushed and closed")]
+    private static partial void VolumesClosed(ILogger logger);
 }
