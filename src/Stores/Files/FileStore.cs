@@ -30,12 +30,13 @@ public sealed record FileStoreOptions(string Root, ReflinkMode Reflink = Reflink
 /// and is replaced or removed. Snapshots and clones are reflinks (instant, shared extents) where the
 /// filesystem supports FICLONE (xfs, btrfs, bcachefs), sparse-aware copies elsewhere.
 /// </summary>
-public sealed class FileStore : IVolumeStore, IVolumePublications
+public sealed partial class FileStore : IVolumeStore, IVolumePublications, IVolumeQosRecord
 {
     private const string VolumesDir = "volumes";
     private const string SnapshotsDir = "snapshots";
     private const string StagingDir = ".staging";
     private const string PublicationsDir = "publications";
+    private const string QosDir = "qos";
     private const int NoSpace = 28; // ENOSPC, which .NET reports in IOException.HResult on Linux
     private static readonly TimeSpan StaleStagingAge = TimeSpan.FromHours(1);
 
@@ -44,6 +45,7 @@ public sealed class FileStore : IVolumeStore, IVolumePublications
     private readonly string _snapshots;
     private readonly string _staging;
     private readonly string _publications;
+    private readonly string _qos;
 
     public FileStore(FileStoreOptions options)
     {
@@ -62,6 +64,7 @@ public sealed class FileStore : IVolumeStore, IVolumePublications
         _snapshots = Directory.CreateDirectory(Path.Combine(options.Root, SnapshotsDir)).FullName;
         _staging = Directory.CreateDirectory(Path.Combine(options.Root, StagingDir)).FullName;
         _publications = Directory.CreateDirectory(Path.Combine(options.Root, PublicationsDir)).FullName;
+        _qos = Directory.CreateDirectory(Path.Combine(options.Root, QosDir)).FullName;
         RemoveStaleStagingFiles();
     }
 
@@ -102,6 +105,7 @@ public sealed class FileStore : IVolumeStore, IVolumePublications
         LinuxFile.SyncDirectory(_volumes);
         File.Delete(VolumeImage(volumeId));
         File.Delete(PublicationsRecord(volumeId));
+        File.Delete(QosRecord(volumeId));
         return existed;
     }
 

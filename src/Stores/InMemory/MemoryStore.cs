@@ -10,7 +10,7 @@ namespace UblkCsi.Stores.InMemory;
 /// of the allocated pages. Without data (the "null" type) reads return zeros and writes vanish.
 /// An optional capacity bounds the sum of volume sizes (CSI RESOURCE_EXHAUSTED beyond it).
 /// </summary>
-public sealed class MemoryStore : IVolumeStore, IVolumePublications
+public sealed partial class MemoryStore : IVolumeStore, IVolumePublications, IVolumeQosRecord
 {
     private const int CopyBlock = 1 << 20;
 
@@ -18,6 +18,7 @@ public sealed class MemoryStore : IVolumeStore, IVolumePublications
     private readonly Dictionary<string, Volume> _volumes = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Snapshot> _snapshots = new(StringComparer.Ordinal);
     private readonly Dictionary<string, IReadOnlyList<VolumePublication>> _publications = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Engine.Backends.Qos.QosLimits> _qos = new(StringComparer.Ordinal);
     private readonly Func<long, IBlockBackend> _createData;
     private readonly KeyedLock _locks = new();
 
@@ -93,6 +94,7 @@ public sealed class MemoryStore : IVolumeStore, IVolumePublications
             }
 
             _publications.Remove(volumeId);
+            _qos.Remove(volumeId);
         }
 
         await volume.Data.DisposeAsync().ConfigureAwait(false);

@@ -144,7 +144,7 @@ public sealed partial class S3Store : IVolumeStore
             return false;
         }
 
-        await Bucket.DeleteAsync([S3Keys.Volume(volumeId), S3Keys.Publications(volumeId)], cancellationToken).ConfigureAwait(false);
+        await Bucket.DeleteAsync([S3Keys.Volume(volumeId), S3Keys.Publications(volumeId), S3Keys.Qos(volumeId)], cancellationToken).ConfigureAwait(false);
         var borrowed = manifest.Lineage.Take(manifest.Lineage.Count - 1).ToList();
         await Bucket.DeleteAsync(borrowed.Select(l => S3Keys.Ref(l.Uuid, snapshot: false, volumeId)).ToList(), cancellationToken).ConfigureAwait(false);
         foreach (var incarnation in manifest.Lineage)
