@@ -31,4 +31,7 @@ internal static partial class ControllerLog
 
     [LoggerMessage(EventId = 108, Level = LogLevel.Warning, Message = "Volume {VolumeId} is abnormal: {Reason}")]
     public static partial void VolumeAbnormal(ILogger logger, string volumeId, string reason);
+
+    [LoggerMessage(EventId = 109, Level = LogLevel.Information, Message = "Modified volume {VolumeId}: QoS limits now {Limits}")]
+    public static partial void VolumeModified(ILogger logger, string volumeId, string limits);
 }

@@ -20,6 +20,18 @@ public sealed partial class ControllerService
 
         _ = CapacityRules.ChooseSize(request.CapacityRange, sourceSize: null);
         var parameters = Parse(() => StorageClassParameters.Parse(Map(request.Parameters), _options.EffectiveStoreTypes));
+        if (request.MutableParameters.Count > 0)
+        {
+            // A VolumeAttributesClass named at creation: its limits win over the StorageClass's, key by key.
+            var merged = new Dictionary<string, string>(parameters.Qos.IsUnlimited ? [] : parameters.Qos.ToParameters(), StringComparer.Ordinal);
+            foreach (var (key, value) in request.MutableParameters)
+            {
+                merged[key] = value;
+            }
+
+            parameters = parameters with { Qos = Parse(() => StorageClassParameters.ParseMutable(merged)) };
+        }
+
         var storeId = Parse(() => VolumeIds.FromName(request.Name));
         var locator = StoreLocator.From(parameters.StoreType, parameters.StoreParameters, _options.NodeLocalNodeId);
         var volumeId = Join(locator, storeId, "volume_id");
@@ -45,6 +57,12 @@ public sealed partial class ControllerService
             long? sourceSize = source is null ? null : await SourceSizeAsync(store, source, context.CancellationToken).ConfigureAwait(false);
             var size = CapacityRules.ChooseSize(request.CapacityRange, sourceSize);
             var created = await store.CreateVolumeAsync(new CreateRequest(request.Name, size, source), context.CancellationToken).ConfigureAwait(false);
+            if (!parameters.Qos.IsUnlimited && store is IVolumeQosRecord qosRecord)
+            {
+                // The record, not the volume context, is what a later ControllerModifyVolume changes and nodes poll.
+                await qosRecord.SetQosAsync(created.Id, parameters.Qos, context.CancellationToken).ConfigureAwait(false);
+            }
+
             ControllerLog.VolumeCreated(_logger, volumeId, created.SizeBytes, request.Name);
             return created;
         }).ConfigureAwait(false);

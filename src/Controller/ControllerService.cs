@@ -48,7 +48,7 @@ public sealed partial class ControllerService : Csi.V1.Controller.ControllerBase
         [
             RpcType.CreateDeleteVolume, RpcType.CreateDeleteSnapshot, RpcType.ListSnapshots, RpcType.CloneVolume,
             RpcType.ExpandVolume, RpcType.ListVolumes, RpcType.GetCapacity, RpcType.GetVolume, RpcType.VolumeCondition,
-            RpcType.SingleNodeMultiWriter,
+            RpcType.SingleNodeMultiWriter, RpcType.ModifyVolume,
         ];
         if (!nodeLocal)
         {

@@ -1,14 +1,19 @@
+using UblkCsi.Engine.Backends.Qos;
 using UblkCsi.Stores;
 
 namespace UblkCsi.Controller.Provisioning;
 
 /// <summary>
-/// The parameters of a CreateVolume or GetCapacity call split into the store type (<c>store</c>) and
+/// The parameters of a CreateVolume or GetCapacity call split into the store type (<c>store</c>), the
+/// volume's QoS limits (<see cref="QosLimits.ParameterNames"/>, which the node plugin enforces) and
 /// that store's own parameters. Keys the CSI sidecars add (<c>csi.storage.k8s.io/*</c>) are stripped;
 /// every other key is the store's to accept or reject (unknown keys are INVALID_ARGUMENT there).
 /// </summary>
 public sealed record StorageClassParameters(string StoreType, IReadOnlyDictionary<string, string> StoreParameters)
 {
+    /// <summary>The volume's limits: from the StorageClass, overridden by CreateVolume's mutable parameters.</summary>
+    public QosLimits Qos { get; init; } = QosLimits.Unlimited;
+
     /// <summary>The parameter that selects the store type.</summary>
     public const string StoreKey = "store";
 
@@ -30,7 +35,45 @@ public sealed record StorageClassParameters(string StoreType, IReadOnlyDictionar
             throw new StoreParameterException(StoreKey, $"invalid value '{type}'; allowed: {allowed}");
         }
 
-        return new StorageClassParameters(type, WithoutSidecarKeys(parameters, StoreKey));
+        var storeParameters = WithoutSidecarKeys(parameters, StoreKey);
+        var qos = ParseQos(storeParameters);
+        foreach (var key in QosLimits.ParameterNames)
+        {
+            storeParameters.Remove(key);
+        }
+
+        return new StorageClassParameters(type, storeParameters) { Qos = qos };
+    }
+
+    /// <summary>
+    /// Mutable parameters (CreateVolume's, or ControllerModifyVolume's from a VolumeAttributesClass):
+    /// only QoS keys are mutable; any other key is INVALID_ARGUMENT naming it and the allowed keys.
+    /// </summary>
+    /// <exception cref="StoreParameterException">A key that is not mutable, or a bad value.</exception>
+    public static QosLimits ParseMutable(IReadOnlyDictionary<string, string> mutableParameters)
+    {
+        foreach (var key in mutableParameters.Keys)
+        {
+            if (!QosLimits.IsParameter(key))
+            {
+                throw new StoreParameterException(key, $"is not a mutable parameter; allowed: {string.Join(", ", QosLimits.ParameterNames)}");
+            }
+        }
+
+        return ParseQos(mutableParameters);
+    }
+
+    /// <summary>The QoS keys of a map as limits; a bad value names its key.</summary>
+    private static QosLimits ParseQos(IReadOnlyDictionary<string, string> parameters)
+    {
+        try
+        {
+            return QosLimits.Parse(parameters);
+        }
+        catch (ArgumentException e)
+        {
+            throw new StoreParameterException(e.ParamName ?? "qos", e.Message.Split(" (Parameter", 2)[0].Replace($"parameter '{e.ParamName}': ", string.Empty, StringComparison.Ordinal));
+        }
     }
 
     /// <summary>The map without <c>csi.storage.k8s.io/*</c> keys and without <paramref name="alsoDrop"/>.</summary>
@@ -55,6 +98,11 @@ public sealed record StorageClassParameters(string StoreType, IReadOnlyDictionar
     public Dictionary<string, string> ToVolumeContext()
     {
         var context = new Dictionary<string, string>(StoreParameters, StringComparer.Ordinal) { [StoreKey] = StoreType };
+        foreach (var (key, value) in Qos.ToParameters())
+        {
+            context[key] = value;
+        }
+
         return context;
     }
 }

@@ -46,7 +46,7 @@ public abstract class ControllerServiceTests(StoreUnderTest store)
     };
 
     [Fact]
-    public async Task CapabilitiesAreEverythingTheIssueNamesWithoutModify()
+    public async Task CapabilitiesAreEverythingTheIssueNames()
     {
         await using var c = NewController();
 
@@ -57,7 +57,7 @@ public abstract class ControllerServiceTests(StoreUnderTest store)
             {
                 RpcType.CreateDeleteVolume, RpcType.CreateDeleteSnapshot, RpcType.ListSnapshots, RpcType.CloneVolume, RpcType.ExpandVolume,
                 RpcType.ListVolumes, RpcType.ListVolumesPublishedNodes, RpcType.GetCapacity, RpcType.GetVolume, RpcType.VolumeCondition,
-                RpcType.PublishUnpublishVolume, RpcType.SingleNodeMultiWriter,
+                RpcType.PublishUnpublishVolume, RpcType.SingleNodeMultiWriter, RpcType.ModifyVolume,
             }.Order(),
             response.Capabilities.Select(x => x.Rpc.Type).Order());
     }
