@@ -2,6 +2,8 @@ using UblkCsi.Engine.Abi;
 using UblkCsi.Engine.Buffers;
 using UblkCsi.Engine.Interop;
 using UblkCsi.Engine.IoUring;
+using UblkCsi.Engine.Threading;
+using Microsoft.Extensions.Logging;
 
 namespace UblkCsi.Engine.Device;
 
@@ -16,7 +18,9 @@ internal sealed record QueueSetup(
     bool IoctlEncoded,
     FileDescriptorHandle CharDevice,
     IBlockBackend Backend,
-    IoBufferPool BufferPool);
+    IoBufferPool BufferPool,
+    CpuSet? Affinity,
+    ILogger Logger);
 
 /// <summary>Counters of one queue, sampled from its thread.</summary>
 /// <param name="QueueId">Hardware queue index.</param>
@@ -112,6 +116,9 @@ internal sealed unsafe class UblkQueue : ICommitSink
 
     private void Run()
     {
+        // Before the first FETCH: the kernel delivers this queue's requests in this thread's context,
+        // and reclaim must never wait on it.
+        IoThreads.PrepareQueueThread(_setup.Affinity, _setup.Logger);
         try
         {
             Setup();
