@@ -1,5 +1,6 @@
 using Microsoft.Win32.SafeHandles;
 using UblkCsi.Engine;
+using UblkCsi.Engine.Threading;
 using UblkCsi.Stores.Internal;
 
 namespace UblkCsi.Stores.Files;
@@ -8,22 +9,25 @@ namespace UblkCsi.Stores.Files;
 /// A volume that is one sparse image file. Reads, page-cache writes, discards and write-zeroes run
 /// synchronously on the caller's thread (the engine's queue thread): they cost microseconds and an
 /// inline completion is the cheapest the engine can get. FLUSH (fdatasync) and FUA writes
-/// (pwritev2 with RWF_DSYNC) wait for the disk, so they run on the thread pool and the queue thread
+/// (pwritev2 with RWF_DSYNC) wait for the disk, so they run on the engine's dedicated blocking workers
+/// (<see cref="BlockingWorkerPool"/>, never the .NET thread pool that serves gRPC) and the queue thread
 /// keeps serving other requests meanwhile. Nothing here allocates per request.
 /// </summary>
 public sealed class FileVolume : StoreVolume
 {
-    private static readonly Action<object, long, ReadOnlyMemory<byte>> SyncCall = static (target, _, _) => ((FileVolume)target).SyncNow();
-    private static readonly Action<object, long, ReadOnlyMemory<byte>> DurableWriteCall = static (target, offset, data) => ((FileVolume)target).WriteDurableNow(offset, data.Span);
+    private static readonly BlockingCallAction SyncCall = static (target, _, _, _) => ((FileVolume)target).SyncNow();
+    private static readonly BlockingCallAction DurableWriteCall = static (target, offset, _, data) => ((FileVolume)target).WriteDurableNow(offset, data.Span);
+    private static readonly BlockingCallAction ZeroFillCall = static (target, offset, length, _) => ((FileVolume)target).WriteZeroBytes(offset, length);
 
     private readonly SafeFileHandle _file;
+    private readonly BlockingWorkerPool _workers;
 
     // Learned once per open: filesystems either support these fallocate modes or never will.
     private volatile bool _zeroRangeUnsupported;
     private volatile bool _punchHoleUnsupported;
     private volatile bool _durableWriteUnsupported;
 
-    private FileVolume(string volumeId, SafeFileHandle file, long sizeBytes, bool readOnly)
+    private FileVolume(string volumeId, SafeFileHandle file, long sizeBytes, bool readOnly, BlockingWorkerPool workers)
         : base(volumeId, new BlockBackendInfo(
             sizeBytes,
             LogicalBlockSize: StoreLimits.IoAlignment,
@@ -32,19 +36,23 @@ public sealed class FileVolume : StoreVolume
             DiscardGranularity: 4096), readOnly)
     {
         _file = file;
+        _workers = workers;
     }
 
     /// <summary>
     /// Opens an existing image. <paramref name="sizeBytes"/> is the volume size recorded by the store
     /// (the file may be larger after an interrupted expand; reads past its end return zeros).
     /// </summary>
-    public static FileVolume Open(string volumeId, string imagePath, long sizeBytes, bool readOnly)
+    public static FileVolume Open(string volumeId, string imagePath, long sizeBytes, bool readOnly, BlockingWorkerPool? workers = null)
     {
         // FileShare.ReadWrite: .NET maps FileShare.None to an exclusive flock, which would stop the
         // controller from snapshotting an attached volume. Single-writer is the controller's duty.
         var file = File.OpenHandle(imagePath, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
-        return new FileVolume(volumeId, file, sizeBytes, readOnly);
+        return new FileVolume(volumeId, file, sizeBytes, readOnly, workers ?? BlockingWorkerPool.Shared);
     }
+
+    /// <summary>Makes the volume behave as on a filesystem that cannot punch holes.</summary>
+    internal void DisableHolePunchingForTests() => _punchHoleUnsupported = true;
 
     public override ValueTask DisposeAsync()
     {
@@ -82,7 +90,7 @@ public sealed class FileVolume : StoreVolume
     {
         if (fua)
         {
-            return BlockingCallOffload.Run(DurableWriteCall, this, offset, data);
+            return _workers.Run(DurableWriteCall, this, offset, data.Length, data);
         }
 
         try
@@ -97,7 +105,7 @@ public sealed class FileVolume : StoreVolume
     }
 
     protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken) =>
-        BlockingCallOffload.Run(SyncCall, this, 0, default);
+        _workers.Run(SyncCall, this, 0, 0, default);
 
     protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
     {
@@ -119,9 +127,9 @@ public sealed class FileVolume : StoreVolume
                 _punchHoleUnsupported = true;
             }
 
-            // The contract says discarded ranges read as zeros, so without holes we write zeros.
-            WriteZeroBytes(offset, length);
-            return default;
+            // The contract says discarded ranges read as zeros, so without holes we write zeros:
+            // up to gigabytes of writes, so on a blocking worker, never the queue thread.
+            return _workers.Run(ZeroFillCall, this, offset, length, default);
         }
         catch (Exception e)
         {

@@ -30,7 +30,7 @@ public static class IoThreads
         }
 
         var errno = Libc.LastErrno;
-        if (Interlocked.Exchange(ref s_flusherFailureLogged, 1) == 0 && logger != null)
+        if (logger != null && Interlocked.Exchange(ref s_flusherFailureLogged, 1) == 0)
         {
             EngineLog.IoFlusherRefused(logger, Thread.CurrentThread.Name ?? "unnamed", errno, Errno.Describe(errno));
         }
@@ -102,7 +102,7 @@ public static class IoThreads
             errno = Libc.LastErrno;
         }
 
-        if (Interlocked.Exchange(ref s_affinityFailureLogged, 1) == 0 && logger != null)
+        if (logger != null && Interlocked.Exchange(ref s_affinityFailureLogged, 1) == 0)
         {
             EngineLog.AffinityRefused(logger, Thread.CurrentThread.Name ?? "unnamed", cpus.ToString(), errno, Errno.Describe(errno));
         }
