@@ -47,6 +47,6 @@ public sealed class FileVolumeBlockingWorkTests : IDisposable
             f.SetLength(4 << 20);
         }
 
-        return FileVolume.Open(name, path, 4 << 20, readOnly: false, workers);
+        return FileVolume.Open(name, path, 4 << 20, readOnly: false, workers, DirectIoMode.Off);
     }
 }
