@@ -53,12 +53,13 @@ public sealed class UblkDevice : IAsyncDisposable
         var ioctlEncoded = (info.Flags & UblkFeatures.CmdIoctlEncode) != 0;
         var pool = options.BufferPool ?? IoBufferPool.Shared;
         var logger = options.Logger ?? NullLogger.Instance;
+        var failures = new DeviceFailureLog(info.Id, logger);
         _queues = new UblkQueue[info.Queues];
         for (var q = 0; q < _queues.Length; q++)
         {
             _queues[q] = new UblkQueue(new QueueSetup(
                 info.Id, q, info.Depth, Math.Min(info.MaxIoBytes, parameters.MaxIoBytes), parameters.SizeBytes,
-                userCopy, ioctlEncoded, charDevice, backend, pool, QueueAffinity(control, info.Id, q, logger), logger));
+                userCopy, ioctlEncoded, charDevice, backend, pool, QueueAffinity(control, info.Id, q, logger), logger, failures));
         }
 
         _allQueuesExited = Task.WhenAll(_queues.Select(q => q.Exited));

@@ -20,7 +20,8 @@ internal sealed record QueueSetup(
     IBlockBackend Backend,
     IoBufferPool BufferPool,
     CpuSet? Affinity,
-    ILogger Logger);
+    ILogger Logger,
+    DeviceFailureLog Failures);
 
 /// <summary>Counters of one queue, sampled from its thread.</summary>
 /// <param name="QueueId">Hardware queue index.</param>
@@ -170,7 +171,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
 
         _descriptors = (UblksrvIoDesc*)mapping;
         var userCopy = _setup.UserCopy ? new UserCopyChannel(_setup.CharDevice.Fd, _setup.QueueId) : null;
-        _dispatcher = new RequestDispatcher(depth, _setup.Backend, _setup.DeviceBytes, _setup.MaxIoBytes, userCopy, _setup.BufferPool, this, _waker);
+        _dispatcher = new RequestDispatcher(depth, _setup.Backend, _setup.DeviceBytes, _setup.MaxIoBytes, userCopy, _setup.BufferPool, this, _waker, _setup.Failures);
 
         _waker.Arm(_ring, WakeUserData);
         for (var tag = 0; tag < depth; tag++)

@@ -13,6 +13,14 @@ internal static partial class EngineLog
         Message = "cannot pin I/O thread {Thread} to its queue's CPUs {Cpus} (errno {Errno}, {Reason}); it runs unpinned. Logged once per process.")]
     public static partial void AffinityRefused(ILogger logger, string thread, string cpus, int errno, string reason);
 
+    [LoggerMessage(EventId = LogEventIds.FirstBackendFailure, Level = LogLevel.Error,
+        Message = "ublk device {DeviceId}: {Operation} failed with errno {Errno} ({ErrnoText}): {Reason}. Further {Operation} failures with this errno are logged at most once a minute.")]
+    public static partial void FirstBackendFailure(ILogger logger, int deviceId, string operation, int errno, string errnoText, string reason);
+
+    [LoggerMessage(EventId = LogEventIds.RepeatedBackendFailure, Level = LogLevel.Warning,
+        Message = "ublk device {DeviceId}: {Operation} failed again with errno {Errno} ({ErrnoText}); {Suppressed} more since the last report: {Reason}")]
+    public static partial void RepeatedBackendFailure(ILogger logger, int deviceId, string operation, int errno, string errnoText, long suppressed, string reason);
+
     [LoggerMessage(EventId = LogEventIds.QueueAffinityUnknown, Level = LogLevel.Warning,
         Message = "ublk device {DeviceId} queue {QueueId}: GET_QUEUE_AFFINITY failed (errno {Errno}, {Reason}); its thread runs unpinned")]
     public static partial void QueueAffinityUnknown(ILogger logger, int deviceId, int queueId, int errno, string reason);

@@ -12,4 +12,12 @@ public static class LogEventIds
     public const int IoFlusherRefused = 1000;
     public const int AffinityRefused = 1001;
     public const int QueueAffinityUnknown = 1002;
+
+    // Engine: data path
+    public const int FirstBackendFailure = 1010;
+    public const int RepeatedBackendFailure = 1011;
+
+    // Stores
+    public const int S3WriteBackFailed = 1100;
+    public const int S3WriteBackRecovered = 1101;
 }
