@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using System.Diagnostics;
 using Grpc.Core;
 using Microsoft.Extensions.Logging.Abstractions;
