@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine that has the .NET SDK:
-# Debian packages (qemu, fio, filesystem tools, busybox for the VM's initramfs, Node.js when absent),
+# Debian packages (qemu, fio, filesystem tools, busybox for the VM's initramfs, nbdkit and nbd-client
+# for the rpc-vs-NBD benchmark's baseline, Node.js when absent),
 # the S3 test server (s3rver, from npm, pinned by tools/s3rver/package-lock.json) and the VM kernel.
 # Idempotent: a second run installs nothing.
 set -euo pipefail
@@ -8,7 +9,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 
 sudo_if_needed() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
-packages=(qemu-system-x86 fio busybox-static e2fsprogs xfsprogs util-linux xz-utils cpio kmod)
+packages=(qemu-system-x86 fio busybox-static e2fsprogs xfsprogs util-linux xz-utils cpio kmod nbdkit nbd-client)
 command -v node > /dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do

@@ -35,11 +35,21 @@ internal sealed class BlockStoreConnection
             MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
             ConnectTimeout = connectTimeout,
         });
-        _client = new BlockStore.V1.BlockStore.BlockStoreClient(_channel);
+        CallInvoker = _channel.CreateCallInvoker();
+        _client = new BlockStore.V1.BlockStore.BlockStoreClient(CallInvoker);
     }
 
     /// <summary>The server, for messages (never contains the token).</summary>
     public string Server { get; }
+
+    /// <summary>The channel's invoker, for the data path's stream (its own method and codecs).</summary>
+    public CallInvoker CallInvoker { get; }
+
+    /// <summary>The metadata every call carries (the token, when there is one). Never logged.</summary>
+    public Metadata? Headers => _headers;
+
+    /// <summary>The retry policy of calls that cannot reach the server.</summary>
+    public RpcRetryPolicy Retry => _retry;
 
     /// <summary>
     /// Calls <paramref name="call"/>, retrying while the server is unreachable. Before each retry
