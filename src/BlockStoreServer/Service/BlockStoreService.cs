@@ -1,5 +1,8 @@
 using Google.Protobuf;
+using Grpc.AspNetCore.Server.Model;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using UblkCsi.GrpcHosting;
 using UblkCsi.BlockStoreServer.Service.Streaming;
 using Microsoft.Extensions.Logging;
 using UblkCsi.BlockStore.V1;
@@ -40,7 +43,7 @@ public sealed record BlockStoreServiceOptions
 /// after the server stopped.
 /// </summary>
 [BindServiceMethod(typeof(BlockStoreService), nameof(BindService))]
-public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockStoreBase, IAsyncDisposable
+public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockStoreBase, IGrpcServiceSetup, IAsyncDisposable
 {
     private static readonly WriteResponse WriteDone = new();
     private static readonly FlushResponse FlushDone = new();
@@ -82,11 +85,16 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     public static Google.Protobuf.Reflection.ServiceDescriptor Descriptor => BlockStore.V1.BlockStore.Descriptor;
 
     /// <summary>
-    /// Binds the generated methods, with Stream on pooled codecs (<see cref="PooledStreamBinder"/>).
-    /// Grpc.AspNetCore finds this through the class's BindServiceMethod attribute.
+    /// Binds the generated methods except Stream, which <see cref="PooledStreamMethodProvider"/> binds with
+    /// pooled codecs (<see cref="StreamIo.Method"/>). Grpc.AspNetCore finds this through the class's
+    /// BindServiceMethod attribute; the second parameter's type tells it where the overridden rpcs are declared.
     /// </summary>
-    public static void BindService(ServiceBinderBase binder, BlockStoreService? service) =>
-        BlockStore.V1.BlockStore.BindService(new PooledStreamBinder(binder, service), service);
+    public static void BindService(ServiceBinderBase binder, BlockStore.V1.BlockStore.BlockStoreBase? service) =>
+        BlockStore.V1.BlockStore.BindService(new PooledStreamBinder(binder, service as BlockStoreService), service);
+
+    /// <summary>Registers the provider of the pooled Stream method.</summary>
+    public void ConfigureServices(IServiceCollection services) =>
+        services.AddSingleton<IServiceMethodProvider<BlockStoreService>, PooledStreamMethodProvider>();
 
     // ---------------------------------------------------------------- server info
 
@@ -446,7 +454,7 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     private static partial void VolumeOpened(ILogger logger, string volumeId, long sizeBytes);
 
     [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "volume {VolumeId}: retry {Attempt} of a mutation waited {WaitedMs} ms for earlier mutations to finish")]
-    private static partial void RetryOrdered(ILogger logger, string volumeId, uint attempt, long waitedMs);
+    internal static partial void RetryOrdered(ILogger logger, string volumeId, uint attempt, long waitedMs);
 
     [LoggerMessage(EventId = 103, Level = LogLevel.Debug, Message = "volume {VolumeId}: stream opened")]
     private static partial void StreamOpened(ILogger logger, string volumeId);

@@ -45,7 +45,7 @@ internal sealed partial class IoStreamSession
         var stopping = false;
         try
         {
-            while (await requests.MoveNext(readUntil.Token).ConfigureAwait(false))
+            while (!_volume.IsDeleted && await requests.MoveNext(readUntil.Token).ConfigureAwait(false))
             {
                 Interlocked.Increment(ref _running);
                 _ = ExecuteAsync(requests.Current);
@@ -61,6 +61,12 @@ internal sealed partial class IoStreamSession
             await writer.ConfigureAwait(false);
         }
 
+        if (_volume.IsDeleted)
+        {
+            // Like a unary call after the delete: the client's requests fail; a new stream finds out whether it is back.
+            throw RpcErrorCodec.FromStoreException(new StoreNotFoundException(StoreObjectKind.Volume, _volume.VolumeId));
+        }
+
         if (stopping)
         {
             throw new RpcException(new Status(StatusCode.Unavailable, "the block-store server is stopping; send unanswered requests again"));
@@ -72,7 +78,11 @@ internal sealed partial class IoStreamSession
         try
         {
             var backend = _volume.Backend;
-            switch (io.Op)
+            if (_volume.IsDeleted)
+            {
+                io.SetError(StatusCode.NotFound, new StoreNotFoundException(StoreObjectKind.Volume, _volume.VolumeId).Message, BlockBackendException.EIO);
+            }
+            else switch (io.Op)
             {
                 case IoOp.Read:
                     if (io.Length is < 0 or > BlockStoreProtocol.MaxPayloadBytes)
@@ -137,6 +147,7 @@ internal sealed partial class IoStreamSession
         }
         else
         {
+            var started = Environment.TickCount64;
             var (entered, retryEpoch) = await _volume.Fence.EnterAfterEarlierAsync(_retryDrainTimeout, _context.CancellationToken).ConfigureAwait(false);
             if (!entered)
             {
@@ -144,6 +155,7 @@ internal sealed partial class IoStreamSession
             }
 
             epoch = retryEpoch;
+            BlockStoreService.RetryOrdered(_logger, _volume.VolumeId, io.Attempt, Environment.TickCount64 - started);
         }
 
         try

@@ -1,12 +1,14 @@
+using Grpc.AspNetCore.Server.Model;
 using Grpc.Core;
 using UblkCsi.Stores.Rpc.Streaming;
 
 namespace UblkCsi.BlockStoreServer.Service.Streaming;
 
 /// <summary>
-/// Binds the generated BlockStore methods unchanged, except Stream, which is bound with
-/// <see cref="StreamIo.Method"/>: the same wire bytes, read and written by pooled codecs instead of the
-/// generated message classes (which would allocate and copy every payload).
+/// Binds the generated BlockStore methods unchanged, except Stream: the generated Stream would read and
+/// write the generated message classes (allocating and copying every payload). Under Grpc.AspNetCore
+/// (no service instance: it binds by reflection) Stream is left to <see cref="PooledStreamMethodProvider"/>;
+/// a binder that takes handlers gets the pooled method directly.
 /// </summary>
 internal sealed class PooledStreamBinder(ServiceBinderBase inner, BlockStoreService? service) : ServiceBinderBase
 {
@@ -21,12 +23,20 @@ internal sealed class PooledStreamBinder(ServiceBinderBase inner, BlockStoreServ
 
     public override void AddMethod<TRequest, TResponse>(Method<TRequest, TResponse> method, DuplexStreamingServerMethod<TRequest, TResponse>? handler)
     {
-        if (method.Name == IoStreamFields.MethodName)
+        if (method.Name != IoStreamFields.MethodName)
         {
-            inner.AddMethod(StreamIo.Method, service is null ? null : new DuplexStreamingServerMethod<StreamIo, StreamIo>(service.Stream));
-            return;
+            inner.AddMethod(method, handler);
         }
-
-        inner.AddMethod(method, handler);
+        else if (service is not null)
+        {
+            inner.AddMethod(StreamIo.Method, new DuplexStreamingServerMethod<StreamIo, StreamIo>(service.Stream));
+        }
     }
+}
+
+/// <summary>Adds the Stream method with the pooled codecs to Grpc.AspNetCore's routes (see <see cref="PooledStreamBinder"/>).</summary>
+internal sealed class PooledStreamMethodProvider : IServiceMethodProvider<BlockStoreService>
+{
+    public void OnServiceMethodDiscovery(ServiceMethodProviderContext<BlockStoreService> context) =>
+        context.AddDuplexStreamingMethod(StreamIo.Method, [], static (service, requests, responses, call) => service.Stream(requests, responses, call));
 }

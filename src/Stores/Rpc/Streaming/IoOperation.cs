@@ -78,8 +78,10 @@ internal sealed class IoOperation : IValueTaskSource
             return;
         }
 
-        var errno = Errno > 0 ? Errno : RpcErrorCodec.ErrnoFor((Grpc.Core.StatusCode)Code);
-        Fail(new BlockBackendException(errno, $"volume '{volumeId}' on block-store server {server}: {(Grpc.Core.StatusCode)Code}: {Message}"));
+        // With an errno the server's message is the store's own (as over the unary calls); without, say where it came from.
+        Fail(Errno > 0
+            ? new BlockBackendException(Errno, Message ?? "")
+            : new BlockBackendException(RpcErrorCodec.ErrnoFor((Grpc.Core.StatusCode)Code), $"volume '{volumeId}' on block-store server {server}: {(Grpc.Core.StatusCode)Code}: {Message}"));
     }
 
     public void Fail(Exception error) => _completion.SetException(error);
