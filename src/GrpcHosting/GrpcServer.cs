@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -201,11 +202,11 @@ public sealed partial class GrpcServer : IAsyncDisposable
             kestrel.Limits.Http2.MaxStreamsPerConnection = 256;
             if (listenAddress is null)
             {
-                kestrel.ListenUnixSocket(_options.Endpoint.UnixPath!, l => l.Protocols = HttpProtocols.Http2);
+                kestrel.ListenUnixSocket(_options.Endpoint.UnixPath!, ConfigureListener);
             }
             else
             {
-                kestrel.Listen(listenAddress, _options.Endpoint.Port, l => l.Protocols = HttpProtocols.Http2);
+                kestrel.Listen(listenAddress, _options.Endpoint.Port, ConfigureListener);
             }
         });
 
@@ -217,6 +218,37 @@ public sealed partial class GrpcServer : IAsyncDisposable
         }
 
         return app;
+    }
+
+    /// <summary>HTTP/2 only; with TLS when configured (ALPN h2), else cleartext with prior knowledge.</summary>
+    private void ConfigureListener(ListenOptions listener)
+    {
+        listener.Protocols = HttpProtocols.Http2;
+        if (_options.Tls is not { } tls)
+        {
+            return;
+        }
+
+        var https = new HttpsConnectionAdapterOptions
+        {
+            ServerCertificateSelector = (_, _) => tls.ServerCertificate(),
+            ClientCertificateMode = tls.ClientCertificateAuthorities is null ? ClientCertificateMode.NoCertificate : ClientCertificateMode.RequireCertificate,
+        };
+        if (tls.ClientCertificateAuthorities is { } authorities)
+        {
+            https.ClientCertificateValidation = (certificate, chain, _) =>
+            {
+                if (CertificateChains.TryVerify(certificate, authorities, chain?.ChainPolicy.ExtraStore, out var problem))
+                {
+                    return true;
+                }
+
+                ClientCertificateRejected(_logger, problem);
+                return false;
+            };
+        }
+
+        listener.UseHttps(https);
     }
 
     /// <summary>The full protobuf name of the service a generated base class implements.</summary>
@@ -260,6 +292,9 @@ public sealed partial class GrpcServer : IAsyncDisposable
 
     [LoggerMessage(EventId = 11, Level = LogLevel.Information, Message = "gRPC server listening on {Endpoint}: {Services}")]
     private static partial void Listening(ILogger logger, string endpoint, string services);
+
+    [LoggerMessage(EventId = 13, Level = LogLevel.Warning, Message = "TLS client certificate refused: {Problem}")]
+    private static partial void ClientCertificateRejected(ILogger logger, string problem);
 
     [LoggerMessage(EventId = 12, Level = LogLevel.Information, Message = "gRPC server on {Endpoint} stopped")]
     private static partial void Stopped(ILogger logger, string endpoint);

@@ -1,3 +1,4 @@
+using System.Security.Cryptography.X509Certificates;
 using UblkCsi.GrpcHosting.Logging;
 
 namespace UblkCsi.GrpcHosting;
@@ -17,6 +18,9 @@ public sealed class GrpcServerOptions
     /// <summary>Which request fields the call log must redact.</summary>
     public SensitiveFieldPolicy SensitiveFields { get; init; } = SensitiveFieldPolicy.None;
 
+    /// <summary>TLS for every connection, or null for cleartext HTTP/2 (prior knowledge).</summary>
+    public GrpcServerTls? Tls { get; init; }
+
     /// <summary>How long a graceful stop waits for in-flight calls. Default 30 s.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
@@ -35,4 +39,17 @@ public sealed class GrpcServerOptions
 
         ArgumentNullException.ThrowIfNull(SensitiveFields);
     }
+}
+
+/// <summary>TLS settings of a <see cref="GrpcServer"/>.</summary>
+public sealed class GrpcServerTls
+{
+    /// <summary>The certificate (with its private key) to present; asked on every handshake, so it may change (e.g. <see cref="PemCertificateFiles.Current"/>).</summary>
+    public required Func<X509Certificate2> ServerCertificate { get; init; }
+
+    /// <summary>
+    /// When set, clients must present a certificate that chains to one of these CAs (mutual TLS); the
+    /// handshake of any other client fails. Null: no client certificate is asked for.
+    /// </summary>
+    public X509Certificate2Collection? ClientCertificateAuthorities { get; init; }
 }

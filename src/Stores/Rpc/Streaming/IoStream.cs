@@ -174,7 +174,7 @@ internal sealed class IoStream : IAsyncDisposable
         }
         catch (RpcException e)
         {
-            failure = e;
+            failure = _connection.AsHandshakeFailure(e) ?? e;
         }
         catch (Exception e) when (e is IOException or HttpRequestException or OperationCanceledException or ObjectDisposedException)
         {
