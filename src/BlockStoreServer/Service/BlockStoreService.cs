@@ -281,7 +281,7 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     /// answered by id as it completes (<see cref="IoStreamSession"/>). Store errors of the open end the
     /// call with their status; errors of one request are answered in its response.
     /// </summary>
-    public async Task Stream(IAsyncStreamReader<StreamIo> requests, IServerStreamWriter<StreamIo> responses, ServerCallContext context)
+    public async Task Stream(IAsyncStreamReader<StreamIoBatch> requests, IServerStreamWriter<StreamIoBatch> responses, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(requests);
         ArgumentNullException.ThrowIfNull(responses);
@@ -293,11 +293,11 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
         }
 
         var first = requests.Current;
-        var (op, volumeId) = (first.Op, first.VolumeId);
-        first.Return();
+        var (op, volumeId) = first.Items.Count == 1 ? (first.Items[0].Op, first.Items[0].VolumeId) : (IoOp.Unspecified, "");
+        first.ReturnAll();
         if (op != IoOp.Open || !VolumeIds.IsValidId(volumeId))
         {
-            throw RpcErrorCodec.InvalidArgument("volumeId", "the first request of a stream must be OPEN with a valid volume id");
+            throw RpcErrorCodec.InvalidArgument("volumeId", "the first message of a stream must be one OPEN request with a valid volume id");
         }
 
         var volume = await AcquireAsync(volumeId, reopen: false, context.CancellationToken).ConfigureAwait(false);

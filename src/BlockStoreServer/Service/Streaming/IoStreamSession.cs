@@ -5,21 +5,20 @@ using UblkCsi.BlockStore.V1;
 using UblkCsi.Engine;
 using UblkCsi.Stores;
 using UblkCsi.Stores.Rpc;
+using UblkCsi.Stores.Rpc.Streaming;
 
 namespace UblkCsi.BlockStoreServer.Service.Streaming;
 
 /// <summary>
 /// One Stream call: the first request opens the volume; every later one runs concurrently as soon as it
-/// is read, and its response is queued for the one writer loop, which writes responses in completion order
-/// and flushes only when no other response is waiting. Mutations pass the volume's fence exactly like the
+/// is read, and its response is queued for the one writer loop, which writes every response ready at
+/// that moment as one batch message. Mutations pass the volume's fence exactly like the
 /// unary calls. The call ends when the client stops sending (after every response went out), when the
 /// client goes away, or when the server stops: then the requests already read finish and are answered,
 /// and the call ends UNAVAILABLE so the client sends what was not answered to the next server.
 /// </summary>
 internal sealed partial class IoStreamSession
 {
-    private static readonly WriteOptions Buffered = new(WriteFlags.BufferHint);
-
     private readonly OpenVolume _volume;
     private readonly ServerCallContext _context;
     private readonly TimeSpan _retryDrainTimeout;
@@ -38,7 +37,7 @@ internal sealed partial class IoStreamSession
     }
 
     /// <summary>Serves the requests after the opening one until the call ends.</summary>
-    public async Task RunAsync(IAsyncStreamReader<StreamIo> requests, IServerStreamWriter<StreamIo> responses, CancellationToken serverStopping)
+    public async Task RunAsync(IAsyncStreamReader<StreamIoBatch> requests, IServerStreamWriter<StreamIoBatch> responses, CancellationToken serverStopping)
     {
         var writer = WriteResponsesAsync(responses);
         using var readUntil = CancellationTokenSource.CreateLinkedTokenSource(_context.CancellationToken, serverStopping);
@@ -47,8 +46,14 @@ internal sealed partial class IoStreamSession
         {
             while (!_volume.IsDeleted && await requests.MoveNext(readUntil.Token).ConfigureAwait(false))
             {
-                Interlocked.Increment(ref _running);
-                _ = ExecuteAsync(requests.Current);
+                var batch = requests.Current;
+                foreach (var io in batch.Items)
+                {
+                    Interlocked.Increment(ref _running);
+                    _ = ExecuteAsync(io);
+                }
+
+                batch.Return();
             }
         }
         catch (OperationCanceledException) when (serverStopping.IsCancellationRequested && !_context.CancellationToken.IsCancellationRequested)
@@ -178,31 +183,47 @@ internal sealed partial class IoStreamSession
         }
     }
 
-    /// <summary>Writes responses as they complete; after a failed write, only returns them to the pool.</summary>
-    private async Task WriteResponsesAsync(IServerStreamWriter<StreamIo> responses)
+    /// <summary>
+    /// Writes responses as they complete, everything ready at that moment in one message (up to the
+    /// entry and payload limits); after a failed write, only returns them to the pool.
+    /// </summary>
+    private async Task WriteResponsesAsync(IServerStreamWriter<StreamIoBatch> responses)
     {
         var queue = _responses.Reader;
         var broken = false;
+        var batch = StreamIoBatch.Rent();
         while (await queue.WaitToReadAsync().ConfigureAwait(false))
         {
-            while (queue.TryRead(out var io))
+            while (batch.Items.Count < IoStreamFields.MaxBatchEntries && queue.TryPeek(out var next)
+                && (batch.Items.Count == 0 || batch.DataBytes + next.ResponseDataLength <= IoStreamFields.MaxBatchDataBytes)
+                && queue.TryRead(out next))
             {
-                if (!broken)
-                {
-                    try
-                    {
-                        responses.WriteOptions = queue.TryPeek(out _) ? Buffered : null;
-                        await responses.WriteAsync(io).ConfigureAwait(false);
-                    }
-                    catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException)
-                    {
-                        broken = true;
-                    }
-                }
+                batch.AddResponse(next);
+            }
 
+            if (!broken && batch.Items.Count > 0)
+            {
+                try
+                {
+                    await responses.WriteAsync(batch).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException)
+                {
+                    broken = true;
+                }
+            }
+
+            foreach (var io in batch.Items)
+            {
                 io.Return();
             }
+
+            batch.Items.Clear();
+            batch.Return();
+            batch = StreamIoBatch.Rent();
         }
+
+        batch.Return();
     }
 
     [LoggerMessage(EventId = 110, Level = LogLevel.Error, Message = "volume {VolumeId}: stream request {Op} failed unexpectedly")]

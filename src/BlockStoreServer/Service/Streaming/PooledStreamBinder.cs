@@ -29,7 +29,7 @@ internal sealed class PooledStreamBinder(ServiceBinderBase inner, BlockStoreServ
         }
         else if (service is not null)
         {
-            inner.AddMethod(StreamIo.Method, new DuplexStreamingServerMethod<StreamIo, StreamIo>(service.Stream));
+            inner.AddMethod(StreamIo.Method, new DuplexStreamingServerMethod<StreamIoBatch, StreamIoBatch>(service.Stream));
         }
     }
 }

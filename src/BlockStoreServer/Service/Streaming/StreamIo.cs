@@ -27,13 +27,13 @@ public sealed class StreamIo
     {
     }
 
-    /// <summary>The method with the pooled codecs, replacing the generated one when the service is bound.</summary>
-    public static Method<StreamIo, StreamIo> Method { get; } = new(
+    /// <summary>The method with the pooled codecs, bound in place of the generated one.</summary>
+    public static Method<StreamIoBatch, StreamIoBatch> Method { get; } = new(
         MethodType.DuplexStreaming,
         Stores.Rpc.BlockStoreProtocol.Service.FullName,
         MethodName,
-        new Marshaller<StreamIo>(static (_, _) => throw new NotSupportedException("the server does not write requests"), ReadRequest),
-        new Marshaller<StreamIo>(WriteResponse, static _ => throw new NotSupportedException("the server does not read responses")));
+        new Marshaller<StreamIoBatch>(static (_, _) => throw new NotSupportedException("the server does not write requests"), ReadBatch),
+        new Marshaller<StreamIoBatch>(WriteBatch, static _ => throw new NotSupportedException("the server does not read responses")));
 
     public ulong Id { get; private set; }
 
@@ -112,9 +112,51 @@ public sealed class StreamIo
 
     private static StreamIo Rent() => Pool.TryDequeue(out var io) ? io : new StreamIo();
 
-    private static StreamIo ReadRequest(DeserializationContext context)
+    /// <summary>Parses an IoRequestBatch into pooled requests (each entry one <see cref="StreamIo"/>).</summary>
+    private static StreamIoBatch ReadBatch(DeserializationContext context)
     {
+        var batch = StreamIoBatch.Rent();
         var reader = new SequenceReader<byte>(context.PayloadAsReadOnlySequence());
+        try
+        {
+            while (!reader.End)
+            {
+                if (!ProtoWire.TryReadTag(ref reader, out var field, out var wireType))
+                {
+                    throw Malformed();
+                }
+
+                if (field != BatchEntries || wireType != ProtoWire.LengthDelimitedType)
+                {
+                    if (!ProtoWire.TrySkip(ref reader, wireType))
+                    {
+                        throw Malformed();
+                    }
+
+                    continue;
+                }
+
+                if (!ProtoWire.TryReadLength(ref reader, out var length))
+                {
+                    throw Malformed();
+                }
+
+                batch.Items.Add(ReadRequest(reader.UnreadSequence.Slice(0, length)));
+                reader.Advance(length);
+            }
+        }
+        catch
+        {
+            batch.ReturnAll();
+            throw;
+        }
+
+        return batch;
+    }
+
+    private static StreamIo ReadRequest(ReadOnlySequence<byte> entry)
+    {
+        var reader = new SequenceReader<byte>(entry);
         var io = Rent();
         try
         {
@@ -122,7 +164,7 @@ public sealed class StreamIo
             {
                 if (!ProtoWire.TryReadTag(ref reader, out var field, out var wireType) || !io.TryReadField(ref reader, field, wireType))
                 {
-                    throw new RpcException(new Status(StatusCode.InvalidArgument, "malformed IoRequest"));
+                    throw Malformed();
                 }
             }
         }
@@ -134,6 +176,8 @@ public sealed class StreamIo
 
         return io;
     }
+
+    private static RpcException Malformed() => new(new Status(StatusCode.InvalidArgument, "malformed IoRequestBatch"));
 
     private bool TryReadField(ref SequenceReader<byte> reader, int field, int wireType)
     {
@@ -182,28 +226,59 @@ public sealed class StreamIo
         }
     }
 
-    private static void WriteResponse(StreamIo io, SerializationContext context)
+    /// <summary>Bytes of this response's data on the wire.</summary>
+    public int ResponseDataLength => Code == StatusCode.OK && Op == IoOp.Read ? _dataLength : 0;
+
+    /// <summary>Writes an IoResponseBatch: each response as a length-delimited entry.</summary>
+    private static void WriteBatch(StreamIoBatch batch, SerializationContext context)
     {
-        var dataLength = io.Code == StatusCode.OK && io.Op == IoOp.Read ? io._dataLength : 0;
-        var messageLength = io.Message is null ? 0 : Encoding.UTF8.GetByteCount(io.Message);
-        var headerSize =
-            ProtoWire.VarintFieldSize(ResponseId, io.Id)
-            + ProtoWire.VarintFieldSize(ResponseCode, (ulong)io.Code)
-            + ProtoWire.VarintFieldSize(ResponseErrno, (ulong)io.Errno)
-            + ProtoWire.BytesFieldSize(ResponseMessage, messageLength)
-            + (dataLength == 0 ? 0 : ProtoWire.BytesFieldSize(ResponseData, dataLength) - dataLength);
-        context.SetPayloadLength(headerSize + dataLength);
+        var total = 0;
+        foreach (var io in batch.Items)
+        {
+            io._encodedSize = io.ResponseHeaderSize() + io.ResponseDataLength;
+            total += ProtoWire.BytesFieldSize(BatchEntries, io._encodedSize);
+        }
+
+        context.SetPayloadLength(total);
         var writer = context.GetBufferWriter();
-        var span = writer.GetSpan(headerSize);
-        var n = ProtoWire.WriteVarintField(span, ResponseId, io.Id);
-        n += ProtoWire.WriteVarintField(span[n..], ResponseCode, (ulong)io.Code);
+        foreach (var io in batch.Items)
+        {
+            var span = writer.GetSpan(16);
+            writer.Advance(ProtoWire.WriteBytesHeader(span, BatchEntries, io._encodedSize));
+            io.WriteResponse(writer);
+        }
+
+        context.Complete();
+    }
+
+    private int _encodedSize;
+
+    private int MessageLength => Message is null ? 0 : Encoding.UTF8.GetByteCount(Message);
+
+    private int ResponseHeaderSize()
+    {
+        var dataLength = ResponseDataLength;
+        return ProtoWire.VarintFieldSize(ResponseId, Id)
+            + ProtoWire.VarintFieldSize(ResponseCode, (ulong)Code)
+            + ProtoWire.VarintFieldSize(ResponseErrno, (ulong)Errno)
+            + ProtoWire.BytesFieldSize(ResponseMessage, MessageLength)
+            + (dataLength == 0 ? 0 : ProtoWire.BytesFieldSize(ResponseData, dataLength) - dataLength);
+    }
+
+    private void WriteResponse(IBufferWriter<byte> writer)
+    {
+        var dataLength = ResponseDataLength;
+        var messageLength = MessageLength;
+        var span = writer.GetSpan(ResponseHeaderSize());
+        var n = ProtoWire.WriteVarintField(span, ResponseId, Id);
+        n += ProtoWire.WriteVarintField(span[n..], ResponseCode, (ulong)Code);
         if (messageLength > 0)
         {
             n += ProtoWire.WriteBytesHeader(span[n..], ResponseMessage, messageLength);
-            n += Encoding.UTF8.GetBytes(io.Message, span[n..]);
+            n += Encoding.UTF8.GetBytes(Message, span[n..]);
         }
 
-        n += ProtoWire.WriteVarintField(span[n..], ResponseErrno, (ulong)io.Errno);
+        n += ProtoWire.WriteVarintField(span[n..], ResponseErrno, (ulong)Errno);
         if (dataLength > 0)
         {
             n += ProtoWire.WriteBytesHeader(span[n..], ResponseData, dataLength);
@@ -212,9 +287,52 @@ public sealed class StreamIo
         writer.Advance(n);
         if (dataLength > 0)
         {
-            ProtoWire.WriteRaw(writer, io._data.AsSpan(0, dataLength));
+            ProtoWire.WriteRaw(writer, _data.AsSpan(0, dataLength));
+        }
+    }
+}
+
+/// <summary>The requests of one stream message, or the responses of one; pooled.</summary>
+public sealed class StreamIoBatch
+{
+    private static readonly ConcurrentQueue<StreamIoBatch> Pool = new();
+
+    private StreamIoBatch()
+    {
+    }
+
+    public List<StreamIo> Items { get; } = new(IoStreamFields.MaxBatchEntries);
+
+    /// <summary>Payload bytes of the responses so far.</summary>
+    public int DataBytes { get; private set; }
+
+    public static StreamIoBatch Rent() => Pool.TryDequeue(out var batch) ? batch : new StreamIoBatch();
+
+    public void AddResponse(StreamIo io)
+    {
+        Items.Add(io);
+        DataBytes += io.ResponseDataLength;
+    }
+
+    /// <summary>Returns the batch (not its items, which live on) to the pool.</summary>
+    public void Return()
+    {
+        Items.Clear();
+        DataBytes = 0;
+        if (Pool.Count < 256)
+        {
+            Pool.Enqueue(this);
+        }
+    }
+
+    /// <summary>Returns the items and the batch to their pools.</summary>
+    public void ReturnAll()
+    {
+        foreach (var io in Items)
+        {
+            io.Return();
         }
 
-        context.Complete();
+        Return();
     }
 }

@@ -8,8 +8,9 @@ namespace UblkCsi.Stores.Rpc.Streaming;
 
 /// <summary>
 /// A volume's data path on one long-lived Stream call: requests are tagged with an id, written by one
-/// writer loop (several in flight at once, batched into HTTP/2 frames without a flush per message while
-/// more are queued) and answered out of order; one reader loop completes them. Nothing is allocated per
+/// writer loop (everything queued at that moment goes out as one batch message, so the per-message cost
+/// of HTTP/2 and gRPC is shared at depth) and answered out of order, also in batches; one reader loop
+/// completes them. Nothing is allocated per
 /// request in the steady state: requests are pooled <see cref="IoOperation"/>s, the in-flight table and
 /// the send queue reuse their storage, and the codecs move payloads between the engine's buffers and the
 /// transport's buffers directly.
@@ -25,13 +26,13 @@ namespace UblkCsi.Stores.Rpc.Streaming;
 /// </remarks>
 internal sealed class IoStream : IAsyncDisposable
 {
-    private static readonly WriteOptions Buffered = new(WriteFlags.BufferHint);
-
     private readonly BlockStoreConnection _connection;
     private readonly string _volumeId;
     private readonly RpcRetryPolicy _retry;
     private readonly IoOperation _open;
-    private readonly Method<IoOperation, IoOperation> _method;
+    private readonly Method<IoRequestBatch, IoResponseBatch> _method;
+    private readonly IoRequestBatch _outgoing = new();
+    private readonly IoResponseBatch _answered = new();
     private readonly Dictionary<ulong, IoOperation> _inFlight = [];
     private readonly Lock _lock = new();
     private readonly CancellationTokenSource _disposing = new();
@@ -46,7 +47,7 @@ internal sealed class IoStream : IAsyncDisposable
         _volumeId = volumeId;
         _retry = retry;
         _open = IoOperation.ForOpen(Encoding.UTF8.GetBytes(volumeId));
-        _method = IoStreamClientCodec.CreateMethod(BlockStoreProtocol.Service.FullName, TakeInFlight);
+        _method = IoStreamClientCodec.CreateMethod(BlockStoreProtocol.Service.FullName, TakeInFlight, _answered);
     }
 
     /// <summary>Sends <paramref name="op"/> and returns its completion (the op returns to its pool when awaited).</summary>
@@ -163,11 +164,13 @@ internal sealed class IoStream : IAsyncDisposable
             while (await responses.MoveNext(CancellationToken.None).ConfigureAwait(false))
             {
                 answered = true;
-                var op = responses.Current;
-                if (!ReferenceEquals(op, IoOperation.Unmatched))
+                var batch = responses.Current.Answered;
+                foreach (var op in batch)
                 {
                     op.CompleteFromResponse(_volumeId, _connection.Server);
                 }
+
+                batch.Clear();
             }
 
             failure = new RpcException(new Status(StatusCode.Unavailable, "the server ended the stream"));
@@ -196,22 +199,34 @@ internal sealed class IoStream : IAsyncDisposable
     }
 
     /// <summary>Writes the opening message, then every queued request, flushing only when the queue is empty.</summary>
-    private async Task WriteAsync(AsyncDuplexStreamingCall<IoOperation, IoOperation> call, Channel<IoOperation> queue)
+    private async Task WriteAsync(AsyncDuplexStreamingCall<IoRequestBatch, IoResponseBatch> call, Channel<IoOperation> queue)
     {
         var requests = call.RequestStream;
         var reader = queue.Reader;
         try
         {
-            requests.WriteOptions = null;
-            await requests.WriteAsync(_open).ConfigureAwait(false);
+            var batch = _outgoing;
+            batch.Clear();
+            batch.Add(_open);
+            await requests.WriteAsync(batch).ConfigureAwait(false);
             while (await reader.WaitToReadAsync().ConfigureAwait(false))
             {
-                while (reader.TryRead(out var op))
+                // Everything queued goes out in one message, up to the entry and payload limits.
+                batch.Clear();
+                while (batch.Count < IoStreamFields.MaxBatchEntries && reader.TryPeek(out var next)
+                    && (batch.Count == 0 || batch.DataBytes + next.WriteData.Length <= IoStreamFields.MaxBatchDataBytes)
+                    && reader.TryRead(out next))
                 {
-                    requests.WriteOptions = reader.TryPeek(out _) ? Buffered : null;
-                    await requests.WriteAsync(op).ConfigureAwait(false);
+                    batch.Add(next);
+                }
+
+                if (batch.Count > 0)
+                {
+                    await requests.WriteAsync(batch).ConfigureAwait(false);
                 }
             }
+
+            batch.Clear();
         }
         catch (Exception)
         {

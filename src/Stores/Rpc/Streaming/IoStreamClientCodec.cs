@@ -12,19 +12,46 @@ namespace UblkCsi.Stores.Rpc.Streaming;
 /// </summary>
 internal static class IoStreamClientCodec
 {
-    /// <summary>The Stream method with these codecs; <paramref name="match"/> takes a response id's request out of the in-flight table.</summary>
-    public static Method<IoOperation, IoOperation> CreateMethod(string serviceName, Func<ulong, IoOperation?> match) => new(
+    /// <summary>
+    /// The Stream method with these codecs; <paramref name="match"/> takes a response id's request out of
+    /// the in-flight table, and <paramref name="answered"/> (reused) receives the requests a message answered.
+    /// </summary>
+    public static Method<IoRequestBatch, IoResponseBatch> CreateMethod(string serviceName, Func<ulong, IoOperation?> match, IoResponseBatch answered) => new(
         MethodType.DuplexStreaming,
         serviceName,
         MethodName,
-        new Marshaller<IoOperation>(WriteRequest, static _ => throw new NotSupportedException("the client does not read requests")),
-        new Marshaller<IoOperation>(static (_, _) => throw new NotSupportedException("the client does not write responses"), context => ReadResponse(context, match)));
+        new Marshaller<IoRequestBatch>(WriteBatch, static _ => throw new NotSupportedException("the client does not read requests")),
+        new Marshaller<IoResponseBatch>(static (_, _) => throw new NotSupportedException("the client does not write responses"), context => ReadBatch(context, match, answered)));
 
-    public static void WriteRequest(IoOperation op, SerializationContext context)
+    /// <summary>Writes an IoRequestBatch: each request as a length-delimited entry.</summary>
+    public static void WriteBatch(IoRequestBatch batch, SerializationContext context)
     {
-        var dataLength = op.Op == BlockStore.V1.IoOp.Write ? op.WriteData.Length : 0;
-        var headerSize =
-            ProtoWire.VarintFieldSize(RequestId, op.Id)
+        var total = 0;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var size = RequestSize(batch.Operations[i]);
+            batch.Sizes[i] = size;
+            total += ProtoWire.BytesFieldSize(BatchEntries, size);
+        }
+
+        context.SetPayloadLength(total);
+        var writer = context.GetBufferWriter();
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var span = writer.GetSpan(16);
+            writer.Advance(ProtoWire.WriteBytesHeader(span, BatchEntries, batch.Sizes[i]));
+            WriteRequest(batch.Operations[i], writer);
+        }
+
+        context.Complete();
+    }
+
+    private static int DataLength(IoOperation op) => op.Op == BlockStore.V1.IoOp.Write ? op.WriteData.Length : 0;
+
+    private static int HeaderSize(IoOperation op)
+    {
+        var dataLength = DataLength(op);
+        return ProtoWire.VarintFieldSize(RequestId, op.Id)
             + ProtoWire.VarintFieldSize(RequestOp, (ulong)op.Op)
             + ProtoWire.VarintFieldSize(RequestOffset, (ulong)op.Offset)
             + ProtoWire.VarintFieldSize(RequestLength, op.Op == BlockStore.V1.IoOp.Write ? 0 : (ulong)op.Length)
@@ -32,9 +59,14 @@ internal static class IoStreamClientCodec
             + ProtoWire.VarintFieldSize(RequestAttempt, op.Attempt)
             + ProtoWire.BytesFieldSize(RequestVolumeId, op.VolumeIdUtf8.Length)
             + (dataLength == 0 ? 0 : ProtoWire.BytesFieldSize(RequestData, dataLength) - dataLength);
-        context.SetPayloadLength(headerSize + dataLength);
-        var writer = context.GetBufferWriter();
-        var span = writer.GetSpan(headerSize);
+    }
+
+    private static int RequestSize(IoOperation op) => HeaderSize(op) + DataLength(op);
+
+    private static void WriteRequest(IoOperation op, IBufferWriter<byte> writer)
+    {
+        var dataLength = DataLength(op);
+        var span = writer.GetSpan(HeaderSize(op));
         var n = ProtoWire.WriteVarintField(span, RequestId, op.Id);
         n += ProtoWire.WriteVarintField(span[n..], RequestOp, (ulong)op.Op);
         n += ProtoWire.WriteVarintField(span[n..], RequestOffset, (ulong)op.Offset);
@@ -58,8 +90,43 @@ internal static class IoStreamClientCodec
         {
             ProtoWire.WriteRaw(writer, op.WriteData.Span);
         }
+    }
 
-        context.Complete();
+    /// <summary>Parses an IoResponseBatch, recording each response in its request (see <see cref="ReadResponse"/>).</summary>
+    public static IoResponseBatch ReadBatch(DeserializationContext context, Func<ulong, IoOperation?> match, IoResponseBatch answered)
+    {
+        answered.Answered.Clear();
+        var reader = new SequenceReader<byte>(context.PayloadAsReadOnlySequence());
+        while (!reader.End)
+        {
+            if (!ProtoWire.TryReadTag(ref reader, out var field, out var wireType))
+            {
+                throw Malformed();
+            }
+
+            if (field != BatchEntries || wireType != ProtoWire.LengthDelimitedType)
+            {
+                if (!ProtoWire.TrySkip(ref reader, wireType))
+                {
+                    throw Malformed();
+                }
+
+                continue;
+            }
+
+            if (!TryReadSlice(ref reader, out var entry))
+            {
+                throw Malformed();
+            }
+
+            var op = ReadResponse(entry, match);
+            if (!ReferenceEquals(op, IoOperation.Unmatched))
+            {
+                answered.Answered.Add(op);
+            }
+        }
+
+        return answered;
     }
 
     /// <summary>
@@ -67,9 +134,8 @@ internal static class IoStreamClientCodec
     /// a read's data goes straight into the request's buffer. A response for no known request yields
     /// <see cref="IoOperation.Unmatched"/>.
     /// </summary>
-    public static IoOperation ReadResponse(DeserializationContext context, Func<ulong, IoOperation?> match)
+    public static IoOperation ReadResponse(ReadOnlySequence<byte> payload, Func<ulong, IoOperation?> match)
     {
-        var payload = context.PayloadAsReadOnlySequence();
         var reader = new SequenceReader<byte>(payload);
         ulong id = 0, code = 0, errno = 0;
         var data = ReadOnlySequence<byte>.Empty;
