@@ -49,11 +49,11 @@ disconnect_nbd() { nbd-client -d /dev/nbd0 > /dev/null 2>&1 || true; cleanup_ser
 trap disconnect_nbd EXIT
 log "nbd device /dev/nbd0 ($(blockdev --getsize64 /dev/nbd0) bytes)"
 
-# run_fio NAME DEVICE RW BS DEPTH: one time-based fio job; its JSON lands in $SCENARIO_DIR/NAME.json.
+# run_fio NAME DEVICE RW BS DEPTH [SECONDS]: one time-based fio job; its JSON lands in $SCENARIO_DIR/NAME.json.
 run_fio() {
   local name=$1 device=$2 rw=$3 bs=$4 depth=$5
   fio --name="$name" --filename="$device" --direct=1 --ioengine=libaio --rw="$rw" --bs="$bs" \
-      --iodepth="$depth" --size="$span" --runtime="$runtime" --time_based --ramp_time=1 \
+      --iodepth="$depth" --size="$span" --runtime="${6:-$runtime}" --time_based --ramp_time=1 \
       --output-format=json --output="$SCENARIO_DIR/$name.json" > "$SCENARIO_DIR/$name.err" 2>&1 \
     || { cat "$SCENARIO_DIR/$name.err"; fail "fio $name failed"; }
 }
@@ -82,6 +82,11 @@ compare() {
   ratio=$(awk -v a="$rpc" -v b="$nbd" 'BEGIN { printf "%.2f", a / b }')
   figure "$what: rpc $(( rpc / scale )) $unit, nbd $(( nbd / scale )) $unit, ratio $ratio (target >= $target)"
 }
+
+# Warm both devices up first (a long-running node plugin has compiled its hot paths; a fresh process
+# under TCG has not), then measure.
+run_fio warmup-nbd /dev/nbd0 randrw 64k 16 5
+run_fio warmup-rpc "$rpc_device" randrw 64k 16 5
 
 compare "1M seq write" write 1M 8 bw_bytes MiB/s 0.8
 compare "1M seq read" read 1M 8 bw_bytes MiB/s 0.8

@@ -23,7 +23,8 @@ done
 spec="rpc://127.0.0.1:$port/pvc-rpc-crash?token-file=$token_file"
 start_server first attach --store "$spec" --size 256M --queues 2 --state-dir "$STATE_DIR"
 first_pid=$SERVER_PID
-grep -q "token-file=$token_file" "$STATE_DIR"/*.json || { cat "$STATE_DIR"/*.json; fail "the recovery record does not keep the spec's token-file path"; }
+# The spec is stored in its canonical (percent-encoded) form: the path, not REDACTED.
+grep -q "token-file=${token_file//\//%2F}" "$STATE_DIR"/*.json || { cat "$STATE_DIR"/*.json; fail "the recovery record does not keep the spec's token-file path"; }
 grep -q "$(cat "$token_file")" "$STATE_DIR"/*.json && fail "the token leaked into the recovery record"
 
 fio_job=(--name=crash --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16
