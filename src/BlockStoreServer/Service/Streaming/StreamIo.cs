@@ -23,6 +23,9 @@ public sealed class StreamIo
     private byte[]? _data;
     private int _dataLength;
 
+    // The response's encoded size, computed once per batch message for its length prefix.
+    private int _encodedSize;
+
     private StreamIo()
     {
     }
@@ -250,8 +253,6 @@ public sealed class StreamIo
 
         context.Complete();
     }
-
-    private int _encodedSize;
 
     private int MessageLength => Message is null ? 0 : Encoding.UTF8.GetByteCount(Message);
 
