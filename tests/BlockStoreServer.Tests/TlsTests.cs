@@ -206,6 +206,34 @@ public sealed class TlsTests
         }
     }
 
+    [Fact]
+    public async Task TheOperatorSpecOpensATlsVolumeWithACaFileAndRefusesACleartextTokenOffTheMachine()
+    {
+        var ca = TestCertificates.NewAuthority("block-store test CA");
+        await using var host = await StartAsync(ca.IssueServer(), token: Token);
+        var directory = Directory.CreateTempSubdirectory("tls-spec");
+        try
+        {
+            var caPath = Path.Combine(directory.FullName, "ca.crt");
+            await File.WriteAllTextAsync(caPath, ca.AuthorityPem);
+            var tokenPath = Path.Combine(directory.FullName, "token");
+            await File.WriteAllTextAsync(tokenPath, Token);
+
+            var spec = StoreSpec.Parse($"rpc://127.0.0.1:{host.Endpoint.Port}/by-spec?tls=true&ca-file={caPath}&token-file={tokenPath}");
+            await using (var volume = await spec.OpenAsync(new StoreSpecOpenOptions(SizeBytes: 1 << 20)))
+            {
+                await volume.WriteAsync(0, new byte[4096]);
+            }
+
+            var remote = StoreSpec.Parse($"rpc://192.0.2.10:9400/by-spec?token-file={tokenPath}");
+            Assert.Equal("insecure", (await Assert.ThrowsAsync<StoreParameterException>(() => remote.OpenAsync())).ParameterName);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
     private static async Task WritePairAsync(System.Security.Cryptography.X509Certificates.X509Certificate2 certificate, string certPath, string keyPath)
     {
         await File.WriteAllTextAsync(certPath, TestCertificates.CertificatePem(certificate));
