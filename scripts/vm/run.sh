@@ -4,7 +4,7 @@
 #   scripts/vm/run.sh [--timeout SECONDS] [--cpus N] [--memory SIZE] [--env NAME]... -- COMMAND [ARGS...]
 #
 # The guest is Debian trixie's 6.12 kernel under qemu (TCG; KVM does not work on these hosts) with
-# ublk_drv, ext4, xfs and loop loaded. It sees this machine's whole root read-only over 9p, so the
+# ublk_drv, ext4, xfs, loop and nbd loaded. It sees this machine's whole root read-only over 9p, so the
 # command and everything it runs must already be built on the host (publish ReadyToRun: JIT under TCG
 # is 20-40x slower). /tmp and /run are tmpfs in the guest; $UBLK_VM_OUT (a host directory, shared
 # read-write) collects results: the guest sees it at /run/vm/out. The command starts in the current

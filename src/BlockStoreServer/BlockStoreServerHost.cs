@@ -1,5 +1,7 @@
 using UblkCsi.GrpcEndpoints;
 using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.GrpcHosting;
@@ -37,12 +39,14 @@ public static partial class BlockStoreServerHost
         var logger = loggerFactory.CreateLogger(Program);
         string? token;
         FileStore store;
+        GrpcServerTls? tls;
         try
         {
             token = options.TokenFile is null ? null : TokenFile.Read(options.TokenFile);
+            tls = LoadTls(options, loggerFactory);
             store = new FileStore(new FileStoreOptions(options.Root, options.Reflink));
         }
-        catch (StoreException e)
+        catch (Exception e) when (e is StoreException or IOException)
         {
             throw new HostStartException(e.Message, e);
         }
@@ -62,6 +66,7 @@ public static partial class BlockStoreServerHost
                 MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
                 SensitiveFields = new SensitiveFieldPolicy(BlockstoreExtensions.Sensitive),
                 ShutdownTimeout = options.ShutdownTimeout,
+                Tls = tls,
             },
             loggerFactory,
             server => server.AddService(service),
@@ -70,10 +75,22 @@ public static partial class BlockStoreServerHost
             service);
 
         var endpoint = GrpcEndpoint.Parse(host.Address);
-        Serving(logger, endpoint.ToString(), options.Root, token is not null ? "shared token" : "none");
-        if (token is null && IsReachableFromOtherHosts(endpoint))
+        var authentication = (token is not null, tls?.ClientCertificateAuthorities is not null) switch
+        {
+            (true, true) => "shared token and client certificates",
+            (true, false) => "shared token",
+            (false, true) => "client certificates",
+            _ => "none",
+        };
+        Serving(logger, endpoint.ToString(), options.Root, authentication, tls is null ? "cleartext" : "TLS");
+        if (authentication == "none" && !endpoint.IsLocal)
         {
             Unauthenticated(logger, endpoint.ToString());
+        }
+
+        if (token is not null && tls is null && !endpoint.IsLocal)
+        {
+            TokenInCleartext(logger, endpoint.ToString());
         }
 
         if (options.TokenFile is not null && TokenFile.IsReadableByOthers(options.TokenFile))
@@ -84,13 +101,42 @@ public static partial class BlockStoreServerHost
         return host;
     }
 
-    private static bool IsReachableFromOtherHosts(GrpcEndpoint endpoint) =>
-        endpoint.Kind == GrpcEndpointKind.Tcp
-        && !(string.Equals(endpoint.Host, "localhost", StringComparison.OrdinalIgnoreCase)
-             || (IPAddress.TryParse(endpoint.Host, out var address) && IPAddress.IsLoopback(address)));
+    /// <summary>The TLS settings from the options, or null; the certificate pair is loaded now (and again when it changes).</summary>
+    private static GrpcServerTls? LoadTls(BlockStoreServerOptions options, ILoggerFactory loggerFactory)
+    {
+        if (options.TlsCertFile is null || options.TlsKeyFile is null)
+        {
+            return null;
+        }
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "serving volumes of {Root} on {Endpoint} (authentication: {Authentication})")]
-    private static partial void Serving(ILogger logger, string endpoint, string root, string authentication);
+        var certificate = new PemCertificateFiles(options.TlsCertFile, options.TlsKeyFile, loggerFactory.CreateLogger<PemCertificateFiles>());
+        X509Certificate2Collection? clientAuthorities = null;
+        if (options.TlsClientCaFile is { } caFile)
+        {
+            clientAuthorities = [];
+            try
+            {
+                clientAuthorities.ImportFromPemFile(caFile);
+            }
+            catch (Exception e) when (e is CryptographicException or IOException or UnauthorizedAccessException)
+            {
+                throw new IOException($"cannot read the client CA bundle '{caFile}': {e.Message}", e);
+            }
+
+            if (clientAuthorities.Count == 0)
+            {
+                throw new IOException($"the client CA bundle '{caFile}' holds no PEM certificate");
+            }
+        }
+
+        return new GrpcServerTls { ServerCertificate = () => certificate.Current, ClientCertificateAuthorities = clientAuthorities };
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "serving volumes of {Root} on {Endpoint} over {Transport} (authentication: {Authentication})")]
+    private static partial void Serving(ILogger logger, string endpoint, string root, string authentication, string transport);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "{Endpoint} is reachable from other hosts without TLS: clients' tokens and volume data cross the network in cleartext (set --tls-cert-file and --tls-key-file)")]
+    private static partial void TokenInCleartext(ILogger logger, string endpoint);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "{Endpoint} is reachable from other hosts and no --token-file is set: anyone who can connect can read and overwrite every volume")]
     private static partial void Unauthenticated(ILogger logger, string endpoint);

@@ -14,6 +14,9 @@ namespace UblkCsi.BlockStoreServer;
 /// <param name="LogLevel">Minimum log level.</param>
 /// <param name="LogFormat">Text or JSON log lines.</param>
 /// <param name="ShutdownTimeout">How long a graceful stop waits for in-flight calls.</param>
+/// <param name="TlsCertFile">PEM certificate chain to serve TLS with, or null for cleartext.</param>
+/// <param name="TlsKeyFile">PEM private key of <paramref name="TlsCertFile"/>.</param>
+/// <param name="TlsClientCaFile">PEM CA bundle client certificates must chain to, or null to ask for none.</param>
 public sealed record BlockStoreServerOptions(
     GrpcEndpoint Listen,
     string Root,
@@ -21,7 +24,10 @@ public sealed record BlockStoreServerOptions(
     ReflinkMode Reflink,
     LogLevel LogLevel,
     LogFormat LogFormat,
-    TimeSpan ShutdownTimeout)
+    TimeSpan ShutdownTimeout,
+    string? TlsCertFile = null,
+    string? TlsKeyFile = null,
+    string? TlsClientCaFile = null)
 {
     /// <summary>Declarations for parsing and --help.</summary>
     public static IReadOnlyList<HostOption> Declarations { get; } =
@@ -30,20 +36,44 @@ public sealed record BlockStoreServerOptions(
         new("--root", "BLOCKSTORE_ROOT", "absolute path of the directory holding the volumes (required; a file-store root)"),
         new("--token-file", "BLOCKSTORE_TOKEN_FILE", "file whose first line is the shared token clients must send (default: no authentication)"),
         new("--reflink", "BLOCKSTORE_REFLINK", "snapshot/clone copies: auto, always or never (default auto)"),
+        new("--tls-cert-file", "BLOCKSTORE_TLS_CERT_FILE", "PEM certificate (chain) to serve TLS with; re-read when it changes (default: cleartext)"),
+        new("--tls-key-file", "BLOCKSTORE_TLS_KEY_FILE", "PEM private key of --tls-cert-file (required with it)"),
+        new("--tls-client-ca-file", "BLOCKSTORE_TLS_CLIENT_CA_FILE", "PEM CA bundle: clients must present a certificate it signed (needs --tls-cert-file)"),
         new("--shutdown-timeout", "BLOCKSTORE_SHUTDOWN_TIMEOUT", "seconds a graceful stop waits for in-flight calls, 0-3600 (default 30)"),
         new("--log-level", "LOG_LEVEL", "trace, debug, information, warning, error or critical (default information)"),
         new("--log-format", "LOG_FORMAT", "text or json (default text)"),
     ];
 
     /// <summary>Reads and validates the options; throws <see cref="HostOptionException"/> naming the first bad one.</summary>
-    public static BlockStoreServerOptions From(HostCommandLine line) => new(
-        line.Parse("--listen", line.Require("--listen"), GrpcEndpoint.Parse),
-        line.Parse("--root", line.Require("--root"), ParseRoot),
-        line.Get("--token-file") is { } tokenFile ? line.Parse("--token-file", tokenFile, ParseAbsolutePath) : null,
-        line.Parse("--reflink", "auto", ParseReflink),
-        line.Parse("--log-level", "information", LogOptions.ParseLogLevel),
-        line.Parse("--log-format", "text", LogOptions.ParseLogFormat),
-        line.Parse("--shutdown-timeout", "30", ParseSeconds));
+    public static BlockStoreServerOptions From(HostCommandLine line)
+    {
+        var options = new BlockStoreServerOptions(
+            line.Parse("--listen", line.Require("--listen"), GrpcEndpoint.Parse),
+            line.Parse("--root", line.Require("--root"), ParseRoot),
+            OptionalPath(line, "--token-file"),
+            line.Parse("--reflink", "auto", ParseReflink),
+            line.Parse("--log-level", "information", LogOptions.ParseLogLevel),
+            line.Parse("--log-format", "text", LogOptions.ParseLogFormat),
+            line.Parse("--shutdown-timeout", "30", ParseSeconds),
+            OptionalPath(line, "--tls-cert-file"),
+            OptionalPath(line, "--tls-key-file"),
+            OptionalPath(line, "--tls-client-ca-file"));
+        if ((options.TlsCertFile is null) != (options.TlsKeyFile is null))
+        {
+            var missing = options.TlsCertFile is null ? "--tls-cert-file" : "--tls-key-file";
+            throw new HostOptionException(missing, "--tls-cert-file and --tls-key-file go together");
+        }
+
+        if (options.TlsClientCaFile is not null && options.TlsCertFile is null)
+        {
+            throw new HostOptionException("--tls-client-ca-file", "client certificates need TLS: give --tls-cert-file and --tls-key-file too");
+        }
+
+        return options;
+    }
+
+    private static string? OptionalPath(HostCommandLine line, string name) =>
+        line.Get(name) is { } value ? line.Parse(name, value, ParseAbsolutePath) : null;
 
     private static string ParseRoot(string value)
     {

@@ -81,6 +81,14 @@ public sealed record GrpcEndpoint
         return false;
     }
 
+    /// <summary>
+    /// True when traffic to this endpoint never leaves the machine: a unix socket, <c>localhost</c> or a
+    /// loopback address. Any other name counts as remote, whatever it resolves to today.
+    /// </summary>
+    public bool IsLocal => Kind == GrpcEndpointKind.Unix
+        || string.Equals(Host, "localhost", StringComparison.OrdinalIgnoreCase)
+        || (System.Net.IPAddress.TryParse(Host, out var address) && System.Net.IPAddress.IsLoopback(address));
+
     /// <summary>The canonical text form, parseable by <see cref="Parse"/>.</summary>
     public override string ToString() => Kind == GrpcEndpointKind.Unix
         ? "unix://" + UnixPath

@@ -1,4 +1,5 @@
 using UblkCsi.GrpcEndpoints;
+using System.Security.Cryptography.X509Certificates;
 using UblkCsi.GrpcHosting.Logging;
 
 namespace UblkCsi.GrpcHosting;
@@ -23,6 +24,8 @@ public sealed class GrpcServerOptions
 
     /// <summary>The registry served at <see cref="MetricsAddress"/>; the call metrics are registered in it. Default: the process's.</summary>
     public Prometheus.CollectorRegistry MetricsRegistry { get; init; } = Prometheus.Metrics.DefaultRegistry;
+    /// <summary>TLS for every connection, or null for cleartext HTTP/2 (prior knowledge).</summary>
+    public GrpcServerTls? Tls { get; init; }
 
     /// <summary>How long a graceful stop waits for in-flight calls. Default 30 s.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
@@ -42,4 +45,17 @@ public sealed class GrpcServerOptions
 
         ArgumentNullException.ThrowIfNull(SensitiveFields);
     }
+}
+
+/// <summary>TLS settings of a <see cref="GrpcServer"/>.</summary>
+public sealed class GrpcServerTls
+{
+    /// <summary>The certificate (with its private key) to present; asked on every handshake, so it may change (e.g. <see cref="PemCertificateFiles.Current"/>).</summary>
+    public required Func<X509Certificate2> ServerCertificate { get; init; }
+
+    /// <summary>
+    /// When set, clients must present a certificate that chains to one of these CAs (mutual TLS); the
+    /// handshake of any other client fails. Null: no client certificate is asked for.
+    /// </summary>
+    public X509Certificate2Collection? ClientCertificateAuthorities { get; init; }
 }

@@ -207,7 +207,10 @@ public sealed class ProtocolTests
         }
 
         Assert.Equal("ublkcsi.blockstore.v1.BlockStore", BlockStoreProtocol.Service.FullName);
-        Assert.All(BlockStoreProtocol.Service.Methods, m => Assert.False(m.IsClientStreaming || m.IsServerStreaming));
+        // Every rpc is unary but Stream, the data path's bidirectional stream.
+        Assert.All(BlockStoreProtocol.Service.Methods.Where(m => m.Name != "Stream"), m => Assert.False(m.IsClientStreaming || m.IsServerStreaming));
+        var stream = BlockStoreProtocol.Method("Stream");
+        Assert.True(stream.IsClientStreaming && stream.IsServerStreaming);
     }
 
     private static Wire.StoreErrorInfo Info(RpcException e)

@@ -1,4 +1,9 @@
 using Google.Protobuf;
+using Grpc.AspNetCore.Server.Model;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using UblkCsi.GrpcHosting;
+using UblkCsi.BlockStoreServer.Service.Streaming;
 using Microsoft.Extensions.Logging;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.Engine;
@@ -37,7 +42,8 @@ public sealed record BlockStoreServiceOptions
 /// The service owns neither the store nor the server: dispose it to flush and close its open volumes,
 /// after the server stopped.
 /// </summary>
-public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockStoreBase, IAsyncDisposable
+[BindServiceMethod(typeof(BlockStoreService), nameof(BindService))]
+public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockStoreBase, IGrpcServiceSetup, IAsyncDisposable
 {
     private static readonly WriteResponse WriteDone = new();
     private static readonly FlushResponse FlushDone = new();
@@ -74,6 +80,21 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
 
     /// <summary>True when calls must carry the shared token.</summary>
     public bool RequiresToken => _auth.Enabled;
+
+    /// <summary>The service this class implements (Grpc.AspNetCore and the health service read it).</summary>
+    public static Google.Protobuf.Reflection.ServiceDescriptor Descriptor => BlockStore.V1.BlockStore.Descriptor;
+
+    /// <summary>
+    /// Binds the generated methods except Stream, which <see cref="PooledStreamMethodProvider"/> binds with
+    /// pooled codecs (<see cref="StreamIo.Method"/>). Grpc.AspNetCore finds this through the class's
+    /// BindServiceMethod attribute; the second parameter's type tells it where the overridden rpcs are declared.
+    /// </summary>
+    public static void BindService(ServiceBinderBase binder, BlockStore.V1.BlockStore.BlockStoreBase? service) =>
+        BlockStore.V1.BlockStore.BindService(new PooledStreamBinder(binder, service as BlockStoreService), service);
+
+    /// <summary>Registers the provider of the pooled Stream method.</summary>
+    public void ConfigureServices(IServiceCollection services) =>
+        services.AddSingleton<IServiceMethodProvider<BlockStoreService>, PooledStreamMethodProvider>();
 
     // ---------------------------------------------------------------- server info
 
@@ -256,6 +277,50 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     }
 
     /// <summary>
+    /// The data path on one long-lived call: the first request opens the volume, every later one is
+    /// answered by id as it completes (<see cref="IoStreamSession"/>). Store errors of the open end the
+    /// call with their status; errors of one request are answered in its response.
+    /// </summary>
+    public async Task Stream(IAsyncStreamReader<StreamIoBatch> requests, IServerStreamWriter<StreamIoBatch> responses, ServerCallContext context)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        ArgumentNullException.ThrowIfNull(responses);
+        ArgumentNullException.ThrowIfNull(context);
+        _auth.Check(context);
+        if (!await requests.MoveNext(context.CancellationToken).ConfigureAwait(false))
+        {
+            return;
+        }
+
+        var first = requests.Current;
+        var (op, volumeId) = first.Items.Count == 1 ? (first.Items[0].Op, first.Items[0].VolumeId) : (IoOp.Unspecified, "");
+        first.ReturnAll();
+        if (op != IoOp.Open || !VolumeIds.IsValidId(volumeId))
+        {
+            throw RpcErrorCodec.InvalidArgument("volumeId", "the first message of a stream must be one OPEN request with a valid volume id");
+        }
+
+        var volume = await AcquireAsync(volumeId, reopen: false, context.CancellationToken).ConfigureAwait(false);
+        try
+        {
+            StreamOpened(_logger, volumeId);
+            await new IoStreamSession(volume, context, _options.RetryDrainTimeout, _logger)
+                .RunAsync(requests, responses, ServerStopping(context)).ConfigureAwait(false);
+        }
+        finally
+        {
+            volume.Release();
+        }
+    }
+
+    /// <summary>Fires when the host begins a graceful stop, so long-lived streams end and let it finish.</summary>
+    private static CancellationToken ServerStopping(ServerCallContext context)
+    {
+        var services = context.GetHttpContext()?.RequestServices;
+        return services?.GetService(typeof(IHostApplicationLifetime)) is IHostApplicationLifetime lifetime ? lifetime.ApplicationStopping : CancellationToken.None;
+    }
+
+    /// <summary>
     /// Runs one data mutation on an open volume inside its fence (a retry waits for earlier attempts),
     /// mapping backend errnos to statuses. The mutation ignores the call's cancellation: once started,
     /// a write finishes so the fence's ordering holds. <paramref name="mutation"/> is a static lambda
@@ -389,7 +454,10 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     private static partial void VolumeOpened(ILogger logger, string volumeId, long sizeBytes);
 
     [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "volume {VolumeId}: retry {Attempt} of a mutation waited {WaitedMs} ms for earlier mutations to finish")]
-    private static partial void RetryOrdered(ILogger logger, string volumeId, uint attempt, long waitedMs);
+    internal static partial void RetryOrdered(ILogger logger, string volumeId, uint attempt, long waitedMs);
+
+    [LoggerMessage(EventId = 103, Level = LogLevel.Debug, Message = "volume {VolumeId}: stream opened")]
+    private static partial void StreamOpened(ILogger logger, string volumeId);
 
     [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "stopped; open volumes flushed and closed")]
     private static partial void VolumesClosed(ILogger logger);

@@ -37,6 +37,7 @@ internal sealed class OpenVolumeTable(IVolumeStore store) : IAsyncDisposable
     {
         if (_volumes.TryRemove(volumeId, out var open))
         {
+            open.MarkDeleted();
             open.Release();
         }
     }
@@ -110,6 +111,13 @@ internal sealed class OpenVolume(string volumeId, IBlockBackend backend, Mutatio
     public IBlockBackend Backend { get; } = backend;
 
     public MutationFence Fence { get; } = fence;
+
+    /// <summary>The volume was deleted: holders that keep it (streams) must stop serving it.</summary>
+    public bool IsDeleted => Volatile.Read(ref _deleted);
+
+    private bool _deleted;
+
+    public void MarkDeleted() => Volatile.Write(ref _deleted, true);
 
     /// <summary>Takes a reference unless the volume is already closing.</summary>
     public bool TryAddReference()

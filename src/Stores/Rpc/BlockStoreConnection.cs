@@ -21,12 +21,14 @@ internal sealed class BlockStoreConnection
     private readonly BlockStore.V1.BlockStore.BlockStoreClient _client;
     private readonly Metadata? _headers;
     private readonly RpcRetryPolicy _retry;
+    private readonly ServerCertificateCheck? _certificateCheck;
     private int _references = 1;
 
-    public BlockStoreConnection(GrpcEndpoint endpoint, string? token, RpcRetryPolicy retry, TimeSpan connectTimeout)
+    public BlockStoreConnection(GrpcEndpoint endpoint, string? token, RpcRetryPolicy retry, TimeSpan connectTimeout, RpcTls? tls)
     {
         _retry = retry;
         Server = endpoint.ToString();
+        _certificateCheck = tls is null ? null : new ServerCertificateCheck(tls, endpoint.Host ?? "localhost");
 
         // The token travels as metadata, never inside a message, so the call log can never show it.
         _headers = token is null ? null : new Metadata { { BlockStoreProtocol.AuthorizationMetadata, BlockStoreProtocol.BearerPrefix + token } };
@@ -34,12 +36,26 @@ internal sealed class BlockStoreConnection
         {
             MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
             ConnectTimeout = connectTimeout,
+            Tls = _certificateCheck?.ClientOptions(),
+
+            // A stream carries a volume's reads: a window of several 1 MiB responses keeps it from stalling.
+            InitialStreamWindowBytes = 8 << 20,
         });
-        _client = new BlockStore.V1.BlockStore.BlockStoreClient(_channel);
+        CallInvoker = _channel.CreateCallInvoker();
+        _client = new BlockStore.V1.BlockStore.BlockStoreClient(CallInvoker);
     }
 
     /// <summary>The server, for messages (never contains the token).</summary>
     public string Server { get; }
+
+    /// <summary>The channel's invoker, for the data path's stream (its own method and codecs).</summary>
+    public CallInvoker CallInvoker { get; }
+
+    /// <summary>The metadata every call carries (the token, when there is one). Never logged.</summary>
+    public Metadata? Headers => _headers;
+
+    /// <summary>The retry policy of calls that cannot reach the server.</summary>
+    public RpcRetryPolicy Retry => _retry;
 
     /// <summary>
     /// Calls <paramref name="call"/>, retrying while the server is unreachable. Before each retry
@@ -57,6 +73,10 @@ internal sealed class BlockStoreConnection
                 using var pending = call(_client, request, new CallOptions(_headers, cancellationToken: cancellationToken));
                 return await pending.ResponseAsync.ConfigureAwait(false);
             }
+            catch (RpcException e) when (AsHandshakeFailure(e) is { } refused)
+            {
+                throw refused;
+            }
             catch (RpcException e) when (RpcRetryPolicy.IsRetryable(e) && attempt < _retry.MaxAttempts && !cancellationToken.IsCancellationRequested)
             {
                 await Task.Delay(_retry.BackoffBefore(attempt), cancellationToken).ConfigureAwait(false);
@@ -70,6 +90,9 @@ internal sealed class BlockStoreConnection
             }
         }
     }
+
+    /// <summary>A TLS handshake failure behind <paramref name="e"/> as a FAILED_PRECONDITION naming the cause, or null.</summary>
+    public RpcException? AsHandshakeFailure(RpcException e) => _certificateCheck?.AsHandshakeFailure(e, Server);
 
     /// <summary>Adds a holder (a newly opened volume).</summary>
     public BlockStoreConnection AddReference()

@@ -46,15 +46,7 @@ public static class RpcErrorCodec
     /// <summary>The status for a data-path failure; the errno travels in the details.</summary>
     public static RpcException FromBackendException(BlockBackendException e)
     {
-        var code = e.Errno switch
-        {
-            BlockBackendException.EINVAL => StatusCode.InvalidArgument,
-            BlockBackendException.ENOSPC => StatusCode.ResourceExhausted,
-            BlockBackendException.EROFS => StatusCode.FailedPrecondition,
-            BlockBackendException.EOPNOTSUPP => StatusCode.Unimplemented,
-            _ => StatusCode.Internal,
-        };
-        return Build(code, e.Message, new StoreErrorInfo { Errno = e.Errno });
+        return Build(StatusFor(e), e.Message, new StoreErrorInfo { Errno = e.Errno });
     }
 
     /// <summary>
@@ -144,13 +136,25 @@ public static class RpcErrorCodec
             return new BlockBackendException(info.Errno, e.Status.Detail, e);
         }
 
-        var errno = e.StatusCode switch
-        {
-            StatusCode.InvalidArgument or StatusCode.OutOfRange => BlockBackendException.EINVAL,
-            _ => BlockBackendException.EIO,
-        };
-        return new BlockBackendException(errno, $"volume '{volumeId}' on block-store server {server}: {e.StatusCode}: {e.Status.Detail}", e);
+        return new BlockBackendException(ErrnoFor(e.StatusCode), $"volume '{volumeId}' on block-store server {server}: {e.StatusCode}: {e.Status.Detail}", e);
     }
+
+    /// <summary>The errno of a data-path status that came without one: EINVAL for argument errors, else EIO.</summary>
+    public static int ErrnoFor(StatusCode code) => code switch
+    {
+        StatusCode.InvalidArgument or StatusCode.OutOfRange => BlockBackendException.EINVAL,
+        _ => BlockBackendException.EIO,
+    };
+
+    /// <summary>The status code a data-path failure travels with (the errno goes with it).</summary>
+    public static StatusCode StatusFor(BlockBackendException e) => e.Errno switch
+    {
+        BlockBackendException.EINVAL => StatusCode.InvalidArgument,
+        BlockBackendException.ENOSPC => StatusCode.ResourceExhausted,
+        BlockBackendException.EROFS => StatusCode.FailedPrecondition,
+        BlockBackendException.EOPNOTSUPP => StatusCode.Unimplemented,
+        _ => StatusCode.Internal,
+    };
 
     private static StoreErrorInfo? ReadInfo(RpcException e)
     {

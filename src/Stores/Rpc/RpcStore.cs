@@ -2,6 +2,8 @@ using UblkCsi.GrpcEndpoints;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.Engine;
 using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace UblkCsi.Stores.Rpc;
 
@@ -10,10 +12,23 @@ namespace UblkCsi.Stores.Rpc;
 /// <param name="Token">Shared token the server requires, or null. Never logged.</param>
 /// <param name="Retry">Retries of calls that could not reach the server.</param>
 /// <param name="ConnectTimeout">How long opening one connection may take.</param>
-public sealed record RpcStoreOptions(GrpcEndpoint Endpoint, string? Token = null, RpcRetryPolicy? Retry = null, TimeSpan? ConnectTimeout = null)
+/// <param name="Tls">TLS toward the server, or null for cleartext.</param>
+/// <param name="Insecure">Allows sending the token in cleartext to a server off this machine (logged once per volume).</param>
+/// <param name="Logger">Where the store's warnings go.</param>
+public sealed record RpcStoreOptions(
+    GrpcEndpoint Endpoint,
+    string? Token = null,
+    RpcRetryPolicy? Retry = null,
+    TimeSpan? ConnectTimeout = null,
+    RpcTls? Tls = null,
+    bool Insecure = false,
+    ILogger? Logger = null)
 {
+    /// <summary>True when a token would travel unencrypted to another machine: only loopback TCP and unix sockets stay local.</summary>
+    public bool SendsTokenInCleartextOffHost => Token is not null && Tls is null && !Endpoint.IsLocal;
+
     /// <summary>Hides the token from record printing.</summary>
-    public override string ToString() => $"rpc endpoint={Endpoint}{(Token is null ? "" : " token=***")}";
+    public override string ToString() => $"rpc endpoint={Endpoint}{(Tls is null ? "" : " tls")}{(Token is null ? "" : " token=***")}";
 }
 
 /// <summary>
@@ -23,19 +38,30 @@ public sealed record RpcStoreOptions(GrpcEndpoint Endpoint, string? Token = null
 /// exceptions and errnos the server's store raised. Calls that could not reach the server are
 /// retried with backoff (<see cref="RpcRetryPolicy"/>); every call of the protocol is idempotent.
 /// </summary>
-public sealed class RpcStore : IVolumeStore
+public sealed partial class RpcStore : IVolumeStore
 {
 
     private readonly BlockStoreConnection _connection;
+    private readonly ILogger _logger;
     private int _disposed;
 
     /// <summary>Creates the client; no connection is opened until the first call.</summary>
     public RpcStore(RpcStoreOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (options.SendsTokenInCleartextOffHost && !options.Insecure)
+        {
+            throw new StoreParameterException(
+                RpcStoreProvider.InsecureParameter,
+                $"the token would travel in cleartext to {options.Endpoint}, which is not on this machine: " +
+                $"set {RpcStoreProvider.TlsParameter}: \"true\" (with {RpcStoreProvider.CaCertSecret} or {RpcStoreProvider.CaFileParameter}), " +
+                $"or, on a network you trust, {RpcStoreProvider.InsecureParameter}: \"true\"");
+        }
+
         Options = options;
+        _logger = options.Logger ?? NullLogger.Instance;
         var retry = (options.Retry ?? RpcRetryPolicy.Default).Validate();
-        _connection = new BlockStoreConnection(options.Endpoint, options.Token, retry, options.ConnectTimeout ?? TimeSpan.FromSeconds(5));
+        _connection = new BlockStoreConnection(options.Endpoint, options.Token, retry, options.ConnectTimeout ?? TimeSpan.FromSeconds(5), options.Tls);
     }
 
     public RpcStoreOptions Options { get; }
@@ -151,6 +177,11 @@ public sealed class RpcStore : IVolumeStore
     {
         VolumeIds.Validate(volumeId);
         var geometry = await CallAsync<OpenVolumeRequest, OpenVolumeResponse>(static (c, r, o) => c.OpenVolumeAsync(r, o), new OpenVolumeRequest { VolumeId = volumeId }, cancellationToken).ConfigureAwait(false);
+        if (Options.SendsTokenInCleartextOffHost)
+        {
+            TokenInCleartext(_logger, volumeId, Options.Endpoint.ToString());
+        }
+
         var connection = _connection.AddReference();
         try
         {
@@ -200,4 +231,7 @@ public sealed class RpcStore : IVolumeStore
 
     private IOException MissingField(string field) =>
         new($"block-store server {_connection.Server} sent a response without {field}");
+
+    [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "volume {VolumeId}: the block-store token travels in cleartext to {Endpoint} (StorageClass insecure: \"true\"); anyone on the path can read it and the volume's data")]
+    private static partial void TokenInCleartext(ILogger logger, string volumeId, string endpoint);
 }

@@ -1,4 +1,6 @@
 using UblkCsi.GrpcEndpoints;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using UblkCsi.Engine;
 
 namespace UblkCsi.Stores.Rpc;
@@ -8,10 +10,13 @@ namespace UblkCsi.Stores.Rpc;
 /// <list type="bullet">
 /// <item>StorageClass parameters: <c>endpoint</c> (required: <c>tcp://HOST:PORT</c> or
 /// <c>unix:///PATH.sock</c>), <c>retryAttempts</c> (1-100, default 10: attempts per call while the
-/// server is unreachable).</item>
-/// <item>Secrets: <c>token</c> (optional): the server's shared token.</item>
-/// <item>Spec: <c>rpc://HOST:PORT/VOLUME[?token-file=/ABSOLUTE/PATH]</c>; the token is read from the
-/// file (first line), so the spec, which is persisted, never holds it.</item>
+/// server is unreachable), <c>tls</c> (<c>true</c>/<c>false</c>, default false), <c>caFile</c> (PEM CA
+/// bundle on the node; with tls), <c>insecure</c> (<c>true</c> allows a token in cleartext to a server
+/// off this machine; default false).</item>
+/// <item>Secrets: <c>token</c> (optional): the server's shared token; <c>caCert</c> (PEM CA bundle, instead
+/// of caFile); <c>tlsCert</c> and <c>tlsKey</c> (PEM client certificate and key, for servers that require one).</item>
+/// <item>Spec: <c>rpc://HOST:PORT/VOLUME[?token-file=PATH&amp;tls=true&amp;ca-file=PATH&amp;cert-file=PATH&amp;key-file=PATH&amp;insecure=true]</c>;
+/// secrets are read from files (the token from the first line), so the spec, which is persisted, never holds them.</item>
 /// </list>
 /// </summary>
 public sealed class RpcStoreProvider : IStoreProvider
@@ -22,14 +27,44 @@ public sealed class RpcStoreProvider : IStoreProvider
 
     public const string RetryAttemptsParameter = "retryAttempts";
 
+    public const string TlsParameter = "tls";
+
+    public const string CaFileParameter = "caFile";
+
+    public const string InsecureParameter = "insecure";
+
     public const string TokenSecret = "token";
 
+    public const string CaCertSecret = "caCert";
+
+    public const string TlsCertSecret = "tlsCert";
+
+    public const string TlsKeySecret = "tlsKey";
+
     public const string TokenFileOption = "token-file";
+
+    public const string TlsOption = "tls";
+
+    public const string CaFileOption = "ca-file";
+
+    public const string CertFileOption = "cert-file";
+
+    public const string KeyFileOption = "key-file";
+
+    public const string InsecureOption = "insecure";
 
     /// <summary>Longest token accepted; it travels in an HTTP/2 header.</summary>
     public const int MaxTokenLength = 4096;
 
     public static readonly RpcStoreProvider Instance = new();
+
+    private readonly ILoggerFactory _loggerFactory;
+
+    /// <param name="loggerFactory">Where opened stores log their warnings (e.g. a token sent in cleartext).</param>
+    public RpcStoreProvider(ILoggerFactory? loggerFactory = null)
+    {
+        _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
+    }
 
     public string Type => TypeName;
 
@@ -48,29 +83,49 @@ public sealed class RpcStoreProvider : IStoreProvider
         }
 
         var attempts = p.Integer(RetryAttemptsParameter, RpcRetryPolicy.Default.MaxAttempts, 1, 100);
+        var useTls = p.Boolean(TlsParameter, false);
+        var caFile = p.Optional(CaFileParameter);
+        var insecure = p.Boolean(InsecureParameter, false);
         p.RejectUnknown();
 
         var s = new StoreParameters(secrets, "secrets", secret: true);
         var token = s.Optional(TokenSecret);
+        var caCert = s.Optional(CaCertSecret);
+        var clientCert = s.Optional(TlsCertSecret);
+        var clientKey = s.Optional(TlsKeySecret);
         s.RejectUnknown();
         if (token is not null)
         {
             CheckToken(token, TokenSecret);
         }
 
-        return new RpcStore(new RpcStoreOptions(endpoint, token, RpcRetryPolicy.Default with { MaxAttempts = attempts }));
+        var tls = RpcTlsMaterial.Build(
+            useTls,
+            new RpcTlsSource(TlsParameter, CaFileParameter, CaCertSecret, TlsCertSecret, TlsKeySecret),
+            caFile is null ? null : RpcTlsMaterial.ReadFile(caFile, CaFileParameter),
+            caFile is null ? CaCertSecret : CaFileParameter,
+            caCert,
+            clientCert,
+            clientKey);
+        return new RpcStore(new RpcStoreOptions(
+            endpoint, token, RpcRetryPolicy.Default with { MaxAttempts = attempts }, Tls: tls, Insecure: insecure, Logger: _loggerFactory.CreateLogger<RpcStore>()));
     }
 
     public StoreSpec ValidateSpec(StoreSpec spec)
     {
         var (endpoint, volume) = ParseLocation(spec);
         var options = new StoreParameters(spec.Options, "rpc spec options");
-        var tokenFile = options.Optional(TokenFileOption);
-        options.RejectUnknown();
-        if (tokenFile is not null && (!Path.IsPathFullyQualified(tokenFile) || tokenFile.Contains('\0', StringComparison.Ordinal)))
+        foreach (var pathOption in new[] { TokenFileOption, CaFileOption, CertFileOption, KeyFileOption })
         {
-            throw new StoreParameterException(TokenFileOption, "must be an absolute path to a file holding the token");
+            if (options.Optional(pathOption) is { } path && (!Path.IsPathFullyQualified(path) || path.Contains('\0', StringComparison.Ordinal)))
+            {
+                throw new StoreParameterException(pathOption, "must be an absolute path");
+            }
         }
+
+        options.Boolean(TlsOption, false);
+        options.Boolean(InsecureOption, false);
+        options.RejectUnknown();
 
         // Canonical form: the endpoint as GrpcEndpoint prints it (IPv6 in brackets).
         var authority = endpoint.ToString()["tcp://".Length..];
@@ -81,7 +136,17 @@ public sealed class RpcStoreProvider : IStoreProvider
     {
         var (endpoint, volumeId) = ParseLocation(spec);
         var token = spec.Options.TryGetValue(TokenFileOption, out var tokenFile) ? ReadTokenFile(tokenFile) : null;
-        var store = new RpcStore(new RpcStoreOptions(endpoint, token));
+        var specOptions = new StoreParameters(spec.Options, "rpc spec options");
+        var tls = RpcTlsMaterial.Build(
+            specOptions.Boolean(TlsOption, false),
+            new RpcTlsSource(TlsOption, CaFileOption, CaFileOption, CertFileOption, KeyFileOption),
+            specOptions.Optional(CaFileOption) is { } caFile ? RpcTlsMaterial.ReadFile(caFile, CaFileOption) : null,
+            CaFileOption,
+            null,
+            specOptions.Optional(CertFileOption) is { } certFile ? RpcTlsMaterial.ReadFile(certFile, CertFileOption) : null,
+            specOptions.Optional(KeyFileOption) is { } keyFile ? RpcTlsMaterial.ReadFile(keyFile, KeyFileOption) : null);
+        var store = new RpcStore(new RpcStoreOptions(
+            endpoint, token, Tls: tls, Insecure: specOptions.Boolean(InsecureOption, false), Logger: _loggerFactory.CreateLogger<RpcStore>()));
         try
         {
             VolumeInfo volume;

@@ -1,32 +1,30 @@
-using Google.Protobuf;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.Engine;
-using Grpc.Core;
+using UblkCsi.Stores.Rpc.Streaming;
 
 namespace UblkCsi.Stores.Rpc;
 
 /// <summary>
-/// A volume of a block-store server, opened through <see cref="RpcStore"/>. Every request names the
-/// volume (the protocol has no sessions), so after a dropped connection or a server restart a call
-/// is simply sent again. I/O larger than the server's payload limit is split into calls of at most
-/// that size, sent concurrently; the I/O completes only when every piece was acknowledged, and
-/// fails when any piece fails. Write data is sent straight from the caller's buffer (no copy).
+/// A volume of a block-store server, opened through <see cref="RpcStore"/>. Reads and writes travel on
+/// long-lived Stream calls (<see cref="IoStream"/>): requests tagged by id, answered out of order, with
+/// no allocation per request in the steady state. A broken stream is replaced and its unanswered requests
+/// sent again, so a dropped connection or a server restart is ridden out like with unary calls. I/O larger
+/// than the server's payload limit is split into requests of at most that size, sent concurrently; the
+/// I/O completes only when every piece was acknowledged, and fails when any piece fails.
 /// </summary>
 /// <remarks>
-/// Unlike the file and memory volumes, a call here allocates: the request message, the HTTP/2
-/// request of the shared <see cref="GrpcClient"/> and, for reads, the response payload (about 4-5 KB
-/// per request on the engine's queue thread, measured by the kernel scenario's --stats). That is the
-/// price of the gRPC transport; it is small next to a network round trip.
+/// The engine's queue threads each keep to one stream (chosen by thread), so a queue's requests share a
+/// stream's ordering and batching while queues do not contend. Cancellation tokens are not observed:
+/// a request that was sent is answered or fails with the stream; disposing the volume fails what is left.
 /// </remarks>
 public sealed class RpcVolume : StoreVolume
 {
-
-    // Static lambdas: the compiler caches them, so marking a retry allocates nothing.
-    private static readonly Action<WriteRequest, uint> MarkWriteRetry = static (request, attempt) => request.Attempt = attempt;
-    private static readonly Action<DiscardRequest, uint> MarkDiscardRetry = static (request, attempt) => request.Attempt = attempt;
-    private static readonly Action<WriteZeroesRequest, uint> MarkWriteZeroesRetry = static (request, attempt) => request.Attempt = attempt;
+    /// <summary>Streams per volume: enough to keep two queue threads from sharing one writer loop.</summary>
+    internal const int StreamsPerVolume = 2;
 
     private readonly BlockStoreConnection _connection;
+    private readonly IoStream[] _streams;
+    private readonly IoOperationPool _operations = new();
     private readonly int _maxPayload;
     private int _disposed;
 
@@ -36,100 +34,116 @@ public sealed class RpcVolume : StoreVolume
         _connection = connection;
         _maxPayload = (int)Math.Min(geometry.MaxPayloadBytes is 0 ? BlockStoreProtocol.MaxPayloadBytes : geometry.MaxPayloadBytes, BlockStoreProtocol.MaxPayloadBytes);
         _maxPayload -= _maxPayload % StoreLimits.IoAlignment;
+        _streams = new IoStream[StreamsPerVolume];
+        for (var i = 0; i < _streams.Length; i++)
+        {
+            _streams[i] = new IoStream(connection, volumeId, connection.Retry);
+        }
     }
 
     /// <summary>The block-store server, for messages.</summary>
     public string Server => _connection.Server;
 
-    public override ValueTask DisposeAsync()
+    public override async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
+            foreach (var stream in _streams)
+            {
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
+
             _connection.Release();
         }
-
-        return default;
     }
 
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         if (buffer.Length <= _maxPayload)
         {
-            return new ValueTask(ReadPieceAsync(offset, buffer, cancellationToken));
+            return ReadPiece(offset, buffer);
         }
 
-        return SplitAsync(offset, buffer.Length, (Volume: this, Buffer: buffer, Token: cancellationToken),
-            static (state, pieceOffset, start, length) => state.Volume.ReadPieceAsync(pieceOffset, state.Buffer.Slice(start, length), state.Token));
+        return SplitAsync(offset, buffer.Length, (Volume: this, Buffer: buffer),
+            static (state, pieceOffset, start, length) => state.Volume.ReadPiece(pieceOffset, state.Buffer.Slice(start, length)));
     }
 
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {
         if (data.Length <= _maxPayload)
         {
-            return new ValueTask(WritePieceAsync(offset, data, fua, cancellationToken));
+            return WritePiece(offset, data, fua);
         }
 
         // Each piece carries FUA itself: the whole write is durable once every piece is acknowledged.
-        return SplitAsync(offset, data.Length, (Volume: this, Data: data, Fua: fua, Token: cancellationToken),
-            static (state, pieceOffset, start, length) => state.Volume.WritePieceAsync(pieceOffset, state.Data.Slice(start, length), state.Fua, state.Token));
+        return SplitAsync(offset, data.Length, (Volume: this, Data: data, Fua: fua),
+            static (state, pieceOffset, start, length) => state.Volume.WritePiece(pieceOffset, state.Data.Slice(start, length), state.Fua));
     }
 
     protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken) =>
-        new(CallAsync<FlushRequest, FlushResponse>(static (c, r, o) => c.FlushAsync(r, o), new FlushRequest { VolumeId = VolumeId }, null, cancellationToken));
+        Flush();
 
-    protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken) =>
-        new(CallAsync<DiscardRequest, DiscardResponse>(static (c, r, o) => c.DiscardAsync(r, o), new DiscardRequest { VolumeId = VolumeId, Offset = offset, Length = length }, MarkDiscardRetry, cancellationToken));
-
-    protected override ValueTask WriteZeroesCoreAsync(long offset, long length, CancellationToken cancellationToken) =>
-        new(CallAsync<WriteZeroesRequest, WriteZeroesResponse>(static (c, r, o) => c.WriteZeroesAsync(r, o), new WriteZeroesRequest { VolumeId = VolumeId, Offset = offset, Length = length }, MarkWriteZeroesRetry, cancellationToken));
-
-    private async Task ReadPieceAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
     {
-        var request = new ReadRequest { VolumeId = VolumeId, Offset = offset, Length = (uint)buffer.Length };
-        var response = await CallAsync<ReadRequest, ReadResponse>(static (c, r, o) => c.ReadAsync(r, o), request, null, cancellationToken).ConfigureAwait(false);
-        if (response.Data.Length != buffer.Length)
-        {
-            throw new BlockBackendException(
-                BlockBackendException.EIO,
-                $"volume '{VolumeId}': block-store server {Server} returned {response.Data.Length} bytes for a read of {buffer.Length} at {offset}");
-        }
-
-        response.Data.Span.CopyTo(buffer.Span);
+        var op = Rent();
+        op.SetDiscard(offset, length);
+        return Submit(op);
     }
 
-    private Task WritePieceAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
+    protected override ValueTask WriteZeroesCoreAsync(long offset, long length, CancellationToken cancellationToken)
     {
-        // UnsafeWrap: the engine keeps the buffer unchanged until this write completes, retries included.
-        var request = new WriteRequest { VolumeId = VolumeId, Offset = offset, Data = UnsafeByteOperations.UnsafeWrap(data), Fua = fua };
-        return CallAsync<WriteRequest, WriteResponse>(static (c, r, o) => c.WriteAsync(r, o), request, MarkWriteRetry, cancellationToken);
+        var op = Rent();
+        op.SetWriteZeroes(offset, length);
+        return Submit(op);
     }
 
-    private async Task<TResponse> CallAsync<TRequest, TResponse>(BlockStoreCall<TRequest, TResponse> method, TRequest request, Action<TRequest, uint>? markRetry, CancellationToken cancellationToken)
+    private ValueTask ReadPiece(long offset, Memory<byte> buffer)
+    {
+        var op = Rent();
+        op.SetRead(offset, buffer);
+        return Submit(op);
+    }
+
+    // The engine keeps the buffer unchanged until this write completes, retries included: it is written
+    // out of that buffer, not copied first.
+    private ValueTask WritePiece(long offset, ReadOnlyMemory<byte> data, bool fua)
+    {
+        var op = Rent();
+        op.SetWrite(offset, data, fua);
+        return Submit(op);
+    }
+
+    // A flush is answered only after every write the server acknowledged before it is durable; the
+    // engine sends it after the writes it covers completed, so any stream may carry it.
+    private ValueTask Flush()
+    {
+        var op = Rent();
+        op.SetFlush();
+        return Submit(op);
+    }
+
+    private IoOperation Rent()
     {
         if (Volatile.Read(ref _disposed) != 0)
         {
             throw new BlockBackendException(BlockBackendException.EIO, $"volume '{VolumeId}' is closed");
         }
 
-        try
-        {
-            return await _connection.CallAsync<TRequest, TResponse>(method, request, cancellationToken, markRetry).ConfigureAwait(false);
-        }
-        catch (RpcException e)
-        {
-            throw RpcErrorCodec.ToBackendException(e, VolumeId, Server);
-        }
+        return _operations.Rent();
     }
 
+    private ValueTask Submit(IoOperation op) =>
+        _streams[(uint)Environment.CurrentManagedThreadId % (uint)_streams.Length].SubmitAsync(op);
+
     /// <summary>Runs one call per piece of at most the payload limit, concurrently, and waits for all.</summary>
-    private ValueTask SplitAsync<TState>(long offset, int length, TState state, Func<TState, long, int, int, Task> piece)
+    private ValueTask SplitAsync<TState>(long offset, int length, TState state, Func<TState, long, int, int, ValueTask> piece)
     {
         var count = (length + _maxPayload - 1) / _maxPayload;
         var pieces = new Task[count];
         for (var i = 0; i < count; i++)
         {
             var start = i * _maxPayload;
-            pieces[i] = piece(state, offset + start, start, Math.Min(_maxPayload, length - start));
+            pieces[i] = piece(state, offset + start, start, Math.Min(_maxPayload, length - start)).AsTask();
         }
 
         return new ValueTask(Task.WhenAll(pieces));

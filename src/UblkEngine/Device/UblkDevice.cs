@@ -432,7 +432,9 @@ public sealed class UblkDevice : IAsyncDisposable
             Info.Queues,
             Info.Depth,
             Parameters,
-            description == null ? null : BackendDescription.Redact(description),
+            // Stored as given: it is the store's own secret-free spec, and recovery reopens the store from
+            // it (a token-file path must survive; rewriting it would make the device unrecoverable).
+            description,
             existing?.CreatedAt ?? DateTimeOffset.UtcNow)
         {
             RecoveredAt = recoveredAt,

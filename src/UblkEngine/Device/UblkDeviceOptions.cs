@@ -32,7 +32,7 @@ public sealed record UblkDeviceOptions
     /// <summary>Where recovery records are kept; null keeps none.</summary>
     public string? RecoveryStateDirectory { get; init; } = DefaultRecoveryStateDirectory;
 
-    /// <summary>How to reopen the backend (e.g. "file:/data/vol1"), stored in the recovery record. Must not contain secrets.</summary>
+    /// <summary>How to reopen the backend (e.g. "file:/data/vol1"), stored in the recovery record unchanged. Must not contain secrets (store specs name files that hold them).</summary>
     public string? BackendDescription { get; init; }
 
     /// <summary>How long adoption waits for a dead server's device to become QUIESCED.</summary>

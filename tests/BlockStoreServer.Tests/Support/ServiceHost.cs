@@ -29,7 +29,7 @@ public sealed class ServiceHost : IAsyncDisposable
 
     public GrpcEndpoint Endpoint => _server.Endpoint;
 
-    public static async Task<ServiceHost> StartAsync(IVolumeStore store, string? token = null, int listPageSize = 1000)
+    public static async Task<ServiceHost> StartAsync(IVolumeStore store, string? token = null, int listPageSize = 1000, GrpcServerTls? tls = null)
     {
         var logs = new CapturedLogs();
         var loggers = LoggerFactory.Create(logs.AddTo);
@@ -40,6 +40,7 @@ public sealed class ServiceHost : IAsyncDisposable
             Endpoint = GrpcEndpoint.Tcp("127.0.0.1", 0),
             MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
             SensitiveFields = new SensitiveFieldPolicy(BlockstoreExtensions.Sensitive),
+            Tls = tls,
         }, loggers);
         server.AddService(service);
         await server.StartAsync();

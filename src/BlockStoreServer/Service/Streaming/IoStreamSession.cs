@@ -1,0 +1,231 @@
+using System.Threading.Channels;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using UblkCsi.BlockStore.V1;
+using UblkCsi.Engine;
+using UblkCsi.Stores;
+using UblkCsi.Stores.Rpc;
+using UblkCsi.Stores.Rpc.Streaming;
+
+namespace UblkCsi.BlockStoreServer.Service.Streaming;
+
+/// <summary>
+/// One Stream call: the first request opens the volume; every later one runs concurrently as soon as it
+/// is read, and its response is queued for the one writer loop, which writes every response ready at
+/// that moment as one batch message. Mutations pass the volume's fence exactly like the
+/// unary calls. The call ends when the client stops sending (after every response went out), when the
+/// client goes away, or when the server stops: then the requests already read finish and are answered,
+/// and the call ends UNAVAILABLE so the client sends what was not answered to the next server.
+/// </summary>
+internal sealed partial class IoStreamSession
+{
+    private readonly OpenVolume _volume;
+    private readonly ServerCallContext _context;
+    private readonly TimeSpan _retryDrainTimeout;
+    private readonly ILogger _logger;
+    private readonly Channel<StreamIo> _responses = Channel.CreateUnbounded<StreamIo>(new UnboundedChannelOptions { SingleReader = true });
+
+    // Requests running plus one for the reader; whoever brings it to zero ends the response queue.
+    private int _running = 1;
+
+    public IoStreamSession(OpenVolume volume, ServerCallContext context, TimeSpan retryDrainTimeout, ILogger logger)
+    {
+        _volume = volume;
+        _context = context;
+        _retryDrainTimeout = retryDrainTimeout;
+        _logger = logger;
+    }
+
+    /// <summary>Serves the requests after the opening one until the call ends.</summary>
+    public async Task RunAsync(IAsyncStreamReader<StreamIoBatch> requests, IServerStreamWriter<StreamIoBatch> responses, CancellationToken serverStopping)
+    {
+        var writer = WriteResponsesAsync(responses);
+        using var readUntil = CancellationTokenSource.CreateLinkedTokenSource(_context.CancellationToken, serverStopping);
+        var stopping = false;
+        try
+        {
+            while (!_volume.IsDeleted && await requests.MoveNext(readUntil.Token).ConfigureAwait(false))
+            {
+                var batch = requests.Current;
+                foreach (var io in batch.Items)
+                {
+                    Interlocked.Increment(ref _running);
+                    _ = ExecuteAsync(io);
+                }
+
+                batch.Return();
+            }
+        }
+        catch (OperationCanceledException) when (serverStopping.IsCancellationRequested && !_context.CancellationToken.IsCancellationRequested)
+        {
+            stopping = true;
+        }
+        finally
+        {
+            Finished();
+            await writer.ConfigureAwait(false);
+        }
+
+        if (_volume.IsDeleted)
+        {
+            // Like a unary call after the delete: the client's requests fail; a new stream finds out whether it is back.
+            throw RpcErrorCodec.FromStoreException(new StoreNotFoundException(StoreObjectKind.Volume, _volume.VolumeId));
+        }
+
+        if (stopping)
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, "the block-store server is stopping; send unanswered requests again"));
+        }
+    }
+
+    private async Task ExecuteAsync(StreamIo io)
+    {
+        try
+        {
+            var backend = _volume.Backend;
+            if (_volume.IsDeleted)
+            {
+                io.SetError(StatusCode.NotFound, new StoreNotFoundException(StoreObjectKind.Volume, _volume.VolumeId).Message, BlockBackendException.EIO);
+            }
+            else switch (io.Op)
+            {
+                case IoOp.Read:
+                    if (io.Length is < 0 or > BlockStoreProtocol.MaxPayloadBytes)
+                    {
+                        io.SetError(StatusCode.InvalidArgument, $"a read must be 0 to {BlockStoreProtocol.MaxPayloadBytes} bytes per request, got {io.Length}; split larger reads", BlockBackendException.EINVAL);
+                        break;
+                    }
+
+                    await backend.ReadAsync(io.Offset, io.RentData((int)io.Length), CancellationToken.None).ConfigureAwait(false);
+                    break;
+                case IoOp.Write:
+                    await MutateAsync(io, static (b, r) => b.WriteAsync(r.Offset, r.Data, r.Fua ? BlockWriteFlags.Fua : BlockWriteFlags.None, CancellationToken.None)).ConfigureAwait(false);
+                    break;
+                case IoOp.Flush:
+                    await backend.FlushAsync(CancellationToken.None).ConfigureAwait(false);
+                    break;
+                case IoOp.Discard:
+                    await MutateAsync(io, static (b, r) => b.DiscardAsync(r.Offset, r.Length, CancellationToken.None)).ConfigureAwait(false);
+                    break;
+                case IoOp.WriteZeroes:
+                    await MutateAsync(io, static (b, r) => b.WriteZeroesAsync(r.Offset, r.Length, CancellationToken.None)).ConfigureAwait(false);
+                    break;
+                default:
+                    io.SetError(StatusCode.InvalidArgument, $"op {io.Op} is not a data-path operation (OPEN only starts a stream)", BlockBackendException.EINVAL);
+                    break;
+            }
+        }
+        catch (BlockBackendException e)
+        {
+            io.SetError(RpcErrorCodec.StatusFor(e), e.Message, e.Errno);
+        }
+        catch (RpcException e)
+        {
+            io.SetError(e.StatusCode, e.Status.Detail);
+        }
+        catch (OperationCanceledException)
+        {
+            io.SetError(StatusCode.Cancelled, "the stream ended before the request started");
+        }
+        catch (Exception e)
+        {
+            UnexpectedFailure(_logger, _volume.VolumeId, io.Op, e);
+            io.SetError(StatusCode.Internal, "internal error; the server log has the details", BlockBackendException.EIO);
+        }
+
+        if (io.Op != IoOp.Read)
+        {
+            io.DropData();
+        }
+
+        _responses.Writer.TryWrite(io);
+        Finished();
+    }
+
+    /// <summary>A mutation inside the volume's fence: a retry first waits for every mutation already running.</summary>
+    private async ValueTask MutateAsync(StreamIo io, Func<IBlockBackend, StreamIo, ValueTask> mutation)
+    {
+        int epoch;
+        if (io.Attempt == 0)
+        {
+            epoch = _volume.Fence.Enter();
+        }
+        else
+        {
+            var started = Environment.TickCount64;
+            var (entered, retryEpoch) = await _volume.Fence.EnterAfterEarlierAsync(_retryDrainTimeout, _context.CancellationToken).ConfigureAwait(false);
+            if (!entered)
+            {
+                throw new RpcException(new Status(StatusCode.Unavailable, $"volume '{_volume.VolumeId}': an earlier attempt of this request is still running"));
+            }
+
+            epoch = retryEpoch;
+            BlockStoreService.RetryOrdered(_logger, _volume.VolumeId, io.Attempt, Environment.TickCount64 - started);
+        }
+
+        try
+        {
+            // A client that is gone will send this again or report it failed: it must not land later.
+            _context.CancellationToken.ThrowIfCancellationRequested();
+            await mutation(_volume.Backend, io).ConfigureAwait(false);
+        }
+        finally
+        {
+            _volume.Fence.Exit(epoch);
+        }
+    }
+
+    private void Finished()
+    {
+        if (Interlocked.Decrement(ref _running) == 0)
+        {
+            _responses.Writer.TryComplete();
+        }
+    }
+
+    /// <summary>
+    /// Writes responses as they complete, everything ready at that moment in one message (up to the
+    /// entry and payload limits); after a failed write, only returns them to the pool.
+    /// </summary>
+    private async Task WriteResponsesAsync(IServerStreamWriter<StreamIoBatch> responses)
+    {
+        var queue = _responses.Reader;
+        var broken = false;
+        var batch = StreamIoBatch.Rent();
+        while (await queue.WaitToReadAsync().ConfigureAwait(false))
+        {
+            while (batch.Items.Count < IoStreamFields.MaxBatchEntries && queue.TryPeek(out var next)
+                && (batch.Items.Count == 0 || batch.DataBytes + next.ResponseDataLength <= IoStreamFields.MaxBatchDataBytes)
+                && queue.TryRead(out next))
+            {
+                batch.AddResponse(next);
+            }
+
+            if (!broken && batch.Items.Count > 0)
+            {
+                try
+                {
+                    await responses.WriteAsync(batch).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException)
+                {
+                    broken = true;
+                }
+            }
+
+            foreach (var io in batch.Items)
+            {
+                io.Return();
+            }
+
+            batch.Items.Clear();
+            batch.Return();
+            batch = StreamIoBatch.Rent();
+        }
+
+        batch.Return();
+    }
+
+    [LoggerMessage(EventId = 110, Level = LogLevel.Error, Message = "volume {VolumeId}: stream request {Op} failed unexpectedly")]
+    private static partial void UnexpectedFailure(ILogger logger, string volumeId, IoOp op, Exception exception);
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# kill -9 the attach process of a token-protected rpc-store device while fio writes, adopt the device
+# with `ublk-csi recover`, and require fio's crc32c verification to pass with zero errors. The recovery
+# record must keep the spec exactly as given (its token-file path, never the token): recover reopens the
+# store from it. Then detach and verify again from the block-store server alone.
+source "$(dirname "$0")/_lib.sh"
+
+: "${UBLK_BLOCKSTORE_SERVER:?UBLK_BLOCKSTORE_SERVER must point at the published ublk-blockstore-server}"
+ip link set lo up 2>/dev/null || true
+port=9402
+root=$SCENARIO_DIR/blockstore
+token_file=$SCENARIO_DIR/token
+mkdir -p "$root"
+(umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$token_file")
+"$UBLK_BLOCKSTORE_SERVER" --listen "tcp://127.0.0.1:$port" --root "$root" --token-file "$token_file" \
+  > "$SCENARIO_DIR/blockstore.log" 2>&1 &
+SERVER_PIDS+=("$!")
+for _ in $(seq 600); do
+  (exec 3<> "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.2
+done
+
+spec="rpc://127.0.0.1:$port/pvc-rpc-crash?token-file=$token_file"
+start_server first attach --store "$spec" --size 256M --queues 2 --state-dir "$STATE_DIR"
+first_pid=$SERVER_PID
+# The spec is stored in its canonical (percent-encoded) form: the path, not REDACTED.
+grep -q "token-file=${token_file//\//%2F}" "$STATE_DIR"/*.json || { cat "$STATE_DIR"/*.json; fail "the recovery record does not keep the spec's token-file path"; }
+grep -q "$(cat "$token_file")" "$STATE_DIR"/*.json && fail "the token leaked into the recovery record"
+
+fio_job=(--name=crash --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16
+         --numjobs=2 --offset_increment=128M --size=16M --verify=crc32c --verify_fatal=1 --group_reporting)
+fio "${fio_job[@]}" --do_verify=1 > "$SCENARIO_DIR/fio.txt" 2>&1 &
+fio_pid=$!
+crash_server_under_fio "$first_pid" "$DEVICE_ID" "$fio_pid"
+
+start=$(date +%s%N)
+start_server second recover "$DEVICE_ID" --state-dir "$STATE_DIR"
+figure "rpc: recovered $DEVICE in $(( ($(date +%s%N) - start) / 1000000 )) ms after kill -9 (process start included)"
+
+fio_rc=0
+wait "$fio_pid" || fio_rc=$?
+grep -E "^ *(READ|WRITE):|err=" "$SCENARIO_DIR/fio.txt"
+[[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/fio.txt"; fail "fio exited with $fio_rc across the crash"; }
+grep -Eq "err= *0" "$SCENARIO_DIR/fio.txt" || fail "fio reported I/O or verify errors"
+stop_server "$SERVER_PID" second
+
+start_server third attach --store "$spec" --queues 2 --state-dir "$STATE_DIR"
+fio "${fio_job[@]}" --filename="$DEVICE" --verify_only > "$SCENARIO_DIR/fio-reverify.txt" 2>&1 \
+  || { cat "$SCENARIO_DIR/fio-reverify.txt"; fail "data written across the crash did not verify from the server"; }
+grep -Eq "err= *0" "$SCENARIO_DIR/fio-reverify.txt" || { cat "$SCENARIO_DIR/fio-reverify.txt"; fail "fio re-verify reported errors"; }
+stop_server "$SERVER_PID" third
+grep -q "$(cat "$token_file")" "$SCENARIO_DIR/blockstore.log" && fail "the token appears in the server log"
+log "PASS kill9-recover-rpc"
