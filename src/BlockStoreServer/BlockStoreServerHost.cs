@@ -132,16 +132,16 @@ public static partial class BlockStoreServerHost
         return new GrpcServerTls { ServerCertificate = () => certificate.Current, ClientCertificateAuthorities = clientAuthorities };
     }
 
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "serving volumes of {Root} on {Endpoint} over {Transport} (authentication: {Authentication})")]
+    [LoggerMessage(EventId = 31, Level = LogLevel.Information, Message = "serving volumes of {Root} on {Endpoint} over {Transport} (authentication: {Authentication})")]
     private static partial void Serving(ILogger logger, string endpoint, string root, string authentication, string transport);
 
-    [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "{Endpoint} is reachable from other hosts without TLS: clients' tokens and volume data cross the network in cleartext (set --tls-cert-file and --tls-key-file)")]
+    [LoggerMessage(EventId = 34, Level = LogLevel.Warning, Message = "{Endpoint} is reachable from other hosts without TLS: clients' tokens and volume data cross the network in cleartext (set --tls-cert-file and --tls-key-file)")]
     private static partial void TokenInCleartext(ILogger logger, string endpoint);
 
-    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "{Endpoint} is reachable from other hosts and no --token-file is set: anyone who can connect can read and overwrite every volume")]
+    [LoggerMessage(EventId = 32, Level = LogLevel.Warning, Message = "{Endpoint} is reachable from other hosts and no --token-file is set: anyone who can connect can read and overwrite every volume")]
     private static partial void Unauthenticated(ILogger logger, string endpoint);
 
-    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "token file {Path} is readable by group or others; restrict it (chmod 600)")]
+    [LoggerMessage(EventId = 33, Level = LogLevel.Warning, Message = "token file {Path} is readable by group or others; restrict it (chmod 600)")]
     private static partial void TokenFileTooOpen(ILogger logger, string path);
 
 

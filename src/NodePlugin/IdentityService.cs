@@ -85,9 +85,9 @@ public sealed partial class IdentityService : Identity.IdentityBase
         }
     }
 
-    [LoggerMessage(EventId = 100, Level = LogLevel.Warning, Message = "node plugin not ready: {Problem}")]
+    [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "node plugin not ready: {Problem}")]
     private static partial void HostNotReady(ILogger logger, string problem);
 
-    [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "node plugin ready: ublk and io_uring are available")]
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "node plugin ready: ublk and io_uring are available")]
     private static partial void HostReady(ILogger logger);
 }

@@ -450,15 +450,15 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
         return rest.Count > size ? (rest.Take(size), id(rest[size - 1])) : (rest, "");
     }
 
-    [LoggerMessage(EventId = 100, Level = LogLevel.Debug, Message = "volume {VolumeId} opened ({SizeBytes} bytes)")]
+    [LoggerMessage(EventId = 400, Level = LogLevel.Debug, Message = "volume {VolumeId} opened ({SizeBytes} bytes)")]
     private static partial void VolumeOpened(ILogger logger, string volumeId, long sizeBytes);
 
-    [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "volume {VolumeId}: retry {Attempt} of a mutation waited {WaitedMs} ms for earlier mutations to finish")]
+    [LoggerMessage(EventId = 401, Level = LogLevel.Information, Message = "volume {VolumeId}: retry {Attempt} of a mutation waited {WaitedMs} ms for earlier mutations to finish")]
     internal static partial void RetryOrdered(ILogger logger, string volumeId, uint attempt, long waitedMs);
 
-    [LoggerMessage(EventId = 103, Level = LogLevel.Debug, Message = "volume {VolumeId}: stream opened")]
+    [LoggerMessage(EventId = 403, Level = LogLevel.Debug, Message = "volume {VolumeId}: stream opened")]
     private static partial void StreamOpened(ILogger logger, string volumeId);
 
-    [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "stopped; open volumes flushed and closed")]
+    [LoggerMessage(EventId = 402, Level = LogLevel.Information, Message = "stopped; open volumes flushed and closed")]
     private static partial void VolumesClosed(ILogger logger);
 }

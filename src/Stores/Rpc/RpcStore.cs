@@ -232,6 +232,6 @@ public sealed partial class RpcStore : IVolumeStore
     private IOException MissingField(string field) =>
         new($"block-store server {_connection.Server} sent a response without {field}");
 
-    [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "volume {VolumeId}: the block-store token travels in cleartext to {Endpoint} (StorageClass insecure: \"true\"); anyone on the path can read it and the volume's data")]
+    [LoggerMessage(EventId = Engine.Logging.LogEventIds.RpcTokenInCleartext, Level = LogLevel.Warning, Message = "volume {VolumeId}: the block-store token travels in cleartext to {Endpoint} (StorageClass insecure: \"true\"); anyone on the path can read it and the volume's data")]
     private static partial void TokenInCleartext(ILogger logger, string volumeId, string endpoint);
 }

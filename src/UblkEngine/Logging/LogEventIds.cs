@@ -3,8 +3,10 @@ namespace UblkCsi.Engine.Logging;
 /// <summary>
 /// Every event id the engine and the stores log with, in one place so no two events share one in a
 /// process (a test enumerates every [LoggerMessage] in the product's assemblies and checks it).
-/// Ranges: engine 1000-1099, stores 1100-1199. The hosts (Hosting, GrpcHosting, NodePlugin,
-/// Controller, BlockStoreServer) keep their own ids below 1000.
+/// Ranges: engine 1000-1099, stores 1100-1199. The hosts keep their own ids below 1000, in ranges
+/// that never meet in one process: GrpcHosting 1-19, Hosting 20-29, BlockStoreServer host 30-39,
+/// Controller 100-199 (the node plugin serves it too, for node-local volumes), NodePlugin 200-299,
+/// block-store service 400-499.
 /// </summary>
 public static class LogEventIds
 {
@@ -20,4 +22,5 @@ public static class LogEventIds
     // Stores
     public const int S3WriteBackFailed = 1100;
     public const int S3WriteBackRecovered = 1101;
+    public const int RpcTokenInCleartext = 1102;
 }

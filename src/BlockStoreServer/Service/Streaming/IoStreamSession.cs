@@ -226,6 +226,6 @@ internal sealed partial class IoStreamSession
         batch.Return();
     }
 
-    [LoggerMessage(EventId = 110, Level = LogLevel.Error, Message = "volume {VolumeId}: stream request {Op} failed unexpectedly")]
+    [LoggerMessage(EventId = 410, Level = LogLevel.Error, Message = "volume {VolumeId}: stream request {Op} failed unexpectedly")]
     private static partial void UnexpectedFailure(ILogger logger, string volumeId, IoOp op, Exception exception);
 }
