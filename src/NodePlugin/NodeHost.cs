@@ -16,29 +16,50 @@ public static class NodeHost
     /// <summary>Runs the node plugin until <see cref="HostInvocation.Stop"/>; returns the process exit code.</summary>
     /// <param name="invocation">Arguments, environment, console and stop signal.</param>
     /// <param name="probeHost">Replaces <see cref="HostSupport.Probe"/> (tests); null in production.</param>
-    public static Task<int> RunAsync(HostInvocation invocation, Func<HostSupportReport>? probeHost = null) => GrpcHostRunner.RunAsync(
-        Program,
-        invocation,
-        NodeOptions.Declarations,
-        NodeOptions.From,
-        common => new GrpcServerOptions
+    /// <param name="system">Replaces system parts (tests); null in production.</param>
+    public static async Task<int> RunAsync(HostInvocation invocation, Func<HostSupportReport>? probeHost = null, NodeSystem? system = null)
+    {
+        NodeRuntime? runtime = null;
+        try
         {
-            Endpoint = common.Endpoint,
-            MaxReceiveMessageBytes = common.MaxMessageBytes,
-            SensitiveFields = new SensitiveFieldPolicy(CsiExtensions.CsiSecret),
-        },
-        (options, server, loggerFactory) => RegisterServices(options, server, loggerFactory, probeHost ?? HostSupport.Probe));
+            return await GrpcHostRunner.RunAsync(
+                Program,
+                invocation,
+                NodeOptions.Declarations,
+                NodeOptions.From,
+                common => new GrpcServerOptions
+                {
+                    Endpoint = common.Endpoint,
+                    MaxReceiveMessageBytes = common.MaxMessageBytes,
+                    SensitiveFields = new SensitiveFieldPolicy(CsiExtensions.CsiSecret),
+                },
+                (options, server, loggerFactory) => runtime = RegisterServices(options, server, loggerFactory, probeHost ?? HostSupport.Probe, system));
+        }
+        finally
+        {
+            // After the server stopped (no call in flight): hand the devices over, never delete them.
+            if (runtime is not null)
+            {
+                await runtime.DisposeAsync();
+            }
+        }
+    }
 
     /// <summary>
-    /// Prepares the state directory and adds the CSI services. The Node service joins here the
-    /// same way as Identity: <c>server.AddService(CsiServices.Node, new NodeService(...))</c>.
+    /// Checks the node, starts adopting the previous process's devices and adds the CSI services.
+    /// Throws <see cref="InvalidOperationException"/> (the runner's "cannot start") when misconfigured.
     /// </summary>
-    private static void RegisterServices(NodeOptions options, GrpcServer server, ILoggerFactory loggerFactory, Func<HostSupportReport> probeHost)
+    private static NodeRuntime RegisterServices(NodeOptions options, GrpcServer server, ILoggerFactory loggerFactory, Func<HostSupportReport> probeHost, NodeSystem? system)
     {
-        Directory.CreateDirectory(options.StateDirectory);
+        var runtime = NodeRuntime.Start(
+            new NodeRuntimeSettings(options.DriverName, options.NodeId, options.StateDirectory, options.KubeletDirectory, options.MaxVolumesPerNode),
+            loggerFactory,
+            system);
         var version = GrpcHostRunner.InformationalVersion(typeof(NodeHost).Assembly);
         server.AddService(
             CsiServices.Identity,
-            new IdentityService(options.DriverName, version, probeHost, loggerFactory.CreateLogger<IdentityService>()));
+            new IdentityService(options.DriverName, version, probeHost, loggerFactory.CreateLogger<IdentityService>(), () => runtime.NotReadyReason));
+        server.AddService(CsiServices.Node, new LegacyHosting.LegacyNodeBinding(runtime.Service));
+        return runtime;
     }
 }

@@ -8,8 +8,13 @@ namespace UblkCsi.NodePlugin;
 /// <param name="DriverName">The CSI driver name reported by GetPluginInfo.</param>
 /// <param name="NodeId">This node's identity as reported by NodeGetInfo (in Kubernetes, the node name).</param>
 /// <param name="StateDirectory">Where the plugin keeps the records that let a restarted plugin adopt its devices.</param>
-public sealed record NodeOptions(string DriverName, string NodeId, string StateDirectory)
+/// <param name="KubeletDirectory">kubelet's root directory: staging and target paths must lie inside it, and it must be a shared mount.</param>
+/// <param name="MaxVolumesPerNode">max_volumes_per_node in NodeGetInfo; 0 leaves the limit to the CO.</param>
+public sealed record NodeOptions(string DriverName, string NodeId, string StateDirectory, string KubeletDirectory = NodeOptions.DefaultKubeletDirectory, long MaxVolumesPerNode = 0)
 {
+    /// <summary>Default kubelet root directory.</summary>
+    public const string DefaultKubeletDirectory = "/var/lib/kubelet";
+
     /// <summary>The CSI limit for node_id.</summary>
     public const int MaxNodeIdBytes = 256;
 
@@ -22,6 +27,8 @@ public sealed record NodeOptions(string DriverName, string NodeId, string StateD
         new("--driver-name", "DRIVER_NAME", $"CSI driver name (default {CsiDriverName.Default})"),
         new("--node-id", "NODE_ID", "this node's ID, usually the Kubernetes node name (required)"),
         new("--state-dir", "STATE_DIR", $"absolute directory for device recovery state (default {DefaultStateDirectory})"),
+        new("--kubelet-dir", "KUBELET_DIR", $"kubelet's root directory, a shared mount (default {DefaultKubeletDirectory})"),
+        new("--max-volumes-per-node", "MAX_VOLUMES_PER_NODE", "most volumes the scheduler may place on this node; 0 = no limit (default 0)"),
     ];
 
     /// <summary>Reads and validates the options.</summary>
@@ -31,7 +38,9 @@ public sealed record NodeOptions(string DriverName, string NodeId, string StateD
         line.Require("--node-id");
         var nodeId = line.Parse("--node-id", string.Empty, ValidateNodeId);
         var stateDirectory = line.Parse("--state-dir", DefaultStateDirectory, ValidateStateDirectory);
-        return new NodeOptions(driverName, nodeId, stateDirectory);
+        var kubeletDirectory = line.Parse("--kubelet-dir", DefaultKubeletDirectory, ValidateStateDirectory);
+        var maxVolumes = line.Parse("--max-volumes-per-node", "0", ValidateMaxVolumes);
+        return new NodeOptions(driverName, nodeId, stateDirectory, kubeletDirectory, maxVolumes);
     }
 
     private static string ValidateNodeId(string value)
@@ -48,6 +57,11 @@ public sealed record NodeOptions(string DriverName, string NodeId, string StateD
 
         return value;
     }
+
+    private static long ValidateMaxVolumes(string value) =>
+        long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var count)
+            ? count
+            : throw new FormatException($"'{value}' is not a non-negative whole number");
 
     private static string ValidateStateDirectory(string value)
     {

@@ -17,6 +17,9 @@ public interface IServedDevice
     /// <summary>Completes (or faults) when the device stops being served.</summary>
     Task Completion { get; }
 
+    /// <summary>/dev/ublkbN is present.</summary>
+    bool NodeExists { get; }
+
     /// <summary>Requests the store failed since the device was created or adopted.</summary>
     long BackendErrors { get; }
 

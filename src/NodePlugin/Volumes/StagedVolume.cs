@@ -29,7 +29,7 @@ public sealed class StagedVolume(StagedVolumeRecord record, IServedDevice device
                 : $"the ublk device {Device.Path} was stopped outside the node plugin; I/O on this volume fails until it is staged again";
         }
 
-        if (!File.Exists(Device.Path))
+        if (!Device.NodeExists)
         {
             return $"the block device {Device.Path} is gone from /dev";
         }

@@ -111,6 +111,8 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
 
         public Task Completion => device.Completion;
 
+        public bool NodeExists => File.Exists(device.BlockDevicePath);
+
         public long BackendErrors => device.GetStatistics().Sum(q => q.BackendErrors);
 
         public Task StopAsync() => device.StopAsync();
