@@ -13,6 +13,7 @@ internal static class CommandTable
         ("bench-engine", BenchEngineCommand.Summary, BenchEngineCommand.RunAsync),
         ("bench-grpc", BenchGrpcCommand.Summary, BenchGrpcCommand.RunAsync),
         ("bench-stores", BenchStoresCommand.Summary, BenchStoresCommand.RunAsync),
+        ("csi-call", CsiCallCommand.Summary, CsiCallCommand.RunAsync),
     ];
 
     public static async Task<int> RunAsync(string[] args)
