@@ -14,6 +14,7 @@ internal static class CommandTable
         ("bench-grpc", BenchGrpcCommand.Summary, BenchGrpcCommand.RunAsync),
         ("bench-stores", BenchStoresCommand.Summary, BenchStoresCommand.RunAsync),
         ("csi-call", CsiCallCommand.Summary, CsiCallCommand.RunAsync),
+        ("create-volume", CreateVolumeCommand.Summary, CreateVolumeCommand.RunAsync),
     ];
 
     public static async Task<int> RunAsync(string[] args)
