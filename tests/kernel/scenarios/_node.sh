@@ -1,0 +1,81 @@
+# Helpers for the node-plugin scenarios (sourced after _lib.sh): a kubelet directory shared the way
+# it is on a Kubernetes node, the plugin started in its own mount namespace the way its container
+# runs, and CSI calls made with kubelet's paths.
+# UBLK_CSI_NODE: the ublk-csi-node binary (ReadyToRun publish).
+: "${UBLK_CSI_NODE:?UBLK_CSI_NODE must point at the published ublk-csi-node}"
+
+DRIVER=ublk.csi.storage
+KUBELET=/var/lib/kubelet
+SOCKET=$KUBELET/plugins/$DRIVER/csi.sock
+NODE_STATE=$SCENARIO_DIR/node-state
+PLUGIN_PID=""
+
+# The guest's root is read-only 9p: a tmpfs over /var/lib holds the kubelet directory, which is
+# bind-mounted onto itself and made rshared, as on a node (systemd makes / shared; kubelet relies on it).
+setup_kubelet_dir() {
+  mount -t tmpfs -o mode=755 kubelet-root /var/lib
+  mkdir -p "$KUBELET/plugins/$DRIVER" "$KUBELET/pods"
+  mount --bind "$KUBELET" "$KUBELET"
+  mount --make-rshared "$KUBELET"
+}
+
+cleanup_node() {
+  [[ -n $PLUGIN_PID ]] && kill -KILL "$PLUGIN_PID" 2>/dev/null
+  for m in $(findmnt -rn -o TARGET | grep "^$KUBELET/" | sort -r); do umount -l "$m" 2>/dev/null; done
+  umount -l "$KUBELET" 2>/dev/null; umount -l /var/lib 2>/dev/null
+  cleanup_servers
+}
+trap cleanup_node EXIT
+
+# start_plugin NAME: the node plugin in a new mount namespace (like its container), with only the
+# options a DaemonSet passes; waits until Probe reports ready (adoption done). Sets PLUGIN_PID and
+# READY_MS (start to ready).
+start_plugin() {
+  local name=$1 start ready
+  start=$(date +%s%N)
+  unshare --mount --propagation unchanged "$UBLK_CSI_NODE" --endpoint "unix://$SOCKET" --node-id guest-node \
+    --state-dir "$NODE_STATE" > "$SCENARIO_DIR/$name.log" 2>&1 &
+  PLUGIN_PID=$!
+  for _ in $(seq 600); do
+    kill -0 "$PLUGIN_PID" 2>/dev/null || { cat "$SCENARIO_DIR/$name.log"; fail "plugin $name exited during start"; }
+    ready=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" --timeout 5 Probe 2>/dev/null || true)
+    [[ $ready == *'"ready": true'* ]] && break
+    sleep 0.2
+  done
+  [[ $ready == *'"ready": true'* ]] || { cat "$SCENARIO_DIR/$name.log"; fail "plugin $name not ready within 120 s"; }
+  READY_MS=$(( ($(date +%s%N) - start) / 1000000 ))
+  log "plugin $name (pid $PLUGIN_PID) ready in $READY_MS ms"
+}
+
+# csi METHOD JSON: one call; prints the response, fails the scenario on an error status.
+csi() {
+  local out
+  out=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" "$@" 2>&1) || { echo "$out"; fail "$1 failed"; }
+  echo "$out"
+}
+
+# csi_expect CODE METHOD JSON: the call must fail with CODE.
+csi_expect() {
+  local code=$1 out; shift
+  if out=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" "$@" 2>&1); then fail "$1 succeeded, expected $code"; fi
+  [[ $out == "$code:"* ]] || fail "$1: expected $code, got: $out"
+  log "$1 -> $out"
+}
+
+# Kubelet's paths for a volume handle and a pod.
+staging_path() { echo "$KUBELET/plugins/kubernetes.io/csi/$DRIVER/$(printf %s "$1" | sha256sum | cut -d' ' -f1)/globalmount"; }
+target_path() { echo "$KUBELET/pods/$1/volumes/kubernetes.io~csi/$2/mount"; }
+
+# writes_on DEVICE: write requests the block layer completed on it.
+writes_on() { awk '{ print $5 }' "/sys/block/${1#/dev/}/stat"; }
+
+# kill_plugin SIGNAL: signals the plugin and requires it to exit within 30 s (a plugin holding the
+# last reference to a dirty filesystem on its own device would hang here instead).
+kill_plugin() {
+  local signal=$1 rc=0
+  kill "-$signal" "$PLUGIN_PID"
+  timeout 30 tail --pid="$PLUGIN_PID" -f /dev/null || fail "plugin did not exit within 30 s of SIG$signal"
+  wait "$PLUGIN_PID" 2>/dev/null || rc=$?
+  log "plugin $PLUGIN_PID exited ($rc) after SIG$signal"
+  PLUGIN_EXIT=$rc
+}
