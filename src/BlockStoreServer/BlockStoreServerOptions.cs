@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 using UblkCsi.GrpcHosting;
-using UblkCsi.GrpcHosting.Hosting;
+using UblkCsi.Hosting;
 using UblkCsi.Stores.Files;
 
 namespace UblkCsi.BlockStoreServer;
@@ -32,8 +32,6 @@ public sealed record BlockStoreServerOptions(
         new("--shutdown-timeout", "BLOCKSTORE_SHUTDOWN_TIMEOUT", "seconds a graceful stop waits for in-flight calls, 0-3600 (default 30)"),
         new("--log-level", "LOG_LEVEL", "trace, debug, information, warning, error or critical (default information)"),
         new("--log-format", "LOG_FORMAT", "text or json (default text)"),
-        new("--help", null, "print this help and exit", IsFlag: true),
-        new("--version", null, "print the version and exit", IsFlag: true),
     ];
 
     /// <summary>Reads and validates the options; throws <see cref="HostOptionException"/> naming the first bad one.</summary>
@@ -42,8 +40,8 @@ public sealed record BlockStoreServerOptions(
         line.Parse("--root", line.Require("--root"), ParseRoot),
         line.Get("--token-file") is { } tokenFile ? line.Parse("--token-file", tokenFile, ParseAbsolutePath) : null,
         line.Parse("--reflink", "auto", ParseReflink),
-        line.Parse("--log-level", "information", CommonHostOptions.ParseLogLevel),
-        line.Parse("--log-format", "text", CommonHostOptions.ParseLogFormat),
+        line.Parse("--log-level", "information", LogOptions.ParseLogLevel),
+        line.Parse("--log-format", "text", LogOptions.ParseLogFormat),
         line.Parse("--shutdown-timeout", "30", ParseSeconds));
 
     private static string ParseRoot(string value)

@@ -1,8 +1,8 @@
 using Csi.V1;
 using Microsoft.Extensions.Logging;
 using UblkCsi.GrpcHosting;
-using UblkCsi.GrpcHosting.Hosting;
 using UblkCsi.GrpcHosting.Logging;
+using UblkCsi.Hosting;
 
 namespace UblkCsi.Controller;
 
@@ -13,26 +13,26 @@ public static class ControllerHost
     public const string Program = "ublk-csi-controller";
 
     /// <summary>Runs the controller until <see cref="HostInvocation.Stop"/>; returns the process exit code.</summary>
-    public static Task<int> RunAsync(HostInvocation invocation) => GrpcHostRunner.RunAsync(
+    public static Task<int> RunAsync(HostInvocation invocation) => HostRunner.RunAsync(
         Program,
         invocation,
         ControllerOptions.Declarations,
         ControllerOptions.From,
-        common => new GrpcServerOptions
-        {
-            Endpoint = common.Endpoint,
-            MaxReceiveMessageBytes = common.MaxMessageBytes,
-            SensitiveFields = new SensitiveFieldPolicy(CsiExtensions.CsiSecret),
-        },
-        RegisterServices);
+        options => options.Logging,
+        StartAsync);
 
-    /// <summary>
-    /// Adds the CSI services. The Controller service joins here the same way as Identity:
-    /// <c>server.AddService(CsiServices.Controller, new ControllerService(...), "unimplemented", ...)</c>.
-    /// </summary>
-    private static void RegisterServices(ControllerOptions options, GrpcServer server, ILoggerFactory loggerFactory)
+    private static Task<IRunningHost> StartAsync(ControllerOptions options, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
     {
-        var version = GrpcHostRunner.InformationalVersion(typeof(ControllerHost).Assembly);
-        server.AddService(CsiServices.Identity, new IdentityService(options.DriverName, version));
+        var version = HostRunner.InformationalVersion(typeof(ControllerHost).Assembly);
+        return GrpcRunningHost.StartAsync(
+            new GrpcServerOptions
+            {
+                Endpoint = options.Grpc.Endpoint,
+                MaxReceiveMessageBytes = options.Grpc.MaxMessageBytes,
+                SensitiveFields = new SensitiveFieldPolicy(CsiExtensions.CsiSecret),
+            },
+            loggerFactory,
+            server => server.AddService(new IdentityService(options.DriverName, version)),
+            cancellationToken);
     }
 }

@@ -1,5 +1,5 @@
 using Csi.V1;
-using UblkCsi.GrpcHosting;
+using Grpc.Core;
 
 namespace UblkCsi.Controller;
 
@@ -7,7 +7,7 @@ namespace UblkCsi.Controller;
 /// csi.v1.Identity for the controller plugin. The controller is stateless (volume metadata lives
 /// in the stores), so once it serves it is ready. Responses are built once and reused.
 /// </summary>
-public sealed class IdentityService
+public sealed class IdentityService : Identity.IdentityBase
 {
     private readonly GetPluginInfoResponse _info;
     private readonly GetPluginCapabilitiesResponse _capabilities;
@@ -28,14 +28,14 @@ public sealed class IdentityService
     }
 
     /// <summary>Driver name and version.</summary>
-    public Task<GetPluginInfoResponse> GetPluginInfo(GetPluginInfoRequest request, ServerCallContext context) => Task.FromResult(_info);
+    public override Task<GetPluginInfoResponse> GetPluginInfo(GetPluginInfoRequest request, ServerCallContext context) => Task.FromResult(_info);
 
     /// <summary>The controller service, with topology: volumes of node-local stores are reachable from one node only.</summary>
-    public Task<GetPluginCapabilitiesResponse> GetPluginCapabilities(GetPluginCapabilitiesRequest request, ServerCallContext context) =>
+    public override Task<GetPluginCapabilitiesResponse> GetPluginCapabilities(GetPluginCapabilitiesRequest request, ServerCallContext context) =>
         Task.FromResult(_capabilities);
 
     /// <summary>Always ready: the controller holds no state that needs initializing.</summary>
-    public Task<ProbeResponse> Probe(ProbeRequest request, ServerCallContext context) => Task.FromResult(_ready);
+    public override Task<ProbeResponse> Probe(ProbeRequest request, ServerCallContext context) => Task.FromResult(_ready);
 
     private static PluginCapability Service(PluginCapability.Types.Service.Types.Type type) =>
         new() { Service = new PluginCapability.Types.Service { Type = type } };

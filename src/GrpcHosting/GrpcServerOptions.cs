@@ -5,11 +5,14 @@ namespace UblkCsi.GrpcHosting;
 /// <summary>Settings of a <see cref="GrpcServer"/>.</summary>
 public sealed class GrpcServerOptions
 {
+    /// <summary>gRPC's own default limit for a received message: 4 MiB.</summary>
+    public const int DefaultMaxReceiveMessageBytes = 4 * 1024 * 1024;
+
     /// <summary>Where to listen.</summary>
     public required GrpcEndpoint Endpoint { get; init; }
 
-    /// <summary>Largest request message accepted, in bytes (after decompression); larger ones get RESOURCE_EXHAUSTED. Default 4 MiB.</summary>
-    public int MaxReceiveMessageBytes { get; init; } = Wire.GrpcProtocol.DefaultMaxReceiveMessageBytes;
+    /// <summary>Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED. Default 4 MiB.</summary>
+    public int MaxReceiveMessageBytes { get; init; } = DefaultMaxReceiveMessageBytes;
 
     /// <summary>Which request fields the call log must redact.</summary>
     public SensitiveFieldPolicy SensitiveFields { get; init; } = SensitiveFieldPolicy.None;

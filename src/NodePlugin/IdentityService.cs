@@ -1,7 +1,7 @@
 using Csi.V1;
 using Microsoft.Extensions.Logging;
 using UblkCsi.Engine;
-using UblkCsi.GrpcHosting;
+using Grpc.Core;
 
 namespace UblkCsi.NodePlugin;
 
@@ -11,7 +11,7 @@ namespace UblkCsi.NodePlugin;
 /// Probe still answers OK with ready=false, as the CSI spec asks of a plugin that is healthy
 /// but not yet able to serve; what is missing is logged whenever the answer changes.
 /// </summary>
-public sealed partial class IdentityService
+public sealed partial class IdentityService : Identity.IdentityBase
 {
     private static readonly ProbeResponse Ready = new() { Ready = true };
     private static readonly ProbeResponse NotReady = new() { Ready = false };
@@ -49,17 +49,17 @@ public sealed partial class IdentityService
     }
 
     /// <summary>Driver name and version.</summary>
-    public Task<GetPluginInfoResponse> GetPluginInfo(GetPluginInfoRequest request, ServerCallContext context) => Task.FromResult(_info);
+    public override Task<GetPluginInfoResponse> GetPluginInfo(GetPluginInfoRequest request, ServerCallContext context) => Task.FromResult(_info);
 
     /// <summary>
     /// Topology only: a ublk device exists on the node that created it. The node plugin has no
     /// controller service; that is the controller plugin's job.
     /// </summary>
-    public Task<GetPluginCapabilitiesResponse> GetPluginCapabilities(GetPluginCapabilitiesRequest request, ServerCallContext context) =>
+    public override Task<GetPluginCapabilitiesResponse> GetPluginCapabilities(GetPluginCapabilitiesRequest request, ServerCallContext context) =>
         Task.FromResult(_capabilities);
 
     /// <summary>Ready when the host supports ublk; never an error status for a missing facility.</summary>
-    public Task<ProbeResponse> Probe(ProbeRequest request, ServerCallContext context)
+    public override Task<ProbeResponse> Probe(ProbeRequest request, ServerCallContext context)
     {
         var problem = _probeHost().Problem ?? _pluginProblem();
         ReportChange(problem);

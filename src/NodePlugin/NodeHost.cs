@@ -2,8 +2,8 @@ using Csi.V1;
 using Microsoft.Extensions.Logging;
 using UblkCsi.Engine;
 using UblkCsi.GrpcHosting;
-using UblkCsi.GrpcHosting.Hosting;
 using UblkCsi.GrpcHosting.Logging;
+using UblkCsi.Hosting;
 
 namespace UblkCsi.NodePlugin;
 
@@ -17,49 +17,47 @@ public static class NodeHost
     /// <param name="invocation">Arguments, environment, console and stop signal.</param>
     /// <param name="probeHost">Replaces <see cref="HostSupport.Probe"/> (tests); null in production.</param>
     /// <param name="system">Replaces system parts (tests); null in production.</param>
-    public static async Task<int> RunAsync(HostInvocation invocation, Func<HostSupportReport>? probeHost = null, NodeSystem? system = null)
-    {
-        NodeRuntime? runtime = null;
-        try
-        {
-            return await GrpcHostRunner.RunAsync(
-                Program,
-                invocation,
-                NodeOptions.Declarations,
-                NodeOptions.From,
-                common => new GrpcServerOptions
-                {
-                    Endpoint = common.Endpoint,
-                    MaxReceiveMessageBytes = common.MaxMessageBytes,
-                    SensitiveFields = new SensitiveFieldPolicy(CsiExtensions.CsiSecret),
-                },
-                (options, server, loggerFactory) => runtime = RegisterServices(options, server, loggerFactory, probeHost ?? HostSupport.Probe, system));
-        }
-        finally
-        {
-            // After the server stopped (no call in flight): hand the devices over, never delete them.
-            if (runtime is not null)
-            {
-                await runtime.DisposeAsync();
-            }
-        }
-    }
+    public static Task<int> RunAsync(HostInvocation invocation, Func<HostSupportReport>? probeHost = null, NodeSystem? system = null) => HostRunner.RunAsync(
+        Program,
+        invocation,
+        NodeOptions.Declarations,
+        NodeOptions.From,
+        options => options.Logging,
+        (options, loggerFactory, cancellationToken) => StartAsync(options, loggerFactory, probeHost ?? HostSupport.Probe, system, cancellationToken));
 
     /// <summary>
-    /// Checks the node, starts adopting the previous process's devices and adds the CSI services.
-    /// Throws <see cref="InvalidOperationException"/> (the runner's "cannot start") when misconfigured.
+    /// Checks the node and starts adopting the previous process's devices, then serves Identity and
+    /// Node. The runtime is owned by the running host: it is disposed after the server stopped (no
+    /// call in flight), which hands every device over to the next process instead of deleting it.
     /// </summary>
-    private static NodeRuntime RegisterServices(NodeOptions options, GrpcServer server, ILoggerFactory loggerFactory, Func<HostSupportReport> probeHost, NodeSystem? system)
+    private static Task<IRunningHost> StartAsync(NodeOptions options, ILoggerFactory loggerFactory, Func<HostSupportReport> probeHost, NodeSystem? system, CancellationToken cancellationToken)
     {
-        var runtime = NodeRuntime.Start(
-            new NodeRuntimeSettings(options.DriverName, options.NodeId, options.StateDirectory, options.KubeletDirectory, options.MaxVolumesPerNode),
+        NodeRuntime runtime;
+        try
+        {
+            runtime = NodeRuntime.Start(
+                new NodeRuntimeSettings(options.DriverName, options.NodeId, options.StateDirectory, options.KubeletDirectory, options.MaxVolumesPerNode),
+                loggerFactory,
+                system);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new HostStartException(e.Message, e);
+        }
+
+        var version = HostRunner.InformationalVersion(typeof(NodeHost).Assembly);
+        return GrpcRunningHost.StartAsync(
+            new GrpcServerOptions
+            {
+                Endpoint = options.Grpc.Endpoint,
+                MaxReceiveMessageBytes = options.Grpc.MaxMessageBytes,
+                SensitiveFields = new SensitiveFieldPolicy(CsiExtensions.CsiSecret),
+            },
             loggerFactory,
-            system);
-        var version = GrpcHostRunner.InformationalVersion(typeof(NodeHost).Assembly);
-        server.AddService(
-            CsiServices.Identity,
-            new IdentityService(options.DriverName, version, probeHost, loggerFactory.CreateLogger<IdentityService>(), () => runtime.NotReadyReason));
-        server.AddService(CsiServices.Node, new LegacyHosting.LegacyNodeBinding(runtime.Service));
-        return runtime;
+            server => server
+                .AddService(new IdentityService(options.DriverName, version, probeHost, loggerFactory.CreateLogger<IdentityService>(), () => runtime.NotReadyReason))
+                .AddService(runtime.Service),
+            cancellationToken,
+            runtime);
     }
 }

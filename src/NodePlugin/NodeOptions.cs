@@ -1,16 +1,19 @@
 using System.Text;
-using UblkCsi.GrpcHosting.Hosting;
+using UblkCsi.GrpcHosting;
+using UblkCsi.Hosting;
 using UblkCsi.Protocol;
 
 namespace UblkCsi.NodePlugin;
 
-/// <summary>The node plugin's own options (the shared ones are in <see cref="CommonHostOptions"/>).</summary>
+/// <summary>The node plugin's options.</summary>
+/// <param name="Grpc">Endpoint and message size.</param>
+/// <param name="Logging">Log level and format.</param>
 /// <param name="DriverName">The CSI driver name reported by GetPluginInfo.</param>
 /// <param name="NodeId">This node's identity as reported by NodeGetInfo (in Kubernetes, the node name).</param>
 /// <param name="StateDirectory">Where the plugin keeps the records that let a restarted plugin adopt its devices.</param>
 /// <param name="KubeletDirectory">kubelet's root directory: staging and target paths must lie inside it, and it must be a shared mount.</param>
 /// <param name="MaxVolumesPerNode">max_volumes_per_node in NodeGetInfo; 0 leaves the limit to the CO.</param>
-public sealed record NodeOptions(string DriverName, string NodeId, string StateDirectory, string KubeletDirectory = NodeOptions.DefaultKubeletDirectory, long MaxVolumesPerNode = 0)
+public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, string DriverName, string NodeId, string StateDirectory, string KubeletDirectory = NodeOptions.DefaultKubeletDirectory, long MaxVolumesPerNode = 0)
 {
     /// <summary>Default kubelet root directory.</summary>
     public const string DefaultKubeletDirectory = "/var/lib/kubelet";
@@ -24,6 +27,8 @@ public sealed record NodeOptions(string DriverName, string NodeId, string StateD
     /// <summary>Declarations for parsing and --help.</summary>
     public static IReadOnlyList<HostOption> Declarations { get; } =
     [
+        .. GrpcHostOptions.Declarations,
+        .. LogOptions.Declarations,
         new("--driver-name", "DRIVER_NAME", $"CSI driver name (default {CsiDriverName.Default})"),
         new("--node-id", "NODE_ID", "this node's ID, usually the Kubernetes node name (required)"),
         new("--state-dir", "STATE_DIR", $"absolute directory for device recovery state (default {DefaultStateDirectory})"),
@@ -34,13 +39,15 @@ public sealed record NodeOptions(string DriverName, string NodeId, string StateD
     /// <summary>Reads and validates the options.</summary>
     public static NodeOptions From(HostCommandLine line)
     {
+        var grpc = GrpcHostOptions.From(line);
+        var logging = LogOptions.From(line);
         var driverName = line.Parse("--driver-name", CsiDriverName.Default, CsiDriverName.Validate);
         line.Require("--node-id");
         var nodeId = line.Parse("--node-id", string.Empty, ValidateNodeId);
         var stateDirectory = line.Parse("--state-dir", DefaultStateDirectory, ValidateStateDirectory);
         var kubeletDirectory = line.Parse("--kubelet-dir", DefaultKubeletDirectory, ValidateStateDirectory);
         var maxVolumes = line.Parse("--max-volumes-per-node", "0", ValidateMaxVolumes);
-        return new NodeOptions(driverName, nodeId, stateDirectory, kubeletDirectory, maxVolumes);
+        return new NodeOptions(grpc, logging, driverName, nodeId, stateDirectory, kubeletDirectory, maxVolumes);
     }
 
     private static string ValidateNodeId(string value)

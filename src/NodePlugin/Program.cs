@@ -1,5 +1,5 @@
 // ublk-csi-node: the CSI node plugin (Identity + Node services), one per node.
-using UblkCsi.GrpcHosting.Hosting;
+using UblkCsi.Hosting;
 using UblkCsi.NodePlugin;
 
 using var signals = new ShutdownSignals();

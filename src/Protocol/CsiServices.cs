@@ -3,8 +3,8 @@ using Google.Protobuf.Reflection;
 namespace Csi.V1;
 
 /// <summary>
-/// The CSI service descriptors. The messages are generated without gRPC stubs, so hosts bind
-/// their service classes to these descriptors (see UblkCsi.GrpcHosting.GrpcServer.AddService).
+/// The CSI service descriptors by name, so
+/// tests and tools can name them without the generated service classes.
 /// </summary>
 public static class CsiServices
 {

@@ -1,3 +1,5 @@
+using Grpc.Core;
+using UblkCsi.TestSupport;
 using UblkCsi.BlockStoreServer.Tests.Support;
 using UblkCsi.Engine;
 using UblkCsi.GrpcHosting;
@@ -82,9 +84,10 @@ public sealed class AuthenticationTests
         await using var backend = await good.OpenVolumeAsync("data");
 
         // The same volume, addressed by a client holding a different token.
-        using var client = new GrpcClient(host.Endpoint, new GrpcClientOptions { Metadata = new Dictionary<string, string> { ["authorization"] = "Bearer nope" } });
+        using var client = GrpcChannels.Create(host.Endpoint);
+        var badToken = new Metadata { { "authorization", "Bearer nope" } };
         var e = await Assert.ThrowsAsync<RpcException>(() => client.CallAsync<BlockStore.V1.ReadRequest, BlockStore.V1.ReadResponse>(
-            BlockStoreProtocol.Method("Read"), new BlockStore.V1.ReadRequest { VolumeId = "data", Offset = 0, Length = 4096 }));
+            BlockStoreProtocol.Method("Read"), new BlockStore.V1.ReadRequest { VolumeId = "data", Offset = 0, Length = 4096 }, headers: badToken));
         Assert.Equal(StatusCode.Unauthenticated, e.StatusCode);
         Assert.DoesNotContain("nope", host.Logs.Text);
 

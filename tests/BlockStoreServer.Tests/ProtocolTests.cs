@@ -1,5 +1,7 @@
+using UblkCsi.TestSupport;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
 using Wire = UblkCsi.BlockStore.V1;
 using UblkCsi.BlockStoreServer.Tests.Support;
 using UblkCsi.Engine;
@@ -16,7 +18,7 @@ public sealed class ProtocolTests
     public async Task PayloadsAboveTheLimitAreRejectedNamingTheField()
     {
         await using var host = await ServiceHost.StartAsync(StoreRegistry.Open("memory", new Dictionary<string, string>()));
-        using var client = new GrpcClient(host.Endpoint, new GrpcClientOptions { MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes });
+        using var client = GrpcChannels.Create(host.Endpoint, new GrpcChannelSettings { MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes });
         await using (var store = new RpcStore(new RpcStoreOptions(host.Endpoint)))
         {
             await store.CreateVolumeAsync(new CreateVolumeRequest("v", 8 << 20));
@@ -99,7 +101,7 @@ public sealed class ProtocolTests
         await volume.WriteAsync(8192, new byte[4096]);
 
         // A range the server's volume rejects comes back as EINVAL (the client checks first, so ask the server directly).
-        using var raw = new GrpcClient(host.Endpoint);
+        using var raw = GrpcChannels.Create(host.Endpoint);
         var range = await Assert.ThrowsAsync<RpcException>(() => raw.CallAsync<Wire.ReadRequest, Wire.ReadResponse>(
             BlockStoreProtocol.Method("Read"), new Wire.ReadRequest { VolumeId = "faulty", Offset = 4 << 20, Length = 512 }));
         Assert.Equal(StatusCode.InvalidArgument, range.StatusCode);
@@ -166,7 +168,7 @@ public sealed class ProtocolTests
         Assert.Equal(names.Take(17).Select(n => "s-" + n), (await store.ListSnapshotsAsync()).Select(s => s.Id));
         Assert.Equal(["s-v-003"], (await store.ListSnapshotsAsync("v-003")).Select(s => s.Id));
 
-        using var raw = new GrpcClient(host.Endpoint);
+        using var raw = GrpcChannels.Create(host.Endpoint);
         var page = await raw.CallAsync<Wire.ListVolumesRequest, Wire.ListVolumesResponse>(BlockStoreProtocol.Method("ListVolumes"), new Wire.ListVolumesRequest { MaxEntries = 3 });
         Assert.Equal(["v-000", "v-001", "v-002"], page.Volumes.Select(v => v.Id));
         Assert.Equal("v-002", page.NextToken);
@@ -179,7 +181,7 @@ public sealed class ProtocolTests
     public async Task AnUnknownSourceKindIsAnInvalidArgumentNamingTheField()
     {
         await using var host = await ServiceHost.StartAsync(StoreRegistry.Open("memory", new Dictionary<string, string>()));
-        using var client = new GrpcClient(host.Endpoint);
+        using var client = GrpcChannels.Create(host.Endpoint);
         var e = await Assert.ThrowsAsync<RpcException>(() => client.CallAsync<Wire.CreateVolumeRequest, Wire.CreateVolumeResponse>(
             BlockStoreProtocol.Method("CreateVolume"),
             new Wire.CreateVolumeRequest { Name = "n", SizeBytes = 4096, Source = new Wire.VolumeSource { Id = "s" } }));
@@ -209,8 +211,9 @@ public sealed class ProtocolTests
 
     private static Wire.StoreErrorInfo Info(RpcException e)
     {
-        Assert.NotNull(e.StatusDetails);
-        var status = Wire.ErrorStatus.Parser.ParseFrom(e.StatusDetails);
+        var details = e.Trailers.GetValueBytes("grpc-status-details-bin");
+        Assert.NotNull(details);
+        var status = Wire.ErrorStatus.Parser.ParseFrom(details);
         Assert.Equal((int)e.StatusCode, status.Code);
         return status.Details.Single().Unpack<Wire.StoreErrorInfo>();
     }

@@ -1,7 +1,6 @@
 using Csi.V1;
 using UblkCsi.GrpcHosting;
-using UblkCsi.GrpcHosting.Tests;
-using UblkCsi.HostTesting;
+using UblkCsi.TestSupport;
 
 namespace UblkCsi.Controller.Tests;
 
@@ -76,7 +75,7 @@ public sealed class ControllerHostLifecycleTests
 
         await using var host = await RunningHost.StartAsync(ControllerHost.RunAsync, [], directory: directory);
 
-        var probe = await host.Client.CallAsync<ProbeRequest, ProbeResponse>(CsiServices.Identity.FindMethodByName("Probe"), new ProbeRequest());
+        var probe = await host.CallAsync<ProbeRequest, ProbeResponse>(CsiServices.Identity.FindMethodByName("Probe"), new ProbeRequest());
         Assert.True(probe.Ready);
     }
 
@@ -102,7 +101,7 @@ public sealed class ControllerHostLifecycleTests
             new Dictionary<string, string> { ["CSI_ENDPOINT"] = "unix://" + socket, ["LOG_LEVEL"] = "debug" });
         await process.WaitForSocketAsync(socket, TimeSpan.FromSeconds(30));
 
-        using (var client = new GrpcClient(GrpcEndpoint.Unix(socket)))
+        using (var client = GrpcChannels.Create(GrpcEndpoint.Unix(socket)))
         {
             var info = await client.CallAsync<GetPluginInfoRequest, GetPluginInfoResponse>(CsiServices.Identity.FindMethodByName("GetPluginInfo"), new GetPluginInfoRequest());
             Assert.Equal("ublk.csi.storage", info.Name);

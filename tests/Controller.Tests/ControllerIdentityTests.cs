@@ -1,7 +1,8 @@
 using System.Reflection;
 using Csi.V1;
+using Grpc.Core;
 using UblkCsi.GrpcHosting;
-using UblkCsi.HostTesting;
+using UblkCsi.TestSupport;
 using CapabilityType = Csi.V1.PluginCapability.Types.Service.Types.Type;
 
 namespace UblkCsi.Controller.Tests;
@@ -10,9 +11,9 @@ namespace UblkCsi.Controller.Tests;
 public sealed class ControllerIdentityTests
 {
     private static Task<TResponse> Call<TRequest, TResponse>(RunningHost host, string method, TRequest request)
-        where TRequest : Google.Protobuf.IMessage<TRequest>
-        where TResponse : Google.Protobuf.IMessage<TResponse>, new() =>
-        host.Client.CallAsync<TRequest, TResponse>(CsiServices.Identity.FindMethodByName(method), request, DateTime.UtcNow.AddSeconds(10));
+        where TRequest : class, Google.Protobuf.IMessage<TRequest>
+        where TResponse : class, Google.Protobuf.IMessage<TResponse>, new() =>
+        host.CallAsync<TRequest, TResponse>(CsiServices.Identity.FindMethodByName(method), request, DateTime.UtcNow.AddSeconds(10));
 
     [Fact]
     public async Task GetPluginInfoReportsTheDriverNameAndAssemblyVersion()
@@ -64,7 +65,7 @@ public sealed class ControllerIdentityTests
     {
         await using var host = await RunningHost.StartAsync(ControllerHost.RunAsync, []);
 
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.Client.CallAsync<CreateVolumeRequest, CreateVolumeResponse>(
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.CallAsync<CreateVolumeRequest, CreateVolumeResponse>(
             CsiServices.Controller.FindMethodByName("CreateVolume"), new CreateVolumeRequest { Name = "pvc-1" }));
 
         Assert.Equal(StatusCode.Unimplemented, e.StatusCode);
@@ -101,7 +102,7 @@ public sealed class ControllerIdentityTests
         // A big message sent to GetPluginInfo: the limit applies before the request is even parsed.
         var oversized = new GetPluginInfoResponse { Name = new string('x', 4096) };
         var e = await Assert.ThrowsAsync<RpcException>(() =>
-            host.Client.CallAsync<GetPluginInfoResponse, GetPluginInfoResponse>("/csi.v1.Identity/GetPluginInfo", oversized));
+            host.CallAsync<GetPluginInfoResponse, GetPluginInfoResponse>(CsiServices.Identity.FindMethodByName("GetPluginInfo"), oversized));
 
         Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
     }
@@ -115,4 +116,8 @@ public sealed class ControllerIdentityTests
 
         Assert.Contains(host.Logs.Entries, e => e.Message.Contains("rpc /csi.v1.Identity/Probe OK", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void IdentityImplementsEveryIdentityRpc() =>
+        Assert.Equal(["GetPluginCapabilities", "GetPluginInfo", "Probe"], ServiceOverrides.Of(typeof(IdentityService)));
 }

@@ -1,34 +1,34 @@
 using Google.Protobuf;
+using Grpc.Core;
 using Ublkcsi.Testing.V1;
 
 namespace UblkCsi.GrpcHosting.Tests;
 
-/// <summary>The test implementation of ublkcsi.testing.v1.Echo; Watch (streaming) stays unimplemented.</summary>
-public sealed class EchoService
+/// <summary>The test implementation of ublkcsi.testing.v1.Echo; Watch (streaming) is not overridden, so it answers UNIMPLEMENTED.</summary>
+public sealed class EchoService : Echo.EchoBase
 {
     public int SlowCallsFinished;
 
     public static Google.Protobuf.Reflection.ServiceDescriptor Descriptor =>
         TestingReflection.Descriptor.Services.Single(s => s.Name == "Echo");
 
-    public Task<EchoResponse> Echo(EchoRequest request, ServerCallContext context) =>
+    public override Task<EchoResponse> Echo(EchoRequest request, ServerCallContext context) =>
         Task.FromResult(new EchoResponse { Text = request.Text, Payload = request.Payload });
 
-    public ValueTask<EchoResponse> Fail(EchoRequest request, ServerCallContext context) => request.FailWith switch
+    public override Task<EchoResponse> Fail(EchoRequest request, ServerCallContext context) => request.FailWith switch
     {
-        "rpc" => throw new RpcException(StatusCode.NotFound, request.Text),
+        "rpc" => throw new RpcException(new Status(StatusCode.NotFound, request.Text)),
         _ => throw new InvalidOperationException("handler blew up: " + request.Text),
     };
 
-    public async Task<EchoResponse> Slow(EchoRequest request, ServerCallContext context)
+    public override async Task<EchoResponse> Slow(EchoRequest request, ServerCallContext context)
     {
         await Task.Delay(request.DelayMs, request.IgnoreCancellation ? CancellationToken.None : context.CancellationToken);
         Interlocked.Increment(ref SlowCallsFinished);
         return new EchoResponse { Text = request.Text };
     }
 
-    public static GrpcServer Serve(GrpcServer server, EchoService service) =>
-        server.AddService(Descriptor, service, "Watch");
+    public static GrpcServer Serve(GrpcServer server, EchoService service) => server.AddService(service);
 
     public static ByteString Bytes(int length, byte seed = 7)
     {

@@ -1,3 +1,5 @@
+using Grpc.Core;
+using UblkCsi.TestSupport;
 using Csi.V1;
 using Google.Protobuf;
 using Ublkcsi.Testing.V1;
@@ -27,11 +29,11 @@ public sealed class RedactionTests
         await server.EchoAsync(request);
         var failing = request.Clone();
         failing.FailWith = "rpc";
-        await Assert.ThrowsAsync<RpcException>(() => server.Client.CallAsync<EchoRequest, EchoResponse>(
+        await Assert.ThrowsAsync<RpcException>(() => server.Channel.CallAsync<EchoRequest, EchoResponse>(
             EchoService.Descriptor.FindMethodByName("Fail"), failing));
         var crashing = request.Clone();
         crashing.Text = "crash";
-        await Assert.ThrowsAsync<RpcException>(() => server.Client.CallAsync<EchoRequest, EchoResponse>(
+        await Assert.ThrowsAsync<RpcException>(() => server.Channel.CallAsync<EchoRequest, EchoResponse>(
             EchoService.Descriptor.FindMethodByName("Fail"), crashing));
 
         var logs = server.Logs.AllText;

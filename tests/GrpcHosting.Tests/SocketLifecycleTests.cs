@@ -1,3 +1,5 @@
+using Grpc.Core;
+using UblkCsi.TestSupport;
 using System.Net.Sockets;
 using Ublkcsi.Testing.V1;
 
@@ -67,7 +69,7 @@ public sealed class SocketLifecycleTests
     public async Task GracefulStopFinishesInFlightCallsAndRemovesTheSocket()
     {
         var server = await TestServer.StartAsync();
-        var slow = server.Client.CallAsync<EchoRequest, EchoResponse>(
+        var slow = server.Channel.CallAsync<EchoRequest, EchoResponse>(
             EchoService.Descriptor.FindMethodByName("Slow"), new EchoRequest { Text = "in flight", DelayMs = 700 });
         await Task.Delay(200);
 

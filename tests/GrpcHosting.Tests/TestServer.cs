@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
+using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
+using UblkCsi.TestSupport;
 using UblkCsi.GrpcHosting.Logging;
 using Ublkcsi.Testing.V1;
 
@@ -18,14 +20,14 @@ public sealed class TestServer : IAsyncDisposable
         _loggerFactory = loggerFactory;
         Logs = logs;
         Service = service;
-        Client = new GrpcClient(server.Endpoint);
+        Channel = GrpcChannels.Create(server.Endpoint);
     }
 
     public string Directory { get; }
 
     public GrpcServer Server { get; }
 
-    public GrpcClient Client { get; }
+    public GrpcChannel Channel { get; }
 
     public CapturingLoggerProvider Logs { get; }
 
@@ -61,7 +63,7 @@ public sealed class TestServer : IAsyncDisposable
     }
 
     public Task<EchoResponse> EchoAsync(EchoRequest request, DateTime? deadline = null) =>
-        Client.CallAsync<EchoRequest, EchoResponse>(EchoService.Descriptor.FindMethodByName("Echo"), request, deadline);
+        Channel.CallAsync<EchoRequest, EchoResponse>(EchoService.Descriptor.FindMethodByName("Echo"), request, deadline);
 
     /// <summary>
     /// Sends an arbitrary body to a path, as a broken client would, and returns the gRPC status
@@ -105,7 +107,7 @@ public sealed class TestServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        Client.Dispose();
+        Channel.Dispose();
         await Server.DisposeAsync();
         _loggerFactory.Dispose();
         try

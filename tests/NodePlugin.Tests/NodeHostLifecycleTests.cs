@@ -1,7 +1,6 @@
 using Csi.V1;
 using UblkCsi.GrpcHosting;
-using UblkCsi.GrpcHosting.Tests;
-using UblkCsi.HostTesting;
+using UblkCsi.TestSupport;
 
 namespace UblkCsi.NodePlugin.Tests;
 
@@ -59,7 +58,7 @@ public sealed class NodeHostLifecycleTests
         DeadSocket.LeaveBehind(Path.Combine(directory, "csi.sock"));
         var host = await RunningHost.StartAsync(i => NodeHost.RunAsync(i, system: FakeNode.HostSystem), ["--node-id", "n1", "--state-dir", Path.Combine(directory, "state")], directory: directory);
 
-        var info = await host.Client.CallAsync<GetPluginInfoRequest, GetPluginInfoResponse>(CsiServices.Identity.FindMethodByName("GetPluginInfo"), new GetPluginInfoRequest());
+        var info = await host.CallAsync<GetPluginInfoRequest, GetPluginInfoResponse>(CsiServices.Identity.FindMethodByName("GetPluginInfo"), new GetPluginInfoRequest());
         Assert.Equal("ublk.csi.storage", info.Name);
 
         Assert.Equal(0, await host.StopAsync());
@@ -96,7 +95,7 @@ public sealed class NodeHostLifecycleTests
             new Dictionary<string, string> { ["NODE_ID"] = "node-proc" });
         await process.WaitForSocketAsync(socket, TimeSpan.FromSeconds(30));
 
-        using (var client = new GrpcClient(GrpcEndpoint.Unix(socket)))
+        using (var client = GrpcChannels.Create(GrpcEndpoint.Unix(socket)))
         {
             var probe = await client.CallAsync<ProbeRequest, ProbeResponse>(CsiServices.Identity.FindMethodByName("Probe"), new ProbeRequest());
             Assert.NotNull(probe.Ready);

@@ -1,9 +1,10 @@
 using Csi.V1;
+using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using UblkCsi.Engine;
 using UblkCsi.GrpcHosting;
-using UblkCsi.GrpcHosting.Hosting;
-using UblkCsi.HostTesting;
+using UblkCsi.Hosting;
+using UblkCsi.TestSupport;
 using CapabilityType = Csi.V1.PluginCapability.Types.Service.Types.Type;
 
 namespace UblkCsi.NodePlugin.Tests;
@@ -12,9 +13,9 @@ namespace UblkCsi.NodePlugin.Tests;
 public sealed class NodeIdentityTests
 {
     private static Task<TResponse> Call<TRequest, TResponse>(RunningHost host, string method, TRequest request)
-        where TRequest : Google.Protobuf.IMessage<TRequest>
-        where TResponse : Google.Protobuf.IMessage<TResponse>, new() =>
-        host.Client.CallAsync<TRequest, TResponse>(CsiServices.Identity.FindMethodByName(method), request, DateTime.UtcNow.AddSeconds(10));
+        where TRequest : class, Google.Protobuf.IMessage<TRequest>
+        where TResponse : class, Google.Protobuf.IMessage<TResponse>, new() =>
+        host.CallAsync<TRequest, TResponse>(CsiServices.Identity.FindMethodByName(method), request, DateTime.UtcNow.AddSeconds(10));
 
     private static async Task<RunningHost> StartNodeAsync(Func<HostSupportReport>? probe = null, params string[] args)
     {
@@ -33,7 +34,7 @@ public sealed class NodeIdentityTests
         var info = await Call<GetPluginInfoRequest, GetPluginInfoResponse>(host, "GetPluginInfo", new GetPluginInfoRequest());
 
         Assert.Equal("ublk.csi.example.com", info.Name);
-        Assert.Equal(GrpcHostRunner.InformationalVersion(typeof(NodeHost).Assembly), info.VendorVersion);
+        Assert.Equal(HostRunner.InformationalVersion(typeof(NodeHost).Assembly), info.VendorVersion);
     }
 
     [Fact]
@@ -95,13 +96,23 @@ public sealed class NodeIdentityTests
     {
         await using var host = await StartNodeAsync(null, "--max-volumes-per-node", "100");
 
-        var info = await host.Client.CallAsync<NodeGetInfoRequest, NodeGetInfoResponse>(
+        var info = await host.CallAsync<NodeGetInfoRequest, NodeGetInfoResponse>(
             CsiServices.Node.FindMethodByName("NodeGetInfo"), new NodeGetInfoRequest());
 
         Assert.Equal(("node-a", 100L), (info.NodeId, info.MaxVolumesPerNode));
         Assert.Equal("node-a", info.AccessibleTopology.Segments["topology.ublk.csi.storage/node"]);
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.Client.CallAsync<NodeStageVolumeRequest, NodeStageVolumeResponse>(
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.CallAsync<NodeStageVolumeRequest, NodeStageVolumeResponse>(
             CsiServices.Node.FindMethodByName("NodeStageVolume"), new NodeStageVolumeRequest()));
         Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
     }
+
+    [Fact]
+    public void IdentityImplementsEveryIdentityRpc() =>
+        Assert.Equal(["GetPluginCapabilities", "GetPluginInfo", "Probe"], ServiceOverrides.Of(typeof(IdentityService)));
+
+    [Fact]
+    public void NodeImplementsEveryNodeRpc() =>
+        Assert.Equal(
+            ["NodeExpandVolume", "NodeGetCapabilities", "NodeGetInfo", "NodeGetVolumeStats", "NodePublishVolume", "NodeStageVolume", "NodeUnpublishVolume", "NodeUnstageVolume"],
+            ServiceOverrides.Of(typeof(NodeService)));
 }

@@ -17,7 +17,7 @@ namespace UblkCsi.Cli;
 
 /// <summary>
 /// <c>ublk-csi bench-grpc</c>: the cost of the gRPC layer. Unary Identity calls through
-/// GrpcServer/GrpcClient on a unix socket are measured against a baseline taken in the same run:
+/// GrpcServer (Grpc.AspNetCore) and a Grpc.Net.Client channel on a unix socket are measured against a baseline taken in the same run:
 /// raw HTTP/2 POSTs with the same body size to a bare Kestrel endpoint on the same kind of socket.
 /// Each figure is printed with its ratio to that baseline.
 /// </summary>
@@ -53,7 +53,8 @@ internal static class BenchGrpcCommand
         {
             await using var grpc = await StartGrpcServerAsync(Path.Combine(directory.FullName, "grpc.sock"), payloadBytes);
             await using var raw = await StartRawServerAsync(Path.Combine(directory.FullName, "raw.sock"));
-            using var grpcClient = new GrpcClient(grpc.Endpoint, new GrpcClientOptions { MaxReceiveMessageBytes = Math.Max(4 << 20, payloadBytes + 1024) });
+            using var channel = GrpcChannels.Create(grpc.Endpoint, new GrpcChannelSettings { MaxReceiveMessageBytes = Math.Max(4 << 20, payloadBytes + 1024) });
+            var grpcClient = new Identity.IdentityClient(channel);
             using var rawClient = RawClient(Path.Combine(directory.FullName, "raw.sock"));
 
             Console.Out.WriteLine($"bench-grpc: {calls} calls per run, concurrency {concurrency}, unix socket, HTTP/2 cleartext, {Environment.ProcessorCount} CPUs");
@@ -61,11 +62,9 @@ internal static class BenchGrpcCommand
             Console.Out.WriteLine();
             Console.Out.WriteLine($"{"run",-44} {"p50 µs",9} {"p99 µs",9} {"calls/s",10}   {"p50 vs raw",10} {"calls/s vs raw",14}");
 
-            var probe = CsiServices.Identity.FindMethodByName("Probe");
-            var info = CsiServices.Identity.FindMethodByName("GetPluginInfo");
             Func<Task> rawEmpty = () => RawPostAsync(rawClient, ReadOnlyMemory<byte>.Empty);
-            Func<Task> grpcProbe = () => grpcClient.CallAsync<ProbeRequest, ProbeResponse>(probe, new ProbeRequest());
-            Func<Task> grpcInfo = () => grpcClient.CallAsync<GetPluginInfoRequest, GetPluginInfoResponse>(info, new GetPluginInfoRequest());
+            Func<Task> grpcProbe = () => grpcClient.ProbeAsync(new ProbeRequest()).ResponseAsync;
+            Func<Task> grpcInfo = () => grpcClient.GetPluginInfoAsync(new GetPluginInfoRequest()).ResponseAsync;
 
             // Warm every workload before measuring any, so no run pays for JIT tiering of another.
             foreach (var workload in new[] { rawEmpty, grpcProbe, grpcInfo })
@@ -85,7 +84,7 @@ internal static class BenchGrpcCommand
 
             if (payloadBytes > 0)
             {
-                await MeasurePayloadAsync(grpcClient, rawClient, payloadBytes, calls, concurrency);
+                await MeasurePayloadAsync(channel, rawClient, payloadBytes, calls, concurrency);
             }
         }
         finally
@@ -100,11 +99,18 @@ internal static class BenchGrpcCommand
     /// Large requests: the gRPC request carries the bytes as field 1 (unknown to GetPluginInfoRequest,
     /// so the server parses and skips them); the raw POST carries the same number of bytes.
     /// </summary>
-    private static async Task MeasurePayloadAsync(GrpcClient grpcClient, HttpClient rawClient, int payloadBytes, int calls, int concurrency)
+    private static async Task MeasurePayloadAsync(Grpc.Net.Client.GrpcChannel channel, HttpClient rawClient, int payloadBytes, int calls, int concurrency)
     {
         var bytes = new byte[payloadBytes];
         Random.Shared.NextBytes(bytes);
         var request = new BytesValue { Value = ByteString.CopyFrom(bytes) };
+        var invoker = channel.CreateCallInvoker();
+        var method = new Grpc.Core.Method<BytesValue, GetPluginInfoResponse>(
+            Grpc.Core.MethodType.Unary,
+            "csi.v1.Identity",
+            "GetPluginInfo",
+            Grpc.Core.Marshallers.Create(m => m.ToByteArray(), BytesValue.Parser.ParseFrom),
+            Grpc.Core.Marshallers.Create(m => m.ToByteArray(), GetPluginInfoResponse.Parser.ParseFrom));
         var count = Math.Max(100, Math.Min(calls, (int)(1L * 1024 * 1024 * 1024 / Math.Max(payloadBytes, 1))));
         Console.Out.WriteLine();
         Console.Out.WriteLine($"requests carrying {payloadBytes} bytes, {count} calls per run");
@@ -112,7 +118,7 @@ internal static class BenchGrpcCommand
         Func<Task>[] workloads =
         [
             () => RawPostAsync(rawClient, bytes),
-            () => grpcClient.CallAsync<BytesValue, GetPluginInfoResponse>("/csi.v1.Identity/GetPluginInfo", request),
+            () => invoker.AsyncUnaryCall(method, null, default, request).ResponseAsync,
         ];
         foreach (var workload in workloads)
         {
@@ -202,7 +208,7 @@ internal static class BenchGrpcCommand
                 MaxReceiveMessageBytes = Math.Max(4 << 20, payloadBytes + 1024),
             },
             NullLoggerFactory.Instance);
-        server.AddService(CsiServices.Identity, new BenchIdentity());
+        server.AddService(new BenchIdentity());
         await server.StartAsync();
         return server;
     }
@@ -274,17 +280,17 @@ internal static class BenchGrpcCommand
     }
 
     /// <summary>A minimal Identity: the same shape as the plugins' services, with constant answers.</summary>
-    private sealed class BenchIdentity
+    private sealed class BenchIdentity : Identity.IdentityBase
     {
         private static readonly GetPluginInfoResponse Info = new() { Name = "ublk.csi.storage", VendorVersion = "bench" };
         private static readonly GetPluginCapabilitiesResponse Capabilities = new();
         private static readonly ProbeResponse Ready = new() { Ready = true };
 
-        public Task<GetPluginInfoResponse> GetPluginInfo(GetPluginInfoRequest request, ServerCallContext context) => Task.FromResult(Info);
+        public override Task<GetPluginInfoResponse> GetPluginInfo(GetPluginInfoRequest request, Grpc.Core.ServerCallContext context) => Task.FromResult(Info);
 
-        public Task<GetPluginCapabilitiesResponse> GetPluginCapabilities(GetPluginCapabilitiesRequest request, ServerCallContext context) =>
+        public override Task<GetPluginCapabilitiesResponse> GetPluginCapabilities(GetPluginCapabilitiesRequest request, Grpc.Core.ServerCallContext context) =>
             Task.FromResult(Capabilities);
 
-        public Task<ProbeResponse> Probe(ProbeRequest request, ServerCallContext context) => Task.FromResult(Ready);
+        public override Task<ProbeResponse> Probe(ProbeRequest request, Grpc.Core.ServerCallContext context) => Task.FromResult(Ready);
     }
 }

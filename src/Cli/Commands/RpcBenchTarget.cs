@@ -6,7 +6,7 @@ using UblkCsi.GrpcHosting.Logging;
 using UblkCsi.Stores;
 using UblkCsi.Stores.Files;
 using UblkCsi.Stores.Rpc;
-using UblkCsi.Stores.Rpc.Server;
+using UblkCsi.BlockStoreServer.Service;
 
 namespace UblkCsi.Cli;
 
@@ -55,7 +55,7 @@ internal sealed class RpcBenchTarget : IAsyncDisposable
             MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
             SensitiveFields = new SensitiveFieldPolicy(BlockstoreExtensions.Sensitive),
         }, NullLoggerFactory.Instance);
-        server.AddService(BlockStoreProtocol.Service, service);
+        server.AddService(service);
         await server.StartAsync();
 
         var volume = await directStore.CreateVolumeAsync(new CreateVolumeRequest("baseline", sizeBytes));

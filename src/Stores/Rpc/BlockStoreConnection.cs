@@ -1,18 +1,25 @@
-using Google.Protobuf;
-using Google.Protobuf.Reflection;
+using Grpc.Core;
+using Grpc.Net.Client;
+using UblkCsi.BlockStore.V1;
 using UblkCsi.GrpcHosting;
 
 namespace UblkCsi.Stores.Rpc;
 
+/// <summary>One unary call of the generated block-store client (a static lambda, so passing it allocates nothing).</summary>
+internal delegate AsyncUnaryCall<TResponse> BlockStoreCall<TRequest, TResponse>(BlockStore.V1.BlockStore.BlockStoreClient client, TRequest request, CallOptions options);
+
 /// <summary>
-/// One client connection pool to a block-store server plus the retry policy: sends a call, and on
-/// UNAVAILABLE waits and sends it again (a fresh connection is opened as needed) until it gets an
-/// answer or the attempts run out. Thread-safe; shared by a store and every volume it opens, each
-/// holding a reference: the connections close when the last holder releases it.
+/// One Grpc.Net.Client channel to a block-store server plus the retry policy: sends a call, and on
+/// UNAVAILABLE waits and sends it again (the channel reconnects as needed) until it gets an answer or
+/// the attempts run out. The retry loop is ours, not the channel's retry policy, because a retried
+/// mutation must carry its attempt number for the server's fence. Thread-safe; shared by a store and
+/// every volume it opens, each holding a reference: the channel closes when the last holder releases it.
 /// </summary>
 internal sealed class BlockStoreConnection
 {
-    private readonly GrpcClient _client;
+    private readonly GrpcChannel _channel;
+    private readonly BlockStore.V1.BlockStore.BlockStoreClient _client;
+    private readonly Metadata? _headers;
     private readonly RpcRetryPolicy _retry;
     private int _references = 1;
 
@@ -20,36 +27,35 @@ internal sealed class BlockStoreConnection
     {
         _retry = retry;
         Server = endpoint.ToString();
-        var metadata = token is null
-            ? null
-            : new Dictionary<string, string>(StringComparer.Ordinal) { [BlockStoreProtocol.AuthorizationMetadata] = BlockStoreProtocol.BearerPrefix + token };
-        _client = new GrpcClient(endpoint, new GrpcClientOptions
+
+        // The token travels as metadata, never inside a message, so the call log can never show it.
+        _headers = token is null ? null : new Metadata { { BlockStoreProtocol.AuthorizationMetadata, BlockStoreProtocol.BearerPrefix + token } };
+        _channel = GrpcChannels.Create(endpoint, new GrpcChannelSettings
         {
             MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
             ConnectTimeout = connectTimeout,
-            Metadata = metadata,
         });
+        _client = new BlockStore.V1.BlockStore.BlockStoreClient(_channel);
     }
 
     /// <summary>The server, for messages (never contains the token).</summary>
     public string Server { get; }
 
     /// <summary>
-    /// Calls <paramref name="method"/>, retrying while the server is unreachable. Before each retry
+    /// Calls <paramref name="call"/>, retrying while the server is unreachable. Before each retry
     /// <paramref name="markRetry"/> (a static lambda, so nothing is allocated for it) stamps the
     /// retry number into the request, which lets the server order a retried mutation after the lost one.
     /// Throws the last <see cref="RpcException"/> when the server answered with an error or stayed unreachable.
     /// </summary>
     public async Task<TResponse> CallAsync<TRequest, TResponse>(
-        MethodDescriptor method, TRequest request, CancellationToken cancellationToken, Action<TRequest, uint>? markRetry = null)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse>, new()
+        BlockStoreCall<TRequest, TResponse> call, TRequest request, CancellationToken cancellationToken, Action<TRequest, uint>? markRetry = null)
     {
         for (var attempt = 1; ; attempt++)
         {
             try
             {
-                return await _client.CallAsync<TRequest, TResponse>(method, request, deadline: null, cancellationToken).ConfigureAwait(false);
+                using var pending = call(_client, request, new CallOptions(_headers, cancellationToken: cancellationToken));
+                return await pending.ResponseAsync.ConfigureAwait(false);
             }
             catch (RpcException e) when (RpcRetryPolicy.IsRetryable(e) && attempt < _retry.MaxAttempts && !cancellationToken.IsCancellationRequested)
             {
@@ -58,7 +64,9 @@ internal sealed class BlockStoreConnection
             }
             catch (RpcException e) when (RpcRetryPolicy.IsRetryable(e))
             {
-                throw new RpcException(e.StatusCode, $"{e.Detail} (gave up after {attempt} attempt{(attempt == 1 ? "" : "s")})", e, e.StatusDetails);
+                throw new RpcException(
+                    new Status(e.StatusCode, $"{e.Status.Detail} (gave up after {attempt} attempt{(attempt == 1 ? "" : "s")})", e.Status.DebugException),
+                    e.Trailers);
             }
         }
     }
@@ -74,12 +82,12 @@ internal sealed class BlockStoreConnection
         return this;
     }
 
-    /// <summary>Drops a holder; the last one closes the connections.</summary>
+    /// <summary>Drops a holder; the last one closes the channel.</summary>
     public void Release()
     {
         if (Interlocked.Decrement(ref _references) == 0)
         {
-            _client.Dispose();
+            _channel.Dispose();
         }
     }
 }

@@ -4,7 +4,7 @@ using UblkCsi.BlockStore.V1;
 namespace UblkCsi.Stores.Rpc;
 
 /// <summary>Converts between the store contract's records and the block-store protocol's messages.</summary>
-internal static class ProtoConvert
+public static class ProtoConvert
 {
     public static Volume ToProto(VolumeInfo info)
     {

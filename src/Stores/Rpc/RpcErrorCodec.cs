@@ -2,7 +2,7 @@ using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.Engine;
-using UblkCsi.GrpcHosting;
+using Grpc.Core;
 
 namespace UblkCsi.Stores.Rpc;
 
@@ -12,9 +12,12 @@ namespace UblkCsi.Stores.Rpc;
 /// <see cref="StoreErrorInfo"/> in the status details, and the client rebuilds the same exception
 /// type (parameter name, object kind and id, errno) from them.
 /// </summary>
-internal static class RpcErrorCodec
+public static class RpcErrorCodec
 {
     private const int ENOSPC = 28;
+
+    /// <summary>The trailer that carries the google.rpc.Status wire form (binary: the -bin suffix).</summary>
+    private const string StatusDetailsTrailer = "grpc-status-details-bin";
 
     // ---------------------------------------------------------------- server side
 
@@ -69,7 +72,7 @@ internal static class RpcErrorCodec
     {
         var status = new ErrorStatus { Code = (int)code, Message = message };
         status.Details.Add(Any.Pack(info));
-        return new RpcException(code, message, statusDetails: status.ToByteArray());
+        return new RpcException(new Status(code, message), new Metadata { { StatusDetailsTrailer, status.ToByteArray() } });
     }
 
     private static StatusCode ToStatus(StoreErrorCode code) => code switch
@@ -81,6 +84,7 @@ internal static class RpcErrorCodec
         StoreErrorCode.OutOfRange => StatusCode.OutOfRange,
         StoreErrorCode.FailedPrecondition => StatusCode.FailedPrecondition,
         StoreErrorCode.Unavailable => StatusCode.Unavailable,
+        StoreErrorCode.PermissionDenied => StatusCode.PermissionDenied,
         _ => StatusCode.Unknown,
     };
 
@@ -98,30 +102,33 @@ internal static class RpcErrorCodec
         switch (e.StatusCode)
         {
             case StatusCode.InvalidArgument when info is { Parameter.Length: > 0 }:
-                return new StoreParameterException(info.Parameter, StripPrefix(e.Detail, $"parameter '{info.Parameter}': "));
+                return new StoreParameterException(info.Parameter, StripPrefix(e.Status.Detail, $"parameter '{info.Parameter}': "));
             case StatusCode.InvalidArgument:
-                return new StoreException(StoreErrorCode.InvalidArgument, e.Detail, e);
+                return new StoreException(StoreErrorCode.InvalidArgument, e.Status.Detail, e);
             case StatusCode.NotFound when kind is { } k && info!.ObjectId.Length > 0:
                 return new StoreNotFoundException(k, info.ObjectId);
             case StatusCode.NotFound:
-                return new StoreException(StoreErrorCode.NotFound, e.Detail, e);
+                return new StoreException(StoreErrorCode.NotFound, e.Status.Detail, e);
             case StatusCode.AlreadyExists when kind is { } k && info!.ObjectId.Length > 0:
                 var prefix = $"{k.ToString().ToLowerInvariant()} '{info.ObjectId}' already exists with ";
-                return new StoreAlreadyExistsException(k, info.ObjectId, StripPrefix(e.Detail, prefix));
+                return new StoreAlreadyExistsException(k, info.ObjectId, StripPrefix(e.Status.Detail, prefix));
             case StatusCode.AlreadyExists:
-                return new StoreException(StoreErrorCode.AlreadyExists, e.Detail, e);
+                return new StoreException(StoreErrorCode.AlreadyExists, e.Status.Detail, e);
             case StatusCode.ResourceExhausted:
-                return new StoreCapacityException(e.Detail);
+                return new StoreCapacityException(e.Status.Detail);
             case StatusCode.OutOfRange:
-                return new StoreOutOfRangeException(e.Detail);
+                return new StoreOutOfRangeException(e.Status.Detail);
             case StatusCode.FailedPrecondition:
-                return new StoreException(StoreErrorCode.FailedPrecondition, e.Detail, e);
-            case StatusCode.Unauthenticated or StatusCode.PermissionDenied:
-                return new StoreParameterException(RpcStoreProvider.TokenSecret, $"the block-store server {server} refused the call: {e.Detail}");
+                return new StoreException(StoreErrorCode.FailedPrecondition, e.Status.Detail, e);
+            case StatusCode.PermissionDenied:
+                // The server's own store refused its credentials (e.g. a bucket policy): the same failure as a local one.
+                return new StoreException(StoreErrorCode.PermissionDenied, e.Status.Detail, e);
+            case StatusCode.Unauthenticated:
+                return new StoreParameterException(RpcStoreProvider.TokenSecret, $"the block-store server {server} refused the call: {e.Status.Detail}");
             case StatusCode.Unavailable or StatusCode.DeadlineExceeded:
-                return new StoreException(StoreErrorCode.Unavailable, $"block-store server {server} is unavailable: {e.Detail}", e);
+                return new StoreException(StoreErrorCode.Unavailable, $"block-store server {server} is unavailable: {e.Status.Detail}", e);
             default:
-                return new IOException($"block-store server {server} failed: {e.StatusCode}: {e.Detail}", e);
+                return new IOException($"block-store server {server} failed: {e.StatusCode}: {e.Status.Detail}", e);
         }
     }
 
@@ -134,7 +141,7 @@ internal static class RpcErrorCodec
         var info = ReadInfo(e);
         if (info is { Errno: > 0 })
         {
-            return new BlockBackendException(info.Errno, e.Detail, e);
+            return new BlockBackendException(info.Errno, e.Status.Detail, e);
         }
 
         var errno = e.StatusCode switch
@@ -142,19 +149,20 @@ internal static class RpcErrorCodec
             StatusCode.InvalidArgument or StatusCode.OutOfRange => BlockBackendException.EINVAL,
             _ => BlockBackendException.EIO,
         };
-        return new BlockBackendException(errno, $"volume '{volumeId}' on block-store server {server}: {e.StatusCode}: {e.Detail}", e);
+        return new BlockBackendException(errno, $"volume '{volumeId}' on block-store server {server}: {e.StatusCode}: {e.Status.Detail}", e);
     }
 
     private static StoreErrorInfo? ReadInfo(RpcException e)
     {
-        if (e.StatusDetails is null)
+        var details = e.Trailers.GetValueBytes(StatusDetailsTrailer);
+        if (details is null)
         {
             return null;
         }
 
         try
         {
-            var status = ErrorStatus.Parser.ParseFrom(e.StatusDetails);
+            var status = ErrorStatus.Parser.ParseFrom(details);
             foreach (var detail in status.Details)
             {
                 if (detail.TryUnpack<StoreErrorInfo>(out var info))

@@ -1,4 +1,4 @@
-using UblkCsi.GrpcHosting;
+using Grpc.Core;
 
 namespace UblkCsi.Stores.Rpc;
 

@@ -1,6 +1,6 @@
-using Google.Protobuf.Reflection;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.Engine;
+using Grpc.Core;
 using UblkCsi.GrpcHosting;
 
 namespace UblkCsi.Stores.Rpc;
@@ -25,18 +25,6 @@ public sealed record RpcStoreOptions(GrpcEndpoint Endpoint, string? Token = null
 /// </summary>
 public sealed class RpcStore : IVolumeStore
 {
-    private static readonly MethodDescriptor CreateVolumeMethod = BlockStoreProtocol.Method("CreateVolume");
-    private static readonly MethodDescriptor DeleteVolumeMethod = BlockStoreProtocol.Method("DeleteVolume");
-    private static readonly MethodDescriptor GetVolumeMethod = BlockStoreProtocol.Method("GetVolume");
-    private static readonly MethodDescriptor ListVolumesMethod = BlockStoreProtocol.Method("ListVolumes");
-    private static readonly MethodDescriptor ExpandVolumeMethod = BlockStoreProtocol.Method("ExpandVolume");
-    private static readonly MethodDescriptor CreateSnapshotMethod = BlockStoreProtocol.Method("CreateSnapshot");
-    private static readonly MethodDescriptor DeleteSnapshotMethod = BlockStoreProtocol.Method("DeleteSnapshot");
-    private static readonly MethodDescriptor GetSnapshotMethod = BlockStoreProtocol.Method("GetSnapshot");
-    private static readonly MethodDescriptor ListSnapshotsMethod = BlockStoreProtocol.Method("ListSnapshots");
-    private static readonly MethodDescriptor GetCapacityMethod = BlockStoreProtocol.Method("GetCapacity");
-    private static readonly MethodDescriptor GetServerInfoMethod = BlockStoreProtocol.Method("GetServerInfo");
-    private static readonly MethodDescriptor OpenVolumeMethod = BlockStoreProtocol.Method("OpenVolume");
 
     private readonly BlockStoreConnection _connection;
     private int _disposed;
@@ -58,7 +46,7 @@ public sealed class RpcStore : IVolumeStore
 
     /// <summary>The server's version, limits and what it serves (also a reachability check).</summary>
     public async Task<GetServerInfoResponse> GetServerInfoAsync(CancellationToken cancellationToken = default) =>
-        await CallAsync<GetServerInfoRequest, GetServerInfoResponse>(GetServerInfoMethod, new GetServerInfoRequest(), cancellationToken).ConfigureAwait(false);
+        await CallAsync<GetServerInfoRequest, GetServerInfoResponse>(static (c, r, o) => c.GetServerInfoAsync(r, o), new GetServerInfoRequest(), cancellationToken).ConfigureAwait(false);
 
     public async Task<VolumeInfo> CreateVolumeAsync(CreateVolumeRequest request, CancellationToken cancellationToken = default)
     {
@@ -71,23 +59,21 @@ public sealed class RpcStore : IVolumeStore
             message.Source = ProtoConvert.ToProto(source);
         }
 
-        var response = await CallAsync<BlockStore.V1.CreateVolumeRequest, CreateVolumeResponse>(CreateVolumeMethod, message, cancellationToken).ConfigureAwait(false);
+        var response = await CallAsync<BlockStore.V1.CreateVolumeRequest, CreateVolumeResponse>(static (c, r, o) => c.CreateVolumeAsync(r, o), message, cancellationToken).ConfigureAwait(false);
         return ProtoConvert.FromProto(response.Volume ?? throw MissingField("CreateVolumeResponse.volume"));
     }
 
     public async Task<bool> DeleteVolumeAsync(string volumeId, CancellationToken cancellationToken = default)
     {
         VolumeIds.Validate(volumeId);
-        var response = await CallAsync<DeleteVolumeRequest, DeleteVolumeResponse>(
-            DeleteVolumeMethod, new DeleteVolumeRequest { VolumeId = volumeId }, cancellationToken).ConfigureAwait(false);
+        var response = await CallAsync<DeleteVolumeRequest, DeleteVolumeResponse>(static (c, r, o) => c.DeleteVolumeAsync(r, o), new DeleteVolumeRequest { VolumeId = volumeId }, cancellationToken).ConfigureAwait(false);
         return response.Existed;
     }
 
     public async Task<VolumeInfo> GetVolumeAsync(string volumeId, CancellationToken cancellationToken = default)
     {
         VolumeIds.Validate(volumeId);
-        var response = await CallAsync<GetVolumeRequest, GetVolumeResponse>(
-            GetVolumeMethod, new GetVolumeRequest { VolumeId = volumeId }, cancellationToken).ConfigureAwait(false);
+        var response = await CallAsync<GetVolumeRequest, GetVolumeResponse>(static (c, r, o) => c.GetVolumeAsync(r, o), new GetVolumeRequest { VolumeId = volumeId }, cancellationToken).ConfigureAwait(false);
         return ProtoConvert.FromProto(response.Volume ?? throw MissingField("GetVolumeResponse.volume"));
     }
 
@@ -97,7 +83,7 @@ public sealed class RpcStore : IVolumeStore
         var request = new ListVolumesRequest();
         do
         {
-            var page = await CallAsync<ListVolumesRequest, ListVolumesResponse>(ListVolumesMethod, request, cancellationToken).ConfigureAwait(false);
+            var page = await CallAsync<ListVolumesRequest, ListVolumesResponse>(static (c, r, o) => c.ListVolumesAsync(r, o), request, cancellationToken).ConfigureAwait(false);
             volumes.AddRange(page.Volumes.Select(ProtoConvert.FromProto));
             request = new ListVolumesRequest { StartingToken = CheckProgress(page.NextToken, request.StartingToken) };
         }
@@ -109,8 +95,7 @@ public sealed class RpcStore : IVolumeStore
     public async Task<long> ExpandVolumeAsync(string volumeId, long newSizeBytes, CancellationToken cancellationToken = default)
     {
         VolumeIds.Validate(volumeId);
-        var response = await CallAsync<ExpandVolumeRequest, ExpandVolumeResponse>(
-            ExpandVolumeMethod, new ExpandVolumeRequest { VolumeId = volumeId, SizeBytes = newSizeBytes }, cancellationToken).ConfigureAwait(false);
+        var response = await CallAsync<ExpandVolumeRequest, ExpandVolumeResponse>(static (c, r, o) => c.ExpandVolumeAsync(r, o), new ExpandVolumeRequest { VolumeId = volumeId, SizeBytes = newSizeBytes }, cancellationToken).ConfigureAwait(false);
         return response.SizeBytes;
     }
 
@@ -118,24 +103,21 @@ public sealed class RpcStore : IVolumeStore
     {
         VolumeIds.Validate(sourceVolumeId, "sourceVolumeId");
         VolumeIds.ValidateName(name);
-        var response = await CallAsync<CreateSnapshotRequest, CreateSnapshotResponse>(
-            CreateSnapshotMethod, new CreateSnapshotRequest { SourceVolumeId = sourceVolumeId, Name = name }, cancellationToken).ConfigureAwait(false);
+        var response = await CallAsync<CreateSnapshotRequest, CreateSnapshotResponse>(static (c, r, o) => c.CreateSnapshotAsync(r, o), new CreateSnapshotRequest { SourceVolumeId = sourceVolumeId, Name = name }, cancellationToken).ConfigureAwait(false);
         return ProtoConvert.FromProto(response.Snapshot ?? throw MissingField("CreateSnapshotResponse.snapshot"));
     }
 
     public async Task<bool> DeleteSnapshotAsync(string snapshotId, CancellationToken cancellationToken = default)
     {
         VolumeIds.Validate(snapshotId, "snapshotId");
-        var response = await CallAsync<DeleteSnapshotRequest, DeleteSnapshotResponse>(
-            DeleteSnapshotMethod, new DeleteSnapshotRequest { SnapshotId = snapshotId }, cancellationToken).ConfigureAwait(false);
+        var response = await CallAsync<DeleteSnapshotRequest, DeleteSnapshotResponse>(static (c, r, o) => c.DeleteSnapshotAsync(r, o), new DeleteSnapshotRequest { SnapshotId = snapshotId }, cancellationToken).ConfigureAwait(false);
         return response.Existed;
     }
 
     public async Task<SnapshotInfo> GetSnapshotAsync(string snapshotId, CancellationToken cancellationToken = default)
     {
         VolumeIds.Validate(snapshotId, "snapshotId");
-        var response = await CallAsync<GetSnapshotRequest, GetSnapshotResponse>(
-            GetSnapshotMethod, new GetSnapshotRequest { SnapshotId = snapshotId }, cancellationToken).ConfigureAwait(false);
+        var response = await CallAsync<GetSnapshotRequest, GetSnapshotResponse>(static (c, r, o) => c.GetSnapshotAsync(r, o), new GetSnapshotRequest { SnapshotId = snapshotId }, cancellationToken).ConfigureAwait(false);
         return ProtoConvert.FromProto(response.Snapshot ?? throw MissingField("GetSnapshotResponse.snapshot"));
     }
 
@@ -150,7 +132,7 @@ public sealed class RpcStore : IVolumeStore
         var request = new ListSnapshotsRequest { SourceVolumeId = sourceVolumeId ?? "" };
         do
         {
-            var page = await CallAsync<ListSnapshotsRequest, ListSnapshotsResponse>(ListSnapshotsMethod, request, cancellationToken).ConfigureAwait(false);
+            var page = await CallAsync<ListSnapshotsRequest, ListSnapshotsResponse>(static (c, r, o) => c.ListSnapshotsAsync(r, o), request, cancellationToken).ConfigureAwait(false);
             snapshots.AddRange(page.Snapshots.Select(ProtoConvert.FromProto));
             request = new ListSnapshotsRequest { SourceVolumeId = request.SourceVolumeId, StartingToken = CheckProgress(page.NextToken, request.StartingToken) };
         }
@@ -161,15 +143,14 @@ public sealed class RpcStore : IVolumeStore
 
     public async Task<StoreCapacity> GetCapacityAsync(CancellationToken cancellationToken = default)
     {
-        var response = await CallAsync<GetCapacityRequest, GetCapacityResponse>(GetCapacityMethod, new GetCapacityRequest(), cancellationToken).ConfigureAwait(false);
+        var response = await CallAsync<GetCapacityRequest, GetCapacityResponse>(static (c, r, o) => c.GetCapacityAsync(r, o), new GetCapacityRequest(), cancellationToken).ConfigureAwait(false);
         return ProtoConvert.FromProto(response);
     }
 
     public async Task<IBlockBackend> OpenVolumeAsync(string volumeId, VolumeAccess access = VolumeAccess.ReadWrite, CancellationToken cancellationToken = default)
     {
         VolumeIds.Validate(volumeId);
-        var geometry = await CallAsync<OpenVolumeRequest, OpenVolumeResponse>(
-            OpenVolumeMethod, new OpenVolumeRequest { VolumeId = volumeId }, cancellationToken).ConfigureAwait(false);
+        var geometry = await CallAsync<OpenVolumeRequest, OpenVolumeResponse>(static (c, r, o) => c.OpenVolumeAsync(r, o), new OpenVolumeRequest { VolumeId = volumeId }, cancellationToken).ConfigureAwait(false);
         var connection = _connection.AddReference();
         try
         {
@@ -193,9 +174,7 @@ public sealed class RpcStore : IVolumeStore
         return default;
     }
 
-    private async Task<TResponse> CallAsync<TRequest, TResponse>(MethodDescriptor method, TRequest request, CancellationToken cancellationToken)
-        where TRequest : Google.Protobuf.IMessage<TRequest>
-        where TResponse : Google.Protobuf.IMessage<TResponse>, new()
+    private async Task<TResponse> CallAsync<TRequest, TResponse>(BlockStoreCall<TRequest, TResponse> method, TRequest request, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         try

@@ -1,8 +1,7 @@
 using Google.Protobuf;
-using Google.Protobuf.Reflection;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.Engine;
-using UblkCsi.GrpcHosting;
+using Grpc.Core;
 
 namespace UblkCsi.Stores.Rpc;
 
@@ -21,11 +20,6 @@ namespace UblkCsi.Stores.Rpc;
 /// </remarks>
 public sealed class RpcVolume : StoreVolume
 {
-    private static readonly MethodDescriptor ReadMethod = BlockStoreProtocol.Method("Read");
-    private static readonly MethodDescriptor WriteMethod = BlockStoreProtocol.Method("Write");
-    private static readonly MethodDescriptor FlushMethod = BlockStoreProtocol.Method("Flush");
-    private static readonly MethodDescriptor DiscardMethod = BlockStoreProtocol.Method("Discard");
-    private static readonly MethodDescriptor WriteZeroesMethod = BlockStoreProtocol.Method("WriteZeroes");
 
     // Static lambdas: the compiler caches them, so marking a retry allocates nothing.
     private static readonly Action<WriteRequest, uint> MarkWriteRetry = static (request, attempt) => request.Attempt = attempt;
@@ -81,20 +75,18 @@ public sealed class RpcVolume : StoreVolume
     }
 
     protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken) =>
-        new(CallAsync<FlushRequest, FlushResponse>(FlushMethod, new FlushRequest { VolumeId = VolumeId }, null, cancellationToken));
+        new(CallAsync<FlushRequest, FlushResponse>(static (c, r, o) => c.FlushAsync(r, o), new FlushRequest { VolumeId = VolumeId }, null, cancellationToken));
 
     protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken) =>
-        new(CallAsync<DiscardRequest, DiscardResponse>(
-            DiscardMethod, new DiscardRequest { VolumeId = VolumeId, Offset = offset, Length = length }, MarkDiscardRetry, cancellationToken));
+        new(CallAsync<DiscardRequest, DiscardResponse>(static (c, r, o) => c.DiscardAsync(r, o), new DiscardRequest { VolumeId = VolumeId, Offset = offset, Length = length }, MarkDiscardRetry, cancellationToken));
 
     protected override ValueTask WriteZeroesCoreAsync(long offset, long length, CancellationToken cancellationToken) =>
-        new(CallAsync<WriteZeroesRequest, WriteZeroesResponse>(
-            WriteZeroesMethod, new WriteZeroesRequest { VolumeId = VolumeId, Offset = offset, Length = length }, MarkWriteZeroesRetry, cancellationToken));
+        new(CallAsync<WriteZeroesRequest, WriteZeroesResponse>(static (c, r, o) => c.WriteZeroesAsync(r, o), new WriteZeroesRequest { VolumeId = VolumeId, Offset = offset, Length = length }, MarkWriteZeroesRetry, cancellationToken));
 
     private async Task ReadPieceAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         var request = new ReadRequest { VolumeId = VolumeId, Offset = offset, Length = (uint)buffer.Length };
-        var response = await CallAsync<ReadRequest, ReadResponse>(ReadMethod, request, null, cancellationToken).ConfigureAwait(false);
+        var response = await CallAsync<ReadRequest, ReadResponse>(static (c, r, o) => c.ReadAsync(r, o), request, null, cancellationToken).ConfigureAwait(false);
         if (response.Data.Length != buffer.Length)
         {
             throw new BlockBackendException(
@@ -109,12 +101,10 @@ public sealed class RpcVolume : StoreVolume
     {
         // UnsafeWrap: the engine keeps the buffer unchanged until this write completes, retries included.
         var request = new WriteRequest { VolumeId = VolumeId, Offset = offset, Data = UnsafeByteOperations.UnsafeWrap(data), Fua = fua };
-        return CallAsync<WriteRequest, WriteResponse>(WriteMethod, request, MarkWriteRetry, cancellationToken);
+        return CallAsync<WriteRequest, WriteResponse>(static (c, r, o) => c.WriteAsync(r, o), request, MarkWriteRetry, cancellationToken);
     }
 
-    private async Task<TResponse> CallAsync<TRequest, TResponse>(MethodDescriptor method, TRequest request, Action<TRequest, uint>? markRetry, CancellationToken cancellationToken)
-        where TRequest : IMessage<TRequest>
-        where TResponse : IMessage<TResponse>, new()
+    private async Task<TResponse> CallAsync<TRequest, TResponse>(BlockStoreCall<TRequest, TResponse> method, TRequest request, Action<TRequest, uint>? markRetry, CancellationToken cancellationToken)
     {
         if (Volatile.Read(ref _disposed) != 0)
         {

@@ -1,5 +1,5 @@
 using UblkCsi.GrpcHosting;
-using UblkCsi.GrpcHosting.Hosting;
+using UblkCsi.Hosting;
 
 namespace UblkCsi.BlockStoreServer.Tests.Support;
 
@@ -14,7 +14,7 @@ public sealed class InProcessHost : IAsyncDisposable
     private readonly StringWriter _output = new();
     private readonly StringWriter _error = new();
 
-    private InProcessHost(IReadOnlyList<string> args, IReadOnlyDictionary<string, string?> environment, TaskCompletionSource<GrpcEndpoint> started)
+    private InProcessHost(IReadOnlyList<string> args, IReadOnlyDictionary<string, string?> environment, TaskCompletionSource<string> started)
     {
         var invocation = new HostInvocation(args, environment, _output, _error, _stop.Token, Logs.AddTo, started.SetResult);
         _run = Task.Run(() => BlockStoreServerHost.RunAsync(invocation));
@@ -29,7 +29,7 @@ public sealed class InProcessHost : IAsyncDisposable
     /// <summary>Starts the host and waits until it serves; fails with its error output if it exits first.</summary>
     public static async Task<InProcessHost> StartAsync(IReadOnlyList<string> args, IReadOnlyDictionary<string, string?>? environment = null)
     {
-        var started = new TaskCompletionSource<GrpcEndpoint>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         var host = new InProcessHost(args, environment ?? new Dictionary<string, string?>(), started);
         var first = await Task.WhenAny(started.Task, host._run).WaitAsync(TimeSpan.FromSeconds(30));
         if (first != started.Task)
@@ -37,14 +37,14 @@ public sealed class InProcessHost : IAsyncDisposable
             throw new InvalidOperationException($"the server exited with {await host._run} before serving: {host.Error}");
         }
 
-        host.Endpoint = await started.Task;
+        host.Endpoint = GrpcEndpoint.Parse(await started.Task);
         return host;
     }
 
     /// <summary>Runs the host to its exit (for option errors, --help).</summary>
     public static async Task<(int ExitCode, string Output, string Error)> RunToExitAsync(params string[] args)
     {
-        var started = new TaskCompletionSource<GrpcEndpoint>();
+        var started = new TaskCompletionSource<string>();
         var host = new InProcessHost(args, new Dictionary<string, string?>(), started);
         var exit = await host._run.WaitAsync(TimeSpan.FromSeconds(30));
         return (exit, host._output.ToString(), host.Error);

@@ -4,7 +4,7 @@ using UblkCsi.GrpcHosting;
 using UblkCsi.GrpcHosting.Logging;
 using UblkCsi.Stores;
 using UblkCsi.Stores.Rpc;
-using UblkCsi.Stores.Rpc.Server;
+using UblkCsi.BlockStoreServer.Service;
 
 namespace UblkCsi.BlockStoreServer.Tests.Support;
 
@@ -40,7 +40,7 @@ public sealed class ServiceHost : IAsyncDisposable
             MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
             SensitiveFields = new SensitiveFieldPolicy(BlockstoreExtensions.Sensitive),
         }, loggers);
-        server.AddService(BlockStoreProtocol.Service, service);
+        server.AddService(service);
         await server.StartAsync();
         return new ServiceHost(loggers, server, service, logs);
     }

@@ -5,7 +5,7 @@ using UblkCsi.GrpcHosting.Logging;
 using UblkCsi.Stores;
 using UblkCsi.Stores.Files;
 using UblkCsi.Stores.Rpc;
-using UblkCsi.Stores.Rpc.Server;
+using UblkCsi.BlockStoreServer.Service;
 
 namespace UblkCsi.Stores.Tests.Conformance;
 
@@ -114,7 +114,7 @@ public sealed class LoopbackBlockStoreServer : IAsyncDisposable
             MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
             SensitiveFields = new SensitiveFieldPolicy(BlockstoreExtensions.Sensitive),
         }, NullLoggerFactory.Instance);
-        server.AddService(BlockStoreProtocol.Service, service);
+        server.AddService(service);
         await server.StartAsync();
         return new LoopbackBlockStoreServer(root, token, store, service, server);
     }

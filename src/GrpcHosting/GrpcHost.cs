@@ -1,0 +1,98 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using UblkCsi.GrpcHosting.Logging;
+using UblkCsi.Hosting;
+
+namespace UblkCsi.GrpcHosting;
+
+/// <summary>The options every gRPC host takes: where it listens and how large a request may be.</summary>
+/// <param name="Endpoint">The listen address.</param>
+/// <param name="MaxMessageBytes">Largest accepted request message.</param>
+public sealed record GrpcHostOptions(GrpcEndpoint Endpoint, int MaxMessageBytes)
+{
+    /// <summary>The declarations of the shared gRPC options.</summary>
+    public static IReadOnlyList<HostOption> Declarations { get; } =
+    [
+        new("--endpoint", "CSI_ENDPOINT", "gRPC listen address: unix:///path.sock or tcp://host:port (default unix:///csi/csi.sock)"),
+        new("--max-message-bytes", "MAX_MESSAGE_BYTES", "largest accepted request message in bytes (default 4194304)"),
+    ];
+
+    /// <summary>Reads the shared gRPC options; throws <see cref="HostOptionException"/> naming the first invalid one.</summary>
+    public static GrpcHostOptions From(HostCommandLine line) => new(
+        line.Parse("--endpoint", "unix:///csi/csi.sock", GrpcEndpoint.Parse),
+        line.Parse("--max-message-bytes", "4194304", ParseMessageBytes));
+
+    private static int ParseMessageBytes(string value)
+    {
+        const int Min = 1024;
+        const int Max = 256 * 1024 * 1024;
+        if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var bytes) || bytes < Min || bytes > Max)
+        {
+            throw new FormatException($"'{value}' is not a byte count between {Min} and {Max}");
+        }
+
+        return bytes;
+    }
+}
+
+/// <summary>
+/// A started <see cref="GrpcServer"/> as the host runner sees it, plus what its services own: stopping
+/// stops the server first (in-flight calls finish), then disposes the owned resources in reverse order.
+/// </summary>
+public sealed class GrpcRunningHost : IRunningHost
+{
+    private readonly GrpcServer _server;
+    private readonly IAsyncDisposable[] _owned;
+
+    private GrpcRunningHost(GrpcServer server, IAsyncDisposable[] owned)
+    {
+        _server = server;
+        _owned = owned;
+    }
+
+    /// <inheritdoc/>
+    public string Address => _server.Endpoint.ToString();
+
+    /// <summary>The server (its bound endpoint, its services).</summary>
+    public GrpcServer Server => _server;
+
+    /// <summary>
+    /// Creates the server, lets <paramref name="addServices"/> add services, and starts it. On failure
+    /// the server and <paramref name="owned"/> are disposed before the exception propagates.
+    /// </summary>
+    public static async Task<IRunningHost> StartAsync(
+        GrpcServerOptions options, ILoggerFactory loggerFactory, Action<GrpcServer> addServices, CancellationToken cancellationToken, params IAsyncDisposable[] owned)
+    {
+        var server = new GrpcServer(options, loggerFactory);
+        try
+        {
+            addServices(server);
+            await server.StartAsync(cancellationToken);
+            return new GrpcRunningHost(server, owned);
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            await DisposeAllAsync(owned);
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
+    public Task StopAsync() => _server.StopAsync();
+
+    /// <inheritdoc/>
+    public async ValueTask DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        await DisposeAllAsync(_owned);
+    }
+
+    private static async Task DisposeAllAsync(IAsyncDisposable[] owned)
+    {
+        for (var i = owned.Length - 1; i >= 0; i--)
+        {
+            await owned[i].DisposeAsync();
+        }
+    }
+}

@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+
+namespace UblkCsi.TestSupport;
+
+/// <summary>A host started as a real child process (dotnet app.dll), stopped with a real SIGTERM.</summary>
+public sealed partial class HostProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringWriter _stdout = new();
+    private readonly StringWriter _stderr = new();
+
+    private HostProcess(Process process)
+    {
+        _process = process;
+        _process.OutputDataReceived += (_, e) => { lock (_stdout) { _stdout.WriteLine(e.Data); } };
+        _process.ErrorDataReceived += (_, e) => { lock (_stderr) { _stderr.WriteLine(e.Data); } };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public string Stdout { get { lock (_stdout) { return _stdout.ToString(); } } }
+
+    public string Stderr { get { lock (_stderr) { return _stderr.ToString(); } } }
+
+    public static HostProcess Start(string assemblyName, IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        // The muxer running this test run, so the child uses the same runtime.
+        var muxer = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
+        var info = new ProcessStartInfo(muxer)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, assemblyName + ".dll"));
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[key] = value;
+        }
+
+        return new HostProcess(Process.Start(info)!);
+    }
+
+    /// <summary>Waits until the socket file exists (the server is listening) or the process dies.</summary>
+    public async Task WaitForSocketAsync(string path, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!File.Exists(path))
+        {
+            if (_process.HasExited)
+            {
+                throw new InvalidOperationException($"host exited with {_process.ExitCode}: {Stderr}");
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"no socket at {path} after {timeout}: {Stderr}");
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    public void SendSigterm()
+    {
+        if (kill(_process.Id, 15) != 0)
+        {
+            throw new InvalidOperationException($"kill({_process.Id}, SIGTERM) failed");
+        }
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        await _process.WaitForExitAsync().WaitAsync(timeout);
+        _process.WaitForExit();
+        return _process.ExitCode;
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+        }
+
+        _process.Dispose();
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+}
