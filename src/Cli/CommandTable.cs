@@ -15,6 +15,7 @@ internal static class CommandTable
         ("bench-stores", BenchStoresCommand.Summary, BenchStoresCommand.RunAsync),
         ("csi-call", CsiCallCommand.Summary, CsiCallCommand.RunAsync),
         ("create-volume", CreateVolumeCommand.Summary, CreateVolumeCommand.RunAsync),
+        ("expand-volume", CreateVolumeCommand.ExpandSummary, CreateVolumeCommand.RunExpandAsync),
     ];
 
     public static async Task<int> RunAsync(string[] args)

@@ -3,7 +3,7 @@ using UblkCsi.Stores;
 namespace UblkCsi.Cli;
 
 /// <summary>
-/// <c>ublk-csi create-volume</c>: creates (or finds, idempotently) a volume in a store from the same
+/// <c>ublk-csi create-volume</c> (and <c>expand-volume</c>): creates (or finds, idempotently) a volume in a store from the same
 /// StorageClass parameters the CSI driver uses, and prints its ID: how an operator pre-provisions a
 /// volume for a static PV (volumeHandle <c>LOCATOR/ID</c>, volumeAttributes <c>store</c> + the
 /// parameters). Secrets come from the environment as STORE_SECRET_&lt;KEY&gt;, never from arguments.
@@ -12,12 +12,18 @@ internal static class CreateVolumeCommand
 {
     public const string Summary = "create a volume in a store from StorageClass parameters (static provisioning)";
 
-    private const string Usage = "usage: ublk-csi create-volume --store file|s3|rpc --param KEY=VALUE... --name NAME --size SIZE\n"
+    public const string ExpandSummary = "grow a store volume to SIZE (what ControllerExpandVolume does)";
+
+    private const string Usage = "usage: ublk-csi create-volume|expand-volume --store file|s3|rpc --param KEY=VALUE... --name NAME --size SIZE\n"
         + "  secrets (s3 accessKeyId/secretAccessKey, rpc token) from STORE_SECRET_<KEY> environment variables";
 
     private const string SecretPrefix = "STORE_SECRET_";
 
-    public static async Task<int> RunAsync(string[] args)
+    public static Task<int> RunAsync(string[] args) => RunAsync(args, expand: false);
+
+    public static Task<int> RunExpandAsync(string[] args) => RunAsync(args, expand: true);
+
+    private static async Task<int> RunAsync(string[] args, bool expand)
     {
         string? type = null, name = null;
         long? size = null;
@@ -61,8 +67,15 @@ internal static class CreateVolumeCommand
         try
         {
             await using var store = StoreRegistry.Open(type, parameters, secrets);
-            var volume = await store.CreateVolumeAsync(new CreateVolumeRequest(name, size.Value));
-            Console.Out.WriteLine(volume.Id);
+            if (expand)
+            {
+                Console.Out.WriteLine(await store.ExpandVolumeAsync(VolumeIds.FromName(name), size.Value));
+            }
+            else
+            {
+                Console.Out.WriteLine((await store.CreateVolumeAsync(new CreateVolumeRequest(name, size.Value))).Id);
+            }
+
             return 0;
         }
         catch (StoreException e)
