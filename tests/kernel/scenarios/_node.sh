@@ -33,7 +33,9 @@ trap cleanup_node EXIT
 start_plugin() {
   local name=$1 start ready
   start=$(date +%s%N)
-  unshare --mount --propagation unchanged "$UBLK_CSI_NODE" --endpoint "unix://$SOCKET" --node-id guest-node \
+  # No store credentials in its environment: they must come from the node-stage secrets (and, after
+  # a restart, from what the plugin kept of them).
+  env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY unshare --mount --propagation unchanged "$UBLK_CSI_NODE" --endpoint "unix://$SOCKET" --node-id guest-node \
     --state-dir "$NODE_STATE" > "$SCENARIO_DIR/$name.log" 2>&1 &
   PLUGIN_PID=$!
   for _ in $(seq 600); do
@@ -78,4 +80,39 @@ kill_plugin() {
   wait "$PLUGIN_PID" 2>/dev/null || rc=$?
   log "plugin $PLUGIN_PID exited ($rc) after SIG$signal"
   PLUGIN_EXIT=$rc
+}
+
+# fio_across_restart EVENT NAME OLD NEW VOLUME_ID DEVICE TARGET SIZE FS STORE: fio randwrite + crc32c
+# verify in the pod's mount while EVENT (kill9 or sigterm) replaces plugin OLD by NEW; requires
+# err=0 and a passing verify, and prints the figures.
+fio_across_restart() {
+  local event=$1 name=$2 old=$3 new=$4 volume_id=$5 device=$6 target=$7 size=$8 fs=$9 store=${10}
+  local base fio_pid stopped state without adopt_ms fio_rc=0
+  base=$(writes_on "$device")
+  fio --name="$name" --directory="$target" --size="$size" --bs=4k --rw=randwrite --ioengine=libaio --direct=1 \
+      --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --fsync_on_close=1 \
+      > "$SCENARIO_DIR/fio-$name.txt" 2>&1 &
+  fio_pid=$!
+  wait_for_writes "$device" $((base + 400))
+  kill -0 "$fio_pid" 2>/dev/null || fail "fio finished before the $event; make it longer"
+  stopped=$(date +%s%N)
+  if [[ $event == kill9 ]]; then
+    kill_plugin KILL
+  else
+    kill_plugin TERM
+    [[ $PLUGIN_EXIT -eq 0 ]] || { cat "$SCENARIO_DIR/$old.log"; fail "plugin exited with $PLUGIN_EXIT after SIGTERM"; }
+    grep -q "handed volume $volume_id" "$SCENARIO_DIR/$old.log" || fail "the plugin did not hand the volume over"
+  fi
+  state=$("$UBLK_CSI" list | awk -v id="${device#/dev/ublkb}" '$1 == id { print $2 }')
+  [[ $state == quiesced || $state == live ]] || fail "device is '$state' after the $event, expected quiesced"
+  mountpoint -q "$target" || fail "the pod's mount vanished with the plugin"
+  start_plugin "$new"
+  without=$(( ($(date +%s%N) - stopped) / 1000000 ))
+  grep -q "adopted volume $volume_id" "$SCENARIO_DIR/$new.log" || { cat "$SCENARIO_DIR/$new.log"; fail "the new plugin did not adopt $volume_id"; }
+  adopt_ms=$(grep -o "adopted volume $volume_id on [^ ]* in [0-9]* ms" "$SCENARIO_DIR/$new.log" | grep -o "[0-9]* ms$")
+  wait "$fio_pid" || fio_rc=$?
+  grep -E "err=|WRITE:|verify" "$SCENARIO_DIR/fio-$name.txt" | head -5
+  [[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/fio-$name.txt"; fail "fio exited with $fio_rc across the $event"; }
+  grep -Eq "err= *0" "$SCENARIO_DIR/fio-$name.txt" || fail "fio reported I/O or verify errors across the $event"
+  figure "node plugin $event mid-fio ($fs, $store store): device without a server for $without ms (signal to new plugin ready, process start under TCG included), adoption itself $adopt_ms; fio err=0, crc32c verify passed"
 }

@@ -39,43 +39,8 @@ stats=$(csi NodeGetVolumeStats '{"volumeId":"'$volume_id'","volumePath":"'$targe
 [[ $stats == *'"unit": "BYTES"'* && $stats == *'"unit": "INODES"'* && $stats != *'"abnormal": true'* ]] || fail "unexpected stats: $stats"
 log "stats: $(echo "$stats" | tr -d '\n' | cut -c1-200)"
 
-# run_fio_across EVENT NAME: fio randwrite + crc32c verify in the pod's mount while EVENT (kill9 or
-# sigterm) replaces the plugin; prints the figures.
-run_fio_across() {
-  local event=$1 name=$2 base fio_pid stopped
-  base=$(writes_on "$device")
-  fio --name="$name" --directory="$target" --size=40M --bs=4k --rw=randwrite --ioengine=libaio --direct=1 \
-      --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --fsync_on_close=1 \
-      > "$SCENARIO_DIR/fio-$name.txt" 2>&1 &
-  fio_pid=$!
-  wait_for_writes "$device" $((base + 400))
-  kill -0 "$fio_pid" 2>/dev/null || fail "fio finished before the $event; make it longer"
-  stopped=$(date +%s%N)
-  if [[ $event == kill9 ]]; then
-    kill_plugin KILL
-  else
-    kill_plugin TERM
-    [[ $PLUGIN_EXIT -eq 0 ]] || { cat "$SCENARIO_DIR/$3.log"; fail "plugin exited with $PLUGIN_EXIT after SIGTERM"; }
-    grep -q "handed volume $volume_id" "$SCENARIO_DIR/$3.log" || fail "the plugin did not hand the volume over"
-  fi
-  state=$("$UBLK_CSI" list | awk -v id="${device#/dev/ublkb}" '$1 == id { print $2 }')
-  [[ $state == quiesced || $state == live ]] || fail "device is '$state' after the $event, expected quiesced"
-  mountpoint -q "$target" || fail "the pod's mount vanished with the plugin"
-  start_plugin "$4"
-  local without=$(( ($(date +%s%N) - stopped) / 1000000 ))
-  grep -q "adopted volume $volume_id" "$SCENARIO_DIR/$4.log" || { cat "$SCENARIO_DIR/$4.log"; fail "the new plugin did not adopt $volume_id"; }
-  local adopt_ms
-  adopt_ms=$(grep -o "adopted volume $volume_id on [^ ]* in [0-9]* ms" "$SCENARIO_DIR/$4.log" | grep -o "[0-9]* ms$")
-  local fio_rc=0
-  wait "$fio_pid" || fio_rc=$?
-  grep -E "err=|WRITE:|verify" "$SCENARIO_DIR/fio-$name.txt" | head -5
-  [[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/fio-$name.txt"; fail "fio exited with $fio_rc across the $event"; }
-  grep -Eq "err= *0" "$SCENARIO_DIR/fio-$name.txt" || fail "fio reported I/O or verify errors across the $event"
-  figure "node plugin $event mid-fio (ext4, file store): device without a server for $without ms (signal to new plugin ready, process start under TCG included), adoption itself $adopt_ms; fio err=0, crc32c verify passed"
-}
-
-run_fio_across kill9 crash first second
-run_fio_across sigterm handover second third
+fio_across_restart kill9 crash first second "$volume_id" "$device" "$target" 40M ext4 file
+fio_across_restart sigterm handover second third "$volume_id" "$device" "$target" 40M ext4 file
 
 csi NodeUnpublishVolume '{"volumeId":"'$volume_id'","targetPath":"'$target'"}' > /dev/null
 csi NodeUnpublishVolume '{"volumeId":"'$volume_id'","targetPath":"'$target'"}' > /dev/null   # idempotent
