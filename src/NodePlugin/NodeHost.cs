@@ -36,7 +36,7 @@ public static class NodeHost
         try
         {
             runtime = NodeRuntime.Start(
-                new NodeRuntimeSettings(options.DriverName, options.NodeId, options.StateDirectory, options.KubeletDirectory, options.MaxVolumesPerNode),
+                new NodeRuntimeSettings(options.DriverName, options.NodeId, options.StateDirectory, options.KubeletDirectory, options.MaxVolumesPerNode, options.DeviceQueues),
                 loggerFactory,
                 system);
         }

@@ -13,7 +13,8 @@ namespace UblkCsi.NodePlugin;
 /// <param name="StateDirectory">Where the plugin keeps the records that let a restarted plugin adopt its devices.</param>
 /// <param name="KubeletDirectory">kubelet's root directory: staging and target paths must lie inside it, and it must be a shared mount.</param>
 /// <param name="MaxVolumesPerNode">max_volumes_per_node in NodeGetInfo; 0 leaves the limit to the CO.</param>
-public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, string DriverName, string NodeId, string StateDirectory, string KubeletDirectory = NodeOptions.DefaultKubeletDirectory, long MaxVolumesPerNode = 0)
+/// <param name="DeviceQueues">Hardware queues (one serving thread each) per ublk device.</param>
+public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, string DriverName, string NodeId, string StateDirectory, string KubeletDirectory = NodeOptions.DefaultKubeletDirectory, long MaxVolumesPerNode = 0, int DeviceQueues = 1)
 {
     /// <summary>Default kubelet root directory.</summary>
     public const string DefaultKubeletDirectory = "/var/lib/kubelet";
@@ -34,6 +35,7 @@ public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, strin
         new("--state-dir", "STATE_DIR", $"absolute directory for device recovery state (default {DefaultStateDirectory})"),
         new("--kubelet-dir", "KUBELET_DIR", $"kubelet's root directory, a shared mount (default {DefaultKubeletDirectory})"),
         new("--max-volumes-per-node", "MAX_VOLUMES_PER_NODE", "most volumes the scheduler may place on this node; 0 = no limit (default 0)"),
+        new("--device-queues", "DEVICE_QUEUES", "queues (serving threads) per ublk device, 1 to 16: more for throughput, fewer for many idle volumes (default 1)"),
     ];
 
     /// <summary>Reads and validates the options.</summary>
@@ -47,7 +49,8 @@ public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, strin
         var stateDirectory = line.Parse("--state-dir", DefaultStateDirectory, ValidateStateDirectory);
         var kubeletDirectory = line.Parse("--kubelet-dir", DefaultKubeletDirectory, ValidateStateDirectory);
         var maxVolumes = line.Parse("--max-volumes-per-node", "0", ValidateMaxVolumes);
-        return new NodeOptions(grpc, logging, driverName, nodeId, stateDirectory, kubeletDirectory, maxVolumes);
+        var queues = line.Parse("--device-queues", "1", ValidateQueues);
+        return new NodeOptions(grpc, logging, driverName, nodeId, stateDirectory, kubeletDirectory, maxVolumes, queues);
     }
 
     private static string ValidateNodeId(string value)
@@ -64,6 +67,11 @@ public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, strin
 
         return value;
     }
+
+    private static int ValidateQueues(string value) =>
+        int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var queues) && queues is >= 1 and <= 16
+            ? queues
+            : throw new FormatException($"'{value}' is not a whole number from 1 to 16");
 
     private static long ValidateMaxVolumes(string value) =>
         long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var count)

@@ -12,7 +12,8 @@ namespace UblkCsi.NodePlugin;
 /// <param name="StateDirectory">Where volume and device records live.</param>
 /// <param name="KubeletDirectory">kubelet's root directory.</param>
 /// <param name="MaxVolumesPerNode">NodeGetInfo's max_volumes_per_node (0: unlimited).</param>
-public sealed record NodeRuntimeSettings(string DriverName, string NodeId, string StateDirectory, string KubeletDirectory, long MaxVolumesPerNode);
+/// <param name="DeviceQueues">Queues per ublk device.</param>
+public sealed record NodeRuntimeSettings(string DriverName, string NodeId, string StateDirectory, string KubeletDirectory, long MaxVolumesPerNode, int DeviceQueues = 1);
 
 /// <summary>Replaceable system parts, for tests; null members use the real ones.</summary>
 public sealed record NodeSystem
@@ -59,7 +60,7 @@ public sealed partial class NodeRuntime : IAsyncDisposable
 
         Directory.CreateDirectory(settings.StateDirectory);
         var filesystems = system.Filesystems ?? new LinuxFilesystemTools();
-        _devices = system.Devices ?? new UblkVolumeDevices(Path.Combine(settings.StateDirectory, "devices"));
+        _devices = system.Devices ?? new UblkVolumeDevices(Path.Combine(settings.StateDirectory, "devices"), settings.DeviceQueues);
         var staged = new StagedVolumes();
         _stager = new VolumeStager(
             staged,

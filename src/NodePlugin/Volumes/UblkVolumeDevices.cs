@@ -17,15 +17,17 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
     private UblkControl? _control;
 
     /// <summary>Keeps the engine's recovery records in <paramref name="recordDirectory"/>.</summary>
-    public UblkVolumeDevices(string recordDirectory)
+    /// <param name="recordDirectory">Where the engine's per-device recovery records live.</param>
+    /// <param name="queues">Queues per device (adopted devices keep the count they were created with).</param>
+    public UblkVolumeDevices(string recordDirectory, int queues = 1)
     {
         _records = new UblkRecoveryStore(recordDirectory);
 
-        // One queue and a modest depth per device: a node serves many mostly idle volumes, and
-        // user copy keeps idle devices free of data buffers.
+        // By default one queue and a modest depth per device: a node serves many mostly idle volumes,
+        // and user copy keeps idle devices free of data buffers. More queues buy throughput.
         _options = new UblkDeviceOptions
         {
-            Queues = 1,
+            Queues = queues,
             Depth = 128,
             EnableRecovery = true,
             RecoveryStateDirectory = _records.Directory,

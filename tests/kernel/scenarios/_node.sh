@@ -27,16 +27,17 @@ cleanup_node() {
 }
 trap cleanup_node EXIT
 
-# start_plugin NAME: the node plugin in a new mount namespace (like its container), with only the
-# options a DaemonSet passes; waits until Probe reports ready (adoption done). Sets PLUGIN_PID and
-# READY_MS (start to ready).
+# start_plugin NAME [OPTION...]: the node plugin in a new mount namespace (like its container), with
+# only the options a DaemonSet must pass (plus OPTIONs); waits until Probe reports ready (adoption
+# done). Sets PLUGIN_PID and READY_MS (start to ready).
 start_plugin() {
   local name=$1 start ready
+  shift
   start=$(date +%s%N)
   # No store credentials in its environment: they must come from the node-stage secrets (and, after
   # a restart, from what the plugin kept of them).
   env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY unshare --mount --propagation unchanged "$UBLK_CSI_NODE" --endpoint "unix://$SOCKET" --node-id guest-node \
-    --state-dir "$NODE_STATE" > "$SCENARIO_DIR/$name.log" 2>&1 &
+    --state-dir "$NODE_STATE" "$@" > "$SCENARIO_DIR/$name.log" 2>&1 &
   PLUGIN_PID=$!
   for _ in $(seq 600); do
     kill -0 "$PLUGIN_PID" 2>/dev/null || { cat "$SCENARIO_DIR/$name.log"; fail "plugin $name exited during start"; }
