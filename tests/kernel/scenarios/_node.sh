@@ -39,13 +39,15 @@ start_plugin() {
   env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY unshare --mount --propagation unchanged "$UBLK_CSI_NODE" --endpoint "unix://$SOCKET" --node-id guest-node \
     --state-dir "$NODE_STATE" "$@" > "$SCENARIO_DIR/$name.log" 2>&1 &
   PLUGIN_PID=$!
-  for _ in $(seq 600); do
+  # Bounded by wall time: under a loaded TCG host each csi-call takes seconds.
+  local deadline=$(( $(date +%s) + ${PLUGIN_READY_TIMEOUT:-240} ))
+  while (( $(date +%s) < deadline )); do
     kill -0 "$PLUGIN_PID" 2>/dev/null || { cat "$SCENARIO_DIR/$name.log"; fail "plugin $name exited during start"; }
-    ready=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" --timeout 5 Probe 2>/dev/null || true)
+    ready=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" --timeout 10 Probe 2>&1 || true)
     [[ $ready == *'"ready": true'* ]] && break
     sleep 0.2
   done
-  [[ $ready == *'"ready": true'* ]] || { cat "$SCENARIO_DIR/$name.log"; fail "plugin $name not ready within 120 s"; }
+  [[ $ready == *'"ready": true'* ]] || { echo "last Probe: $ready"; cat "$SCENARIO_DIR/$name.log"; fail "plugin $name not ready within ${PLUGIN_READY_TIMEOUT:-240} s"; }
   READY_MS=$(( ($(date +%s%N) - start) / 1000000 ))
   log "plugin $name (pid $PLUGIN_PID) ready in $READY_MS ms"
 }
