@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using System.Net;
 using Microsoft.Extensions.Logging;
 using UblkCsi.BlockStore.V1;

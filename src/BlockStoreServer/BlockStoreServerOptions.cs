@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using Microsoft.Extensions.Logging;
 using UblkCsi.GrpcHosting;
 using UblkCsi.Hosting;

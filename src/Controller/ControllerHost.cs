@@ -1,5 +1,6 @@
 using Csi.V1;
 using Microsoft.Extensions.Logging;
+using UblkCsi.Controller.Provisioning;
 using UblkCsi.GrpcHosting;
 using UblkCsi.GrpcHosting.Logging;
 using UblkCsi.Hosting;
@@ -24,15 +25,16 @@ public static class ControllerHost
     private static Task<IRunningHost> StartAsync(ControllerOptions options, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
     {
         var version = HostRunner.InformationalVersion(typeof(ControllerHost).Assembly);
+        var catalog = new StoreCatalog();
+        var controller = new ControllerService(
+            new ControllerServiceOptions(options.DriverName) { KnownNodes = options.KnownNodes },
+            catalog,
+            loggerFactory.CreateLogger<ControllerService>());
         return GrpcRunningHost.StartAsync(
-            new GrpcServerOptions
-            {
-                Endpoint = options.Grpc.Endpoint,
-                MaxReceiveMessageBytes = options.Grpc.MaxMessageBytes,
-                SensitiveFields = new SensitiveFieldPolicy(CsiExtensions.CsiSecret),
-            },
+            options.Grpc.ToServerOptions(new SensitiveFieldPolicy(CsiExtensions.CsiSecret)),
             loggerFactory,
-            server => server.AddService(new IdentityService(options.DriverName, version)),
-            cancellationToken);
+            server => server.AddService(new IdentityService(options.DriverName, version)).AddService(controller),
+            cancellationToken,
+            catalog);
     }
 }

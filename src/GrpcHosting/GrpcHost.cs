@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using UblkCsi.GrpcHosting.Logging;
@@ -8,19 +9,31 @@ namespace UblkCsi.GrpcHosting;
 /// <summary>The options every gRPC host takes: where it listens and how large a request may be.</summary>
 /// <param name="Endpoint">The listen address.</param>
 /// <param name="MaxMessageBytes">Largest accepted request message.</param>
-public sealed record GrpcHostOptions(GrpcEndpoint Endpoint, int MaxMessageBytes)
+/// <param name="MetricsAddress">Where to serve Prometheus metrics, or null (the default) for none.</param>
+public sealed record GrpcHostOptions(GrpcEndpoint Endpoint, int MaxMessageBytes, Metrics.MetricsAddress? MetricsAddress = null)
 {
     /// <summary>The declarations of the shared gRPC options.</summary>
     public static IReadOnlyList<HostOption> Declarations { get; } =
     [
         new("--endpoint", "CSI_ENDPOINT", "gRPC listen address: unix:///path.sock or tcp://host:port (default unix:///csi/csi.sock)"),
         new("--max-message-bytes", "MAX_MESSAGE_BYTES", "largest accepted request message in bytes (default 4194304)"),
+        new("--metrics-address", "METRICS_ADDRESS", "serve Prometheus metrics at http://HOST:PORT/metrics (default: off)"),
     ];
 
     /// <summary>Reads the shared gRPC options; throws <see cref="HostOptionException"/> naming the first invalid one.</summary>
     public static GrpcHostOptions From(HostCommandLine line) => new(
         line.Parse("--endpoint", "unix:///csi/csi.sock", GrpcEndpoint.Parse),
-        line.Parse("--max-message-bytes", "4194304", ParseMessageBytes));
+        line.Parse("--max-message-bytes", "4194304", ParseMessageBytes),
+        line.Get("--metrics-address") is { } metrics ? line.Parse("--metrics-address", metrics, Metrics.MetricsAddress.Parse) : null);
+
+    /// <summary>Server options for these host options: endpoint, message size, metrics, and which request fields are secret.</summary>
+    public GrpcServerOptions ToServerOptions(Logging.SensitiveFieldPolicy sensitiveFields) => new()
+    {
+        Endpoint = Endpoint,
+        MaxReceiveMessageBytes = MaxMessageBytes,
+        MetricsAddress = MetricsAddress,
+        SensitiveFields = sensitiveFields,
+    };
 
     private static int ParseMessageBytes(string value)
     {

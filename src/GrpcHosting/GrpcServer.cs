@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using System.Net;
 using System.Reflection;
 using Grpc.AspNetCore.Server;
@@ -13,6 +14,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using UblkCsi.GrpcHosting.Logging;
+using UblkCsi.GrpcHosting.Metrics;
 
 namespace UblkCsi.GrpcHosting;
 
@@ -32,6 +34,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
     private readonly List<string> _serviceNames = [];
     private readonly HealthServiceImpl _health = new();
     private WebApplication? _app;
+    private MetricsEndpoint? _metrics;
     private bool _stopped;
 
     /// <summary>Creates a server; nothing listens until <see cref="StartAsync"/>.</summary>
@@ -105,6 +108,12 @@ public sealed partial class GrpcServer : IAsyncDisposable
             Endpoint = GrpcEndpoint.Tcp(_options.Endpoint.Host!, new Uri(bound).Port);
         }
 
+        if (_options.MetricsAddress is { } metricsAddress)
+        {
+            _metrics = MetricsEndpoint.Start(metricsAddress, _options.MetricsRegistry);
+            MetricsListening(_logger, metricsAddress.ToString());
+        }
+
         _health.SetStatus(string.Empty, HealthCheckResponse.Types.ServingStatus.Serving);
         foreach (var name in _serviceNames)
         {
@@ -145,6 +154,11 @@ public sealed partial class GrpcServer : IAsyncDisposable
                 UnixSocketFile.RemoveIfSocket(_options.Endpoint.UnixPath!);
             }
 
+            if (_metrics is not null)
+            {
+                await _metrics.DisposeAsync();
+            }
+
             Stopped(_logger, Endpoint.ToString());
         }
     }
@@ -169,7 +183,7 @@ public sealed partial class GrpcServer : IAsyncDisposable
         builder.Services.AddSingleton<IHostLifetime, PassiveHostLifetime>();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = _options.ShutdownTimeout);
         builder.Services.AddSingleton(new CallLoggingInterceptor(
-            _loggerFactory.CreateLogger("UblkCsi.GrpcHosting.Calls"), new MessageRedactor(_options.SensitiveFields)));
+            _loggerFactory.CreateLogger("UblkCsi.GrpcHosting.Calls"), new MessageRedactor(_options.SensitiveFields), CallMetrics(_options.MetricsRegistry)));
         builder.Services.AddGrpc(grpc =>
         {
             grpc.MaxReceiveMessageSize = _options.MaxReceiveMessageBytes;
@@ -214,6 +228,23 @@ public sealed partial class GrpcServer : IAsyncDisposable
         return app;
     }
 
+    /// <summary>One set of call metrics per registry: several servers in one process (tests, tools) share it.</summary>
+    private static GrpcCallMetrics CallMetrics(Prometheus.CollectorRegistry registry)
+    {
+        lock (CallMetricsByRegistry)
+        {
+            if (!CallMetricsByRegistry.TryGetValue(registry, out var metrics))
+            {
+                metrics = new GrpcCallMetrics(registry);
+                CallMetricsByRegistry.Add(registry, metrics);
+            }
+
+            return metrics;
+        }
+    }
+
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Prometheus.CollectorRegistry, GrpcCallMetrics> CallMetricsByRegistry = [];
+
     /// <summary>The full protobuf name of the service a generated base class implements.</summary>
     private static string ServiceName(Type implementation)
     {
@@ -255,6 +286,9 @@ public sealed partial class GrpcServer : IAsyncDisposable
 
     [LoggerMessage(EventId = 11, Level = LogLevel.Information, Message = "gRPC server listening on {Endpoint}: {Services}")]
     private static partial void Listening(ILogger logger, string endpoint, string services);
+
+    [LoggerMessage(EventId = 13, Level = LogLevel.Information, Message = "Prometheus metrics at http://{Address}/metrics")]
+    private static partial void MetricsListening(ILogger logger, string address);
 
     [LoggerMessage(EventId = 12, Level = LogLevel.Information, Message = "gRPC server on {Endpoint} stopped")]
     private static partial void Stopped(ILogger logger, string endpoint);

@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using UblkCsi.GrpcHosting.Logging;
 
 namespace UblkCsi.GrpcHosting;
@@ -16,6 +17,12 @@ public sealed class GrpcServerOptions
 
     /// <summary>Which request fields the call log must redact.</summary>
     public SensitiveFieldPolicy SensitiveFields { get; init; } = SensitiveFieldPolicy.None;
+
+    /// <summary>Where to serve Prometheus metrics at /metrics, or null for no metrics listener.</summary>
+    public Metrics.MetricsAddress? MetricsAddress { get; init; }
+
+    /// <summary>The registry served at <see cref="MetricsAddress"/>; the call metrics are registered in it. Default: the process's.</summary>
+    public Prometheus.CollectorRegistry MetricsRegistry { get; init; } = Prometheus.Metrics.DefaultRegistry;
 
     /// <summary>How long a graceful stop waits for in-flight calls. Default 30 s.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);

@@ -47,12 +47,7 @@ public static class NodeHost
 
         var version = HostRunner.InformationalVersion(typeof(NodeHost).Assembly);
         return GrpcRunningHost.StartAsync(
-            new GrpcServerOptions
-            {
-                Endpoint = options.Grpc.Endpoint,
-                MaxReceiveMessageBytes = options.Grpc.MaxMessageBytes,
-                SensitiveFields = new SensitiveFieldPolicy(CsiExtensions.CsiSecret),
-            },
+            options.Grpc.ToServerOptions(new SensitiveFieldPolicy(CsiExtensions.CsiSecret)),
             loggerFactory,
             server => server
                 .AddService(new IdentityService(options.DriverName, version, probeHost, loggerFactory.CreateLogger<IdentityService>(), () => runtime.NotReadyReason))

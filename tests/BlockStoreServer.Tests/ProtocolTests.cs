@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using UblkCsi.TestSupport;
 using Google.Protobuf;
 using Google.Protobuf.WellKnownTypes;

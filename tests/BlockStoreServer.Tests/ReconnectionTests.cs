@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.RegularExpressions;

@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using Csi.V1;
 using UblkCsi.GrpcHosting;
 using UblkCsi.TestSupport;
@@ -117,5 +118,36 @@ public sealed class ControllerHostLifecycleTests
         Assert.Contains(lines, l => l.Contains("rpc /csi.v1.Identity/GetPluginInfo OK", StringComparison.Ordinal));
         Assert.Contains(lines, l => l.Contains("stopping", StringComparison.Ordinal));
         Directory.Delete(directory, recursive: true);
+    }
+
+    [Fact]
+    public async Task MetricsAddressServesCallCountsByMethodAndStatusInPrometheusFormat()
+    {
+        var port = FreeTcpPort();
+        await using var host = await RunningHost.StartAsync(ControllerHost.RunAsync, ["--metrics-address", $"127.0.0.1:{port}"]);
+        await host.CallAsync<ProbeRequest, ProbeResponse>(CsiServices.Identity.FindMethodByName("Probe"), new ProbeRequest());
+
+        using var http = new HttpClient();
+        var text = await http.GetStringAsync($"http://127.0.0.1:{port}/metrics");
+
+        Assert.Contains("# TYPE ublk_csi_rpc_calls_total counter", text);
+        Assert.Contains("ublk_csi_rpc_calls_total{method=\"/csi.v1.Identity/Probe\",code=\"OK\"}", text);
+        Assert.Contains("ublk_csi_rpc_duration_seconds_bucket{method=\"/csi.v1.Identity/Probe\"", text);
+    }
+
+    [Fact]
+    public async Task BadMetricsAddressIsAnOptionError()
+    {
+        var (exit, error, _) = await RunningHost.RunToExitAsync(ControllerHost.RunAsync, ["--metrics-address", "somewhere"]);
+
+        Assert.Equal(2, exit);
+        Assert.Contains("--metrics-address: 'somewhere' is not a metrics address; expected HOST:PORT", error);
+    }
+
+    private static int FreeTcpPort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -61,14 +61,15 @@ public sealed class ControllerIdentityTests
     }
 
     [Fact]
-    public async Task ControllerServiceIsNotServedYet()
+    public async Task ControllerServiceIsServedOnTheSameEndpoint()
     {
         await using var host = await RunningHost.StartAsync(ControllerHost.RunAsync, []);
 
         var e = await Assert.ThrowsAsync<RpcException>(() => host.CallAsync<CreateVolumeRequest, CreateVolumeResponse>(
             CsiServices.Controller.FindMethodByName("CreateVolume"), new CreateVolumeRequest { Name = "pvc-1" }));
 
-        Assert.Equal(StatusCode.Unimplemented, e.StatusCode);
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
+        Assert.Contains("volume_capabilities", e.Status.Detail);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using System.Diagnostics;
 using Google.Protobuf;
 using Grpc.Core;

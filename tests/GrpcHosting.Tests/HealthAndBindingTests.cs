@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using Grpc.Core;
 using Grpc.Health.V1;
 using UblkCsi.TestSupport;

@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using Grpc.Core;
 using UblkCsi.TestSupport;
 using System.Net.Sockets;

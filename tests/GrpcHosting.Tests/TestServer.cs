@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using System.Net;
 using System.Net.Sockets;
 using Grpc.Net.Client;

@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using Csi.V1;
 using UblkCsi.GrpcHosting;
 using UblkCsi.TestSupport;

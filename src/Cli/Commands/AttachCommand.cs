@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using UblkCsi.Engine;
 using UblkCsi.Engine.Backends;
+using UblkCsi.Engine.Backends.Qos;
 using UblkCsi.Stores;
 
 namespace UblkCsi.Cli;
@@ -16,11 +17,13 @@ internal static class AttachCommand
 
     private const string Usage =
         "usage: ublk-csi attach --store SPEC [--size SIZE] [--queues N] [--depth N] [--max-io SIZE]\n" +
-        "                       [--state-dir DIR] [--no-recovery] [--keep-on-exit] [--no-user-copy] [--stats]\n" +
+        "                       [--state-dir DIR] [--no-recovery] [--keep-on-exit] [--no-user-copy] [--stats] [--qos LIMITS]\n" +
         "  SPEC: " + StoreSpec.Forms + "\n" +
         "  SIZE: bytes with an optional K, M, G or T suffix (powers of 1024); required for null and memory\n" +
         "  --keep-on-exit: on SIGINT/SIGTERM leave the device for 'ublk-csi recover' instead of removing it\n" +
-        "  --no-user-copy: per-tag kernel-copied buffers instead of USER_COPY (more memory; for old kernels and tests)";
+        "  --no-user-copy: per-tag kernel-copied buffers instead of USER_COPY (more memory; for old kernels and tests)\n" +
+        "  --qos LIMITS: KEY=VALUE,... with keys maxIops, maxBytesPerSecond, maxReadIops, maxWriteIops,\n" +
+        "                maxReadBytesPerSecond, maxWriteBytesPerSecond, burstSeconds (as in StorageClass parameters)";
 
     public static async Task<int> RunAsync(string[] args)
     {
@@ -34,6 +37,7 @@ internal static class AttachCommand
         var stats = false;
         var keepOnExit = false;
         var userCopy = true;
+        QosLimits? qos = null;
         for (var i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -48,6 +52,7 @@ internal static class AttachCommand
                 case "--stats": stats = true; break;
                 case "--keep-on-exit": keepOnExit = true; break;
                 case "--no-user-copy": userCopy = false; break;
+                case "--qos": qos = ParseQos(CommandOptions.Value(args, ref i)); break;
                 case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
                 default: throw new CliException($"unknown option '{args[i]}'\n{Usage}", 2);
             }
@@ -79,8 +84,33 @@ internal static class AttachCommand
             RecoveryStateDirectory = stateDir,
             BackendDescription = spec.Description,
         };
-        await using var backend = await OpenBackendAsync(spec, size);
+        var opened = await OpenBackendAsync(spec, size);
+        await using var backend = qos is null ? opened : new ThrottledBackend(opened, qos);
         return await ServeAsync(options, backend, stats, keepOnExit, (control, served) => UblkDevice.CreateAsync(control, served, options));
+    }
+
+    private static QosLimits ParseQos(string text)
+    {
+        var pairs = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var item in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var equals = item.IndexOf('=', StringComparison.Ordinal);
+            if (equals <= 0 || !QosLimits.IsParameter(item[..equals]))
+            {
+                throw new CliException($"--qos: '{item}' is not KEY=VALUE with KEY one of {string.Join(", ", QosLimits.ParameterNames)}", 2);
+            }
+
+            pairs[item[..equals]] = item[(equals + 1)..];
+        }
+
+        try
+        {
+            return QosLimits.Parse(pairs);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliException("--qos: " + e.Message.Split(" (Parameter", 2)[0], 2);
+        }
     }
 
     /// <summary>

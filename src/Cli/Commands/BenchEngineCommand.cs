@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using UblkCsi.Engine;
 using UblkCsi.Engine.Backends;
+using UblkCsi.Engine.Backends.Metering;
 
 namespace UblkCsi.Cli;
 
@@ -10,7 +11,8 @@ namespace UblkCsi.Cli;
 /// <c>ublk-csi bench-engine</c>: the engine's cost, with the kernel's loop driver as the baseline in
 /// the same boot. Runs fio 4 KiB random reads and writes at queue depth 32 on a loop device over a
 /// tmpfs file, then on null- and memory-backed ublk devices, and reports IOPS, the ratio to loop and
-/// CPU time per I/O (system-wide and this server process alone); then serves many idle devices from
+/// CPU time per I/O (system-wide and this server process alone), and the cost of the node plugin's
+/// per-volume metering (the null device again behind a <see cref="MeteredBackend"/>); then serves many idle devices from
 /// this one process and reports the resident memory each costs.
 /// </summary>
 internal static class BenchEngineCommand
@@ -55,7 +57,14 @@ internal static class BenchEngineCommand
             }
         });
 
-        foreach (var (name, backendFactory) in new (string, Func<IBlockBackend>)[] { ("ublk null", () => new NullBackend(size)), ("ublk memory", () => new MemoryBackend(size)) })
+        var results = new Dictionary<(string Device, string Workload), FioResult>();
+        (string, Func<IBlockBackend>)[] devices =
+        [
+            ("ublk null", () => new NullBackend(size)),
+            ("ublk memory", () => new MemoryBackend(size)),
+            ("ublk metered", () => new MeteredBackend(new NullBackend(size), new IoMeter())),
+        ];
+        foreach (var (name, backendFactory) in devices)
         {
             await using var backend = backendFactory();
             var device = await UblkDevice.CreateAsync(control, backend, deviceOptions);
@@ -65,13 +74,22 @@ internal static class BenchEngineCommand
                 await RunFio(device.BlockDevicePath, Workloads[^1], Math.Max(1, seconds / 4), measureSelf: false);
                 foreach (var workload in Workloads)
                 {
-                    PrintRow(workload, name, await RunFio(device.BlockDevicePath, workload, seconds, measureSelf: true), loop[workload]);
+                    var result = await RunFio(device.BlockDevicePath, workload, seconds, measureSelf: true);
+                    results[(name, workload)] = result;
+                    PrintRow(workload, name, result, loop[workload]);
                 }
             }
             finally
             {
                 await device.StopAsync();
             }
+        }
+
+        foreach (var workload in Workloads)
+        {
+            var plain = results[("ublk null", workload)];
+            var metered = results[("ublk metered", workload)];
+            Console.Out.WriteLine($"  metering overhead, {workload}: metered null device at {metered.Iops / plain.Iops:0.000}x the plain null device's IOPS");
         }
 
         await MeasureIdleDevices(control, deviceOptions, idleDevices, size);

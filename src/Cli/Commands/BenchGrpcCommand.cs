@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;

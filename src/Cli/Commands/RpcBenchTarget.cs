@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using Microsoft.Extensions.Logging.Abstractions;
 using BlockstoreExtensions = UblkCsi.BlockStore.V1.BlockstoreExtensions;
 using UblkCsi.Engine;

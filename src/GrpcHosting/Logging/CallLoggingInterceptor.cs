@@ -10,10 +10,10 @@ namespace UblkCsi.GrpcHosting.Logging;
 /// The one logging interceptor: every call is logged once, with method, status and duration, and
 /// unary calls with their request rendered with every sensitive field redacted. Successful calls log
 /// at Debug (kubelet probes every few seconds), failed ones at Information, internal errors at Error
-/// with the exception. An exception that is not an <see cref="RpcException"/> is a bug: it is logged
+/// with the exception. Every call also counts in the call metrics (method, status, latency). An exception that is not an <see cref="RpcException"/> is a bug: it is logged
 /// with its stack trace and the client gets INTERNAL with a generic message, never the details.
 /// </summary>
-internal sealed partial class CallLoggingInterceptor(ILogger logger, MessageRedactor redactor) : Interceptor
+internal sealed partial class CallLoggingInterceptor(ILogger logger, MessageRedactor redactor, Metrics.GrpcCallMetrics metrics) : Interceptor
 {
     /// <summary>What the client sees of an unexpected exception.</summary>
     public const string InternalErrorMessage = "internal error; the server log has the details";
@@ -85,6 +85,8 @@ internal sealed partial class CallLoggingInterceptor(ILogger logger, MessageReda
 
     private void Completed(string method, StatusCode code, string? detail, long started, IMessage? request, Exception? exception)
     {
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        metrics.Completed(method, code, elapsed.TotalSeconds);
         var level = code switch
         {
             StatusCode.OK => LogLevel.Debug,
@@ -98,7 +100,7 @@ internal sealed partial class CallLoggingInterceptor(ILogger logger, MessageReda
         }
 
         var rendered = request is null ? "(stream)" : redactor.Render(request);
-        var milliseconds = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        var milliseconds = elapsed.TotalMilliseconds;
         switch (level)
         {
             case LogLevel.Debug:

@@ -30,11 +30,13 @@ public sealed record FileStoreOptions(string Root, ReflinkMode Reflink = Reflink
 /// and is replaced or removed. Snapshots and clones are reflinks (instant, shared extents) where the
 /// filesystem supports FICLONE (xfs, btrfs, bcachefs), sparse-aware copies elsewhere.
 /// </summary>
-public sealed class FileStore : IVolumeStore
+public sealed partial class FileStore : IVolumeStore, IVolumePublications, IVolumeQosRecord
 {
     private const string VolumesDir = "volumes";
     private const string SnapshotsDir = "snapshots";
     private const string StagingDir = ".staging";
+    private const string PublicationsDir = "publications";
+    private const string QosDir = "qos";
     private const int NoSpace = 28; // ENOSPC, which .NET reports in IOException.HResult on Linux
     private static readonly TimeSpan StaleStagingAge = TimeSpan.FromHours(1);
 
@@ -42,6 +44,8 @@ public sealed class FileStore : IVolumeStore
     private readonly string _volumes;
     private readonly string _snapshots;
     private readonly string _staging;
+    private readonly string _publications;
+    private readonly string _qos;
 
     public FileStore(FileStoreOptions options)
     {
@@ -59,6 +63,8 @@ public sealed class FileStore : IVolumeStore
         _volumes = Directory.CreateDirectory(Path.Combine(options.Root, VolumesDir)).FullName;
         _snapshots = Directory.CreateDirectory(Path.Combine(options.Root, SnapshotsDir)).FullName;
         _staging = Directory.CreateDirectory(Path.Combine(options.Root, StagingDir)).FullName;
+        _publications = Directory.CreateDirectory(Path.Combine(options.Root, PublicationsDir)).FullName;
+        _qos = Directory.CreateDirectory(Path.Combine(options.Root, QosDir)).FullName;
         RemoveStaleStagingFiles();
     }
 
@@ -98,6 +104,8 @@ public sealed class FileStore : IVolumeStore
         File.Delete(VolumeSidecar(volumeId));
         LinuxFile.SyncDirectory(_volumes);
         File.Delete(VolumeImage(volumeId));
+        File.Delete(PublicationsRecord(volumeId));
+        File.Delete(QosRecord(volumeId));
         return existed;
     }
 
@@ -211,6 +219,30 @@ public sealed class FileStore : IVolumeStore
         return Task.FromResult<IBlockBackend>(FileVolume.Open(volumeId, VolumeImage(volumeId), record.SizeBytes, access == VolumeAccess.ReadOnly));
     }
 
+    public async Task<IReadOnlyList<VolumePublication>> GetPublicationsAsync(string volumeId, CancellationToken cancellationToken = default)
+    {
+        VolumeIds.Validate(volumeId);
+        using var held = await _locks.AcquireAsync(volumeId, cancellationToken).ConfigureAwait(false);
+        _ = ReadVolumeRecord(volumeId) ?? throw new StoreNotFoundException(StoreObjectKind.Volume, volumeId);
+        return AtomicFile.ReadJson<FilePublicationsRecord>(PublicationsRecord(volumeId))?.Nodes ?? [];
+    }
+
+    public async Task SetPublicationsAsync(string volumeId, IReadOnlyList<VolumePublication> publications, CancellationToken cancellationToken = default)
+    {
+        VolumeIds.Validate(volumeId);
+        using var held = await _locks.AcquireAsync(volumeId, cancellationToken).ConfigureAwait(false);
+        _ = ReadVolumeRecord(volumeId) ?? throw new StoreNotFoundException(StoreObjectKind.Volume, volumeId);
+        if (publications.Count == 0)
+        {
+            File.Delete(PublicationsRecord(volumeId));
+            LinuxFile.SyncDirectory(_publications);
+        }
+        else
+        {
+            AtomicFile.WriteJson(PublicationsRecord(volumeId), new FilePublicationsRecord(1, publications.ToArray()));
+        }
+    }
+
     public ValueTask DisposeAsync() => default;
 
     private (string Image, long Size) ResolveSource(VolumeSource source)
@@ -311,6 +343,8 @@ public sealed class FileStore : IVolumeStore
 
     private string VolumeSidecar(string id) => Path.Combine(_volumes, id + ".json");
 
+    private string PublicationsRecord(string id) => Path.Combine(_publications, id + ".json");
+
     private string SnapshotImage(string id) => Path.Combine(_snapshots, id + ".img");
 
     private string SnapshotSidecar(string id) => Path.Combine(_snapshots, id + ".json");
@@ -329,3 +363,6 @@ internal sealed record FileSnapshotRecord(int Format, string Id, string Name, st
 {
     public SnapshotInfo ToInfo() => new(Id, Name, SourceVolumeId, SizeBytes, CreatedUtc, ReadyToUse: true);
 }
+
+/// <summary>The nodes a file-store volume is published to (kept apart from the volume sidecar).</summary>
+internal sealed record FilePublicationsRecord(int Format, VolumePublication[] Nodes);

@@ -10,13 +10,15 @@ namespace UblkCsi.Stores.InMemory;
 /// of the allocated pages. Without data (the "null" type) reads return zeros and writes vanish.
 /// An optional capacity bounds the sum of volume sizes (CSI RESOURCE_EXHAUSTED beyond it).
 /// </summary>
-public sealed class MemoryStore : IVolumeStore
+public sealed partial class MemoryStore : IVolumeStore, IVolumePublications, IVolumeQosRecord
 {
     private const int CopyBlock = 1 << 20;
 
     private readonly object _gate = new();
     private readonly Dictionary<string, Volume> _volumes = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Snapshot> _snapshots = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, IReadOnlyList<VolumePublication>> _publications = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Engine.Backends.Qos.QosLimits> _qos = new(StringComparer.Ordinal);
     private readonly Func<long, IBlockBackend> _createData;
     private readonly KeyedLock _locks = new();
 
@@ -90,6 +92,9 @@ public sealed class MemoryStore : IVolumeStore
             {
                 return false;
             }
+
+            _publications.Remove(volumeId);
+            _qos.Remove(volumeId);
         }
 
         await volume.Data.DisposeAsync().ConfigureAwait(false);
@@ -288,6 +293,35 @@ public sealed class MemoryStore : IVolumeStore
                 var v = GetVolume(source.Id);
                 return (v.Data, v.Info.SizeBytes);
         }
+    }
+
+    public Task<IReadOnlyList<VolumePublication>> GetPublicationsAsync(string volumeId, CancellationToken cancellationToken = default)
+    {
+        VolumeIds.Validate(volumeId);
+        lock (_gate)
+        {
+            _ = GetVolume(volumeId);
+            return Task.FromResult(_publications.GetValueOrDefault(volumeId) ?? []);
+        }
+    }
+
+    public Task SetPublicationsAsync(string volumeId, IReadOnlyList<VolumePublication> publications, CancellationToken cancellationToken = default)
+    {
+        VolumeIds.Validate(volumeId);
+        lock (_gate)
+        {
+            _ = GetVolume(volumeId);
+            if (publications.Count == 0)
+            {
+                _publications.Remove(volumeId);
+            }
+            else
+            {
+                _publications[volumeId] = publications.ToArray();
+            }
+        }
+
+        return Task.CompletedTask;
     }
 
     private Volume GetVolume(string volumeId) =>

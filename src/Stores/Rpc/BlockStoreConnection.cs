@@ -1,7 +1,7 @@
+using UblkCsi.GrpcEndpoints;
 using Grpc.Core;
 using Grpc.Net.Client;
 using UblkCsi.BlockStore.V1;
-using UblkCsi.GrpcHosting;
 
 namespace UblkCsi.Stores.Rpc;
 

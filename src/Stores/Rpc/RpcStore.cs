@@ -1,7 +1,7 @@
+using UblkCsi.GrpcEndpoints;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.Engine;
 using Grpc.Core;
-using UblkCsi.GrpcHosting;
 
 namespace UblkCsi.Stores.Rpc;
 

@@ -1,5 +1,5 @@
+using UblkCsi.GrpcEndpoints;
 using UblkCsi.Engine;
-using UblkCsi.GrpcHosting;
 
 namespace UblkCsi.Stores.Rpc;
 

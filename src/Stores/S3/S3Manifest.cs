@@ -21,10 +21,16 @@ internal static class S3Keys
     public const string Snapshots = "snapshots/";
     public const string Chunks = "chunks/";
     public const string Refs = "refs/";
+    public const string PublicationsFolder = "publications/";
+    public const string QosFolder = "qos/";
 
     public static string Volume(string id) => Volumes + id + ".json";
 
     public static string Snapshot(string id) => Snapshots + id + ".json";
+
+    public static string Publications(string id) => PublicationsFolder + id + ".json";
+
+    public static string Qos(string id) => QosFolder + id + ".json";
 
     public static string Chunk(string uuid, long index, ulong version) =>
         string.Create(CultureInfo.InvariantCulture, $"{Chunks}{uuid}/{index:x8}-{version:x12}");

@@ -47,7 +47,7 @@ public sealed record S3StoreOptions(
 /// <para>Crash safety: the local cache is disposable. A FLUSH returns after every dirty chunk is
 /// uploaded and the manifest naming them is written, so whatever was flushed survives losing the node.</para>
 /// </remarks>
-public sealed class S3Store : IVolumeStore
+public sealed partial class S3Store : IVolumeStore
 {
     private readonly KeyedLock _locks = new();
 
@@ -144,7 +144,7 @@ public sealed class S3Store : IVolumeStore
             return false;
         }
 
-        await Bucket.DeleteAsync([S3Keys.Volume(volumeId)], cancellationToken).ConfigureAwait(false);
+        await Bucket.DeleteAsync([S3Keys.Volume(volumeId), S3Keys.Publications(volumeId), S3Keys.Qos(volumeId)], cancellationToken).ConfigureAwait(false);
         var borrowed = manifest.Lineage.Take(manifest.Lineage.Count - 1).ToList();
         await Bucket.DeleteAsync(borrowed.Select(l => S3Keys.Ref(l.Uuid, snapshot: false, volumeId)).ToList(), cancellationToken).ConfigureAwait(false);
         foreach (var incarnation in manifest.Lineage)

@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using UblkCsi.GrpcHosting;
 using UblkCsi.Hosting;
 

@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using Microsoft.Extensions.Logging;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.GrpcHosting;

@@ -1,3 +1,4 @@
+using UblkCsi.GrpcEndpoints;
 using Microsoft.Extensions.Logging.Abstractions;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.GrpcHosting;

@@ -7,7 +7,7 @@ namespace UblkCsi.Stores.Tests.Conformance;
 /// The behaviour every store promises through <see cref="IVolumeStore"/> and <see cref="IBlockBackend"/>.
 /// Data is checked against a plain byte-array model of the volume.
 /// </summary>
-public abstract class StoreConformanceTests(StoreFixture fixture)
+public abstract partial class StoreConformanceTests(StoreFixture fixture)
 {
     private const long MiB = 1 << 20;
 

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 
-namespace UblkCsi.GrpcHosting;
+namespace UblkCsi.GrpcEndpoints;
 
 /// <summary>How a <see cref="GrpcEndpoint"/> is reached.</summary>
 public enum GrpcEndpointKind

@@ -2,13 +2,13 @@ using System.Net.Security;
 using System.Net.Sockets;
 using Grpc.Net.Client;
 
-namespace UblkCsi.GrpcHosting;
+namespace UblkCsi.GrpcEndpoints;
 
 /// <summary>Settings of a client channel made by <see cref="GrpcChannels"/>.</summary>
 public sealed record GrpcChannelSettings
 {
     /// <summary>Largest response message accepted. Default 4 MiB, gRPC's own default.</summary>
-    public int MaxReceiveMessageBytes { get; init; } = GrpcServerOptions.DefaultMaxReceiveMessageBytes;
+    public int MaxReceiveMessageBytes { get; init; } = 4 * 1024 * 1024;
 
     /// <summary>How long opening one connection may take. Default 5 s.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);

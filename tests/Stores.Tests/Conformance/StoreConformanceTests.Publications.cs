@@ -1,0 +1,27 @@
+namespace UblkCsi.Stores.Tests.Conformance;
+
+/// <summary>Publication records (stores that keep them): persisted, per volume, gone with the volume.</summary>
+public abstract partial class StoreConformanceTests
+{
+    [Fact]
+    public async Task PublicationRecordsSurviveReopenAndDieWithTheVolume()
+    {
+        await using var ctx = await Fixture.CreateStoreAsync();
+        if (ctx.Store is not IVolumePublications)
+        {
+            return; // the rpc store keeps no records yet
+        }
+
+        var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("published", 1 << 20));
+        await ((IVolumePublications)ctx.Store).SetPublicationsAsync(volume.Id, [new VolumePublication("node-a", ReadOnly: false)]);
+        var reopened = (IVolumePublications)await Fixture.ReopenAsync(ctx);
+        var kept = await reopened.GetPublicationsAsync(volume.Id);
+        await ctx.Store.DeleteVolumeAsync(volume.Id);
+        var recreated = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("published", 1 << 20));
+
+        Assert.Equal([new VolumePublication("node-a", false)], kept);
+        Assert.Empty(await ((IVolumePublications)ctx.Store).GetPublicationsAsync(recreated.Id));
+        await Assert.ThrowsAsync<StoreNotFoundException>(() => ((IVolumePublications)ctx.Store).GetPublicationsAsync("absent"));
+        await ((IVolumePublications)ctx.Store).SetPublicationsAsync(recreated.Id, []);
+    }
+}
