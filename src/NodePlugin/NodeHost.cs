@@ -46,8 +46,15 @@ public static class NodeHost
         }
 
         var version = HostRunner.InformationalVersion(typeof(NodeHost).Assembly);
+        var serverOptions = options.Grpc.ToServerOptions(new SensitiveFieldPolicy(CsiExtensions.CsiSecret));
+        if (options.Grpc.MetricsAddress is not null)
+        {
+            // Per-volume I/O metrics beside the gRPC call metrics, read from the meters at each scrape.
+            _ = new Metrics.VolumeMetricsExporter(serverOptions.MetricsRegistry, runtime.MetricsSources);
+        }
+
         return GrpcRunningHost.StartAsync(
-            options.Grpc.ToServerOptions(new SensitiveFieldPolicy(CsiExtensions.CsiSecret)),
+            serverOptions,
             loggerFactory,
             server => server
                 .AddService(new IdentityService(options.DriverName, version, probeHost, loggerFactory.CreateLogger<IdentityService>(), () => runtime.NotReadyReason))

@@ -45,6 +45,7 @@ public sealed record NodeSystem
 public sealed partial class NodeRuntime : IAsyncDisposable
 {
     private readonly VolumeStager _stager;
+    private readonly StagedVolumes _staged;
     private readonly IVolumeDevices _devices;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
@@ -62,6 +63,7 @@ public sealed partial class NodeRuntime : IAsyncDisposable
         var filesystems = system.Filesystems ?? new LinuxFilesystemTools();
         _devices = system.Devices ?? new UblkVolumeDevices(Path.Combine(settings.StateDirectory, "devices"), settings.DeviceQueues);
         var staged = new StagedVolumes();
+        _staged = staged;
         _stager = new VolumeStager(
             staged,
             new StagedVolumeStore(settings.StateDirectory),
@@ -94,6 +96,10 @@ public sealed partial class NodeRuntime : IAsyncDisposable
     /// checks in Probe.
     /// </summary>
     public string? NotReadyReason => Adoption.IsCompleted ? null : "adopting the volumes of the previous plugin process";
+
+    /// <summary>The served volumes as the Prometheus exporter reads them.</summary>
+    public IReadOnlyCollection<Metrics.VolumeMetricsSource> MetricsSources() =>
+        _staged.All.Select(v => v.MetricsSource()).OfType<Metrics.VolumeMetricsSource>().ToArray();
 
     /// <summary>Builds the runtime; throws <see cref="InvalidOperationException"/> with the fix when the node is misconfigured.</summary>
     public static NodeRuntime Start(NodeRuntimeSettings settings, ILoggerFactory loggerFactory, NodeSystem? system = null) =>

@@ -75,7 +75,7 @@ public sealed partial class NodeService : Node.NodeBase
             throw Invalid(problem);
         }
 
-        var stage = new StageRequest(id, volumeContext, request.StagingTargetPath, access, fsType, flags, group, readOnly);
+        var stage = new StageRequest(request.VolumeId, id, volumeContext, request.StagingTargetPath, access, fsType, flags, group, readOnly);
         await RunAsync("NodeStageVolume", request.VolumeId, () => _stager.StageAsync(stage, request.Secrets)).ConfigureAwait(false);
         return new NodeStageVolumeResponse();
     }
@@ -252,10 +252,11 @@ public sealed partial class NodeService : Node.NodeBase
         return capability;
     }
 
-    private static CsiVolumeId ParseVolumeId(string volumeId) =>
-        CsiVolumeId.TryParse(volumeId, out var id, out var problem)
-            ? id
-            : throw new RpcException(new Status(StatusCode.NotFound, $"no such volume: {problem}"));
+    // A volume_id this driver could not have issued names no volume: NOT_FOUND, not INVALID_ARGUMENT.
+    private static VolumeHandle ParseVolumeId(string volumeId) =>
+        VolumeHandle.TryParse(volumeId, out var handle)
+            ? handle
+            : throw new RpcException(new Status(StatusCode.NotFound, $"no such volume: '{volumeId}' is not of the form <store locator>/<volume id>"));
 
     private static (StagedAccess Access, string FsType, IReadOnlyList<string> Flags, string? Group, bool ReadOnly) ReadCapability(VolumeCapability capability)
     {

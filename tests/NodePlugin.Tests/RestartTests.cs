@@ -75,4 +75,27 @@ public sealed class RestartTests
         await afterReboot.DisposeAsync();
         first.DeleteFiles();
     }
+
+    [Fact]
+    public async Task QosLimitsAndMeteringSurviveAHandover()
+    {
+        var first = await FakeNode.StartAsync();
+        var request = first.StageRequest(Volume);
+        request.VolumeContext["maxIops"] = "400";
+        await first.Service.NodeStageVolume(request, Ctx);
+        var served = Assert.Single(first.Runtime.MetricsSources());
+        Assert.Equal((400L, 0L), (served.Qos?.Limits.MaxIops, served.Recoveries));
+        Assert.Equal("live", served.DeviceState);
+
+        await first.DisposeAsync();
+        var second = await FakeNode.StartAsync(first);
+
+        var adopted = Assert.Single(second.Runtime.MetricsSources());
+        Assert.Equal((400L, 1L), (adopted.Qos?.Limits.MaxIops, adopted.Recoveries));
+        Assert.NotNull(adopted.LastAdoptionGapSeconds);
+        Assert.InRange(adopted.LastAdoptionGapSeconds.Value, 0, 60);
+        Assert.Equal("400", new StagedVolumeStore(first.StateDirectory).TryRead(Volume)!.QosParameters!["maxIops"]);
+        await second.DisposeAsync();
+        first.DeleteFiles();
+    }
 }

@@ -6,28 +6,6 @@ namespace UblkCsi.NodePlugin.Tests;
 /// <summary>The small types the node service builds on: IDs, contexts, paths, records.</summary>
 public sealed class VolumePiecesTests
 {
-    [Theory]
-    [InlineData("abc/vol1", "abc", "vol1")]
-    [InlineData("a/b/pvc-1", "a/b", "pvc-1")]
-    public void VolumeIdSplitsAtTheLastSlash(string value, string locator, string storeId)
-    {
-        Assert.True(CsiVolumeId.TryParse(value, out var id, out _));
-        Assert.Equal((locator, storeId), (id.Locator, id.StoreVolumeId));
-    }
-
-    [Theory]
-    [InlineData("")]
-    [InlineData("vol1")]
-    [InlineData("/vol1")]
-    [InlineData("abc/")]
-    public void MalformedVolumeIdsSayWhy(string value)
-    {
-        Assert.False(CsiVolumeId.TryParse(value, out _, out var problem));
-        Assert.NotEmpty(problem);
-        Assert.False(CsiVolumeId.TryParse(new string('a', 120) + "/" + new string('b', 10), out _, out var tooLong));
-        Assert.Contains("128 bytes", tooLong);
-    }
-
     [Fact]
     public void ContextDropsTheStoreKeyAndKubernetesKeys()
     {
@@ -41,6 +19,18 @@ public sealed class VolumePiecesTests
         Assert.Equal(["bucket"], read.StoreParameters.Keys);
         Assert.False(VolumeContext.TryRead(new Dictionary<string, string> { ["bucket"] = "b" }, out _, out var problem));
         Assert.Contains("'store'", problem);
+    }
+
+    [Fact]
+    public void QosKeysAreTheNodesNotTheStores()
+    {
+        var context = new Dictionary<string, string> { ["store"] = "file", ["root"] = "/srv", ["maxIops"] = "400", ["maxBytesPerSecond"] = "8388608" };
+
+        Assert.True(VolumeContext.TryRead(context, out var read, out _));
+        Assert.Equal(["root"], read.StoreParameters.Keys);
+        Assert.Equal((400L, 8388608L), (read.Qos.MaxIops, read.Qos.MaxBytesPerSecond));
+        Assert.False(VolumeContext.TryRead(new Dictionary<string, string>(context) { ["maxIops"] = "lots" }, out _, out var problem));
+        Assert.Contains("QoS", problem);
     }
 
     [Theory]

@@ -51,6 +51,18 @@ public sealed record StagedVolumeRecord(
     /// <summary>Record format version.</summary>
     public int Version { get; init; } = 1;
 
+    /// <summary>The QoS limits from the volume_context (parameter form), or null for none.</summary>
+    public IReadOnlyDictionary<string, string>? QosParameters { get; init; }
+
+    /// <summary>When the last plugin process handed the device over (SIGTERM), if it did.</summary>
+    public DateTimeOffset? ReleasedAt { get; init; }
+
+    /// <summary>How many plugin processes adopted the device after a predecessor.</summary>
+    public long Recoveries { get; init; }
+
+    /// <summary>How long the device was without a server at its last adoption.</summary>
+    public double? LastAdoptionGapSeconds { get; init; }
+
     /// <summary>/dev/ublkbN.</summary>
     [JsonIgnore]
     public string DevicePath => $"/dev/ublkb{DeviceId}";

@@ -1,4 +1,6 @@
 using UblkCsi.Engine;
+using UblkCsi.Engine.Backends.Metering;
+using UblkCsi.Engine.Backends.Qos;
 using UblkCsi.Stores;
 
 namespace UblkCsi.NodePlugin.Volumes;
@@ -6,8 +8,26 @@ namespace UblkCsi.NodePlugin.Volumes;
 /// <summary>A store volume opened for serving: the store's control path and the volume's data path.</summary>
 public sealed class OpenedVolume(IVolumeStore? store, IBlockBackend backend) : IAsyncDisposable
 {
-    /// <summary>The data path the device serves.</summary>
-    public IBlockBackend Backend { get; } = backend;
+    /// <summary>The data path the device serves (after <see cref="Instrument"/>: metered and throttled).</summary>
+    public IBlockBackend Backend { get; private set; } = backend;
+
+    /// <summary>The volume's I/O meter, once instrumented.</summary>
+    public IoMeter? Meter { get; private set; }
+
+    /// <summary>The QoS stage, when the volume has limits.</summary>
+    public ThrottledBackend? Throttle { get; private set; }
+
+    /// <summary>
+    /// Puts the metering (outermost, so latencies include QoS waits) and, with limits, the QoS stage
+    /// in front of the store's data path.
+    /// </summary>
+    public OpenedVolume Instrument(QosLimits limits)
+    {
+        Throttle = limits.IsUnlimited ? null : new ThrottledBackend(Backend, limits);
+        Meter = new IoMeter();
+        Backend = new MeteredBackend(Throttle ?? Backend, Meter);
+        return this;
+    }
 
     /// <summary>Makes completed writes durable, then closes the volume and its store.</summary>
     public async ValueTask DisposeAsync()

@@ -1,9 +1,11 @@
 using UblkCsi.NodePlugin.State;
+using UblkCsi.Stores;
 
 namespace UblkCsi.NodePlugin.Volumes;
 
 /// <summary>A validated NodeStageVolume.</summary>
-/// <param name="VolumeId">The volume.</param>
+/// <param name="VolumeId">The CSI volume_id.</param>
+/// <param name="Handle">The volume_id split into store locator and store ID.</param>
 /// <param name="Context">The store it lives in.</param>
 /// <param name="StagingPath">Where to stage it (validated, absolute, inside the kubelet directory).</param>
 /// <param name="Access">Filesystem or block.</param>
@@ -12,7 +14,8 @@ namespace UblkCsi.NodePlugin.Volumes;
 /// <param name="VolumeMountGroup">Group ID to own the filesystem root (mount only).</param>
 /// <param name="ReadOnly">Open the volume read-only (a reader-only access mode).</param>
 public sealed record StageRequest(
-    CsiVolumeId VolumeId,
+    string VolumeId,
+    VolumeHandle Handle,
     VolumeContext Context,
     string StagingPath,
     StagedAccess Access,

@@ -1,3 +1,4 @@
+using UblkCsi.NodePlugin.Metrics;
 using UblkCsi.NodePlugin.State;
 
 namespace UblkCsi.NodePlugin.Volumes;
@@ -15,6 +16,17 @@ public sealed class StagedVolume(StagedVolumeRecord record, IServedDevice device
 
     /// <summary>The open store volume the device serves.</summary>
     public OpenedVolume Volume { get; } = volume;
+
+    /// <summary>What the metrics exporter reads at each scrape.</summary>
+    public VolumeMetricsSource? MetricsSource() => Volume.Meter is { } meter
+        ? new VolumeMetricsSource(
+            Record.VolumeId,
+            meter,
+            Volume.Throttle,
+            Device.Completion.IsCompleted || !Device.NodeExists ? "gone" : "live",
+            Record.Recoveries,
+            Record.LastAdoptionGapSeconds)
+        : null;
 
     /// <summary>
     /// Null when healthy, else what a human should know: the device's server stopped, its node is

@@ -1,13 +1,19 @@
+using UblkCsi.Engine.Backends.Qos;
+
 namespace UblkCsi.NodePlugin.Volumes;
 
 /// <summary>
 /// The store a volume lives in, read from its volume_context (what CreateVolume returned, or a static
 /// PV's volumeAttributes): <c>store</c> names the type and the remaining keys are that store's
 /// StorageClass parameters. Keys under <c>csi.storage.k8s.io/</c> belong to Kubernetes (pod info,
-/// ephemeral flag, PV name) and never reach the store.
+/// ephemeral flag, PV name) and never reach the store; the QoS keys (<see cref="QosLimits.ParameterNames"/>)
+/// are the node's: it enforces them in the data path.
 /// </summary>
 public sealed record VolumeContext(string StoreType, IReadOnlyDictionary<string, string> StoreParameters)
 {
+    /// <summary>The volume's I/O limits (unlimited when the context names none).</summary>
+    public QosLimits Qos { get; init; } = QosLimits.Unlimited;
+
     /// <summary>The volume_context key naming the store type.</summary>
     public const string StoreKey = "store";
 
@@ -24,15 +30,31 @@ public sealed record VolumeContext(string StoreType, IReadOnlyDictionary<string,
         }
 
         var parameters = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        var qos = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var (key, value) in context)
         {
-            if (key != StoreKey && !key.StartsWith(KubernetesPrefix, StringComparison.Ordinal))
+            if (QosLimits.IsParameter(key))
+            {
+                qos[key] = value;
+            }
+            else if (key != StoreKey && !key.StartsWith(KubernetesPrefix, StringComparison.Ordinal))
             {
                 parameters[key] = value;
             }
         }
 
-        result = new VolumeContext(store, parameters);
+        QosLimits limits;
+        try
+        {
+            limits = QosLimits.Parse(qos);
+        }
+        catch (ArgumentException e)
+        {
+            problem = $"volume_context has an invalid QoS limit: {e.Message}";
+            return false;
+        }
+
+        result = new VolumeContext(store, parameters) { Qos = limits };
         problem = string.Empty;
         return true;
     }

@@ -60,7 +60,7 @@ public sealed partial class VolumeStager
     /// </summary>
     public async Task StageAsync(StageRequest request, IReadOnlyDictionary<string, string> secrets)
     {
-        var volumeId = request.VolumeId.Value;
+        var volumeId = request.VolumeId;
         if (_staged.Find(volumeId) is { } existing)
         {
             EnsureSameStage(existing.Record, request);
@@ -88,17 +88,20 @@ public sealed partial class VolumeStager
         }
 
         var started = Stopwatch.GetTimestamp();
-        var volume = await OpenVolumeAsync(request.Context, secrets, request.VolumeId.StoreVolumeId, request.ReadOnly).ConfigureAwait(false);
+        var volume = (await OpenVolumeAsync(request.Context, secrets, request.Handle.StoreId, request.ReadOnly).ConfigureAwait(false)).Instrument(request.Context.Qos);
         IServedDevice? device = null;
         StagedVolumeRecord? record = null;
         try
         {
             device = await _devices.CreateAsync(volume.Backend, $"csi volume {volumeId} in store {request.Context.StoreType}", CancellationToken.None).ConfigureAwait(false);
             record = new StagedVolumeRecord(
-                volumeId, request.Context.StoreType, request.Context.StoreParameters, request.VolumeId.StoreVolumeId,
+                volumeId, request.Context.StoreType, request.Context.StoreParameters, request.Handle.StoreId,
                 request.StagingPath, request.Access, request.Access == StagedAccess.Mount ? request.FsType : null,
                 request.MountFlags, request.VolumeMountGroup, request.ReadOnly, device.Id, device.SizeBytes, _bootId,
-                DateTimeOffset.UtcNow);
+                DateTimeOffset.UtcNow)
+            {
+                QosParameters = request.Context.Qos.IsUnlimited ? null : request.Context.Qos.ToParameters(),
+            };
 
             // The record is written before the filesystem is touched: from here on a crash leaves a
             // device the next process adopts, never one nobody knows about.
@@ -205,6 +208,7 @@ public sealed partial class VolumeStager
             try
             {
                 await staged.Device.ReleaseAsync().ConfigureAwait(false);
+                _records.Write(staged.Record with { ReleasedAt = DateTimeOffset.UtcNow }, _records.ReadSecrets(volumeId));
                 await CloseVolumeAsync(staged.Volume, volumeId).ConfigureAwait(false);
                 _staged.Remove(volumeId);
                 HandedOver(_logger, volumeId, staged.Device.Path);
@@ -223,9 +227,18 @@ public sealed partial class VolumeStager
         try
         {
             var context = new VolumeContext(record.StoreType, record.StoreParameters);
-            volume = await OpenVolumeAsync(context, _records.ReadSecrets(record.VolumeId), record.StoreVolumeId, record.ReadOnly).ConfigureAwait(false);
+            var secrets = _records.ReadSecrets(record.VolumeId);
+            volume = (await OpenVolumeAsync(context, secrets, record.StoreVolumeId, record.ReadOnly).ConfigureAwait(false))
+                .Instrument(Engine.Backends.Qos.QosLimits.Parse(record.QosParameters ?? new Dictionary<string, string>()));
             var device = await _devices.AdoptAsync(record.DeviceId, volume.Backend, $"csi volume {record.VolumeId} in store {record.StoreType}", cancellationToken).ConfigureAwait(false);
-            _staged.Add(new StagedVolume(record, device, volume));
+
+            // Without a server since the handover, or (after a crash, time unknown) at least since
+            // this process started.
+            var adopted = DateTimeOffset.UtcNow;
+            var since = record.ReleasedAt ?? new DateTimeOffset(Process.GetCurrentProcess().StartTime.ToUniversalTime());
+            var updated = record with { Recoveries = record.Recoveries + 1, LastAdoptionGapSeconds = (adopted - since).TotalSeconds, ReleasedAt = null };
+            _records.Write(updated, secrets);
+            _staged.Add(new StagedVolume(updated, device, volume));
             Adopted(_logger, record.VolumeId, device.Path, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -380,7 +393,7 @@ public sealed partial class VolumeStager
         }
         catch (Exception e)
         {
-            RollBackFailed(_logger, request.VolumeId.Value, e.Message, e);
+            RollBackFailed(_logger, request.VolumeId, e.Message, e);
         }
     }
 
