@@ -27,29 +27,20 @@ internal static class CommandOptions
         return value;
     }
 
-    /// <summary>Parses "4096", "64K", "512M", "1G", "2T" (powers of 1024) into bytes, a multiple of 512.</summary>
+    /// <summary>
+    /// A size in the one grammar of the product (<see cref="Stores.ByteSize"/>, shared with StorageClass
+    /// parameters and bench-stores): "4096", "64K", "64Ki", "512MiB", "1G" (powers of 1024), a
+    /// positive multiple of 512 bytes.
+    /// </summary>
     public static long ParseSize(string option, string text, long max = long.MaxValue)
     {
-        var trimmed = text.Trim();
-        var shift = trimmed.Length == 0 ? 0 : char.ToUpperInvariant(trimmed[^1]) switch
-        {
-            'K' => 10,
-            'M' => 20,
-            'G' => 30,
-            'T' => 40,
-            _ => 0,
-        };
-        var digits = shift == 0 ? trimmed : trimmed[..^1];
-        if (!long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var number)
-            || number <= 0
-            || number > (max >> shift)
-            || ((number << shift) % 512) != 0)
+        if (!Stores.ByteSize.TryParse(text, out var bytes) || bytes <= 0 || bytes > max || bytes % 512 != 0)
         {
             var limit = max == long.MaxValue ? string.Empty : $" up to {max} bytes";
-            throw new CliException($"{option} '{text}' is invalid: use a positive multiple of 512 bytes{limit}, with an optional K, M, G or T suffix (e.g. 64M, 1G)", 2);
+            throw new CliException($"{option} '{text}' is invalid: use a positive multiple of 512 bytes{limit}, with an optional K, M, G or T suffix, optionally followed by i or iB (all powers of 1024; e.g. 64M, 1Gi)", 2);
         }
 
-        return number << shift;
+        return bytes;
     }
 
     /// <summary>

@@ -13,6 +13,7 @@ internal static class CommandTable
         ("bench-engine", BenchEngineCommand.Summary, BenchEngineCommand.RunAsync),
         ("bench-grpc", BenchGrpcCommand.Summary, BenchGrpcCommand.RunAsync),
         ("bench-stores", BenchStoresCommand.Summary, BenchStoresCommand.RunAsync),
+        ("bench-flush-storm", BenchFlushStormCommand.Summary, BenchFlushStormCommand.RunAsync),
         ("csi-call", CsiCallCommand.Summary, CsiCallCommand.RunAsync),
         ("create-volume", CreateVolumeCommand.Summary, CreateVolumeCommand.RunAsync),
         ("expand-volume", CreateVolumeCommand.ExpandSummary, CreateVolumeCommand.RunExpandAsync),

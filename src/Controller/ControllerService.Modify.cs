@@ -9,23 +9,25 @@ namespace UblkCsi.Controller;
 /// ControllerModifyVolume: a Kubernetes VolumeAttributesClass change. Only the QoS limits are
 /// mutable; they are written to the volume's QoS record in its store, which every node plugin
 /// serving the volume polls, so the new limits reach the data path without a re-stage or remount.
-/// The class's parameters replace the previous set whole (a key left out is no longer limited).
+/// The class's parameters replace the previous set whole (a key left out is no longer limited); an
+/// empty set changes nothing.
 /// </summary>
 public sealed partial class ControllerService
 {
     public override async Task<ControllerModifyVolumeResponse> ControllerModifyVolume(ControllerModifyVolumeRequest request, ServerCallContext context)
     {
         Require(request.VolumeId, "volume_id");
-        if (request.MutableParameters.Count == 0)
-        {
-            throw CsiErrors.InvalidArgument("mutable_parameters is required");
-        }
-
         var limits = Parse(() => StorageClassParameters.ParseMutable(Map(request.MutableParameters)));
         var (handle, locator) = Resolve(request.VolumeId) ?? throw CsiErrors.NotFound($"volume '{request.VolumeId}' does not exist");
 
         using var held = _locks.Acquire("volume/" + handle.StoreId);
         var store = OpenLocation(locator, Map(request.Secrets));
+        _ = await Store(() => store.GetVolumeAsync(handle.StoreId, context.CancellationToken)).ConfigureAwait(false);
+        if (request.MutableParameters.Count == 0)
+        {
+            return new ControllerModifyVolumeResponse(); // nothing asked to change (csi-sanity sends this)
+        }
+
         if (store is not IVolumeQosRecord records)
         {
             throw CsiErrors.InvalidArgument(

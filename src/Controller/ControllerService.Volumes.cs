@@ -188,7 +188,7 @@ public sealed partial class ControllerService
     {
         Require(request.VolumeId, "volume_id");
         var (handle, locator) = Resolve(request.VolumeId) ?? throw CsiErrors.NotFound($"volume '{request.VolumeId}' does not exist");
-        var status = new ControllerGetVolumeResponse.Types.VolumeStatus { VolumeCondition = new VolumeCondition { Message = "volume is reachable in its store" } };
+        var status = new ControllerGetVolumeResponse.Types.VolumeStatus { VolumeCondition = new Csi.V1.VolumeCondition { Message = "volume is reachable in its store" } };
         VolumeInfo? info = null;
         try
         {

@@ -134,7 +134,7 @@ public sealed partial class NodeService : Node.NodeBase
         var stats = Guard("NodeGetVolumeStats", request.VolumeId, () => _inspector.GetStatistics(request.VolumeId, request.VolumePath));
         var response = new NodeGetVolumeStatsResponse
         {
-            VolumeCondition = new VolumeCondition { Abnormal = stats.Problem is not null, Message = stats.Problem ?? "the volume is served and its store answers" },
+            VolumeCondition = new Csi.V1.VolumeCondition { Abnormal = stats.Problem is not null, Message = stats.Problem ?? "the volume is served and its store answers" },
         };
         response.Usage.Add(new VolumeUsage
         {

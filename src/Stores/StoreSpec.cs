@@ -53,7 +53,9 @@ public sealed class StoreSpec
         }
         else if (s.StartsWith("file:", StringComparison.Ordinal))
         {
-            spec = new StoreSpec("file", s["file:".Length..], new Dictionary<string, string>());
+            var rest = s["file:".Length..];
+            var query = rest.IndexOf('?');
+            spec = new StoreSpec("file", query < 0 ? rest : rest[..query], query < 0 ? new Dictionary<string, string>() : ParseQuery(rest[(query + 1)..]));
         }
         else if (s.IndexOf("://", StringComparison.Ordinal) is > 0 and var schemeEnd)
         {
@@ -77,7 +79,7 @@ public sealed class StoreSpec
     }
 
     /// <summary>The accepted spec forms, for usage texts.</summary>
-    public const string Forms = "null, memory, file:PATH, s3://BUCKET/[PREFIX/]VOLUME?endpoint=URL&region=NAME&path-style=true, rpc://HOST:PORT/VOLUME";
+    public const string Forms = "null, memory, file:PATH[?direct-io=auto|on|off], s3://BUCKET/[PREFIX/]VOLUME?endpoint=URL&region=NAME&path-style=true, rpc://HOST:PORT/VOLUME";
 
     /// <summary>
     /// Opens the volume this spec names. The result owns everything it opened (clients, stores):
@@ -99,20 +101,25 @@ public sealed class StoreSpec
                 break;
             case "file":
                 sb.Append(':').Append(Location);
+                AppendQuery(sb, Options);
                 break;
             default:
                 sb.Append("://").Append(Location);
-                var separator = '?';
-                foreach (var (key, value) in Options.OrderBy(o => o.Key, StringComparer.Ordinal))
-                {
-                    sb.Append(separator).Append(Uri.EscapeDataString(key)).Append('=').Append(Uri.EscapeDataString(value));
-                    separator = '&';
-                }
-
+                AppendQuery(sb, Options);
                 break;
         }
 
         return sb.ToString();
+    }
+
+    private static void AppendQuery(StringBuilder sb, IReadOnlyDictionary<string, string> options)
+    {
+        var separator = '?';
+        foreach (var (key, value) in options.OrderBy(o => o.Key, StringComparer.Ordinal))
+        {
+            sb.Append(separator).Append(Uri.EscapeDataString(key)).Append('=').Append(Uri.EscapeDataString(value));
+            separator = '&';
+        }
     }
 
     private static Dictionary<string, string> ParseQuery(string query)

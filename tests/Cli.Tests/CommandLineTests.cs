@@ -41,6 +41,18 @@ public class CommandLineTests
     }
 
     [Theory]
+    [InlineData("1G")]
+    [InlineData("1Gi")]
+    [InlineData("1GiB")]
+    [InlineData("64Mi")]
+    public async Task AttachTakesTheSameSizeGrammarAsStorageClassesAndBenchStores(string size)
+    {
+        // No ublk driver on the host: attach gets past option parsing and fails on the device, not the size.
+        var result = await CliProcess.RunAsync("attach", "--store", "memory", "--size", size, "--state-dir", Path.GetTempPath());
+        Assert.DoesNotContain("--size", result.StandardError);
+    }
+
+    [Theory]
     [InlineData("12Q")]
     [InlineData("-1G")]
     [InlineData("1000")]

@@ -8,8 +8,13 @@ namespace UblkCsi.NodePlugin.Volumes;
 /// <summary>A store volume opened for serving: the store's control path and the volume's data path.</summary>
 public sealed class OpenedVolume(IVolumeStore? store, IBlockBackend backend) : IAsyncDisposable
 {
+    private readonly IBlockBackend _storeBackend = backend;
+
     /// <summary>The data path the device serves (after <see cref="Instrument"/>: metered and throttled).</summary>
     public IBlockBackend Backend { get; private set; } = backend;
+
+    /// <summary>The store's own view of the volume's health (e.g. s3 write-back failing), healthy for other backends.</summary>
+    public VolumeCondition StoreCondition => _storeBackend is StoreVolume storeVolume ? storeVolume.Condition : VolumeCondition.Healthy;
 
     /// <summary>The volume's I/O meter, once instrumented.</summary>
     public IoMeter? Meter { get; private set; }

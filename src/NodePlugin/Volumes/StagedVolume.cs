@@ -46,6 +46,11 @@ public sealed class StagedVolume(StagedVolumeRecord record, IServedDevice device
             return $"the block device {Device.Path} is gone from /dev";
         }
 
+        if (Volume.StoreCondition is { Abnormal: true } store)
+        {
+            return $"the {Record.StoreType} store reports: {store.Message}";
+        }
+
         var errors = Device.BackendErrors;
         var previous = Interlocked.Exchange(ref _errorsAtLastCheck, errors);
         if (errors > previous)

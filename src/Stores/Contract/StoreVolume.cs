@@ -25,6 +25,15 @@ public abstract class StoreVolume : IBlockBackend
 
     public bool IsReadOnly { get; }
 
+    /// <summary>Where the volume reports failures no request returns (background write-back); null logs nothing. Set by the opener.</summary>
+    public Microsoft.Extensions.Logging.ILogger? Logger { get; set; }
+
+    /// <summary>
+    /// Abnormal while the volume has a problem no request reported (e.g. background write-back to
+    /// the bucket failing): what a CSI VolumeCondition (NodeGetVolumeStats) reports.
+    /// </summary>
+    public virtual VolumeCondition Condition => VolumeCondition.Healthy;
+
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         CheckRange(offset, buffer.Length);

@@ -20,7 +20,8 @@ public enum ReflinkMode
 /// <summary>Settings of a file store.</summary>
 /// <param name="Root">Absolute path of an existing directory (node-local or a shared filesystem).</param>
 /// <param name="Reflink">Snapshot and clone strategy.</param>
-public sealed record FileStoreOptions(string Root, ReflinkMode Reflink = ReflinkMode.Auto);
+/// <param name="DirectIo">How volumes reach their images: the page cache (the default, see src/Stores/README.md) or O_DIRECT (Auto: where the filesystem allows it).</param>
+public sealed record FileStoreOptions(string Root, ReflinkMode Reflink = ReflinkMode.Auto, DirectIoMode DirectIo = DirectIoMode.Off);
 
 /// <summary>
 /// Volumes as sparse image files under a root directory:
@@ -216,7 +217,7 @@ public sealed partial class FileStore : IVolumeStore, IVolumePublications, IVolu
     {
         VolumeIds.Validate(volumeId);
         var record = ReadVolumeRecord(volumeId) ?? throw new StoreNotFoundException(StoreObjectKind.Volume, volumeId);
-        return Task.FromResult<IBlockBackend>(FileVolume.Open(volumeId, VolumeImage(volumeId), record.SizeBytes, access == VolumeAccess.ReadOnly));
+        return Task.FromResult<IBlockBackend>(FileVolume.Open(volumeId, VolumeImage(volumeId), record.SizeBytes, access == VolumeAccess.ReadOnly, directIo: Options.DirectIo));
     }
 
     public async Task<IReadOnlyList<VolumePublication>> GetPublicationsAsync(string volumeId, CancellationToken cancellationToken = default)

@@ -4,8 +4,9 @@ namespace UblkCsi.Stores.Files;
 
 /// <summary>
 /// The "file" store type. StorageClass parameters: <c>root</c> (required: absolute path of an
-/// existing directory), <c>reflink</c> (auto | always | never, default auto). No secrets.
-/// Spec: <c>file:PATH</c> names one image file (no store root, no snapshots).
+/// existing directory), <c>reflink</c> (auto | always | never, default auto), <c>directIo</c>
+/// (auto | on | off, default auto). No secrets.
+/// Spec: <c>file:PATH[?direct-io=auto|on|off]</c> names one image file (no store root, no snapshots).
 /// </summary>
 public sealed class FileStoreProvider : IStoreProvider
 {
@@ -25,9 +26,10 @@ public sealed class FileStoreProvider : IStoreProvider
             "never" => ReflinkMode.Never,
             _ => ReflinkMode.Auto,
         };
+        var directIo = ParseDirectIo(p, "directIo");
         p.RejectUnknown();
         new StoreParameters(secrets, "secrets", secret: true).RejectUnknown();
-        return new FileStore(new FileStoreOptions(root, reflink));
+        return new FileStore(new FileStoreOptions(root, reflink, directIo));
     }
 
     public StoreSpec ValidateSpec(StoreSpec spec)
@@ -44,8 +46,18 @@ public sealed class FileStoreProvider : IStoreProvider
             throw new StoreParameterException("spec", $"'{full}' is a directory; file: names an image file");
         }
 
+        var options = new StoreParameters(spec.Options, "spec options");
+        ParseDirectIo(options, "direct-io");
+        options.RejectUnknown();
         return spec.With(full);
     }
+
+    private static DirectIoMode ParseDirectIo(StoreParameters p, string name) => p.Choice(name, "off", "auto", "on", "off") switch
+    {
+        "on" => DirectIoMode.On,
+        "auto" => DirectIoMode.Auto,
+        _ => DirectIoMode.Off,
+    };
 
     public Task<IBlockBackend> OpenSpecAsync(StoreSpec spec, StoreSpecOpenOptions options, CancellationToken cancellationToken)
     {
@@ -71,6 +83,7 @@ public sealed class FileStoreProvider : IStoreProvider
             throw new StoreParameterException("size", $"'{path}' is {length} bytes but {wanted} was requested; resize the file or omit the size");
         }
 
-        return Task.FromResult<IBlockBackend>(FileVolume.Open(path, path, length, options.ReadOnly));
+        var directIo = ParseDirectIo(new StoreParameters(spec.Options, "spec options"), "direct-io");
+        return Task.FromResult<IBlockBackend>(FileVolume.Open(path, path, length, options.ReadOnly, directIo: directIo));
     }
 }

@@ -1,59 +1,169 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 using UblkCsi.Engine;
+using UblkCsi.Engine.Buffers;
+using UblkCsi.Engine.Threading;
 using UblkCsi.Stores.Internal;
 
 namespace UblkCsi.Stores.Files;
 
+/// <summary>How a file volume reaches its image: around the page cache or through it.</summary>
+public enum DirectIoMode
+{
+    /// <summary>O_DIRECT when the filesystem accepts it, else buffered.</summary>
+    Auto,
+
+    /// <summary>O_DIRECT or fail to open.</summary>
+    On,
+
+    /// <summary>Through the page cache (a second cache under the one above /dev/ublkbN).</summary>
+    Off,
+}
+
 /// <summary>
-/// A volume that is one sparse image file. Reads, page-cache writes, discards and write-zeroes run
-/// synchronously on the caller's thread (the engine's queue thread): they cost microseconds and an
-/// inline completion is the cheapest the engine can get. FLUSH (fdatasync) and FUA writes
-/// (pwritev2 with RWF_DSYNC) wait for the disk, so they run on the thread pool and the queue thread
+/// A volume that is one sparse image file, opened with O_DIRECT by default: the page cache above
+/// /dev/ublkbN is the only cache, as with ublksrv's loop target and the kernel loop driver's
+/// direct-io mode. Direct reads and writes wait for the disk, so they run on the blocking workers;
+/// a request that is not 4096-aligned (offset, length) goes through a second, buffered descriptor
+/// of the same file (the kernel keeps the two coherent: direct I/O writes back and invalidates the
+/// cached range), and one whose buffer is not aligned bounces through an aligned pooled buffer. The
+/// device gets a 4096-byte logical block size in this mode, so the engine never sends either.
+/// <para>
+/// Buffered mode (<see cref="DirectIoMode.Off"/>, or Auto where the filesystem refuses O_DIRECT):
+/// reads, page-cache writes, discards and write-zeroes run synchronously on the caller's thread
+/// (the engine's queue thread): they cost microseconds and an inline completion is the cheapest the
+/// engine can get. FLUSH (fdatasync) and FUA writes
+/// (pwritev2 with RWF_DSYNC) wait for the disk, so they run on the engine's dedicated blocking workers
+/// (<see cref="BlockingWorkerPool"/>, never the .NET thread pool that serves gRPC) and the queue thread
 /// keeps serving other requests meanwhile. Nothing here allocates per request.
+/// </para>
 /// </summary>
 public sealed class FileVolume : StoreVolume
 {
-    private static readonly Action<object, long, ReadOnlyMemory<byte>> SyncCall = static (target, _, _) => ((FileVolume)target).SyncNow();
-    private static readonly Action<object, long, ReadOnlyMemory<byte>> DurableWriteCall = static (target, offset, data) => ((FileVolume)target).WriteDurableNow(offset, data.Span);
+    private static readonly BlockingCallAction SyncCall = static (target, _, _, _) => ((FileVolume)target).SyncNow();
+    private static readonly BlockingCallAction DurableWriteCall = static (target, offset, _, data) => ((FileVolume)target).WriteDurableNow(offset, data.Span);
+    private static readonly BlockingCallAction ZeroFillCall = static (target, offset, length, _) => ((FileVolume)target).WriteZeroBytes(offset, length);
+    private static readonly BlockingCallAction DirectReadCall = static (target, offset, _, data) => ((FileVolume)target).ReadDirectNow(offset, MemoryMarshal.AsMemory(data));
+    private static readonly BlockingCallAction DirectWriteCall = static (target, offset, fua, data) => ((FileVolume)target).WriteDirectNow(offset, data, fua != 0);
 
+    /// <summary>Alignment of offsets, lengths and buffers for O_DIRECT on any Linux filesystem and disk.</summary>
+    public const int DirectIoAlignment = 4096;
+
+    /// <summary>The buffered descriptor: every call in buffered mode, unaligned requests in direct mode, metadata calls.</summary>
     private readonly SafeFileHandle _file;
+
+    /// <summary>The O_DIRECT descriptor, or null in buffered mode.</summary>
+    private readonly SafeFileHandle? _direct;
+    private readonly BlockingWorkerPool _workers;
 
     // Learned once per open: filesystems either support these fallocate modes or never will.
     private volatile bool _zeroRangeUnsupported;
     private volatile bool _punchHoleUnsupported;
     private volatile bool _durableWriteUnsupported;
 
-    private FileVolume(string volumeId, SafeFileHandle file, long sizeBytes, bool readOnly)
+    private FileVolume(string volumeId, SafeFileHandle file, SafeFileHandle? direct, long sizeBytes, bool readOnly, BlockingWorkerPool workers)
         : base(volumeId, new BlockBackendInfo(
             sizeBytes,
-            LogicalBlockSize: StoreLimits.IoAlignment,
+            LogicalBlockSize: direct != null && sizeBytes % DirectIoAlignment == 0 ? DirectIoAlignment : StoreLimits.IoAlignment,
             PhysicalBlockSize: 4096,
             BlockBackendFeatures.VolatileCache | BlockBackendFeatures.Fua | BlockBackendFeatures.Discard | BlockBackendFeatures.WriteZeroes,
             DiscardGranularity: 4096), readOnly)
     {
         _file = file;
+        _direct = direct;
+        _workers = workers;
     }
+
+    /// <summary>True when the image is read and written with O_DIRECT.</summary>
+    public bool DirectIo => _direct != null;
 
     /// <summary>
     /// Opens an existing image. <paramref name="sizeBytes"/> is the volume size recorded by the store
     /// (the file may be larger after an interrupted expand; reads past its end return zeros).
     /// </summary>
-    public static FileVolume Open(string volumeId, string imagePath, long sizeBytes, bool readOnly)
+    public static FileVolume Open(string volumeId, string imagePath, long sizeBytes, bool readOnly, BlockingWorkerPool? workers = null, DirectIoMode directIo = DirectIoMode.Off)
     {
         // FileShare.ReadWrite: .NET maps FileShare.None to an exclusive flock, which would stop the
         // controller from snapshotting an attached volume. Single-writer is the controller's duty.
         var file = File.OpenHandle(imagePath, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
-        return new FileVolume(volumeId, file, sizeBytes, readOnly);
+        SafeFileHandle? direct = null;
+        try
+        {
+            direct = directIo == DirectIoMode.Off ? null : OpenDirect(imagePath, readOnly, directIo);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+
+        return new FileVolume(volumeId, file, direct, sizeBytes, readOnly, workers ?? BlockingWorkerPool.Shared);
     }
+
+    /// <summary>Whether the filesystem holding <paramref name="imagePath"/> serves O_DIRECT reads (what Auto decides on).</summary>
+    public static bool SupportsDirectIo(string imagePath)
+    {
+        using var direct = TryOpenDirect(imagePath, readOnly: true, out _);
+        return direct != null;
+    }
+
+    private static SafeFileHandle? OpenDirect(string imagePath, bool readOnly, DirectIoMode mode)
+    {
+        var direct = TryOpenDirect(imagePath, readOnly, out var errno);
+        if (direct == null && mode == DirectIoMode.On)
+        {
+            throw new StoreParameterException("directIo", $"the filesystem holding '{imagePath}' refuses O_DIRECT (errno {errno}); use directIo=auto or off");
+        }
+
+        return direct;
+    }
+
+    /// <summary>Opens with O_DIRECT and proves it with one aligned read: some filesystems accept the flag and fail the I/O.</summary>
+    private static unsafe SafeFileHandle? TryOpenDirect(string imagePath, bool readOnly, out int errno)
+    {
+        var direct = LinuxFile.OpenDirect(imagePath, readOnly, out errno);
+        if (direct == null)
+        {
+            return null;
+        }
+
+        var probe = (byte*)NativeMemory.AlignedAlloc(DirectIoAlignment, DirectIoAlignment);
+        try
+        {
+            var n = LinuxFile.ReadAt(direct, probe, DirectIoAlignment, 0);
+            if (n >= 0)
+            {
+                return direct;
+            }
+
+            errno = (int)-n;
+            direct.Dispose();
+            return null;
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(probe);
+        }
+    }
+
+    /// <summary>Makes the volume behave as on a filesystem that cannot punch holes.</summary>
+    internal void DisableHolePunchingForTests() => _punchHoleUnsupported = true;
 
     public override ValueTask DisposeAsync()
     {
+        _direct?.Dispose();
         _file.Dispose();
         return default;
     }
 
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
+        if (_direct != null && IsAligned(offset, buffer.Length))
+        {
+            return _workers.Run(DirectReadCall, this, offset, 0, buffer);
+        }
+
         try
         {
             var span = buffer.Span;
@@ -80,9 +190,14 @@ public sealed class FileVolume : StoreVolume
 
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {
+        if (_direct != null && IsAligned(offset, data.Length))
+        {
+            return _workers.Run(DirectWriteCall, this, offset, fua ? 1 : 0, data);
+        }
+
         if (fua)
         {
-            return BlockingCallOffload.Run(DurableWriteCall, this, offset, data);
+            return _workers.Run(DurableWriteCall, this, offset, data.Length, data);
         }
 
         try
@@ -97,7 +212,7 @@ public sealed class FileVolume : StoreVolume
     }
 
     protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken) =>
-        BlockingCallOffload.Run(SyncCall, this, 0, default);
+        _workers.Run(SyncCall, this, 0, 0, default);
 
     protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
     {
@@ -119,9 +234,9 @@ public sealed class FileVolume : StoreVolume
                 _punchHoleUnsupported = true;
             }
 
-            // The contract says discarded ranges read as zeros, so without holes we write zeros.
-            WriteZeroBytes(offset, length);
-            return default;
+            // The contract says discarded ranges read as zeros, so without holes we write zeros:
+            // up to gigabytes of writes, so on a blocking worker, never the queue thread.
+            return _workers.Run(ZeroFillCall, this, offset, length, default);
         }
         catch (Exception e)
         {
@@ -154,6 +269,81 @@ public sealed class FileVolume : StoreVolume
         catch (Exception e)
         {
             return ValueTask.FromException(ToBackendError(e, "write-zeroes"));
+        }
+    }
+
+    private static bool IsAligned(long offset, int length) =>
+        offset % DirectIoAlignment == 0 && length % DirectIoAlignment == 0;
+
+    private static unsafe bool IsAligned(byte* pointer) => (nuint)pointer % DirectIoAlignment == 0;
+
+    /// <summary>Worker: an aligned direct read; bounces when the caller's buffer is not aligned.</summary>
+    private unsafe void ReadDirectNow(long offset, Memory<byte> buffer)
+    {
+        using var pin = buffer.Pin();
+        var target = (byte*)pin.Pointer;
+        IoBuffer? bounce = IsAligned(target) ? null : IoBufferPool.Shared.Rent(buffer.Length);
+        try
+        {
+            var into = bounce == null ? target : bounce.Pointer;
+            var n = LinuxFile.ReadAt(_direct!, into, buffer.Length, offset);
+            if (n < 0)
+            {
+                throw new BlockBackendException((int)-n, $"volume '{VolumeId}': read failed (errno {-n})");
+            }
+
+            // Past the file's end (only if truncated behind our back): zeros.
+            new Span<byte>(into + n, buffer.Length - (int)n).Clear();
+            if (bounce != null)
+            {
+                new ReadOnlySpan<byte>(bounce.Pointer, buffer.Length).CopyTo(buffer.Span);
+            }
+        }
+        finally
+        {
+            if (bounce != null)
+            {
+                IoBufferPool.Shared.Return(bounce);
+            }
+        }
+    }
+
+    /// <summary>Worker: an aligned direct write (RWF_DSYNC for FUA); bounces when the buffer is not aligned.</summary>
+    private unsafe void WriteDirectNow(long offset, ReadOnlyMemory<byte> data, bool fua)
+    {
+        using var pin = data.Pin();
+        var source = (byte*)pin.Pointer;
+        IoBuffer? bounce = null;
+        if (!IsAligned(source))
+        {
+            bounce = IoBufferPool.Shared.Rent(data.Length);
+            data.Span.CopyTo(new Span<byte>(bounce.Pointer, data.Length));
+        }
+
+        try
+        {
+            var errno = LinuxFile.WriteAt(_direct!, bounce == null ? source : bounce.Pointer, data.Length, offset, durable: fua);
+            if (errno is LinuxFile.ENOSYS or LinuxFile.EOPNOTSUPP && fua)
+            {
+                // No RWF_DSYNC: a plain direct write, then fdatasync (the disk's cache may still hold it).
+                errno = LinuxFile.WriteAt(_direct!, bounce == null ? source : bounce.Pointer, data.Length, offset, durable: false);
+                if (errno == 0)
+                {
+                    SyncNow();
+                }
+            }
+
+            if (errno != 0)
+            {
+                throw new BlockBackendException(errno, $"volume '{VolumeId}': {(fua ? "FUA " : string.Empty)}write failed (errno {errno})");
+            }
+        }
+        finally
+        {
+            if (bounce != null)
+            {
+                IoBufferPool.Shared.Return(bounce);
+            }
         }
     }
 

@@ -131,6 +131,72 @@ internal static partial class LinuxFile
         return 0;
     }
 
+    /// <summary>
+    /// Opens <paramref name="path"/> with O_DIRECT (no page cache between this process and the disk).
+    /// Returns null and the errno when the filesystem refuses it (EINVAL: e.g. tmpfs before Linux 6.6).
+    /// </summary>
+    public static SafeFileHandle? OpenDirect(string path, bool readOnly, out int errno)
+    {
+        const int ORdOnly = 0, ORdWr = 2, ODirect = 0x4000, OCloexec = 0x80000;
+        var fd = open(path, (readOnly ? ORdOnly : ORdWr) | ODirect | OCloexec);
+        errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;
+        return fd < 0 ? null : new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>pread until <paramref name="length"/> bytes or end of file; returns bytes read or a negative errno.</summary>
+    public static unsafe long ReadAt(SafeFileHandle file, byte* buffer, int length, long offset)
+    {
+        var done = 0;
+        while (done < length)
+        {
+            var n = pread(file, buffer + done, (nuint)(length - done), offset + done);
+            if (n < 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno == EINTR)
+                {
+                    continue;
+                }
+
+                return -errno;
+            }
+
+            if (n == 0)
+            {
+                break;
+            }
+
+            done += (int)n;
+        }
+
+        return done;
+    }
+
+    /// <summary>pwrite (pwritev2 with RWF_DSYNC when <paramref name="durable"/>) of all bytes; returns 0 or an errno.</summary>
+    public static unsafe int WriteAt(SafeFileHandle file, byte* data, int length, long offset, bool durable)
+    {
+        var done = 0;
+        while (done < length)
+        {
+            var iov = new IoVec { Base = data + done, Length = (nuint)(length - done) };
+            var n = pwritev2(file, &iov, 1, offset + done, durable ? RwfDsync : 0);
+            if (n < 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno == EINTR)
+                {
+                    continue;
+                }
+
+                return errno;
+            }
+
+            done += (int)n;
+        }
+
+        return 0;
+    }
+
     /// <summary>Shares all of <paramref name="source"/>'s extents with <paramref name="destination"/> (FICLONE).</summary>
     public static int Reflink(SafeFileHandle destination, SafeFileHandle source)
     {
@@ -272,6 +338,9 @@ internal static partial class LinuxFile
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int close(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial nint pread(SafeFileHandle fd, byte* buffer, nuint count, long offset);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int ftruncate(SafeFileHandle fd, long length);

@@ -1,5 +1,6 @@
 using System.Buffers;
 using UblkCsi.Engine;
+using UblkCsi.Stores.Internal;
 
 namespace UblkCsi.Stores.S3;
 
@@ -20,15 +21,35 @@ internal sealed partial class S3Volume
                 }
 
                 await Task.WhenAll(batch).ConfigureAwait(false);
+                ClearWriteBackFailure();
             }
         }
-        catch
+        catch (Exception e)
         {
-            // Failed chunks stay dirty; the next flush retries and reports the error.
+            // Failed chunks stay dirty; the next flush retries and reports the error to its caller.
+            // Nobody waits for this write-back, so it is logged and surfaced as the volume's condition.
+            RecordWriteBackFailure(e);
         }
         finally
         {
             Volatile.Write(ref _backgroundWriteBack, 0);
+        }
+    }
+
+    private void RecordWriteBackFailure(Exception e)
+    {
+        var message = $"background write-back to the bucket failed: {e.Message}";
+        if (Interlocked.Exchange(ref _writeBackFailure, message) == null && Logger is { } logger)
+        {
+            StoresLog.S3WriteBackFailed(logger, VolumeId, e.Message, e);
+        }
+    }
+
+    private void ClearWriteBackFailure()
+    {
+        if (Interlocked.Exchange(ref _writeBackFailure, null) != null && Logger is { } logger)
+        {
+            StoresLog.S3WriteBackRecovered(logger, VolumeId);
         }
     }
 

@@ -43,6 +43,11 @@ internal sealed partial class S3Volume : StoreVolume
     private bool _manifestDirty;
     private long _lastReadEnd = -1;
     private int _backgroundWriteBack;
+    private string? _writeBackFailure;
+
+    /// <summary>Abnormal while background write-back to the bucket fails.</summary>
+    public override VolumeCondition Condition =>
+        Volatile.Read(ref _writeBackFailure) is { } failure ? new VolumeCondition(true, failure) : VolumeCondition.Healthy;
     private bool _disposed;
 
     private S3Volume(S3Store store, S3Manifest manifest, bool readOnly, SafeFileHandle cache, string cachePath, CacheJournal? journal, List<long> adoptedDirty)

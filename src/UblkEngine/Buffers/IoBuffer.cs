@@ -21,7 +21,8 @@ public sealed unsafe class IoBuffer : MemoryManager<byte>
 
     public int Capacity { get; }
 
-    internal byte* Pointer => _pointer;
+    /// <summary>Page-aligned native address of the buffer (valid until it is returned to its pool).</summary>
+    public byte* Pointer => _pointer;
 
     /// <summary>Size class index in the pool that made it, or -1 for a buffer owned outright.</summary>
     internal int SizeClass { get; init; } = -1;

@@ -90,6 +90,21 @@ public sealed unsafe class UblkControl : IDisposable
         }
     }
 
+    /// <summary>
+    /// The CPUs the kernel maps to queue <paramref name="queueId"/> of device <paramref name="id"/>
+    /// (GET_QUEUE_AFFINITY): requests submitted on them land on that queue, so its thread belongs there.
+    /// </summary>
+    public Threading.CpuSet GetQueueAffinity(int id, int queueId)
+    {
+        lock (_gate)
+        {
+            var mask = new Span<byte>(_scratch, Threading.CpuSet.ByteLength);
+            mask.Clear();
+            Execute(UblkControlCommand.GetQueueAffinity, id, (ulong)_scratch, Threading.CpuSet.ByteLength, (ulong)queueId);
+            return Threading.CpuSet.FromBytes(mask);
+        }
+    }
+
     /// <summary>Every ublk device on the host, by scanning the ublk-char class for ids.</summary>
     public IReadOnlyList<UblkDeviceInfo> ListDevices()
     {
@@ -319,6 +334,7 @@ public sealed unsafe class UblkControl : IDisposable
         UblkControlCommand.StartUserRecovery => "START_USER_RECOVERY",
         UblkControlCommand.EndUserRecovery => "END_USER_RECOVERY",
         UblkControlCommand.GetFeatures => "GET_FEATURES",
+        UblkControlCommand.GetQueueAffinity => "GET_QUEUE_AFFINITY",
         _ => command.ToString(),
     };
 }

@@ -31,6 +31,7 @@ internal sealed unsafe class RequestDispatcher : IDisposable
     private readonly CompletionStack _completed;
     private readonly TagOperation[] _operations;
     private readonly CancellationTokenSource _abandonSource = new();
+    private readonly DeviceFailureLog? _failures;
 
     public RequestDispatcher(
         int depth,
@@ -40,8 +41,10 @@ internal sealed unsafe class RequestDispatcher : IDisposable
         UserCopyChannel? userCopy,
         IoBufferPool pool,
         ICommitSink sink,
-        EventFdWaker waker)
+        EventFdWaker waker,
+        DeviceFailureLog? failures = null)
     {
+        _failures = failures;
         _backend = backend;
         _deviceBytes = deviceBytes;
         _maxIoBytes = maxIoBytes;
@@ -240,11 +243,13 @@ internal sealed unsafe class RequestDispatcher : IDisposable
         {
             BackendErrors++;
             result = -e.Errno;
+            _failures?.Report(op.Op, e.Errno, e.Message);
         }
-        catch (Exception)
+        catch (Exception e)
         {
             BackendErrors++;
             result = -Errno.EIO;
+            _failures?.Report(op.Op, Errno.EIO, $"{e.GetType().Name}: {e.Message}");
         }
 
         op.Pending = default;

@@ -2,7 +2,11 @@ using UblkCsi.Engine.Abi;
 using UblkCsi.Engine.Buffers;
 using UblkCsi.Engine.Device;
 using UblkCsi.Engine.Interop;
+using UblkCsi.Engine.Logging;
 using UblkCsi.Engine.Recovery;
+using UblkCsi.Engine.Threading;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace UblkCsi.Engine;
 
@@ -48,12 +52,14 @@ public sealed class UblkDevice : IAsyncDisposable
         var userCopy = (info.Flags & UblkFeatures.UserCopy) != 0;
         var ioctlEncoded = (info.Flags & UblkFeatures.CmdIoctlEncode) != 0;
         var pool = options.BufferPool ?? IoBufferPool.Shared;
+        var logger = options.Logger ?? NullLogger.Instance;
+        var failures = new DeviceFailureLog(info.Id, logger);
         _queues = new UblkQueue[info.Queues];
         for (var q = 0; q < _queues.Length; q++)
         {
             _queues[q] = new UblkQueue(new QueueSetup(
                 info.Id, q, info.Depth, Math.Min(info.MaxIoBytes, parameters.MaxIoBytes), parameters.SizeBytes,
-                userCopy, ioctlEncoded, charDevice, backend, pool));
+                userCopy, ioctlEncoded, charDevice, backend, pool, QueueAffinity(control, info.Id, q, logger), logger, failures));
         }
 
         _allQueuesExited = Task.WhenAll(_queues.Select(q => q.Exited));
@@ -222,6 +228,20 @@ public sealed class UblkDevice : IAsyncDisposable
         }
 
         return flags;
+    }
+
+    /// <summary>The queue's CPUs, or null (thread left unpinned) when the kernel will not say.</summary>
+    private static CpuSet? QueueAffinity(UblkControl control, int id, int queueId, ILogger logger)
+    {
+        try
+        {
+            return control.GetQueueAffinity(id, queueId);
+        }
+        catch (UblkException e)
+        {
+            EngineLog.QueueAffinityUnknown(logger, id, queueId, e.Errno, Errno.Describe(e.Errno));
+            return null;
+        }
     }
 
     private static async Task StartUserRecoveryAsync(UblkControl control, int id, TimeSpan timeout, CancellationToken cancellationToken)

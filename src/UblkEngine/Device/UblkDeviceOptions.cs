@@ -44,6 +44,12 @@ public sealed record UblkDeviceOptions
     /// <summary>Buffers for USER_COPY requests; null uses <see cref="Buffers.IoBufferPool.Shared"/>.</summary>
     public Buffers.IoBufferPool? BufferPool { get; init; }
 
+    /// <summary>
+    /// Where the engine reports what it cannot fix itself (a refused PR_SET_IO_FLUSHER, the first
+    /// failure of each kind per device); null logs nothing.
+    /// </summary>
+    public Microsoft.Extensions.Logging.ILogger? Logger { get; init; }
+
     internal int EffectiveQueues => Queues ?? Math.Min(Environment.ProcessorCount, 4);
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid option and its allowed values.</summary>

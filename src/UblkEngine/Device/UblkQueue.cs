@@ -2,6 +2,8 @@ using UblkCsi.Engine.Abi;
 using UblkCsi.Engine.Buffers;
 using UblkCsi.Engine.Interop;
 using UblkCsi.Engine.IoUring;
+using UblkCsi.Engine.Threading;
+using Microsoft.Extensions.Logging;
 
 namespace UblkCsi.Engine.Device;
 
@@ -16,7 +18,10 @@ internal sealed record QueueSetup(
     bool IoctlEncoded,
     FileDescriptorHandle CharDevice,
     IBlockBackend Backend,
-    IoBufferPool BufferPool);
+    IoBufferPool BufferPool,
+    CpuSet? Affinity,
+    ILogger Logger,
+    DeviceFailureLog Failures);
 
 /// <summary>Counters of one queue, sampled from its thread.</summary>
 /// <param name="QueueId">Hardware queue index.</param>
@@ -112,6 +117,9 @@ internal sealed unsafe class UblkQueue : ICommitSink
 
     private void Run()
     {
+        // Before the first FETCH: the kernel delivers this queue's requests in this thread's context,
+        // and reclaim must never wait on it.
+        IoThreads.PrepareQueueThread(_setup.Affinity, _setup.Logger);
         try
         {
             Setup();
@@ -163,7 +171,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
 
         _descriptors = (UblksrvIoDesc*)mapping;
         var userCopy = _setup.UserCopy ? new UserCopyChannel(_setup.CharDevice.Fd, _setup.QueueId) : null;
-        _dispatcher = new RequestDispatcher(depth, _setup.Backend, _setup.DeviceBytes, _setup.MaxIoBytes, userCopy, _setup.BufferPool, this, _waker);
+        _dispatcher = new RequestDispatcher(depth, _setup.Backend, _setup.DeviceBytes, _setup.MaxIoBytes, userCopy, _setup.BufferPool, this, _waker, _setup.Failures);
 
         _waker.Arm(_ring, WakeUserData);
         for (var tag = 0; tag < depth; tag++)

@@ -24,6 +24,13 @@ internal static unsafe partial class Libc
 
     public const long SYS_io_uring_setup = 425;
     public const long SYS_io_uring_enter = 426;
+    public const long SYS_prctl = 157;
+    public const long SYS_sched_setaffinity = 203;
+    public const long SYS_sched_getaffinity = 204;
+
+    /// <summary>prctl options (include/uapi/linux/prctl.h): mark a task as part of the block I/O path.</summary>
+    public const int PR_SET_IO_FLUSHER = 57;
+    public const int PR_GET_IO_FLUSHER = 58;
 
     public static readonly nint MapFailed = -1;
 

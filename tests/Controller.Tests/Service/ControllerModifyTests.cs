@@ -85,15 +85,16 @@ public abstract class ControllerModifyTests(StoreUnderTest store)
 
         var noId = await Fails(StatusCode.InvalidArgument, () => c.Service.ControllerModifyVolume(
             new ControllerModifyVolumeRequest { MutableParameters = { ["maxIops"] = "1" } }, Call));
-        var empty = await Fails(StatusCode.InvalidArgument, () => c.Service.ControllerModifyVolume(
-            new ControllerModifyVolumeRequest { VolumeId = volume.VolumeId }, Call));
+        await c.Service.ControllerModifyVolume(new ControllerModifyVolumeRequest { VolumeId = volume.VolumeId, Secrets = { c.Secrets } }, Call);
+        var emptyForAbsent = await Fails(StatusCode.NotFound, () => c.Service.ControllerModifyVolume(
+            new ControllerModifyVolumeRequest { VolumeId = volume.VolumeId.Replace("pvc-v", "pvc-gone", StringComparison.Ordinal), Secrets = { c.Secrets } }, Call));
         var immutable = await Fails(StatusCode.InvalidArgument, () => c.Service.ControllerModifyVolume(
             new ControllerModifyVolumeRequest { VolumeId = volume.VolumeId, MutableParameters = { ["root"] = "/elsewhere" } }, Call));
         var missing = await Fails(StatusCode.NotFound, () => c.Service.ControllerModifyVolume(
             new ControllerModifyVolumeRequest { VolumeId = volume.VolumeId.Replace("pvc-v", "pvc-absent", StringComparison.Ordinal), MutableParameters = { ["maxIops"] = "1" }, Secrets = { c.Secrets } }, Call));
 
         Assert.Contains("volume_id", noId.Status.Detail);
-        Assert.Contains("mutable_parameters", empty.Status.Detail);
+        Assert.Contains("pvc-gone", emptyForAbsent.Status.Detail);
         Assert.Contains("'root': is not a mutable parameter; allowed: maxIops", immutable.Status.Detail);
         Assert.Contains("pvc-absent", missing.Status.Detail);
         Assert.True((await RecordedAsync(c, volume.VolumeId)).IsUnlimited);
