@@ -14,6 +14,9 @@ internal static class CommandTable
         ("bench-grpc", BenchGrpcCommand.Summary, BenchGrpcCommand.RunAsync),
         ("bench-stores", BenchStoresCommand.Summary, BenchStoresCommand.RunAsync),
         ("bench-flush-storm", BenchFlushStormCommand.Summary, BenchFlushStormCommand.RunAsync),
+        ("csi-call", CsiCallCommand.Summary, CsiCallCommand.RunAsync),
+        ("create-volume", CreateVolumeCommand.Summary, CreateVolumeCommand.RunAsync),
+        ("expand-volume", CreateVolumeCommand.ExpandSummary, CreateVolumeCommand.RunExpandAsync),
     ];
 
     public static async Task<int> RunAsync(string[] args)

@@ -19,6 +19,7 @@ public sealed partial class IdentityService : Identity.IdentityBase
     private readonly GetPluginInfoResponse _info;
     private readonly GetPluginCapabilitiesResponse _capabilities;
     private readonly Func<HostSupportReport> _probeHost;
+    private readonly Func<string?> _pluginProblem;
     private readonly ILogger _logger;
     private readonly Lock _reportLock = new();
     private string? _lastProblem = string.Empty;
@@ -28,8 +29,10 @@ public sealed partial class IdentityService : Identity.IdentityBase
     /// <param name="vendorVersion">The plugin version.</param>
     /// <param name="probeHost">Checks the host's kernel facilities; <see cref="HostSupport.Probe"/> in production.</param>
     /// <param name="logger">Where readiness changes are reported.</param>
-    public IdentityService(string driverName, string vendorVersion, Func<HostSupportReport> probeHost, ILogger<IdentityService> logger)
+    /// <param name="pluginProblem">Why the plugin itself is not ready yet (adopting devices), or null.</param>
+    public IdentityService(string driverName, string vendorVersion, Func<HostSupportReport> probeHost, ILogger<IdentityService> logger, Func<string?>? pluginProblem = null)
     {
+        _pluginProblem = pluginProblem ?? (() => null);
         _info = new GetPluginInfoResponse { Name = driverName, VendorVersion = vendorVersion };
         _capabilities = new GetPluginCapabilitiesResponse
         {
@@ -58,9 +61,9 @@ public sealed partial class IdentityService : Identity.IdentityBase
     /// <summary>Ready when the host supports ublk; never an error status for a missing facility.</summary>
     public override Task<ProbeResponse> Probe(ProbeRequest request, ServerCallContext context)
     {
-        var report = _probeHost();
-        ReportChange(report.Problem);
-        return Task.FromResult(report.Ready ? Ready : NotReady);
+        var problem = _probeHost().Problem ?? _pluginProblem();
+        ReportChange(problem);
+        return Task.FromResult(problem is null ? Ready : NotReady);
     }
 
     private void ReportChange(string? problem)
@@ -88,6 +91,6 @@ public sealed partial class IdentityService : Identity.IdentityBase
     [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "node plugin not ready: {Problem}")]
     private static partial void HostNotReady(ILogger logger, string problem);
 
-    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "node plugin ready: ublk and io_uring are available")]
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "node plugin ready: ublk and io_uring are available, earlier volumes adopted")]
     private static partial void HostReady(ILogger logger);
 }

@@ -11,8 +11,14 @@ namespace UblkCsi.NodePlugin;
 /// <param name="DriverName">The CSI driver name reported by GetPluginInfo.</param>
 /// <param name="NodeId">This node's identity as reported by NodeGetInfo (in Kubernetes, the node name).</param>
 /// <param name="StateDirectory">Where the plugin keeps the records that let a restarted plugin adopt its devices.</param>
-public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, string DriverName, string NodeId, string StateDirectory)
+/// <param name="KubeletDirectory">kubelet's root directory: staging and target paths must lie inside it, and it must be a shared mount.</param>
+/// <param name="MaxVolumesPerNode">max_volumes_per_node in NodeGetInfo; 0 leaves the limit to the CO.</param>
+/// <param name="DeviceQueues">Hardware queues (one serving thread each) per ublk device.</param>
+public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, string DriverName, string NodeId, string StateDirectory, string KubeletDirectory = NodeOptions.DefaultKubeletDirectory, long MaxVolumesPerNode = 0, int DeviceQueues = 1)
 {
+    /// <summary>Default kubelet root directory.</summary>
+    public const string DefaultKubeletDirectory = "/var/lib/kubelet";
+
     /// <summary>The CSI limit for node_id.</summary>
     public const int MaxNodeIdBytes = 256;
 
@@ -27,6 +33,9 @@ public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, strin
         new("--driver-name", "DRIVER_NAME", $"CSI driver name (default {CsiDriverName.Default})"),
         new("--node-id", "NODE_ID", "this node's ID, usually the Kubernetes node name (required)"),
         new("--state-dir", "STATE_DIR", $"absolute directory for device recovery state (default {DefaultStateDirectory})"),
+        new("--kubelet-dir", "KUBELET_DIR", $"kubelet's root directory, a shared mount (default {DefaultKubeletDirectory})"),
+        new("--max-volumes-per-node", "MAX_VOLUMES_PER_NODE", "most volumes the scheduler may place on this node; 0 = no limit (default 0)"),
+        new("--device-queues", "DEVICE_QUEUES", "queues (serving threads) per ublk device, 1 to 16: more for throughput, fewer for many idle volumes (default 1)"),
     ];
 
     /// <summary>Reads and validates the options.</summary>
@@ -38,7 +47,10 @@ public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, strin
         line.Require("--node-id");
         var nodeId = line.Parse("--node-id", string.Empty, ValidateNodeId);
         var stateDirectory = line.Parse("--state-dir", DefaultStateDirectory, ValidateStateDirectory);
-        return new NodeOptions(grpc, logging, driverName, nodeId, stateDirectory);
+        var kubeletDirectory = line.Parse("--kubelet-dir", DefaultKubeletDirectory, ValidateStateDirectory);
+        var maxVolumes = line.Parse("--max-volumes-per-node", "0", ValidateMaxVolumes);
+        var queues = line.Parse("--device-queues", "1", ValidateQueues);
+        return new NodeOptions(grpc, logging, driverName, nodeId, stateDirectory, kubeletDirectory, maxVolumes, queues);
     }
 
     private static string ValidateNodeId(string value)
@@ -55,6 +67,16 @@ public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, strin
 
         return value;
     }
+
+    private static int ValidateQueues(string value) =>
+        int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var queues) && queues is >= 1 and <= 16
+            ? queues
+            : throw new FormatException($"'{value}' is not a whole number from 1 to 16");
+
+    private static long ValidateMaxVolumes(string value) =>
+        long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var count)
+            ? count
+            : throw new FormatException($"'{value}' is not a non-negative whole number");
 
     private static string ValidateStateDirectory(string value)
     {

@@ -11,7 +11,7 @@ public sealed class NodeHostLifecycleTests
     [Fact]
     public async Task MissingNodeIdNamesTheOptionAndItsVariable()
     {
-        var (exit, error, _) = await RunningHost.RunToExitAsync(i => NodeHost.RunAsync(i), ["--endpoint", "unix:///tmp/unused.sock"]);
+        var (exit, error, _) = await RunningHost.RunToExitAsync(i => NodeHost.RunAsync(i, system: FakeNode.HostSystem), ["--endpoint", "unix:///tmp/unused.sock"]);
 
         Assert.Equal(2, exit);
         Assert.Equal("ublk-csi-node: --node-id: is required (or set NODE_ID)", error.TrimEnd('\n'));
@@ -25,7 +25,7 @@ public sealed class NodeHostLifecycleTests
     {
         string[] args = option == "--node-id" ? [option, value] : ["--node-id", "n1", option, value];
 
-        var (exit, error, _) = await RunningHost.RunToExitAsync(i => NodeHost.RunAsync(i), args);
+        var (exit, error, _) = await RunningHost.RunToExitAsync(i => NodeHost.RunAsync(i, system: FakeNode.HostSystem), args);
 
         Assert.Equal(2, exit);
         Assert.StartsWith("ublk-csi-node: " + expected, error);
@@ -35,7 +35,7 @@ public sealed class NodeHostLifecycleTests
     [Fact]
     public async Task OverlongNodeIdIsRejected()
     {
-        var (exit, error, _) = await RunningHost.RunToExitAsync(i => NodeHost.RunAsync(i), ["--node-id", new string('n', 257)]);
+        var (exit, error, _) = await RunningHost.RunToExitAsync(i => NodeHost.RunAsync(i, system: FakeNode.HostSystem), ["--node-id", new string('n', 257)]);
 
         Assert.Equal(2, exit);
         Assert.Contains("--node-id: must be at most 256 bytes", error);
@@ -47,7 +47,7 @@ public sealed class NodeHostLifecycleTests
         var directory = RunningHost.NewDirectory();
         var environment = new Dictionary<string, string?> { ["NODE_ID"] = "node-from-env", ["STATE_DIR"] = Path.Combine(directory, "st") };
 
-        await using var host = await RunningHost.StartAsync(i => NodeHost.RunAsync(i), [], environment, directory);
+        await using var host = await RunningHost.StartAsync(i => NodeHost.RunAsync(i, system: FakeNode.HostSystem), [], environment, directory);
 
         Assert.True(Directory.Exists(Path.Combine(directory, "st")));
     }
@@ -57,7 +57,7 @@ public sealed class NodeHostLifecycleTests
     {
         var directory = RunningHost.NewDirectory();
         DeadSocket.LeaveBehind(Path.Combine(directory, "csi.sock"));
-        var host = await RunningHost.StartAsync(i => NodeHost.RunAsync(i), ["--node-id", "n1", "--state-dir", Path.Combine(directory, "state")], directory: directory);
+        var host = await RunningHost.StartAsync(i => NodeHost.RunAsync(i, system: FakeNode.HostSystem), ["--node-id", "n1", "--state-dir", Path.Combine(directory, "state")], directory: directory);
 
         var info = await host.CallAsync<GetPluginInfoRequest, GetPluginInfoResponse>(CsiServices.Identity.FindMethodByName("GetPluginInfo"), new GetPluginInfoRequest());
         Assert.Equal("ublk.csi.storage", info.Name);
@@ -68,13 +68,31 @@ public sealed class NodeHostLifecycleTests
     }
 
     [Fact]
+    public async Task RealProcessRefusesAKubeletDirectoryThatIsNotShared()
+    {
+        var directory = RunningHost.NewDirectory();
+        using var process = HostProcess.Start(
+            NodeHost.Program,
+            ["--endpoint", "unix://" + Path.Combine(directory, "csi.sock"), "--state-dir", Path.Combine(directory, "state"), "--kubelet-dir", directory],
+            new Dictionary<string, string> { ["NODE_ID"] = "node-proc" });
+
+        Assert.Equal(1, await process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains($"the kubelet directory {directory} is not a shared mount", process.Stderr);
+        Assert.Contains("mountPropagation: Bidirectional", process.Stderr);
+        Directory.Delete(directory, recursive: true);
+    }
+
+    [Fact]
     public async Task RealProcessStopsCleanlyOnSigterm()
     {
         var directory = RunningHost.NewDirectory();
         var socket = Path.Combine(directory, "csi.sock");
+        var kubelet = Path.Combine(directory, "kubelet");
+        Directory.CreateDirectory(kubelet);
+        using var shared = SharedMount.Create(kubelet);
         using var process = HostProcess.Start(
             NodeHost.Program,
-            ["--endpoint", "unix://" + socket, "--state-dir", Path.Combine(directory, "state")],
+            ["--endpoint", "unix://" + socket, "--state-dir", Path.Combine(directory, "state"), "--kubelet-dir", kubelet],
             new Dictionary<string, string> { ["NODE_ID"] = "node-proc" });
         await process.WaitForSocketAsync(socket, TimeSpan.FromSeconds(30));
 
@@ -89,6 +107,32 @@ public sealed class NodeHostLifecycleTests
         Assert.Equal(0, await process.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         Assert.False(File.Exists(socket));
         Assert.Contains("ublk-csi-node stopping", process.Stdout);
+        shared.Dispose();
         Directory.Delete(directory, recursive: true);
+    }
+}
+
+/// <summary>A directory bind-mounted onto itself and made shared, as kubelet's directory is on a node (needs root).</summary>
+internal sealed class SharedMount : IDisposable
+{
+    private readonly string _path;
+    private bool _disposed;
+
+    private SharedMount(string path) => _path = path;
+
+    public static SharedMount Create(string path)
+    {
+        UblkCsi.NodePlugin.Host.ExternalCommand.RunChecked("mount", "--bind", path, path);
+        UblkCsi.NodePlugin.Host.ExternalCommand.RunChecked("mount", "--make-shared", path);
+        return new SharedMount(path);
+    }
+
+    public void Dispose()
+    {
+        if (!_disposed)
+        {
+            _disposed = true;
+            UblkCsi.NodePlugin.Host.ExternalCommand.Run("umount", _path);
+        }
     }
 }

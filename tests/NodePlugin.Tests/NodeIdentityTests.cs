@@ -21,7 +21,7 @@ public sealed class NodeIdentityTests
     {
         var directory = RunningHost.NewDirectory();
         return await RunningHost.StartAsync(
-            invocation => NodeHost.RunAsync(invocation, probe),
+            invocation => NodeHost.RunAsync(invocation, probe, FakeNode.HostSystem),
             ["--node-id", "node-a", "--state-dir", Path.Combine(directory, "state"), .. args],
             directory: directory);
     }
@@ -92,17 +92,27 @@ public sealed class NodeIdentityTests
     }
 
     [Fact]
-    public async Task NodeServiceIsNotServedYet()
+    public async Task NodeServiceIsServedOnTheSameEndpoint()
     {
-        await using var host = await StartNodeAsync();
+        await using var host = await StartNodeAsync(null, "--max-volumes-per-node", "100");
 
-        var e = await Assert.ThrowsAsync<RpcException>(() => host.CallAsync<NodeGetInfoRequest, NodeGetInfoResponse>(
-            CsiServices.Node.FindMethodByName("NodeGetInfo"), new NodeGetInfoRequest()));
+        var info = await host.CallAsync<NodeGetInfoRequest, NodeGetInfoResponse>(
+            CsiServices.Node.FindMethodByName("NodeGetInfo"), new NodeGetInfoRequest());
 
-        Assert.Equal(StatusCode.Unimplemented, e.StatusCode);
+        Assert.Equal(("node-a", 100L), (info.NodeId, info.MaxVolumesPerNode));
+        Assert.Equal("node-a", info.AccessibleTopology.Segments["topology.ublk.csi.storage/node"]);
+        var e = await Assert.ThrowsAsync<RpcException>(() => host.CallAsync<NodeStageVolumeRequest, NodeStageVolumeResponse>(
+            CsiServices.Node.FindMethodByName("NodeStageVolume"), new NodeStageVolumeRequest()));
+        Assert.Equal(StatusCode.InvalidArgument, e.StatusCode);
     }
 
     [Fact]
     public void IdentityImplementsEveryIdentityRpc() =>
         Assert.Equal(["GetPluginCapabilities", "GetPluginInfo", "Probe"], ServiceOverrides.Of(typeof(IdentityService)));
+
+    [Fact]
+    public void NodeImplementsEveryNodeRpc() =>
+        Assert.Equal(
+            ["NodeExpandVolume", "NodeGetCapabilities", "NodeGetInfo", "NodeGetVolumeStats", "NodePublishVolume", "NodeStageVolume", "NodeUnpublishVolume", "NodeUnstageVolume"],
+            ServiceOverrides.Of(typeof(NodeService)));
 }

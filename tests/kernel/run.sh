@@ -14,8 +14,13 @@ blockstore_publish=$repo/artifacts/publish/blockstore-server
 dotnet publish src/BlockStoreServer -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
   -o "$blockstore_publish" -v quiet -nologo
 export UBLK_BLOCKSTORE_SERVER=$blockstore_publish/ublk-blockstore-server
+# The CSI node plugin, for the node-* scenarios (driven over its unix socket as kubelet does).
+node_publish=$repo/artifacts/publish/ublk-csi-node
+dotnet publish src/NodePlugin -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+  -o "$node_publish" -v quiet -nologo
+export UBLK_CSI_NODE=$node_publish/ublk-csi-node
 scripts/vm/prepare.sh
 export UBLK_CSI=$publish/ublk-csi UBLK_VM_OUT=$repo/artifacts/kernel
 rm -rf "$UBLK_VM_OUT"
-scripts/vm/run.sh --timeout "${KERNEL_SUITE_TIMEOUT:-3000}" --env UBLK_CSI --env UBLK_BLOCKSTORE_SERVER --env SCENARIO_TIMEOUT -- \
+scripts/vm/run.sh --timeout "${KERNEL_SUITE_TIMEOUT:-3000}" --env UBLK_CSI --env UBLK_BLOCKSTORE_SERVER --env UBLK_CSI_NODE --env SCENARIO_TIMEOUT -- \
   tests/kernel/guest.sh "$@"

@@ -1,0 +1,41 @@
+namespace UblkCsi.NodePlugin.Volumes;
+
+/// <summary>
+/// One operation per volume at a time. A second call on a busy volume is not queued: the CSI spec
+/// asks for ABORTED so the caller (kubelet) retries later, after the first call has settled.
+/// </summary>
+public sealed class VolumeLocks
+{
+    private readonly HashSet<string> _busy = new(StringComparer.Ordinal);
+    private readonly Lock _gate = new();
+
+    /// <summary>Takes the volume's lock, or returns null when an operation holds it.</summary>
+    public IDisposable? TryAcquire(string volumeId)
+    {
+        lock (_gate)
+        {
+            return _busy.Add(volumeId) ? new Holder(this, volumeId) : null;
+        }
+    }
+
+    private void Release(string volumeId)
+    {
+        lock (_gate)
+        {
+            _busy.Remove(volumeId);
+        }
+    }
+
+    private sealed class Holder(VolumeLocks owner, string volumeId) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                owner.Release(volumeId);
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+using Csi.V1;
+using UblkCsi.NodePlugin.State;
+using UblkCsi.NodePlugin.Volumes;
+
+namespace UblkCsi.NodePlugin.Tests;
+
+/// <summary>A new plugin process adopts what the previous one staged, with no call from kubelet.</summary>
+public sealed class RestartTests
+{
+    private const string Volume = "loc1/vol1";
+    private static readonly TestCallContext Ctx = TestCallContext.Instance;
+
+    [Fact]
+    public async Task AfterACrashTheNextProcessAdoptsTheDeviceWithTheSavedSecrets()
+    {
+        var first = await FakeNode.StartAsync();
+        await first.Service.NodeStageVolume(first.StageRequest(Volume), Ctx);
+        await first.Service.NodePublishVolume(first.PublishRequest(Volume, "pod-a"), Ctx);
+        first.Devices.Crash(); // kill -9: no handover, the device waits quiesced
+
+        var second = await FakeNode.StartAsync(first);
+
+        var device = first.Devices.Devices[0];
+        Assert.True(device.Adopted);
+        Assert.Equal("s3cret", second.Opener.Opens[^1].Secrets["token"]);
+        var stats = await second.Service.NodeGetVolumeStats(new NodeGetVolumeStatsRequest { VolumeId = Volume, VolumePath = second.TargetPath("pod-a") }, Ctx);
+        Assert.False(stats.VolumeCondition.Abnormal);
+
+        // kubelet's usual calls still work against the adopted volume.
+        await second.Service.NodeStageVolume(second.StageRequest(Volume), Ctx);
+        await second.Service.NodeUnpublishVolume(new NodeUnpublishVolumeRequest { VolumeId = Volume, TargetPath = second.TargetPath("pod-a") }, Ctx);
+        await second.Service.NodeUnstageVolume(new NodeUnstageVolumeRequest { VolumeId = Volume, StagingTargetPath = second.StagingPath(Volume) }, Ctx);
+        Assert.Equal(DeviceCondition.Absent, first.Devices.Devices[0].Condition);
+        Assert.Single(first.Filesystems.Calls, c => c.StartsWith("mkfs", StringComparison.Ordinal));
+        await second.DisposeAsync();
+        first.DeleteFiles();
+    }
+
+    [Fact]
+    public async Task ShutdownHandsDevicesOverInsteadOfDeletingThem()
+    {
+        var first = await FakeNode.StartAsync();
+        await first.Service.NodeStageVolume(first.StageRequest(Volume), Ctx);
+
+        await first.DisposeAsync();
+
+        Assert.Equal(DeviceCondition.Quiesced, first.Devices.Devices[0].Condition);
+        Assert.Single(first.Mounter.ReadMounts());
+        Assert.NotNull(new StagedVolumeStore(first.StateDirectory).TryRead(Volume));
+
+        var second = await FakeNode.StartAsync(first);
+        Assert.True(first.Devices.Devices[0].Adopted);
+        Assert.Null(second.Runtime.NotReadyReason);
+        await second.DisposeAsync();
+        first.DeleteFiles();
+    }
+
+    [Fact]
+    public async Task RecordsOfAnotherBootOrOfAGoneDeviceAreRemoved()
+    {
+        var first = await FakeNode.StartAsync();
+        await first.Service.NodeStageVolume(first.StageRequest(Volume), Ctx);
+        await first.Service.NodeStageVolume(first.StageRequest("loc1/vol2"), Ctx);
+        first.Devices.Crash();
+        first.Devices.Devices.Remove(1); // someone deleted vol2's device
+
+        var second = await FakeNode.StartAsync(first);
+        Assert.Null(new StagedVolumeStore(first.StateDirectory).TryRead("loc1/vol2"));
+        Assert.NotNull(new StagedVolumeStore(first.StateDirectory).TryRead(Volume));
+        Assert.Contains(1, first.Devices.ForgottenRecords);
+        await second.DisposeAsync();
+
+        var afterReboot = await FakeNode.StartAsync(first, bootId: "boot-2");
+        Assert.Empty(new StagedVolumeStore(first.StateDirectory).ReadAll());
+        await afterReboot.DisposeAsync();
+        first.DeleteFiles();
+    }
+
+    [Fact]
+    public async Task QosLimitsAndMeteringSurviveAHandover()
+    {
+        var first = await FakeNode.StartAsync();
+        var request = first.StageRequest(Volume);
+        request.VolumeContext["maxIops"] = "400";
+        await first.Service.NodeStageVolume(request, Ctx);
+        var served = Assert.Single(first.Runtime.MetricsSources());
+        Assert.Equal((400L, 0L), (served.Qos?.Limits.MaxIops, served.Recoveries));
+        Assert.Equal("live", served.DeviceState);
+
+        await first.DisposeAsync();
+        var second = await FakeNode.StartAsync(first);
+
+        var adopted = Assert.Single(second.Runtime.MetricsSources());
+        Assert.Equal((400L, 1L), (adopted.Qos?.Limits.MaxIops, adopted.Recoveries));
+        Assert.NotNull(adopted.LastAdoptionGapSeconds);
+        Assert.InRange(adopted.LastAdoptionGapSeconds.Value, 0, 60);
+        Assert.Equal("400", new StagedVolumeStore(first.StateDirectory).TryRead(Volume)!.QosParameters!["maxIops"]);
+        await second.DisposeAsync();
+        first.DeleteFiles();
+    }
+}

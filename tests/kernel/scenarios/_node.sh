@@ -1,0 +1,121 @@
+# Helpers for the node-plugin scenarios (sourced after _lib.sh): a kubelet directory shared the way
+# it is on a Kubernetes node, the plugin started in its own mount namespace the way its container
+# runs, and CSI calls made with kubelet's paths.
+# UBLK_CSI_NODE: the ublk-csi-node binary (ReadyToRun publish).
+: "${UBLK_CSI_NODE:?UBLK_CSI_NODE must point at the published ublk-csi-node}"
+
+DRIVER=ublk.csi.storage
+KUBELET=/var/lib/kubelet
+SOCKET=$KUBELET/plugins/$DRIVER/csi.sock
+NODE_STATE=$SCENARIO_DIR/node-state
+PLUGIN_PID=""
+
+# The guest's root is read-only 9p: a tmpfs over /var/lib holds the kubelet directory, which is
+# bind-mounted onto itself and made rshared, as on a node (systemd makes / shared; kubelet relies on it).
+setup_kubelet_dir() {
+  mount -t tmpfs -o mode=755 kubelet-root /var/lib
+  mkdir -p "$KUBELET/plugins/$DRIVER" "$KUBELET/pods"
+  mount --bind "$KUBELET" "$KUBELET"
+  mount --make-rshared "$KUBELET"
+}
+
+cleanup_node() {
+  [[ -n $PLUGIN_PID ]] && kill -KILL "$PLUGIN_PID" 2>/dev/null
+  for m in $(findmnt -rn -o TARGET | grep "^$KUBELET/" | sort -r); do umount -l "$m" 2>/dev/null; done
+  umount -l "$KUBELET" 2>/dev/null; umount -l /var/lib 2>/dev/null
+  cleanup_servers
+}
+trap cleanup_node EXIT
+
+# start_plugin NAME [OPTION...]: the node plugin in a new mount namespace (like its container), with
+# only the options a DaemonSet must pass (plus OPTIONs); waits until Probe reports ready (adoption
+# done). Sets PLUGIN_PID and READY_MS (start to ready).
+start_plugin() {
+  local name=$1 start ready
+  shift
+  start=$(date +%s%N)
+  # No store credentials in its environment: they must come from the node-stage secrets (and, after
+  # a restart, from what the plugin kept of them).
+  env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY unshare --mount --propagation unchanged "$UBLK_CSI_NODE" --endpoint "unix://$SOCKET" --node-id guest-node \
+    --state-dir "$NODE_STATE" "$@" > "$SCENARIO_DIR/$name.log" 2>&1 &
+  PLUGIN_PID=$!
+  # Bounded by wall time: under a loaded TCG host each csi-call takes seconds.
+  local deadline=$(( $(date +%s) + ${PLUGIN_READY_TIMEOUT:-240} ))
+  while (( $(date +%s) < deadline )); do
+    kill -0 "$PLUGIN_PID" 2>/dev/null || { cat "$SCENARIO_DIR/$name.log"; fail "plugin $name exited during start"; }
+    ready=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" --timeout 10 Probe 2>&1 || true)
+    [[ $ready == *'"ready": true'* ]] && break
+    sleep 0.2
+  done
+  [[ $ready == *'"ready": true'* ]] || { echo "last Probe: $ready"; cat "$SCENARIO_DIR/$name.log"; fail "plugin $name not ready within ${PLUGIN_READY_TIMEOUT:-240} s"; }
+  READY_MS=$(( ($(date +%s%N) - start) / 1000000 ))
+  log "plugin $name (pid $PLUGIN_PID) ready in $READY_MS ms"
+}
+
+# csi METHOD JSON: one call; prints the response, fails the scenario on an error status.
+csi() {
+  local out
+  out=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" "$@" 2>&1) || { echo "$out"; fail "$1 failed"; }
+  echo "$out"
+}
+
+# csi_expect CODE METHOD JSON: the call must fail with CODE.
+csi_expect() {
+  local code=$1 out; shift
+  if out=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" "$@" 2>&1); then fail "$1 succeeded, expected $code"; fi
+  [[ $out == "$code:"* ]] || fail "$1: expected $code, got: $out"
+  log "$1 -> $out"
+}
+
+# Kubelet's paths for a volume handle and a pod.
+staging_path() { echo "$KUBELET/plugins/kubernetes.io/csi/$DRIVER/$(printf %s "$1" | sha256sum | cut -d' ' -f1)/globalmount"; }
+target_path() { echo "$KUBELET/pods/$1/volumes/kubernetes.io~csi/$2/mount"; }
+
+# writes_on DEVICE: write requests the block layer completed on it.
+writes_on() { awk '{ print $5 }' "/sys/block/${1#/dev/}/stat"; }
+
+# kill_plugin SIGNAL: signals the plugin and requires it to exit within 30 s (a plugin holding the
+# last reference to a dirty filesystem on its own device would hang here instead).
+kill_plugin() {
+  local signal=$1 rc=0
+  kill "-$signal" "$PLUGIN_PID"
+  timeout 30 tail --pid="$PLUGIN_PID" -f /dev/null || fail "plugin did not exit within 30 s of SIG$signal"
+  wait "$PLUGIN_PID" 2>/dev/null || rc=$?
+  log "plugin $PLUGIN_PID exited ($rc) after SIG$signal"
+  PLUGIN_EXIT=$rc
+}
+
+# fio_across_restart EVENT NAME OLD NEW VOLUME_ID DEVICE TARGET SIZE FS STORE: fio randwrite + crc32c
+# verify in the pod's mount while EVENT (kill9 or sigterm) replaces plugin OLD by NEW; requires
+# err=0 and a passing verify, and prints the figures.
+fio_across_restart() {
+  local event=$1 name=$2 old=$3 new=$4 volume_id=$5 device=$6 target=$7 size=$8 fs=$9 store=${10}
+  local base fio_pid stopped state without adopt_ms fio_rc=0
+  base=$(writes_on "$device")
+  fio --name="$name" --directory="$target" --size="$size" --bs=4k --rw=randwrite --ioengine=libaio --direct=1 \
+      --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --fsync_on_close=1 \
+      > "$SCENARIO_DIR/fio-$name.txt" 2>&1 &
+  fio_pid=$!
+  wait_for_writes "$device" $((base + 400))
+  kill -0 "$fio_pid" 2>/dev/null || fail "fio finished before the $event; make it longer"
+  stopped=$(date +%s%N)
+  if [[ $event == kill9 ]]; then
+    kill_plugin KILL
+  else
+    kill_plugin TERM
+    [[ $PLUGIN_EXIT -eq 0 ]] || { cat "$SCENARIO_DIR/$old.log"; fail "plugin exited with $PLUGIN_EXIT after SIGTERM"; }
+    grep -q "handed volume $volume_id" "$SCENARIO_DIR/$old.log" || fail "the plugin did not hand the volume over"
+  fi
+  state=$("$UBLK_CSI" list | awk -v id="${device#/dev/ublkb}" '$1 == id { print $2 }')
+  [[ $state == quiesced || $state == live ]] || fail "device is '$state' after the $event, expected quiesced"
+  mountpoint -q "$target" || fail "the pod's mount vanished with the plugin"
+  start_plugin "$new"
+  without=$(( ($(date +%s%N) - stopped) / 1000000 ))
+  grep -q "adopted volume $volume_id" "$SCENARIO_DIR/$new.log" || { cat "$SCENARIO_DIR/$new.log"; fail "the new plugin did not adopt $volume_id"; }
+  adopt_ms=$(grep -o "adopted volume $volume_id on [^ ]* in [0-9]* ms" "$SCENARIO_DIR/$new.log" | grep -o "[0-9]* ms$")
+  wait "$fio_pid" || fio_rc=$?
+  grep -E "err=|WRITE:|verify" "$SCENARIO_DIR/fio-$name.txt" | head -5
+  [[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/fio-$name.txt"; fail "fio exited with $fio_rc across the $event"; }
+  grep -Eq "err= *0" "$SCENARIO_DIR/fio-$name.txt" || fail "fio reported I/O or verify errors across the $event"
+  figure "node plugin $event mid-fio ($fs, $store store): device without a server for $without ms (signal to new plugin ready, process start under TCG included), adoption itself $adopt_ms; fio err=0, crc32c verify passed"
+}
