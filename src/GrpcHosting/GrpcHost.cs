@@ -48,57 +48,89 @@ public sealed record GrpcHostOptions(GrpcEndpoint Endpoint, int MaxMessageBytes,
     }
 }
 
+/// <summary>One server of a <see cref="GrpcRunningHost"/>: its options and the services it serves.</summary>
+/// <param name="Options">Endpoint, limits, redaction, metrics.</param>
+/// <param name="AddServices">Adds the services this server serves.</param>
+public sealed record GrpcServerSetup(GrpcServerOptions Options, Action<GrpcServer> AddServices);
+
 /// <summary>
-/// A started <see cref="GrpcServer"/> as the host runner sees it, plus what its services own: stopping
-/// stops the server first (in-flight calls finish), then disposes the owned resources in reverse order.
+/// Started <see cref="GrpcServer"/>s (usually one) as the host runner sees them, plus what their services
+/// own: stopping stops every server (in-flight calls finish), then disposing disposes the owned
+/// resources in reverse order, so nothing owned goes away while a call may still use it.
 /// </summary>
 public sealed class GrpcRunningHost : IRunningHost
 {
-    private readonly GrpcServer _server;
+    private readonly GrpcServer[] _servers;
     private readonly IAsyncDisposable[] _owned;
 
-    private GrpcRunningHost(GrpcServer server, IAsyncDisposable[] owned)
+    private GrpcRunningHost(GrpcServer[] servers, IAsyncDisposable[] owned)
     {
-        _server = server;
+        _servers = servers;
         _owned = owned;
     }
 
     /// <inheritdoc/>
-    public string Address => _server.Endpoint.ToString();
+    public string Address => _servers[0].Endpoint.ToString();
 
-    /// <summary>The server (its bound endpoint, its services).</summary>
-    public GrpcServer Server => _server;
+    /// <summary>The first server (its bound endpoint, its services).</summary>
+    public GrpcServer Server => _servers[0];
+
+    /// <summary>Every server, in the order they were set up.</summary>
+    public IReadOnlyList<GrpcServer> Servers => _servers;
 
     /// <summary>
     /// Creates the server, lets <paramref name="addServices"/> add services, and starts it. On failure
     /// the server and <paramref name="owned"/> are disposed before the exception propagates.
     /// </summary>
+    public static Task<IRunningHost> StartAsync(
+        GrpcServerOptions options, ILoggerFactory loggerFactory, Action<GrpcServer> addServices, CancellationToken cancellationToken, params IAsyncDisposable[] owned) =>
+        StartAsync([new GrpcServerSetup(options, addServices)], loggerFactory, cancellationToken, owned);
+
+    /// <summary>
+    /// Creates and starts one server per setup, in order; <see cref="Address"/> is the first one's. On
+    /// failure every server and <paramref name="owned"/> are disposed before the exception propagates.
+    /// </summary>
     public static async Task<IRunningHost> StartAsync(
-        GrpcServerOptions options, ILoggerFactory loggerFactory, Action<GrpcServer> addServices, CancellationToken cancellationToken, params IAsyncDisposable[] owned)
+        IReadOnlyList<GrpcServerSetup> setups, ILoggerFactory loggerFactory, CancellationToken cancellationToken, params IAsyncDisposable[] owned)
     {
-        var server = new GrpcServer(options, loggerFactory);
+        ArgumentOutOfRangeException.ThrowIfZero(setups.Count);
+        var servers = new List<GrpcServer>(setups.Count);
         try
         {
-            addServices(server);
-            await server.StartAsync(cancellationToken);
-            return new GrpcRunningHost(server, owned);
+            foreach (var setup in setups)
+            {
+                var server = new GrpcServer(setup.Options, loggerFactory);
+                servers.Add(server);
+                setup.AddServices(server);
+                await server.StartAsync(cancellationToken);
+            }
+
+            return new GrpcRunningHost([.. servers], owned);
         }
         catch
         {
-            await server.DisposeAsync();
+            await DisposeServersAsync(servers);
             await DisposeAllAsync(owned);
             throw;
         }
     }
 
     /// <inheritdoc/>
-    public Task StopAsync() => _server.StopAsync();
+    public Task StopAsync() => Task.WhenAll(_servers.Select(s => s.StopAsync()));
 
     /// <inheritdoc/>
     public async ValueTask DisposeAsync()
     {
-        await _server.DisposeAsync();
+        await DisposeServersAsync(_servers);
         await DisposeAllAsync(_owned);
+    }
+
+    private static async Task DisposeServersAsync(IEnumerable<GrpcServer> servers)
+    {
+        foreach (var server in servers)
+        {
+            await server.DisposeAsync();
+        }
     }
 
     private static async Task DisposeAllAsync(IAsyncDisposable[] owned)

@@ -30,7 +30,8 @@ public sealed partial class IdentityService : Identity.IdentityBase
     /// <param name="probeHost">Checks the host's kernel facilities; <see cref="HostSupport.Probe"/> in production.</param>
     /// <param name="logger">Where readiness changes are reported.</param>
     /// <param name="pluginProblem">Why the plugin itself is not ready yet (adopting devices), or null.</param>
-    public IdentityService(string driverName, string vendorVersion, Func<HostSupportReport> probeHost, ILogger<IdentityService> logger, Func<string?>? pluginProblem = null)
+    /// <param name="controllerService">Also advertise CONTROLLER_SERVICE (the node-local controller's socket).</param>
+    public IdentityService(string driverName, string vendorVersion, Func<HostSupportReport> probeHost, ILogger<IdentityService> logger, Func<string?>? pluginProblem = null, bool controllerService = false)
     {
         _pluginProblem = pluginProblem ?? (() => null);
         _info = new GetPluginInfoResponse { Name = driverName, VendorVersion = vendorVersion };
@@ -44,6 +45,14 @@ public sealed partial class IdentityService : Identity.IdentityBase
                 },
             },
         };
+        if (controllerService)
+        {
+            _capabilities.Capabilities.Insert(0, new PluginCapability
+            {
+                Service = new PluginCapability.Types.Service { Type = PluginCapability.Types.Service.Types.Type.ControllerService },
+            });
+        }
+
         _probeHost = probeHost;
         _logger = logger;
     }
@@ -52,8 +61,8 @@ public sealed partial class IdentityService : Identity.IdentityBase
     public override Task<GetPluginInfoResponse> GetPluginInfo(GetPluginInfoRequest request, ServerCallContext context) => Task.FromResult(_info);
 
     /// <summary>
-    /// Topology only: a ublk device exists on the node that created it. The node plugin has no
-    /// controller service; that is the controller plugin's job.
+    /// Topology: a ublk device exists on the node that created it. The node plugin's own socket has no
+    /// controller service (the controller plugin's job); the node-local controller's socket has one.
     /// </summary>
     public override Task<GetPluginCapabilitiesResponse> GetPluginCapabilities(GetPluginCapabilitiesRequest request, ServerCallContext context) =>
         Task.FromResult(_capabilities);

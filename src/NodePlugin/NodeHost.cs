@@ -1,5 +1,7 @@
 using Csi.V1;
 using Microsoft.Extensions.Logging;
+using UblkCsi.Controller;
+using UblkCsi.Controller.Provisioning;
 using UblkCsi.Engine;
 using UblkCsi.GrpcHosting;
 using UblkCsi.GrpcHosting.Logging;
@@ -7,7 +9,7 @@ using UblkCsi.Hosting;
 
 namespace UblkCsi.NodePlugin;
 
-/// <summary>The ublk-csi-node process: CSI Identity and Node services on one endpoint, per node.</summary>
+/// <summary>The ublk-csi-node process: CSI Identity and Node services on one endpoint per node, and optionally the node-local controller on a second.</summary>
 public static class NodeHost
 {
     /// <summary>The program name used in messages and --version.</summary>
@@ -27,8 +29,10 @@ public static class NodeHost
 
     /// <summary>
     /// Checks the node and starts adopting the previous process's devices, then serves Identity and
-    /// Node. The runtime is owned by the running host: it is disposed after the server stopped (no
-    /// call in flight), which hands every device over to the next process instead of deleting it.
+    /// Node, and with --controller-endpoint the node-local controller on a second socket. The runtime
+    /// (and the node-local controller's store catalog) is owned by the running host: it is disposed
+    /// after both servers stopped (no call in flight), which hands every device over to the next
+    /// process instead of deleting it.
     /// </summary>
     private static Task<IRunningHost> StartAsync(NodeOptions options, ILoggerFactory loggerFactory, Func<HostSupportReport> probeHost, NodeSystem? system, CancellationToken cancellationToken)
     {
@@ -45,7 +49,6 @@ public static class NodeHost
             throw new HostStartException(e.Message, e);
         }
 
-        var version = HostRunner.InformationalVersion(typeof(NodeHost).Assembly);
         var serverOptions = options.Grpc.ToServerOptions(new SensitiveFieldPolicy(CsiExtensions.CsiSecret));
         if (options.Grpc.MetricsAddress is not null)
         {
@@ -53,13 +56,47 @@ public static class NodeHost
             _ = new Metrics.VolumeMetricsExporter(serverOptions.MetricsRegistry, runtime.MetricsSources);
         }
 
-        return GrpcRunningHost.StartAsync(
-            serverOptions,
-            loggerFactory,
-            server => server
+        var catalog = new StoreCatalog();
+        return GrpcRunningHost.StartAsync(Servers(options, serverOptions, runtime, catalog, loggerFactory, probeHost), loggerFactory, cancellationToken, catalog, runtime);
+    }
+
+    /// <summary>
+    /// Which services each socket serves. The node socket: Identity and Node under the driver name.
+    /// The node-local controller's socket (--controller-endpoint), registered with kubelet under the
+    /// local driver name: Identity with CONTROLLER_SERVICE, the Controller in node-local mode (file
+    /// volumes pinned to this node) and a Node service over the same volumes that reports the local
+    /// driver's topology key. Same limits and secret redaction; only the node socket serves metrics.
+    /// </summary>
+    private static List<GrpcServerSetup> Servers(
+        NodeOptions options, GrpcServerOptions serverOptions, NodeRuntime runtime, StoreCatalog catalog, ILoggerFactory loggerFactory, Func<HostSupportReport> probeHost)
+    {
+        var version = HostRunner.InformationalVersion(typeof(NodeHost).Assembly);
+        List<GrpcServerSetup> servers =
+        [
+            new(serverOptions, server => server
                 .AddService(new IdentityService(options.DriverName, version, probeHost, loggerFactory.CreateLogger<IdentityService>(), () => runtime.NotReadyReason))
-                .AddService(runtime.Service),
-            cancellationToken,
-            runtime);
+                .AddService(runtime.Service)),
+        ];
+        if (options.ControllerEndpoint is { } endpoint && options.ControllerDriverName is { } localDriverName)
+        {
+            var controller = new ControllerService(
+                new ControllerServiceOptions(localDriverName) { NodeLocalNodeId = options.NodeId },
+                catalog,
+                loggerFactory.CreateLogger<ControllerService>());
+            servers.Add(new(
+                new GrpcServerOptions
+                {
+                    Endpoint = endpoint,
+                    MaxReceiveMessageBytes = serverOptions.MaxReceiveMessageBytes,
+                    SensitiveFields = serverOptions.SensitiveFields,
+                    MetricsRegistry = serverOptions.MetricsRegistry,
+                },
+                server => server
+                    .AddService(new IdentityService(localDriverName, version, probeHost, loggerFactory.CreateLogger<IdentityService>(), () => runtime.NotReadyReason, controllerService: true))
+                    .AddService(controller)
+                    .AddService(runtime.CreateService(localDriverName))));
+        }
+
+        return servers;
     }
 }

@@ -1,4 +1,5 @@
 using System.Text;
+using UblkCsi.GrpcEndpoints;
 using UblkCsi.GrpcHosting;
 using UblkCsi.Hosting;
 using UblkCsi.Protocol;
@@ -14,8 +15,25 @@ namespace UblkCsi.NodePlugin;
 /// <param name="KubeletDirectory">kubelet's root directory: staging and target paths must lie inside it, and it must be a shared mount.</param>
 /// <param name="MaxVolumesPerNode">max_volumes_per_node in NodeGetInfo; 0 leaves the limit to the CO.</param>
 /// <param name="DeviceQueues">Hardware queues (one serving thread each) per ublk device.</param>
-public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, string DriverName, string NodeId, string StateDirectory, string KubeletDirectory = NodeOptions.DefaultKubeletDirectory, long MaxVolumesPerNode = 0, int DeviceQueues = 1)
+/// <param name="ControllerEndpoint">
+/// Where to serve the node-local controller (distributed provisioning of file volumes), or null for none.
+/// </param>
+/// <param name="ControllerDriverName">The driver name served at <paramref name="ControllerEndpoint"/>.</param>
+public sealed record NodeOptions(
+    GrpcHostOptions Grpc,
+    LogOptions Logging,
+    string DriverName,
+    string NodeId,
+    string StateDirectory,
+    string KubeletDirectory = NodeOptions.DefaultKubeletDirectory,
+    long MaxVolumesPerNode = 0,
+    int DeviceQueues = 1,
+    GrpcEndpoint? ControllerEndpoint = null,
+    string? ControllerDriverName = null)
 {
+    /// <summary>The prefix of the node-local driver name: <c>local.&lt;driver-name&gt;</c>.</summary>
+    public const string LocalDriverPrefix = "local.";
+
     /// <summary>Default kubelet root directory.</summary>
     public const string DefaultKubeletDirectory = "/var/lib/kubelet";
 
@@ -36,6 +54,8 @@ public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, strin
         new("--kubelet-dir", "KUBELET_DIR", $"kubelet's root directory, a shared mount (default {DefaultKubeletDirectory})"),
         new("--max-volumes-per-node", "MAX_VOLUMES_PER_NODE", "most volumes the scheduler may place on this node; 0 = no limit (default 0)"),
         new("--device-queues", "DEVICE_QUEUES", "queues (serving threads) per ublk device, 1 to 16: more for throughput, fewer for many idle volumes (default 1)"),
+        new("--controller-endpoint", "CONTROLLER_ENDPOINT", "also serve the node-local controller (file volumes of this node) at unix:///path.sock or tcp://host:port (default: off)"),
+        new("--controller-driver-name", "CONTROLLER_DRIVER_NAME", $"driver name served at --controller-endpoint (default {LocalDriverPrefix}<driver-name>)"),
     ];
 
     /// <summary>Reads and validates the options.</summary>
@@ -50,7 +70,17 @@ public sealed record NodeOptions(GrpcHostOptions Grpc, LogOptions Logging, strin
         var kubeletDirectory = line.Parse("--kubelet-dir", DefaultKubeletDirectory, ValidateStateDirectory);
         var maxVolumes = line.Parse("--max-volumes-per-node", "0", ValidateMaxVolumes);
         var queues = line.Parse("--device-queues", "1", ValidateQueues);
-        return new NodeOptions(grpc, logging, driverName, nodeId, stateDirectory, kubeletDirectory, maxVolumes, queues);
+        var controllerEndpoint = line.Get("--controller-endpoint") is { } endpoint ? line.Parse("--controller-endpoint", endpoint, GrpcEndpoint.Parse) : null;
+        if (controllerEndpoint is not null && controllerEndpoint.ToString() == grpc.Endpoint.ToString())
+        {
+            throw new HostOptionException("--controller-endpoint", $"'{controllerEndpoint}' must differ from --endpoint");
+        }
+
+        // A given name is always checked; the default only matters (and can only be too long) when served.
+        var controllerDriverName = controllerEndpoint is not null || line.Get("--controller-driver-name") is not null
+            ? line.Parse("--controller-driver-name", LocalDriverPrefix + driverName, CsiDriverName.Validate)
+            : null;
+        return new NodeOptions(grpc, logging, driverName, nodeId, stateDirectory, kubeletDirectory, maxVolumes, queues, controllerEndpoint, controllerEndpoint is null ? null : controllerDriverName);
     }
 
     private static string ValidateNodeId(string value)

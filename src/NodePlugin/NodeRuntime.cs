@@ -47,11 +47,19 @@ public sealed partial class NodeRuntime : IAsyncDisposable
     private readonly VolumeStager _stager;
     private readonly StagedVolumes _staged;
     private readonly IVolumeDevices _devices;
+    private readonly VolumePublisher _publisher;
+    private readonly VolumeInspector _inspector;
+    private readonly VolumeLocks _locks = new();
+    private readonly NodePaths _paths;
+    private readonly NodeRuntimeSettings _settings;
+    private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
 
     private NodeRuntime(NodeRuntimeSettings settings, NodeSystem system, ILoggerFactory loggerFactory)
     {
+        _settings = settings;
+        _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<NodeRuntime>();
         var mounter = system.Mounter ?? new LinuxMounter();
         if (!system.SkipKubeletDirectoryCheck && KubeletDirectoryCheck.Problem(settings.KubeletDirectory, mounter.ReadMounts()) is { } problem)
@@ -73,20 +81,30 @@ public sealed partial class NodeRuntime : IAsyncDisposable
             filesystems,
             system.BootId ?? BootId.Read(),
             loggerFactory.CreateLogger<VolumeStager>());
+        _publisher = new VolumePublisher(staged, mounter, loggerFactory.CreateLogger<VolumePublisher>());
+        _inspector = new VolumeInspector(staged, _devices, mounter, filesystems, loggerFactory.CreateLogger<VolumeInspector>());
+        _paths = new NodePaths(settings.KubeletDirectory);
         Adoption = AdoptAsync();
-        Service = new NodeService(
-            new NodeIdentity(settings.NodeId, settings.DriverName, settings.MaxVolumesPerNode),
-            _stager,
-            new VolumePublisher(staged, mounter, loggerFactory.CreateLogger<VolumePublisher>()),
-            new VolumeInspector(staged, _devices, mounter, filesystems, loggerFactory.CreateLogger<VolumeInspector>()),
-            new VolumeLocks(),
-            new NodePaths(settings.KubeletDirectory),
-            Adoption,
-            loggerFactory.CreateLogger<NodeService>());
+        Service = CreateService(settings.DriverName);
     }
 
-    /// <summary>The CSI Node service.</summary>
+    /// <summary>The CSI Node service for the configured driver name.</summary>
     public NodeService Service { get; }
+
+    /// <summary>
+    /// A CSI Node service over this runtime's volumes (same staged volumes, records and per-volume locks)
+    /// that reports the topology of <paramref name="driverName"/>: the node-local driver's socket serves
+    /// the same node under its own name, and a volume is never staged twice.
+    /// </summary>
+    public NodeService CreateService(string driverName) => new(
+        new NodeIdentity(_settings.NodeId, driverName, _settings.MaxVolumesPerNode),
+        _stager,
+        _publisher,
+        _inspector,
+        _locks,
+        _paths,
+        Adoption,
+        _loggerFactory.CreateLogger<NodeService>());
 
     /// <summary>Completes when the startup adoption has finished (failures are logged per volume).</summary>
     public Task Adoption { get; }

@@ -337,5 +337,5 @@ public sealed partial class NodeService : Node.NodeBase
 public sealed record NodeIdentity(string NodeId, string DriverName, long MaxVolumesPerNode)
 {
     /// <summary>The topology key naming this node: <c>topology.&lt;driver&gt;/node</c>.</summary>
-    public string TopologyKey => $"topology.{DriverName}/node";
+    public string TopologyKey => Protocol.CsiTopology.NodeKey(DriverName);
 }
