@@ -187,6 +187,25 @@ for (const [name, sets] of Object.entries(scenarios)) {
   });
 }
 
+// The options the binaries declare (src/NodePlugin/NodeOptions.cs, src/Controller/ControllerOptions.cs,
+// GrpcHostOptions, LogOptions): an unknown one makes the process exit 2.
+const hostOptions = ['--endpoint', '--max-message-bytes', '--metrics-address', '--log-level', '--log-format', '--driver-name'];
+const nodeOptions = [...hostOptions, '--node-id', '--state-dir', '--kubelet-dir', '--max-volumes-per-node', '--device-queues',
+  '--controller-endpoint', '--controller-driver-name'];
+const controllerOptions = [...hostOptions, '--known-nodes'];
+
+test('the plugins are given only options they declare', () => {
+  for (const sets of Object.values(scenarios)) {
+    const objs = render(sets);
+    const node = container(nodeDs(objs), 'ublk-csi-node');
+    for (const a of node.args) assert.ok(nodeOptions.includes(a.split('=')[0]), `node plugin does not know ${a} (${sets.join(' ')})`);
+    const deployment = objs.find((o) => o.kind === 'Deployment' && o.spec.template.spec.containers.some((c) => c.name === 'ublk-csi-controller'));
+    if (!deployment) continue;
+    const controller = container(deployment.spec.template, 'ublk-csi-controller');
+    for (const a of controller.args) assert.ok(controllerOptions.includes(a.split('=')[0]), `controller does not know ${a} (${sets.join(' ')})`);
+  }
+});
+
 test('the node plugin has what a ublk node needs', () => {
   for (const sets of [[], scenarios['custom kubelet dir and driver name']]) {
     const objs = render(sets);
@@ -217,6 +236,7 @@ test('the node plugin has what a ublk node needs', () => {
     assert.equal(arg(plugin, '--driver-name'), driver);
     assert.equal(arg(plugin, '--endpoint'), 'unix:///csi/csi.sock');
     assert.equal(arg(plugin, '--node-id'), '$(NODE_ID)');
+    assert.equal(arg(plugin, '--kubelet-dir'), kubeletDir, 'staging paths must lie inside the directory the plugin checks');
     assert.equal(plugin.env.find((e) => e.name === 'NODE_ID').valueFrom.fieldRef.fieldPath, 'spec.nodeName');
 
     // Registration: the registrar tells kubelet where the plugin socket is on the host.
