@@ -86,7 +86,13 @@ public sealed partial class NodeRuntime : IAsyncDisposable
         _paths = new NodePaths(settings.KubeletDirectory);
         Adoption = AdoptAsync();
         Service = CreateService(settings.DriverName);
+        _qosRefresh = RefreshQosLoopAsync();
     }
+
+    /// <summary>How often the volumes' QoS records are read: a VolumeAttributesClass change applies within this.</summary>
+    public static TimeSpan QosRefreshInterval { get; } = TimeSpan.FromSeconds(10);
+
+    private readonly Task _qosRefresh;
 
     /// <summary>The CSI Node service for the configured driver name.</summary>
     public NodeService Service { get; }
@@ -127,6 +133,7 @@ public sealed partial class NodeRuntime : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
+        await _qosRefresh.ConfigureAwait(false);
         try
         {
             await Adoption.ConfigureAwait(false);
@@ -139,6 +146,46 @@ public sealed partial class NodeRuntime : IAsyncDisposable
         (_devices as IDisposable)?.Dispose();
         _stopping.Dispose();
     }
+
+    /// <summary>
+    /// Polls every served volume's QoS record in its store (the source of truth ControllerModifyVolume
+    /// writes) and applies changed limits to the live data path: no re-stage, no remount.
+    /// </summary>
+    private async Task RefreshQosLoopAsync()
+    {
+        await Task.Yield();
+        using var timer = new PeriodicTimer(QosRefreshInterval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
+            {
+                foreach (var volume in _staged.All)
+                {
+                    try
+                    {
+                        if (await volume.Volume.RefreshQosAsync(volume.Record.StoreVolumeId, _stopping.Token).ConfigureAwait(false) is { } limits)
+                        {
+                            QosChanged(_logger, volume.Record.VolumeId, string.Join(", ", limits.ToParameters().Select(p => $"{p.Key}={p.Value}")));
+                        }
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        // A store that cannot answer now keeps the limits in force; the next tick retries.
+                        QosRefreshFailed(_logger, volume.Record.VolumeId, e.Message);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    [LoggerMessage(EventId = 252, Level = LogLevel.Information, Message = "volume {VolumeId}: QoS limits changed to {Limits} (from the store's record)")]
+    private static partial void QosChanged(ILogger logger, string volumeId, string limits);
+
+    [LoggerMessage(EventId = 253, Level = LogLevel.Warning, Message = "volume {VolumeId}: cannot read its QoS record ({Reason}); the limits in force stay")]
+    private static partial void QosRefreshFailed(ILogger logger, string volumeId, string reason);
 
     private async Task AdoptAsync()
     {

@@ -19,20 +19,48 @@ public sealed class OpenedVolume(IVolumeStore? store, IBlockBackend backend) : I
     /// <summary>The volume's I/O meter, once instrumented.</summary>
     public IoMeter? Meter { get; private set; }
 
-    /// <summary>The QoS stage, when the volume has limits.</summary>
+    /// <summary>The QoS stage, once instrumented (unlimited until limits are set: then it costs one check per request).</summary>
     public ThrottledBackend? Throttle { get; private set; }
 
     /// <summary>
-    /// Puts the metering (outermost, so latencies include QoS waits) and, with limits, the QoS stage
-    /// in front of the store's data path.
+    /// Puts the metering (outermost, so latencies include QoS waits) and the QoS stage in front of
+    /// the store's data path. The QoS stage is there even without limits, so a VolumeAttributesClass
+    /// change can add them to a live volume.
     /// </summary>
     public OpenedVolume Instrument(QosLimits limits)
     {
-        Throttle = limits.IsUnlimited ? null : new ThrottledBackend(Backend, limits);
+        Throttle = new ThrottledBackend(Backend, limits);
         Meter = new IoMeter();
-        Backend = new MeteredBackend(Throttle ?? Backend, Meter);
+        Backend = new MeteredBackend(Throttle, Meter);
         return this;
     }
+
+    /// <summary>
+    /// Applies the limits recorded in the store (ControllerModifyVolume writes them) when they changed
+    /// since the last look; returns the new limits, or null when nothing changed or the store keeps no
+    /// record. Until the store has recorded anything, the volume keeps the limits of its volume context
+    /// (a statically provisioned volume may carry limits no controller recorded).
+    /// </summary>
+    public async Task<QosLimits?> RefreshQosAsync(string storeVolumeId, CancellationToken cancellationToken)
+    {
+        if (Throttle is null || store is not IVolumeQosRecord records)
+        {
+            return null;
+        }
+
+        var recorded = await records.GetQosAsync(storeVolumeId, cancellationToken).ConfigureAwait(false);
+        var previous = _lastRecorded;
+        _lastRecorded = recorded;
+        if (recorded == previous || (previous is null && recorded.IsUnlimited) || recorded == Throttle.Limits)
+        {
+            return null;
+        }
+
+        Throttle.UpdateLimits(recorded);
+        return recorded;
+    }
+
+    private QosLimits? _lastRecorded;
 
     /// <summary>Makes completed writes durable, then closes the volume and its store.</summary>
     public async ValueTask DisposeAsync()
