@@ -52,7 +52,7 @@ public sealed class Cluster
                    $"(storageClasses.{store}.enabled=false)";
         if (need == Need.Snapshot && cls.SnapshotClass is null)
             return $"store {store}: no VolumeSnapshotClass for driver {cls.Provisioner}: " +
-                   (cluster.SnapshotProblem ?? "volumeSnapshotClass.enabled=false");
+                   (cluster.SnapshotProblem ?? $"none of the VolumeSnapshotClasses of release {Release} has that driver");
         if (need == Need.Expansion && !cls.AllowExpansion)
             return $"store {store}: StorageClass {cls.StorageClass} has allowVolumeExpansion false";
         return null;
