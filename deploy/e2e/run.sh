@@ -176,7 +176,11 @@ done
 
 if [[ -f $repo/tests/E2E/E2E.csproj ]]; then
   step "C# e2e suite (tests/E2E)"
-  dotnet test "$repo/tests/E2E/E2E.csproj" -c Release -nologo
+  # The suite reads the same names (its defaults are these) and the kind context kind wrote into
+  # ~/.kube/config; detailed verbosity prints each skipped test's reason (e.g. snapshots: no class).
+  KUBECONFIG=${KUBECONFIG:-$HOME/.kube/config} UBLK_E2E_NAMESPACE=$ns UBLK_E2E_RELEASE=ublk-csi \
+    UBLK_E2E_APP_NAMESPACE=$app_ns UBLK_E2E_IMAGE=busybox:1.36 \
+    dotnet test "$repo/tests/E2E/E2E.csproj" -c Release -nologo --logger "console;verbosity=detailed"
 fi
 
 step "clean up volumes"
