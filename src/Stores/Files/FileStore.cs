@@ -20,8 +20,8 @@ public enum ReflinkMode
 /// <summary>Settings of a file store.</summary>
 /// <param name="Root">Absolute path of an existing directory (node-local or a shared filesystem).</param>
 /// <param name="Reflink">Snapshot and clone strategy.</param>
-/// <param name="DirectIo">How volumes reach their images: the page cache (the default, see src/Stores/README.md) or O_DIRECT (Auto: where the filesystem allows it).</param>
-public sealed record FileStoreOptions(string Root, ReflinkMode Reflink = ReflinkMode.Auto, DirectIoMode DirectIo = DirectIoMode.Off);
+/// <param name="DirectIo">How volumes reach their images: O_DIRECT (Auto, the default: where the filesystem allows it) or the page cache.</param>
+public sealed record FileStoreOptions(string Root, ReflinkMode Reflink = ReflinkMode.Auto, DirectIoMode DirectIo = DirectIoMode.Auto);
 
 /// <summary>
 /// Volumes as sparse image files under a root directory:

@@ -52,11 +52,11 @@ public sealed class FileStoreProvider : IStoreProvider
         return spec.With(full);
     }
 
-    private static DirectIoMode ParseDirectIo(StoreParameters p, string name) => p.Choice(name, "off", "auto", "on", "off") switch
+    private static DirectIoMode ParseDirectIo(StoreParameters p, string name) => p.Choice(name, "auto", "auto", "on", "off") switch
     {
         "on" => DirectIoMode.On,
-        "auto" => DirectIoMode.Auto,
-        _ => DirectIoMode.Off,
+        "off" => DirectIoMode.Off,
+        _ => DirectIoMode.Auto,
     };
 
     public Task<IBlockBackend> OpenSpecAsync(StoreSpec spec, StoreSpecOpenOptions options, CancellationToken cancellationToken)

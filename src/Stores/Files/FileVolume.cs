@@ -82,7 +82,7 @@ public sealed class FileVolume : StoreVolume
     /// Opens an existing image. <paramref name="sizeBytes"/> is the volume size recorded by the store
     /// (the file may be larger after an interrupted expand; reads past its end return zeros).
     /// </summary>
-    public static FileVolume Open(string volumeId, string imagePath, long sizeBytes, bool readOnly, BlockingWorkerPool? workers = null, DirectIoMode directIo = DirectIoMode.Off)
+    public static FileVolume Open(string volumeId, string imagePath, long sizeBytes, bool readOnly, BlockingWorkerPool? workers = null, DirectIoMode directIo = DirectIoMode.Auto)
     {
         // FileShare.ReadWrite: .NET maps FileShare.None to an exclusive flock, which would stop the
         // controller from snapshotting an attached volume. Single-writer is the controller's duty.

@@ -40,7 +40,7 @@ loop_dev=$(losetup --find --show --direct-io=on "$fs/loop.img")
 [[ $(cat /sys/block/${loop_dev#/dev/}/loop/dio) == 1 ]] || fail "$loop_dev did not enable direct I/O"
 bench loop "$loop_dev"; loop_w=$IOPS_W; loop_r=$IOPS_R
 
-start_server direct attach --store "file:$fs/direct.img" --state-dir "$STATE_DIR" --queues 1
+start_server direct attach --store "file:$fs/direct.img?direct-io=on" --state-dir "$STATE_DIR" --queues 1
 bench ublk-direct "$DEVICE"; direct_w=$IOPS_W; direct_r=$IOPS_R
 [[ $(cat /sys/block/${DEVICE#/dev/}/queue/logical_block_size) == 4096 ]] || fail "direct mode should expose 4096-byte logical blocks"
 stop_server "$SERVER_PID" direct
