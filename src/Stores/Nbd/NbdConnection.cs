@@ -33,7 +33,6 @@ internal sealed class NbdConnection : IAsyncDisposable
     private readonly byte[] _sendBuffer = new byte[SendBufferBytes];
     private readonly byte[] _replyHeader = new byte[NbdProtocol.StructuredReplyHeaderSize];
     private readonly byte[] _scratch = new byte[NbdProtocol.MaxControlPayload];
-    private readonly CancellationTokenSource _stop = new();
     private readonly Lock _lock = new();
     private readonly long _requestTimeoutTicks;
     private NbdRequest?[] _slots = new NbdRequest?[64];
@@ -164,21 +163,12 @@ internal sealed class NbdConnection : IAsyncDisposable
 
         Fail(new ObjectDisposedException(nameof(NbdConnection), "the connection was closed"));
         await Task.WhenAll(_sendLoop, _receiveLoop).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        _stop.Dispose();
     }
 
     private void Close()
     {
         _sendQueue.Writer.TryComplete();
         _watchdog?.Dispose();
-        try
-        {
-            _stop.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-
         _socket.Dispose();
         _stream.Dispose();
     }
@@ -262,7 +252,8 @@ internal sealed class NbdConnection : IAsyncDisposable
     private async Task SendLoopAsync()
     {
         var reader = _sendQueue.Reader;
-        var token = _stop.Token;
+        // No token on socket calls: registering one per call allocates, and closing the socket ends them anyway.
+        var token = CancellationToken.None;
         var used = 0;
         try
         {
@@ -313,7 +304,7 @@ internal sealed class NbdConnection : IAsyncDisposable
 
     private async Task ReceiveLoopAsync()
     {
-        var token = _stop.Token;
+        var token = CancellationToken.None;
         try
         {
             while (true)
@@ -491,7 +482,6 @@ internal sealed class NbdConnection : IAsyncDisposable
     private Exception Lost(Exception e, string activity) => e switch
     {
         NbdProtocolException or TimeoutException or ObjectDisposedException => e,
-        OperationCanceledException when _stop.IsCancellationRequested => e,
         IOException io when io.InnerException is null => io,
         _ => new IOException($"connection to {Server} lost while {activity}: {e.Message}", e),
     };
