@@ -18,10 +18,8 @@ internal sealed class NbdChannel : INbdConnectionOwner
     private readonly Queue<NbdRequest> _waiting = new();
     private NbdConnection? _current;
     private bool _reconnecting;
-    private bool _gaveUp;
     private bool _disposed;
     private long _downSinceTicks;
-    private string? _lastError;
     private Task _reconnectTask = Task.CompletedTask;
 
     public NbdChannel(NbdClient client, int index)
@@ -41,18 +39,6 @@ internal sealed class NbdChannel : INbdConnectionOwner
 
     public int Index { get; }
 
-    /// <summary>Null while connected (or not yet needed), else since when and why it is down.</summary>
-    public (TimeSpan Down, string Reason, bool GaveUp)? Outage
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _downSinceTicks == 0 ? null : (Stopwatch.GetElapsedTime(_downSinceTicks), _lastError ?? "connecting", _gaveUp);
-            }
-        }
-    }
-
     public void Submit(NbdRequest request)
     {
         while (true)
@@ -60,7 +46,7 @@ internal sealed class NbdChannel : INbdConnectionOwner
             NbdConnection? connection;
             lock (_lock)
             {
-                if (_disposed || _gaveUp)
+                if (_disposed || (_current is null && _client.GaveUp))
                 {
                     // Outside the lock: failing completes the caller's wait, which may run its continuation inline.
                     connection = null;
@@ -94,7 +80,6 @@ internal sealed class NbdChannel : INbdConnectionOwner
                 if (_current == connection)
                 {
                     _current = null;
-                    _downSinceTicks = Stopwatch.GetTimestamp();
                 }
             }
         }
@@ -121,7 +106,7 @@ internal sealed class NbdChannel : INbdConnectionOwner
                     _downSinceTicks = Stopwatch.GetTimestamp();
                 }
 
-                _lastError = reason.Message;
+                _client.ReportOutage(reason.Message);
                 foreach (var request in unanswered)
                 {
                     if (request.Attempts >= _client.Options.Reconnect.MaxAttemptsPerRequest)
@@ -134,10 +119,7 @@ internal sealed class NbdChannel : INbdConnectionOwner
                     }
                 }
 
-                if (_waiting.Count > 0 || !_gaveUp)
-                {
-                    StartReconnecting();
-                }
+                StartReconnecting();
             }
         }
 
@@ -247,10 +229,8 @@ internal sealed class NbdChannel : INbdConnectionOwner
                 {
                     _current = connection;
                     _reconnecting = false;
-                    _gaveUp = false;
                     downMs = _downSinceTicks == 0 ? 0 : (long)Stopwatch.GetElapsedTime(_downSinceTicks).TotalMilliseconds;
                     _downSinceTicks = 0;
-                    _lastError = null;
                     resend = _waiting.ToArray();
                     _waiting.Clear();
                 }
@@ -262,6 +242,7 @@ internal sealed class NbdChannel : INbdConnectionOwner
                 return;
             }
 
+            _client.ReportConnected();
             if (attempt > 1 || resend.Length > 0)
             {
                 NbdLog.Reconnected(_client.Logger, _client.Options.Server, Index, downMs, attempt, resend.Length);
@@ -278,23 +259,25 @@ internal sealed class NbdChannel : INbdConnectionOwner
 
     private void GiveUpIfOverdue(string reason)
     {
+        var down = _client.ReportOutage(reason);
+        if (down < _client.Options.Reconnect.GiveUpAfter)
+        {
+            return;
+        }
+
+        var first = _client.ReportGaveUp();
         NbdRequest[] failed;
-        double seconds;
         lock (_lock)
         {
-            _lastError = reason;
-            seconds = Stopwatch.GetElapsedTime(_downSinceTicks).TotalSeconds;
-            if (_gaveUp || seconds < _client.Options.Reconnect.GiveUpAfter.TotalSeconds)
-            {
-                return;
-            }
-
-            _gaveUp = true;
             failed = _waiting.ToArray();
             _waiting.Clear();
         }
 
-        NbdLog.GaveUp(_client.Logger, _client.Options.Server, Index, Math.Round(seconds, 1), failed.Length, reason);
+        if (first || failed.Length > 0)
+        {
+            NbdLog.GaveUp(_client.Logger, _client.Options.Server, Index, Math.Round(down.TotalSeconds, 1), failed.Length, reason);
+        }
+
         foreach (var request in failed)
         {
             request.Fail(Unavailable());
@@ -316,16 +299,6 @@ internal sealed class NbdChannel : INbdConnectionOwner
         }
     }
 
-    private BlockBackendException Unavailable()
-    {
-        string message;
-        lock (_lock)
-        {
-            message = _disposed
-                ? $"{_client.Options.Server}: the volume was closed"
-                : $"{_client.Options.Server} unreachable for {Stopwatch.GetElapsedTime(_downSinceTicks).TotalSeconds:0.#} s (bound {_client.Options.Reconnect.GiveUpAfter.TotalSeconds:0.#} s; still reconnecting): {_lastError}";
-        }
-
-        return new BlockBackendException(BlockBackendException.EIO, message);
-    }
+    private BlockBackendException Unavailable() =>
+        new(BlockBackendException.EIO, _disposed ? $"{_client.Options.Server}: the volume was closed" : $"{_client.Options.Server} {_client.OutageText()}");
 }

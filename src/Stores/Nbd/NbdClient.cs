@@ -1,4 +1,4 @@
-using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -22,9 +22,15 @@ public sealed class NbdClient : IAsyncDisposable
 
     private readonly NbdChannel?[] _channels;
     private readonly Lock _channelsLock = new();
-    private readonly ConcurrentQueue<NbdRequest> _pool = new();
+    // A stack under a lock, not a ConcurrentQueue: that allocates a new segment every so many items.
+    private readonly Stack<NbdRequest> _pool = new(256);
+    private readonly Lock _poolLock = new();
     private readonly CancellationTokenSource _stopping = new();
+    private readonly Lock _outageLock = new();
     private int _nextChannel = -1;
+    private long _outageSinceTicks;
+    private bool _gaveUp;
+    private string? _outageReason;
     private int _disposed;
 
     private NbdClient(NbdClientOptions options, NbdExport export, int connections, ILogger logger)
@@ -52,17 +58,80 @@ public sealed class NbdClient : IAsyncDisposable
     {
         get
         {
-            foreach (var channel in _channels)
+            lock (_outageLock)
             {
-                if (channel?.Outage is { } outage && outage.Down > TimeSpan.FromMilliseconds(500))
+                if (_outageSinceTicks != 0)
                 {
-                    var state = outage.GaveUp ? "I/O fails with EIO while reconnecting" : "I/O waits while reconnecting";
+                    var state = _gaveUp ? "I/O fails with EIO while reconnecting" : "I/O waits while reconnecting";
                     return new StoreVolumeCondition(true,
-                        $"{Options.Server} export '{Export.Name}' unreachable for {outage.Down.TotalSeconds:0.#} s ({state}): {outage.Reason}");
+                        $"{Options.Server} export '{Export.Name}' unreachable for {Stopwatch.GetElapsedTime(_outageSinceTicks).TotalSeconds:0.#} s ({state}): {_outageReason}");
                 }
             }
 
             return new StoreVolumeCondition(false, $"{Options.Server} export '{Export.Name}' reachable");
+        }
+    }
+
+    /// <summary>
+    /// True once the server has been unreachable for longer than the reconnect bound: every
+    /// connection then fails new I/O at once (one connection's outage is the server's, so a
+    /// connection opened later does not wait out the bound again).
+    /// </summary>
+    internal bool GaveUp
+    {
+        get
+        {
+            lock (_outageLock)
+            {
+                return _gaveUp;
+            }
+        }
+    }
+
+    /// <summary>A connection was lost or could not be opened; returns the time since the outage began.</summary>
+    internal TimeSpan ReportOutage(string reason)
+    {
+        lock (_outageLock)
+        {
+            if (_outageSinceTicks == 0)
+            {
+                _outageSinceTicks = Stopwatch.GetTimestamp();
+            }
+
+            _outageReason = reason;
+            return Stopwatch.GetElapsedTime(_outageSinceTicks);
+        }
+    }
+
+    /// <summary>Marks the outage as past the bound; false when another connection already did.</summary>
+    internal bool ReportGaveUp()
+    {
+        lock (_outageLock)
+        {
+            var first = !_gaveUp && _outageSinceTicks != 0;
+            _gaveUp |= _outageSinceTicks != 0;
+            return first;
+        }
+    }
+
+    /// <summary>A connection is (back) up: the server is reachable.</summary>
+    internal void ReportConnected()
+    {
+        lock (_outageLock)
+        {
+            _outageSinceTicks = 0;
+            _gaveUp = false;
+            _outageReason = null;
+        }
+    }
+
+    /// <summary>The outage's reason and duration for error messages.</summary>
+    internal string OutageText()
+    {
+        lock (_outageLock)
+        {
+            return _outageSinceTicks == 0 ? "connecting" :
+                $"unreachable for {Stopwatch.GetElapsedTime(_outageSinceTicks).TotalSeconds:0.#} s (bound {Options.Reconnect.GiveUpAfter.TotalSeconds:0.#} s; still reconnecting): {_outageReason}";
         }
     }
 
@@ -137,7 +206,13 @@ public sealed class NbdClient : IAsyncDisposable
         _stopping.Dispose();
     }
 
-    internal void Return(NbdRequest request) => _pool.Enqueue(request);
+    internal void Return(NbdRequest request)
+    {
+        lock (_poolLock)
+        {
+            _pool.Push(request);
+        }
+    }
 
     /// <summary>Opens one more connection for <paramref name="channel"/> and checks it serves the same export.</summary>
     internal async Task<NbdConnection> OpenConnectionAsync(NbdChannel channel, CancellationToken cancellationToken)
@@ -207,10 +282,13 @@ public sealed class NbdClient : IAsyncDisposable
 
     private ValueTask Submit(NbdCommand command, NbdCommandFlags flags, long offset, uint length, Memory<byte> readBuffer, ReadOnlyMemory<byte> writeData)
     {
-        if (!_pool.TryDequeue(out var request))
+        NbdRequest? request;
+        lock (_poolLock)
         {
-            request = new NbdRequest(this);
+            _pool.TryPop(out request);
         }
+
+        request ??= new NbdRequest(this);
 
         request.Prepare(command, flags, offset, length, readBuffer, writeData);
         ChannelForThisThread().Submit(request);

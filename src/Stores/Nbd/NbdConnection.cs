@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.Sockets;
-using System.Threading.Channels;
 
 namespace UblkCsi.Stores.Nbd;
 
@@ -29,7 +28,11 @@ internal sealed class NbdConnection : IAsyncDisposable
     private readonly Stream _stream;
     private readonly INbdConnectionOwner _owner;
     private readonly NbdReceiveBuffer _receive;
-    private readonly Channel<NbdRequest> _sendQueue = Channel.CreateUnbounded<NbdRequest>(new UnboundedChannelOptions { SingleReader = true });
+    // A plain queue under a monitor and a dedicated sender thread: ConcurrentQueue-based channels
+    // allocate a new segment every so many items, and waking an async reader allocates a work item.
+    private readonly Queue<NbdRequest> _sendQueue = new(256);
+    private readonly Queue<NbdRequest> _sending = new(256);
+    private bool _sendQueueClosed;
     private readonly byte[] _sendBuffer = new byte[SendBufferBytes];
     private readonly byte[] _replyHeader = new byte[NbdProtocol.StructuredReplyHeaderSize];
     private readonly byte[] _scratch = new byte[NbdProtocol.MaxControlPayload];
@@ -39,7 +42,7 @@ internal sealed class NbdConnection : IAsyncDisposable
     private uint[] _generations = new uint[64];
     private readonly Stack<int> _freeSlots = new(Enumerable.Range(0, 64).Reverse());
     private bool _failed;
-    private Task _sendLoop = Task.CompletedTask;
+    private Thread? _sender;
     private Task _receiveLoop = Task.CompletedTask;
     private Timer? _watchdog;
 
@@ -71,7 +74,8 @@ internal sealed class NbdConnection : IAsyncDisposable
 
     public void Start(TimeSpan watchdogPeriod)
     {
-        _sendLoop = Task.Run(SendLoopAsync);
+        _sender = new Thread(SendLoop) { IsBackground = true, Name = "nbd-send" };
+        _sender.Start();
         _receiveLoop = Task.Run(ReceiveLoopAsync);
         _watchdog = new Timer(static state => ((NbdConnection)state!).CheckForLostReplies(), this, watchdogPeriod, watchdogPeriod);
     }
@@ -100,9 +104,19 @@ internal sealed class NbdConnection : IAsyncDisposable
             _slots[slot] = request;
         }
 
-        // Unbounded: never fails while the writer is open; after a failure the request is in the
-        // slot table, so the failure hands it to the owner either way.
-        _sendQueue.Writer.TryWrite(request);
+        // After a failure the request is in the slot table, so the failure hands it to the owner either way.
+        lock (_sendQueue)
+        {
+            if (!_sendQueueClosed)
+            {
+                _sendQueue.Enqueue(request);
+                if (_sendQueue.Count == 1)
+                {
+                    Monitor.Pulse(_sendQueue);
+                }
+            }
+        }
+
         return true;
     }
 
@@ -150,8 +164,8 @@ internal sealed class NbdConnection : IAsyncDisposable
             {
                 var header = new byte[NbdProtocol.RequestHeaderSize];
                 WriteHeader(header, NbdCommand.Disconnect, NbdCommandFlags.None, 0, 0, 0);
-                _sendQueue.Writer.TryComplete();
-                await _sendLoop.WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+                CloseSendQueue();
+                await Task.Run(() => _sender?.Join(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
                 using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
                 await _stream.WriteAsync(header, timeout.Token).ConfigureAwait(false);
             }
@@ -162,12 +176,22 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
 
         Fail(new ObjectDisposedException(nameof(NbdConnection), "the connection was closed"));
-        await Task.WhenAll(_sendLoop, _receiveLoop).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await Task.Run(() => _sender?.Join(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+        await _receiveLoop.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    private void CloseSendQueue()
+    {
+        lock (_sendQueue)
+        {
+            _sendQueueClosed = true;
+            Monitor.PulseAll(_sendQueue);
+        }
     }
 
     private void Close()
     {
-        _sendQueue.Writer.TryComplete();
+        CloseSendQueue();
         _watchdog?.Dispose();
         _socket.Dispose();
         _stream.Dispose();
@@ -249,22 +273,37 @@ internal sealed class NbdConnection : IAsyncDisposable
         BinaryPrimitives.WriteUInt32BigEndian(destination[24..], length);
     }
 
-    private async Task SendLoopAsync()
+    private void SendLoop()
     {
-        var reader = _sendQueue.Reader;
-        // No token on socket calls: registering one per call allocates, and closing the socket ends them anyway.
-        var token = CancellationToken.None;
         var used = 0;
         try
         {
-            while (await reader.WaitToReadAsync(token).ConfigureAwait(false))
+            while (true)
             {
-                // Everything queued since the last wake-up goes out in as few writes as possible.
-                while (reader.TryRead(out var request))
+                lock (_sendQueue)
+                {
+                    while (_sendQueue.Count == 0 && !_sendQueueClosed)
+                    {
+                        Monitor.Wait(_sendQueue);
+                    }
+
+                    if (_sendQueue.Count == 0)
+                    {
+                        return;
+                    }
+
+                    // Everything queued since the last wake-up goes out in as few writes as possible.
+                    while (_sendQueue.TryDequeue(out var queued))
+                    {
+                        _sending.Enqueue(queued);
+                    }
+                }
+
+                while (_sending.TryDequeue(out var request))
                 {
                     if (used + NbdProtocol.RequestHeaderSize > _sendBuffer.Length)
                     {
-                        await _stream.WriteAsync(_sendBuffer.AsMemory(0, used), token).ConfigureAwait(false);
+                        _stream.Write(_sendBuffer, 0, used);
                         used = 0;
                     }
 
@@ -283,15 +322,15 @@ internal sealed class NbdConnection : IAsyncDisposable
                     }
                     else
                     {
-                        await _stream.WriteAsync(_sendBuffer.AsMemory(0, used), token).ConfigureAwait(false);
+                        _stream.Write(_sendBuffer, 0, used);
                         used = 0;
-                        await _stream.WriteAsync(data, token).ConfigureAwait(false);
+                        _stream.Write(data.Span);
                     }
                 }
 
                 if (used > 0)
                 {
-                    await _stream.WriteAsync(_sendBuffer.AsMemory(0, used), token).ConfigureAwait(false);
+                    _stream.Write(_sendBuffer, 0, used);
                     used = 0;
                 }
             }

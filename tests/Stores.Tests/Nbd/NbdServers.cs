@@ -78,7 +78,11 @@ public sealed class NbdServerProcess : IAsyncDisposable
     private static async Task<int> LaunchAsync(string program, List<string> args, GrpcEndpoint endpoint)
     {
         var pidFile = Path.Combine(Path.GetTempPath(), $"nbd-test-{Guid.NewGuid():N}.pid");
-        var info = new ProcessStartInfo(program) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+        // setsid: a session of its own, so signals sent to the test host's process group (seen on
+        // shared CI machines) do not reach the server while it starts.
+        var info = new ProcessStartInfo("setsid") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+        info.ArgumentList.Add("--wait");
+        info.ArgumentList.Add(program);
         info.ArgumentList.Add(program.EndsWith("qemu-nbd", StringComparison.Ordinal) ? "--pid-file" : "--pidfile");
         info.ArgumentList.Add(pidFile);
         args.ForEach(info.ArgumentList.Add);
