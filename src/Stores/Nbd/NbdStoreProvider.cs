@@ -87,11 +87,12 @@ public sealed class NbdStoreProvider : IStoreProvider
         if (endpoint.Kind == GrpcEndpointKind.Unix)
         {
             options[SocketOption] = endpoint.UnixPath!;
-            return spec.With("/" + exportName, options);
+            return spec.With("/" + Uri.EscapeDataString(exportName), options);
         }
 
+        // Canonical: the port always written, the export percent-escaped (parsing unescapes it).
         var authority = endpoint.ToString()["tcp://".Length..];
-        return spec.With($"{authority}/{exportName}", options);
+        return spec.With($"{authority}/{Uri.EscapeDataString(exportName)}", options);
     }
 
     public async Task<IBlockBackend> OpenSpecAsync(StoreSpec spec, StoreSpecOpenOptions options, CancellationToken cancellationToken)
