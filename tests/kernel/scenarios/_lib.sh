@@ -115,3 +115,17 @@ crash_server_under_fio() {
   [[ $state == quiesced ]] || fail "device $id is '$state' after the crash, expected quiesced"
   [[ -b /dev/ublkb$id ]] || fail "/dev/ublkb$id disappeared after the crash"
 }
+
+# start_nbdkit PORT IMAGE: nbdkit's file plugin serving IMAGE on 127.0.0.1:PORT (a daemon, ready when
+# its pid file exists); sets NBDKIT_PID. Used by the nbd scenarios to kill and restart the server.
+start_nbdkit() {
+  local port=$1 image=$2 pidfile=$SCENARIO_DIR/nbdkit-$1.pid
+  command -v nbdkit > /dev/null || fail "nbdkit is not installed (scripts/setup.sh installs it)"
+  ip link set lo up 2>/dev/null || true
+  rm -f "$pidfile"
+  nbdkit --pidfile "$pidfile" -i 127.0.0.1 -p "$port" file "$image" 2>> "$SCENARIO_DIR/nbdkit-$port.log" \
+    || { cat "$SCENARIO_DIR/nbdkit-$port.log"; fail "nbdkit did not start on port $port"; }
+  for _ in $(seq 200); do [[ -s $pidfile ]] && break; sleep 0.05; done
+  [[ -s $pidfile ]] || fail "nbdkit wrote no pid file within 10 s"
+  NBDKIT_PID=$(cat "$pidfile")
+}
