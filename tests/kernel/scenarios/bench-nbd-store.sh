@@ -45,7 +45,7 @@ for w in "${workloads[@]}"; do
 done
 stop_server "$SERVER_PID" bench
 
-nbd-client 127.0.0.1 "$port" /dev/nbd0 -N "" -timeout 30 > "$SCENARIO_DIR/nbd-client.log" 2>&1 \
+nbd-client 127.0.0.1 "$port" /dev/nbd0 -N disk -timeout 30 > "$SCENARIO_DIR/nbd-client.log" 2>&1 \
   || { cat "$SCENARIO_DIR/nbd-client.log"; fail "nbd-client could not connect"; }
 for w in "${workloads[@]}"; do
   IFS='|' read -r name args metric <<< "$w"

@@ -57,7 +57,7 @@ kimage=$SCENARIO_DIR/kernel.img
 truncate -s 256M "$kimage"
 start_nbdkit "$kernel_port" "$kimage"
 nbd_timeout=10
-nbd-client 127.0.0.1 "$kernel_port" /dev/nbd0 -N "" -timeout "$nbd_timeout" > "$SCENARIO_DIR/nbd-client.log" 2>&1 \
+nbd-client 127.0.0.1 "$kernel_port" /dev/nbd0 -N disk -timeout "$nbd_timeout" > "$SCENARIO_DIR/nbd-client.log" 2>&1 \
   || { cat "$SCENARIO_DIR/nbd-client.log"; fail "nbd-client could not connect"; }
 for _ in $(seq 50); do [[ $(cat /sys/block/nbd0/size) -gt 0 ]] && break; sleep 0.1; done
 fio --name=nbd-fault --filename=/dev/nbd0 "${fio_args[@]}" > "$SCENARIO_DIR/fio-kernel.txt" 2>&1 &
