@@ -123,9 +123,20 @@ start_nbdkit() {
   command -v nbdkit > /dev/null || fail "nbdkit is not installed (scripts/setup.sh installs it)"
   ip link set lo up 2>/dev/null || true
   rm -f "$pidfile"
-  nbdkit --pidfile "$pidfile" -i 127.0.0.1 -p "$port" file "$image" 2>> "$SCENARIO_DIR/nbdkit-$port.log" \
+  # Output to a file, never the scenario's stdout: the daemon would hold the suite's pipe open.
+  nbdkit --pidfile "$pidfile" -i 127.0.0.1 -p "$port" file "$image" >> "$SCENARIO_DIR/nbdkit-$port.log" 2>&1 < /dev/null \
     || { cat "$SCENARIO_DIR/nbdkit-$port.log"; fail "nbdkit did not start on port $port"; }
   for _ in $(seq 200); do [[ -s $pidfile ]] && break; sleep 0.05; done
   [[ -s $pidfile ]] || fail "nbdkit wrote no pid file within 10 s"
   NBDKIT_PID=$(cat "$pidfile")
+  SERVER_PIDS+=("$NBDKIT_PID")
+}
+
+# keep_scenario_files: on exit, copy the scenario's logs to the host ($UBLK_VM_OUT/SCENARIO/), kill
+# what it started and disconnect /dev/nbd0, so a failure can be read and never leaves the suite stuck.
+keep_scenario_files() {
+  trap 'rc=$?; cleanup_servers; nbd-client -d /dev/nbd0 > /dev/null 2>&1 || true
+        if [[ -n ${UBLK_VM_OUT:-} ]]; then d=$UBLK_VM_OUT/$(basename "$0" .sh); mkdir -p "$d"
+          cp "$SCENARIO_DIR"/*.txt "$SCENARIO_DIR"/*.log "$SCENARIO_DIR"/*.err "$SCENARIO_DIR"/*.terse "$d"/ 2>/dev/null || true; fi
+        exit $rc' EXIT
 }

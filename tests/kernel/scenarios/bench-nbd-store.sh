@@ -5,15 +5,16 @@
 # write and read (bandwidth). Prints each figure and the ublk/kernel ratio (goal >= 1.0). Under TCG
 # the absolute numbers mean little; the ratios are what to compare.
 source "$(dirname "$0")/_lib.sh"
+keep_scenario_files
 
 command -v nbd-client > /dev/null || { figure "bench-nbd-store: nbd-client not installed, skipped"; exit 0; }
 [[ -b /dev/nbd0 ]] || modprobe nbd 2>/dev/null || true
 [[ -b /dev/nbd0 ]] || { figure "bench-nbd-store: no nbd driver (/dev/nbd0), skipped"; exit 0; }
 
 port=10811
-seconds=${BENCH_SECONDS:-8}
+seconds=${BENCH_SECONDS:-5}
 image=$SCENARIO_DIR/bench.img
-truncate -s 512M "$image"
+truncate -s 256M "$image"
 start_nbdkit "$port" "$image"
 
 # fio_run NAME DEVICE ARGS...: a time-based job; prints "IOPS BW_KiB" of its direction.
@@ -34,12 +35,15 @@ workloads=(
 )
 
 declare -A ublk kernel
+log "nbdkit on 127.0.0.1:$port (pid $NBDKIT_PID)"
 start_server bench attach --store "nbd://127.0.0.1:$port/" --queues 2 --depth 64 --state-dir "$STATE_DIR"
+log "ublk device $DEVICE"
 # Fill the image once so reads hit data (not holes) on both clients.
-fio --name=fill --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 --size=512M > /dev/null 2>&1
+fio --name=fill --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 --size=256M > "$SCENARIO_DIR/fill.txt" 2>&1
 for w in "${workloads[@]}"; do
   IFS='|' read -r name args metric <<< "$w"
   read -r iops bw < <(fio_run "ublk-$name" "$DEVICE" $args)
+  [[ -n ${iops:-} ]] || fail "fio ublk-$name gave no result"
   ublk[$name]=$([[ $metric == iops ]] && echo "$iops" || echo "$bw")
   log "ublk nbd store $name: $iops IOPS, $bw KiB/s"
 done
@@ -50,6 +54,7 @@ nbd-client 127.0.0.1 "$port" /dev/nbd0 -N disk -timeout 30 > "$SCENARIO_DIR/nbd-
 for w in "${workloads[@]}"; do
   IFS='|' read -r name args metric <<< "$w"
   read -r iops bw < <(fio_run "kernel-$name" /dev/nbd0 $args)
+  [[ -n ${iops:-} ]] || fail "fio kernel-$name gave no result"
   kernel[$name]=$([[ $metric == iops ]] && echo "$iops" || echo "$bw")
   log "kernel nbd-client $name: $iops IOPS, $bw KiB/s"
 done

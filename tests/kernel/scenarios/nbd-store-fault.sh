@@ -6,6 +6,7 @@
 # finish with err=0 and every block verified. Then the same workload and fault on /dev/nbd0 through
 # nbd-client (bounded with -timeout so the suite cannot hang); its outcome is printed, not required.
 source "$(dirname "$0")/_lib.sh"
+keep_scenario_files
 
 outage=2
 ublk_port=10809
