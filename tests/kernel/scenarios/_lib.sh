@@ -132,11 +132,12 @@ start_nbdkit() {
   SERVER_PIDS+=("$NBDKIT_PID")
 }
 
+FIO_PIDS=()
 # keep_scenario_files: on exit, copy the scenario's logs to the host ($UBLK_VM_OUT/SCENARIO/), kill
 # what it started and disconnect /dev/nbd0, so a failure can be read and never leaves the suite stuck.
 keep_scenario_files() {
-  trap 'rc=$?; cleanup_servers; nbd-client -d /dev/nbd0 > /dev/null 2>&1 || true
+  trap 'rc=$?; for p in "${FIO_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; cleanup_servers; nbd-client -d /dev/nbd0 > /dev/null 2>&1 || true
         if [[ -n ${UBLK_VM_OUT:-} ]]; then d=$UBLK_VM_OUT/$(basename "$0" .sh); mkdir -p "$d"
-          cp "$SCENARIO_DIR"/*.txt "$SCENARIO_DIR"/*.log "$SCENARIO_DIR"/*.err "$SCENARIO_DIR"/*.terse "$d"/ 2>/dev/null || true; fi
+          cp "$SCENARIO_DIR"/*.txt "$SCENARIO_DIR"/*.log "$SCENARIO_DIR"/*.err "$SCENARIO_DIR"/*.json "$d"/ 2>/dev/null || true; fi
         exit $rc' EXIT
 }

@@ -17,14 +17,18 @@ image=$SCENARIO_DIR/bench.img
 truncate -s 256M "$image"
 start_nbdkit "$port" "$image"
 
-# fio_run NAME DEVICE ARGS...: a time-based job; prints "IOPS BW_KiB" of its direction.
+# fio_run NAME DEVICE ARGS...: a time-based job in the foreground (no subshell: a failure must end
+# the scenario, and no fio may outlive it); sets IOPS and BW (KiB/s) of the direction that moved data.
 fio_run() {
   local name=$1 dev=$2; shift 2
   fio --name="$name" --filename="$dev" --direct=1 --ioengine=libaio --time_based --runtime="$seconds" \
-      --ramp_time=1 --group_reporting --output-format=terse --terse-version=3 "$@" > "$SCENARIO_DIR/$name.terse" 2>&1 \
-    || { cat "$SCENARIO_DIR/$name.terse"; fail "fio $name failed"; }
-  # terse v3: field 8 read bw KiB/s, 9 read IOPS; 49 write bw, 50 write IOPS
-  awk -F';' '{ if ($50 > 0) print $50, $49; else print $9, $8 }' "$SCENARIO_DIR/$name.terse"
+      --ramp_time=1 --group_reporting --output-format=json "$@" > "$SCENARIO_DIR/$name.json" 2> "$SCENARIO_DIR/$name.err" \
+    || { cat "$SCENARIO_DIR/$name.err"; fail "fio $name failed"; }
+  read -r IOPS BW <<< "$(python3 -c 'import json,sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+d = j["write"] if j["write"]["io_bytes"] > 0 else j["read"]
+print(round(d["iops"]), d["bw"])' "$SCENARIO_DIR/$name.json")"
+  [[ -n ${IOPS:-} ]] || { cat "$SCENARIO_DIR/$name.json"; fail "fio $name gave no result"; }
 }
 
 workloads=(
@@ -42,10 +46,9 @@ log "ublk device $DEVICE"
 fio --name=fill --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 --size=256M > "$SCENARIO_DIR/fill.txt" 2>&1
 for w in "${workloads[@]}"; do
   IFS='|' read -r name args metric <<< "$w"
-  read -r iops bw < <(fio_run "ublk-$name" "$DEVICE" $args)
-  [[ -n ${iops:-} ]] || fail "fio ublk-$name gave no result"
-  ublk[$name]=$([[ $metric == iops ]] && echo "$iops" || echo "$bw")
-  log "ublk nbd store $name: $iops IOPS, $bw KiB/s"
+  fio_run "ublk-$name" "$DEVICE" $args
+  ublk[$name]=$([[ $metric == iops ]] && echo "$IOPS" || echo "$BW")
+  log "ublk nbd store $name: $IOPS IOPS, $BW KiB/s"
 done
 stop_server "$SERVER_PID" bench
 
@@ -53,10 +56,9 @@ nbd-client 127.0.0.1 "$port" /dev/nbd0 -N disk -timeout 30 > "$SCENARIO_DIR/nbd-
   || { cat "$SCENARIO_DIR/nbd-client.log"; fail "nbd-client could not connect"; }
 for w in "${workloads[@]}"; do
   IFS='|' read -r name args metric <<< "$w"
-  read -r iops bw < <(fio_run "kernel-$name" /dev/nbd0 $args)
-  [[ -n ${iops:-} ]] || fail "fio kernel-$name gave no result"
-  kernel[$name]=$([[ $metric == iops ]] && echo "$iops" || echo "$bw")
-  log "kernel nbd-client $name: $iops IOPS, $bw KiB/s"
+  fio_run "kernel-$name" /dev/nbd0 $args
+  kernel[$name]=$([[ $metric == iops ]] && echo "$IOPS" || echo "$BW")
+  log "kernel nbd-client $name: $IOPS IOPS, $BW KiB/s"
 done
 nbd-client -d /dev/nbd0 > /dev/null 2>&1 || true
 kill -TERM "$NBDKIT_PID" 2>/dev/null || true

@@ -24,6 +24,7 @@ fio_args=(--direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 --num
           --size=24M --verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting)
 fio --name=nbd-fault --filename="$DEVICE" "${fio_args[@]}" > "$SCENARIO_DIR/fio-ublk.txt" 2>&1 &
 fio_pid=$!
+FIO_PIDS+=("$fio_pid")
 wait_for_writes "$DEVICE" 500
 kill -0 "$fio_pid" 2>/dev/null || fail "fio finished before the fault; make it longer"
 kill -KILL "$NBDKIT_PID"
@@ -63,6 +64,7 @@ nbd-client 127.0.0.1 "$kernel_port" /dev/nbd0 -N disk -timeout "$nbd_timeout" > 
 for _ in $(seq 50); do [[ $(cat /sys/block/nbd0/size) -gt 0 ]] && break; sleep 0.1; done
 fio --name=nbd-fault --filename=/dev/nbd0 "${fio_args[@]}" > "$SCENARIO_DIR/fio-kernel.txt" 2>&1 &
 kfio_pid=$!
+FIO_PIDS+=("$fio_pid")
 wait_for_writes /dev/nbd0 500
 kill -KILL "$NBDKIT_PID"
 log "killed nbdkit under fio on /dev/nbd0 (nbd-client -timeout $nbd_timeout); restarting it in $outage s"
