@@ -11,7 +11,7 @@ mkdir -p "$vm_dir"
 cd "$vm_dir"
 
 # The modules the guest loads, in any order: dependencies are resolved below from modules.dep.
-# nbd: the kernel NBD client, the baseline of the rpc store's benchmark.
+# nbd: the kernel NBD client, the baseline of the rpc and nbd stores' benchmarks.
 wanted_modules=(9p 9pnet_virtio overlay ublk_drv crc32c_generic ext4 xfs loop nbd)
 
 # The initramfs is rebuilt whenever the init script or this script changes.

@@ -1,5 +1,6 @@
 using UblkCsi.Stores.Files;
 using UblkCsi.Stores.InMemory;
+using UblkCsi.Stores.Nbd;
 using UblkCsi.Stores.Rpc;
 using UblkCsi.Stores.S3;
 
@@ -15,6 +16,7 @@ public static class StoreRegistry
         MemoryStoreProvider.Instance,
         NullStoreProvider.Instance,
         RpcStoreProvider.Instance,
+        NbdStoreProvider.Instance, NbdStoreProvider.Unix,
     ];
 
     /// <summary>Every registered type name, for help texts and errors.</summary>

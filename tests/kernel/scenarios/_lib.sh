@@ -115,3 +115,29 @@ crash_server_under_fio() {
   [[ $state == quiesced ]] || fail "device $id is '$state' after the crash, expected quiesced"
   [[ -b /dev/ublkb$id ]] || fail "/dev/ublkb$id disappeared after the crash"
 }
+
+# start_nbdkit PORT IMAGE: nbdkit's file plugin serving IMAGE on 127.0.0.1:PORT (a daemon, ready when
+# its pid file exists); sets NBDKIT_PID. Used by the nbd scenarios to kill and restart the server.
+start_nbdkit() {
+  local port=$1 image=$2 pidfile=$SCENARIO_DIR/nbdkit-$1.pid
+  command -v nbdkit > /dev/null || fail "nbdkit is not installed (scripts/setup.sh installs it)"
+  ip link set lo up 2>/dev/null || true
+  rm -f "$pidfile"
+  # Output to a file, never the scenario's stdout: the daemon would hold the suite's pipe open.
+  nbdkit --pidfile "$pidfile" -i 127.0.0.1 -p "$port" file "$image" >> "$SCENARIO_DIR/nbdkit-$port.log" 2>&1 < /dev/null \
+    || { cat "$SCENARIO_DIR/nbdkit-$port.log"; fail "nbdkit did not start on port $port"; }
+  for _ in $(seq 200); do [[ -s $pidfile ]] && break; sleep 0.05; done
+  [[ -s $pidfile ]] || fail "nbdkit wrote no pid file within 10 s"
+  NBDKIT_PID=$(cat "$pidfile")
+  SERVER_PIDS+=("$NBDKIT_PID")
+}
+
+FIO_PIDS=()
+# keep_scenario_files: on exit, copy the scenario's logs to the host ($UBLK_VM_OUT/SCENARIO/), kill
+# what it started and disconnect /dev/nbd0, so a failure can be read and never leaves the suite stuck.
+keep_scenario_files() {
+  trap 'rc=$?; for p in "${FIO_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; cleanup_servers; nbd-client -d /dev/nbd0 > /dev/null 2>&1 || true
+        if [[ -n ${UBLK_VM_OUT:-} ]]; then d=$UBLK_VM_OUT/$(basename "$0" .sh); mkdir -p "$d"
+          cp "$SCENARIO_DIR"/*.txt "$SCENARIO_DIR"/*.log "$SCENARIO_DIR"/*.err "$SCENARIO_DIR"/*.json "$d"/ 2>/dev/null || true; fi
+        exit $rc' EXIT
+}

@@ -1,0 +1,527 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net.Sockets;
+
+namespace UblkCsi.Stores.Nbd;
+
+/// <summary>Told when a connection is lost, with the requests it still carried (to be sent again).</summary>
+internal interface INbdConnectionOwner
+{
+    void OnConnectionLost(NbdConnection connection, Exception reason, List<NbdRequest> unanswered);
+}
+
+/// <summary>
+/// One connection in the transmission phase. Many requests are in flight at once, each under a
+/// handle naming its slot in a table (plus a generation, so a stale or invented handle is caught);
+/// a send loop writes queued requests in batches and a receive loop matches replies, simple or
+/// structured, to their requests. Anything wrong on the stream (closed, a broken reply, no reply
+/// within the request timeout) ends the connection: the owner gets every unanswered request back.
+/// </summary>
+internal sealed class NbdConnection : IAsyncDisposable
+{
+    private const int SendBufferBytes = 256 * 1024;
+
+    /// <summary>Writes up to this size are copied into the send buffer (one system call for many requests).</summary>
+    private const int CopyWritesUpTo = 64 * 1024;
+
+    private readonly Socket _socket;
+    private readonly Stream _stream;
+    private readonly INbdConnectionOwner _owner;
+    private readonly NbdReceiveBuffer _receive;
+    // A plain queue under a monitor and a dedicated sender thread: ConcurrentQueue-based channels
+    // allocate a new segment every so many items, and waking an async reader allocates a work item.
+    private readonly Queue<NbdRequest> _sendQueue = new(256);
+    private readonly Queue<NbdRequest> _sending = new(256);
+    private bool _sendQueueClosed;
+    private readonly byte[] _sendBuffer = new byte[SendBufferBytes];
+    private readonly byte[] _replyHeader = new byte[NbdProtocol.StructuredReplyHeaderSize];
+    private readonly byte[] _scratch = new byte[NbdProtocol.MaxControlPayload];
+    private readonly Lock _lock = new();
+    private readonly long _requestTimeoutTicks;
+    private NbdRequest?[] _slots = new NbdRequest?[64];
+    private uint[] _generations = new uint[64];
+    private readonly Stack<int> _freeSlots = new(Enumerable.Range(0, 64).Reverse());
+    private bool _failed;
+    private Thread? _sender;
+    private Task _receiveLoop = Task.CompletedTask;
+    private Timer? _watchdog;
+
+    public NbdConnection(Socket socket, Stream stream, NbdExport export, string server, INbdConnectionOwner owner, TimeSpan requestTimeout)
+    {
+        _socket = socket;
+        _stream = stream;
+        Export = export;
+        Server = server;
+        _owner = owner;
+        _receive = new NbdReceiveBuffer(stream, server);
+        _requestTimeoutTicks = (long)(requestTimeout.TotalSeconds * Stopwatch.Frequency);
+    }
+
+    public NbdExport Export { get; }
+
+    public string Server { get; }
+
+    public bool IsFailed
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _failed;
+            }
+        }
+    }
+
+    public void Start(TimeSpan watchdogPeriod)
+    {
+        _sender = new Thread(SendLoop) { IsBackground = true, Name = "nbd-send" };
+        _sender.Start();
+        _receiveLoop = Task.Run(ReceiveLoopAsync);
+        _watchdog = new Timer(static state => ((NbdConnection)state!).CheckForLostReplies(), this, watchdogPeriod, watchdogPeriod);
+    }
+
+    /// <summary>Queues a request for sending; false when this connection is already lost (send it elsewhere).</summary>
+    public bool TrySubmit(NbdRequest request)
+    {
+        lock (_lock)
+        {
+            if (_failed)
+            {
+                return false;
+            }
+
+            if (_freeSlots.Count == 0)
+            {
+                Grow();
+            }
+
+            var slot = _freeSlots.Pop();
+            var generation = ++_generations[slot];
+            request.Handle = ((ulong)generation << 32) | (uint)slot;
+            request.Attempts++;
+            request.ResetReply();
+            request.SentAtTicks = Stopwatch.GetTimestamp();
+            _slots[slot] = request;
+        }
+
+        // After a failure the request is in the slot table, so the failure hands it to the owner either way.
+        lock (_sendQueue)
+        {
+            if (!_sendQueueClosed)
+            {
+                _sendQueue.Enqueue(request);
+                if (_sendQueue.Count == 1)
+                {
+                    Monitor.Pulse(_sendQueue);
+                }
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Ends the connection: every unanswered request goes back to the owner.</summary>
+    public void Fail(Exception reason)
+    {
+        List<NbdRequest> unanswered;
+        lock (_lock)
+        {
+            if (_failed)
+            {
+                return;
+            }
+
+            _failed = true;
+            unanswered = new List<NbdRequest>();
+            for (var i = 0; i < _slots.Length; i++)
+            {
+                if (_slots[i] is { } request)
+                {
+                    unanswered.Add(request);
+                    _slots[i] = null;
+                }
+            }
+        }
+
+        // Oldest first, so reissued requests keep roughly their original order.
+        unanswered.Sort(static (a, b) => a.SentAtTicks.CompareTo(b.SentAtTicks));
+        Close();
+        _owner.OnConnectionLost(this, reason, unanswered);
+    }
+
+    /// <summary>Soft disconnect when idle (NBD_CMD_DISC), then close. Requests still in flight are handed back to the owner.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        var idle = false;
+        lock (_lock)
+        {
+            idle = !_failed && Array.TrueForAll(_slots, s => s is null);
+        }
+
+        if (idle)
+        {
+            try
+            {
+                var header = new byte[NbdProtocol.RequestHeaderSize];
+                WriteHeader(header, NbdCommand.Disconnect, NbdCommandFlags.None, 0, 0, 0);
+                CloseSendQueue();
+                await Task.Run(() => _sender?.Join(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                await _stream.WriteAsync(header, timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException or TimeoutException)
+            {
+                // The server is gone already; closing is all that is left.
+            }
+        }
+
+        Fail(new ObjectDisposedException(nameof(NbdConnection), "the connection was closed"));
+        await Task.Run(() => _sender?.Join(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+        await _receiveLoop.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    private void CloseSendQueue()
+    {
+        lock (_sendQueue)
+        {
+            _sendQueueClosed = true;
+            Monitor.PulseAll(_sendQueue);
+        }
+    }
+
+    private void Close()
+    {
+        CloseSendQueue();
+        _watchdog?.Dispose();
+        _socket.Dispose();
+        _stream.Dispose();
+    }
+
+    private void Grow()
+    {
+        var old = _slots.Length;
+        Array.Resize(ref _slots, old * 2);
+        Array.Resize(ref _generations, old * 2);
+        for (var i = (old * 2) - 1; i >= old; i--)
+        {
+            _freeSlots.Push(i);
+        }
+    }
+
+    /// <summary>The request a reply names, or a protocol error for a handle this connection never sent (or already answered).</summary>
+    private NbdRequest Find(ulong handle)
+    {
+        var slot = (int)(uint)handle;
+        lock (_lock)
+        {
+            if (slot < _slots.Length && _slots[slot] is { } request && request.Handle == handle)
+            {
+                return request;
+            }
+        }
+
+        throw new NbdProtocolException($"{Server} replied to handle 0x{handle:x16}, which names no request in flight");
+    }
+
+    /// <summary>Frees the request's slot; false when the connection failed meanwhile (the owner has the request then).</summary>
+    private bool TryRemove(NbdRequest request)
+    {
+        var slot = (int)(uint)request.Handle;
+        lock (_lock)
+        {
+            if (_failed || _slots[slot] != request)
+            {
+                return false;
+            }
+
+            _slots[slot] = null;
+            _freeSlots.Push(slot);
+            return true;
+        }
+    }
+
+    private void CheckForLostReplies()
+    {
+        var now = Stopwatch.GetTimestamp();
+        NbdRequest? late = null;
+        lock (_lock)
+        {
+            foreach (var request in _slots)
+            {
+                if (request is not null && now - request.SentAtTicks > _requestTimeoutTicks)
+                {
+                    late = request;
+                    break;
+                }
+            }
+        }
+
+        if (late is not null)
+        {
+            Fail(new TimeoutException(
+                $"{Server} did not answer a {late.Command} of {late.Length} bytes at {late.Offset} within {_requestTimeoutTicks / Stopwatch.Frequency} s"));
+        }
+    }
+
+    private static void WriteHeader(Span<byte> destination, NbdCommand command, NbdCommandFlags flags, ulong handle, long offset, uint length)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(destination, NbdProtocol.RequestMagic);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[4..], (ushort)flags);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[6..], (ushort)command);
+        BinaryPrimitives.WriteUInt64BigEndian(destination[8..], handle);
+        BinaryPrimitives.WriteUInt64BigEndian(destination[16..], (ulong)offset);
+        BinaryPrimitives.WriteUInt32BigEndian(destination[24..], length);
+    }
+
+    private void SendLoop()
+    {
+        var used = 0;
+        try
+        {
+            while (true)
+            {
+                lock (_sendQueue)
+                {
+                    while (_sendQueue.Count == 0 && !_sendQueueClosed)
+                    {
+                        Monitor.Wait(_sendQueue);
+                    }
+
+                    if (_sendQueue.Count == 0)
+                    {
+                        return;
+                    }
+
+                    // Everything queued since the last wake-up goes out in as few writes as possible.
+                    while (_sendQueue.TryDequeue(out var queued))
+                    {
+                        _sending.Enqueue(queued);
+                    }
+                }
+
+                while (_sending.TryDequeue(out var request))
+                {
+                    if (used + NbdProtocol.RequestHeaderSize > _sendBuffer.Length)
+                    {
+                        _stream.Write(_sendBuffer, 0, used);
+                        used = 0;
+                    }
+
+                    WriteHeader(_sendBuffer.AsSpan(used), request.Command, request.Flags, request.Handle, request.Offset, request.Length);
+                    used += NbdProtocol.RequestHeaderSize;
+                    if (request.Command != NbdCommand.Write)
+                    {
+                        continue;
+                    }
+
+                    var data = request.WriteData;
+                    if (data.Length <= CopyWritesUpTo && data.Length <= _sendBuffer.Length - used)
+                    {
+                        data.Span.CopyTo(_sendBuffer.AsSpan(used));
+                        used += data.Length;
+                    }
+                    else
+                    {
+                        _stream.Write(_sendBuffer, 0, used);
+                        used = 0;
+                        _stream.Write(data.Span);
+                    }
+                }
+
+                if (used > 0)
+                {
+                    _stream.Write(_sendBuffer, 0, used);
+                    used = 0;
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            Fail(Lost(e, "sending"));
+        }
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var token = CancellationToken.None;
+        try
+        {
+            while (true)
+            {
+                await _receive.ReadExactAsync(_replyHeader.AsMemory(0, NbdProtocol.SimpleReplySize), token).ConfigureAwait(false);
+                var magic = BinaryPrimitives.ReadUInt32BigEndian(_replyHeader);
+                if (magic == NbdProtocol.SimpleReplyMagic)
+                {
+                    await SimpleReplyAsync(token).ConfigureAwait(false);
+                }
+                else if (magic == NbdProtocol.StructuredReplyMagic && Export.StructuredReplies)
+                {
+                    await _receive.ReadExactAsync(_replyHeader.AsMemory(NbdProtocol.SimpleReplySize, 4), token).ConfigureAwait(false);
+                    await StructuredChunkAsync(token).ConfigureAwait(false);
+                }
+                else
+                {
+                    throw new NbdProtocolException($"{Server} sent a reply with magic 0x{magic:x8}; expected a simple{(Export.StructuredReplies ? " or structured" : "")} reply");
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            Fail(Lost(e, "receiving"));
+        }
+    }
+
+    private async ValueTask SimpleReplyAsync(CancellationToken token)
+    {
+        var error = BinaryPrimitives.ReadUInt32BigEndian(_replyHeader.AsSpan(4));
+        var request = Find(BinaryPrimitives.ReadUInt64BigEndian(_replyHeader.AsSpan(8)));
+        if (request.Command == NbdCommand.Read && Export.StructuredReplies)
+        {
+            throw new NbdProtocolException($"{Server} answered a READ with a simple reply after agreeing to structured replies");
+        }
+
+        if (error == 0 && request.Command == NbdCommand.Read)
+        {
+            await _receive.ReadExactAsync(request.ReadBuffer[..(int)request.Length], token).ConfigureAwait(false);
+        }
+
+        request.ReplyErrno = (int)Math.Min(error, int.MaxValue);
+        Finish(request);
+    }
+
+    private async ValueTask StructuredChunkAsync(CancellationToken token)
+    {
+        var flags = (NbdReplyFlags)BinaryPrimitives.ReadUInt16BigEndian(_replyHeader.AsSpan(4));
+        var type = (NbdReplyType)BinaryPrimitives.ReadUInt16BigEndian(_replyHeader.AsSpan(6));
+        var request = Find(BinaryPrimitives.ReadUInt64BigEndian(_replyHeader.AsSpan(8)));
+        var length = BinaryPrimitives.ReadUInt32BigEndian(_replyHeader.AsSpan(16));
+        switch (type)
+        {
+            case NbdReplyType.OffsetData:
+                if (request.Command != NbdCommand.Read || length < 8 || length - 8 > request.Length)
+                {
+                    throw new NbdProtocolException($"{Server} sent a data chunk of {length} bytes for a {request.Command} of {request.Length} bytes");
+                }
+
+                await _receive.ReadExactAsync(_scratch.AsMemory(0, 8), token).ConfigureAwait(false);
+                var dataOffset = CheckChunkRange(request, BinaryPrimitives.ReadUInt64BigEndian(_scratch), length - 8);
+                await _receive.ReadExactAsync(request.ReadBuffer.Slice(dataOffset, (int)(length - 8)), token).ConfigureAwait(false);
+                request.BytesCovered += length - 8;
+                break;
+            case NbdReplyType.OffsetHole:
+                if (request.Command != NbdCommand.Read || length != 12)
+                {
+                    throw new NbdProtocolException($"{Server} sent a hole chunk of {length} bytes for a {request.Command}");
+                }
+
+                await _receive.ReadExactAsync(_scratch.AsMemory(0, 12), token).ConfigureAwait(false);
+                var holeLength = BinaryPrimitives.ReadUInt32BigEndian(_scratch.AsSpan(8));
+                var holeOffset = CheckChunkRange(request, BinaryPrimitives.ReadUInt64BigEndian(_scratch), holeLength);
+                request.ReadBuffer.Span.Slice(holeOffset, (int)holeLength).Clear();
+                request.BytesCovered += holeLength;
+                break;
+            case NbdReplyType.None:
+                if (length != 0 || (flags & NbdReplyFlags.Done) == 0)
+                {
+                    throw new NbdProtocolException($"{Server} sent an NBD_REPLY_TYPE_NONE chunk with {length} bytes or without the done flag");
+                }
+
+                break;
+            default:
+                if (length > NbdProtocol.MaxControlPayload)
+                {
+                    throw new NbdProtocolException($"{Server} sent a chunk of type {(ushort)type} with {length} bytes; at most {NbdProtocol.MaxControlPayload} are accepted");
+                }
+
+                await _receive.ReadExactAsync(_scratch.AsMemory(0, (int)length), token).ConfigureAwait(false);
+                if (((ushort)type & (ushort)NbdReplyType.ErrorBit) != 0)
+                {
+                    RecordError(request, type, _scratch.AsSpan(0, (int)length));
+                }
+
+                // Unknown non-error chunks carry nothing this client asked for; they are skipped.
+                break;
+        }
+
+        if ((flags & NbdReplyFlags.Done) != 0)
+        {
+            if (request.Command == NbdCommand.Read && request.ReplyErrno == 0 && request.BytesCovered != request.Length)
+            {
+                throw new NbdProtocolException($"{Server} ended a READ of {request.Length} bytes at {request.Offset} after covering {request.BytesCovered} bytes");
+            }
+
+            Finish(request);
+        }
+    }
+
+    /// <summary>Checks that a chunk lies inside its request and returns its offset in the request's buffer.</summary>
+    private int CheckChunkRange(NbdRequest request, ulong chunkOffset, uint chunkLength)
+    {
+        var start = (ulong)request.Offset;
+        if (chunkOffset < start || chunkOffset - start + chunkLength > request.Length)
+        {
+            throw new NbdProtocolException(
+                $"{Server} sent a chunk for [{chunkOffset}, +{chunkLength}) outside the READ of {request.Length} bytes at {request.Offset}");
+        }
+
+        return (int)(chunkOffset - start);
+    }
+
+    private void RecordError(NbdRequest request, NbdReplyType type, ReadOnlySpan<byte> payload)
+    {
+        if (payload.Length < 4)
+        {
+            throw new NbdProtocolException($"{Server} sent an error chunk of {payload.Length} bytes");
+        }
+
+        var errno = BinaryPrimitives.ReadUInt32BigEndian(payload);
+        string? message = null;
+        if (type is NbdReplyType.Error or NbdReplyType.ErrorOffset && payload.Length >= 6)
+        {
+            var messageLength = BinaryPrimitives.ReadUInt16BigEndian(payload[4..]);
+            if (6 + messageLength > payload.Length)
+            {
+                throw new NbdProtocolException($"{Server} sent an error chunk whose message ({messageLength} bytes) exceeds it ({payload.Length} bytes)");
+            }
+
+            message = messageLength == 0 ? null : System.Text.Encoding.UTF8.GetString(payload.Slice(6, Math.Min((int)messageLength, 256)));
+        }
+
+        if (request.ReplyErrno == 0)
+        {
+            // An error chunk with value 0 breaks the protocol; EIO is the honest answer to the caller.
+            request.ReplyErrno = errno == 0 ? NbdErrno.EIO : (int)Math.Min(errno, int.MaxValue);
+            request.ReplyMessage = message;
+        }
+    }
+
+    private void Finish(NbdRequest request)
+    {
+        if (request.ReplyErrno == NbdErrno.ESHUTDOWN)
+        {
+            // The server is going away: the request is sent again once a connection is back.
+            throw new IOException($"{Server} is shutting down (ESHUTDOWN)");
+        }
+
+        if (!TryRemove(request))
+        {
+            return;
+        }
+
+        if (request.ReplyErrno != 0)
+        {
+            request.Fail(request.ServerError(Server));
+        }
+        else
+        {
+            request.Succeed();
+        }
+    }
+
+    private Exception Lost(Exception e, string activity) => e switch
+    {
+        NbdProtocolException or TimeoutException or ObjectDisposedException => e,
+        IOException io when io.InnerException is null => io,
+        _ => new IOException($"connection to {Server} lost while {activity}: {e.Message}", e),
+    };
+}

@@ -1,0 +1,117 @@
+using System.Threading.Tasks.Sources;
+using UblkCsi.Engine;
+
+namespace UblkCsi.Stores.Nbd;
+
+/// <summary>
+/// One transmission request and the caller's wait for it. Pooled by <see cref="NbdClient"/> and
+/// awaited through <see cref="IValueTaskSource"/>, so a request in steady state allocates nothing.
+/// A request outlives the connection it was first sent on: when that connection drops, the request is
+/// sent again on the next one (every command is idempotent by offset), keeping its buffer.
+/// </summary>
+internal sealed class NbdRequest : IValueTaskSource
+{
+    private ManualResetValueTaskSourceCore<bool> _core;
+    private Exception? _error;
+
+    public NbdRequest(NbdClient owner)
+    {
+        Owner = owner;
+        // The reply is read on the connection's receive loop; the engine's continuation only hands the
+        // completion back to its queue thread, so running it inline saves a thread hop per request.
+        _core.RunContinuationsAsynchronously = false;
+    }
+
+    public NbdClient Owner { get; }
+
+    public NbdCommand Command { get; private set; }
+
+    public NbdCommandFlags Flags { get; private set; }
+
+    public long Offset { get; private set; }
+
+    public uint Length { get; private set; }
+
+    /// <summary>Destination of a READ.</summary>
+    public Memory<byte> ReadBuffer { get; private set; }
+
+    /// <summary>Payload of a WRITE.</summary>
+    public ReadOnlyMemory<byte> WriteData { get; private set; }
+
+    /// <summary>The handle (cookie) of the current send; a new one per connection it is sent on.</summary>
+    public ulong Handle { get; set; }
+
+    /// <summary>Stopwatch ticks when it was last handed to a connection (for the no-reply watchdog).</summary>
+    public long SentAtTicks { get; set; }
+
+    /// <summary>How many connections it has been handed to.</summary>
+    public int Attempts { get; set; }
+
+    /// <summary>Bytes of a structured READ reply received so far (data plus holes).</summary>
+    public long BytesCovered { get; set; }
+
+    /// <summary>Errno of the first error chunk of the current reply, 0 if none.</summary>
+    public int ReplyErrno { get; set; }
+
+    /// <summary>Message of the first error chunk, if the server sent one.</summary>
+    public string? ReplyMessage { get; set; }
+
+    public short Version => _core.Version;
+
+    public void Prepare(NbdCommand command, NbdCommandFlags flags, long offset, uint length, Memory<byte> readBuffer, ReadOnlyMemory<byte> writeData)
+    {
+        Command = command;
+        Flags = flags;
+        Offset = offset;
+        Length = length;
+        ReadBuffer = readBuffer;
+        WriteData = writeData;
+        Attempts = 0;
+        _error = null;
+        ResetReply();
+    }
+
+    /// <summary>Forgets a partial reply before the request is sent again.</summary>
+    public void ResetReply()
+    {
+        BytesCovered = 0;
+        ReplyErrno = 0;
+        ReplyMessage = null;
+    }
+
+    public void Succeed() => _core.SetResult(true);
+
+    public void Fail(Exception error)
+    {
+        _error = error;
+        _core.SetResult(false);
+    }
+
+    public ValueTask AsValueTask() => new(this, _core.Version);
+
+    public void GetResult(short token)
+    {
+        _core.GetResult(token);
+        var error = _error;
+        // Back to the pool before throwing: the buffers belong to the caller again either way.
+        ReadBuffer = default;
+        WriteData = default;
+        _error = null;
+        _core.Reset();
+        Owner.Return(this);
+        if (error is not null)
+        {
+            throw error;
+        }
+    }
+
+    public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+    public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
+
+    /// <summary>The error a finished reply carries (server error chunk or simple-reply error).</summary>
+    public BlockBackendException ServerError(string server) =>
+        new(NbdErrors.ToLinuxErrno(ReplyErrno, Command),
+            $"{server}: {Command} of {Length} bytes at {Offset} failed with {NbdErrors.Name(ReplyErrno)}" + (ReplyMessage is null ? "" : $": {ReplyMessage}"));
+}

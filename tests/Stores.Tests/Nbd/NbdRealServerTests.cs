@@ -1,0 +1,224 @@
+using System.Diagnostics;
+using UblkCsi.Engine;
+using UblkCsi.Stores.Nbd;
+using UblkCsi.Stores.Tests.Conformance;
+
+namespace UblkCsi.Stores.Tests.Nbd;
+
+/// <summary>The nbd store against nbdkit (memory and file plugins) and qemu-nbd (a qcow2 image).</summary>
+public sealed class NbdRealServerTests
+{
+    private const long MiB = 1 << 20;
+
+    [NbdkitFact]
+    public async Task NbdkitMemoryExportNegotiatesFeaturesAndMatchesTheModel()
+    {
+        await using var server = await NbdServerProcess.StartNbdkitAsync("memory", "size=32M");
+        await using var volume = (NbdVolume)await OpenStoreVolumeAsync(server, "any");
+        var export = volume.Export;
+        Assert.Equal(32 * MiB, export.SizeBytes);
+        Assert.True(export.StructuredReplies, export.ToString());
+        Assert.True(export.CanFlush && export.CanFua && export.CanTrim && export.CanWriteZeroes && export.CanMultiConn, export.ToString());
+        var features = volume.Info.Features;
+        Assert.Equal(BlockBackendFeatures.VolatileCache | BlockBackendFeatures.Fua | BlockBackendFeatures.Discard | BlockBackendFeatures.WriteZeroes, features);
+        await NbdDataPathChecks.RandomOperationsMatchModelAsync(volume, seed: 1, size: 32 * MiB);
+        await NbdDataPathChecks.ConcurrentWritersAllLandAsync(volume);
+        Assert.InRange(volume.Client.MaxConnections, 2, NbdClientOptions.DefaultMaxConnections);
+        Assert.False(volume.Condition.Abnormal, volume.Condition.Message);
+    }
+
+    [NbdkitFact]
+    public async Task NbdkitFileExportKeepsFlushedDataAcrossReopenAndServerRestart()
+    {
+        var dir = TempDirectory.Create("nbd-file");
+        try
+        {
+            var image = Path.Combine(dir, "disk.img");
+            using (var f = File.Create(image))
+            {
+                f.SetLength(24 * MiB);
+            }
+
+            await using var server = await NbdServerProcess.StartNbdkitAsync("file", image);
+            byte[] model;
+            await using (var volume = await OpenStoreVolumeAsync(server, "disk"))
+            {
+                await NbdDataPathChecks.EdgesAsync(volume);
+                model = new byte[24 * MiB];
+                await volume.ReadAsync(0, model);
+                var random = await NbdDataPathChecks.RandomOperationsMatchModelAsync(volume, seed: 2, size: 8 * MiB);
+                random.CopyTo(model, 0);
+            }
+
+            server.Kill();
+            await server.RestartAsync();
+            await using var again = await OpenStoreVolumeAsync(server, "disk");
+            await NbdDataPathChecks.AssertContentAsync(again, model, "after a server restart");
+            Assert.Equal(model.AsSpan(0, (int)(8 * MiB)).ToArray(), File.ReadAllBytes(image).AsSpan(0, (int)(8 * MiB)).ToArray());
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [QemuNbdFact]
+    public async Task QemuNbdQcow2ImageOverAUnixSocketThroughTheSpec()
+    {
+        var dir = TempDirectory.Create("nbd-qemu");
+        try
+        {
+            var image = Path.Combine(dir, "disk.qcow2");
+            var create = Process.Start("qemu-img", ["create", "-q", "-f", "qcow2", image, "16M"]);
+            await create.WaitForExitAsync();
+            Assert.Equal(0, create.ExitCode);
+            var socket = Path.Combine(dir, "nbd.sock");
+            await using var server = await NbdServerProcess.StartQemuNbdAsync(image, "qcow2", "vol1", socket);
+
+            var spec = StoreSpec.Parse($"nbd+unix:///vol1?socket={socket}");
+            Assert.Equal("nbd+unix", spec.Type);
+            byte[] model;
+            await using (var volume = await spec.OpenAsync())
+            {
+                Assert.Equal(16 * MiB, volume.Info.SizeBytes);
+                await NbdDataPathChecks.EdgesAsync(volume);
+                model = await NbdDataPathChecks.RandomOperationsMatchModelAsync(volume, seed: 3, size: 16 * MiB, operations: 150);
+            }
+
+            await using var again = await StoreSpec.Parse(spec.ToString()).OpenAsync(new StoreSpecOpenOptions(ReadOnly: true));
+            await NbdDataPathChecks.AssertContentAsync(again, model, "reopened read-only");
+            var refused = await Assert.ThrowsAsync<BlockBackendException>(async () => await again.WriteAsync(0, new byte[4096]));
+            Assert.Equal(BlockBackendException.EROFS, refused.Errno);
+
+            var missing = await Assert.ThrowsAsync<NbdRefusedException>(() => StoreSpec.Parse($"nbd+unix:///nope?socket={socket}").OpenAsync());
+            Assert.Equal(StoreErrorCode.NotFound, missing.Code);
+            Assert.Contains("has no export 'nope'", missing.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [NbdkitFact]
+    public async Task ReadOnlyExportRefusesAReadWriteOpenAndServesReads()
+    {
+        await using var server = await NbdServerProcess.StartNbdkitAsync("-r", "memory", "size=4M");
+        var store = StoreRegistry.Open("nbd", new Dictionary<string, string> { ["endpoint"] = server.Endpoint.ToString() });
+        var refused = await Assert.ThrowsAsync<StoreException>(() => store.OpenVolumeAsync("x"));
+        Assert.Equal(StoreErrorCode.FailedPrecondition, refused.Code);
+        Assert.Contains("read-only", refused.Message, StringComparison.Ordinal);
+        await using var volume = await store.OpenVolumeAsync("x", VolumeAccess.ReadOnly);
+        Assert.True((volume.Info.Features & BlockBackendFeatures.ReadOnly) != 0);
+        await volume.ReadAsync(0, new byte[4096]);
+    }
+
+    [NbdkitFact]
+    public async Task ServerKilledAndRestartedUnderWritesLosesNothing()
+    {
+        var dir = TempDirectory.Create("nbd-kill");
+        try
+        {
+            var image = Path.Combine(dir, "disk.img");
+            using (var f = File.Create(image))
+            {
+                f.SetLength(64 * MiB);
+            }
+
+            await using var server = await NbdServerProcess.StartNbdkitAsync("file", image);
+            await using var volume = (NbdVolume)await OpenStoreVolumeAsync(server, "disk");
+            const int block = 64 * 1024, writers = 4, perWriter = 160;
+            var completed = 0;
+            var writing = Task.WhenAll(Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
+            {
+                for (var i = 0; i < perWriter; i++)
+                {
+                    var offset = (((long)w * perWriter) + i) * block;
+                    await volume.WriteAsync(offset, NbdDataPathChecks.Pattern((w << 16) + i, block));
+                    Interlocked.Increment(ref completed);
+                    await Task.Delay(2);
+                }
+            })));
+
+            while (Volatile.Read(ref completed) < 40)
+            {
+                await Task.Delay(5);
+            }
+
+            server.Kill();
+            var killedAt = completed;
+            await Task.Delay(1500);
+            Assert.True(volume.Condition.Abnormal, "the condition must say the server is unreachable");
+            Assert.Contains("unreachable", volume.Condition.Message, StringComparison.Ordinal);
+            Assert.True(completed - killedAt <= writers * 2, $"{completed - killedAt} writes completed while the server was dead");
+            await server.RestartAsync();
+            await writing.WaitAsync(TimeSpan.FromSeconds(30));
+            await volume.FlushAsync();
+
+            for (var w = 0; w < writers; w++)
+            {
+                for (var i = 0; i < perWriter; i++)
+                {
+                    var read = new byte[block];
+                    await volume.ReadAsync((((long)w * perWriter) + i) * block, read);
+                    NbdDataPathChecks.AssertSame(NbdDataPathChecks.Pattern((w << 16) + i, block), read, $"writer {w} block {i}");
+                }
+            }
+
+            Assert.False(volume.Condition.Abnormal, volume.Condition.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [NbdkitFact]
+    public async Task ServerGoneBeyondTheBoundFailsWithEioThenRecoversWhenItReturns()
+    {
+        await using var server = await NbdServerProcess.StartNbdkitAsync("memory", "size=8M");
+        var options = new NbdClientOptions(server.Endpoint, "")
+        {
+            Reconnect = NbdReconnectPolicy.Default with { GiveUpAfter = TimeSpan.FromSeconds(1.5), MaxBackoff = TimeSpan.FromMilliseconds(200) },
+        };
+        await using var client = await NbdClient.ConnectAsync(options);
+        await client.WriteAsync(0, new byte[4096], fua: false);
+        server.Kill();
+
+        var watch = Stopwatch.StartNew();
+        var failed = await Assert.ThrowsAsync<BlockBackendException>(async () => await client.WriteAsync(4096, new byte[4096], fua: false));
+        Assert.Equal(BlockBackendException.EIO, failed.Errno);
+        Assert.InRange(watch.Elapsed.TotalSeconds, 1.0, 10);
+        Assert.Contains("unreachable", failed.Message, StringComparison.Ordinal);
+        Assert.True(client.Condition.Abnormal);
+        Assert.Contains("fails with EIO", client.Condition.Message, StringComparison.Ordinal);
+
+        // Past the bound new requests fail at once instead of waiting again.
+        watch.Restart();
+        await Assert.ThrowsAsync<BlockBackendException>(async () => await client.ReadAsync(0, new byte[4096]));
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(1), $"took {watch.Elapsed}");
+
+        await server.RestartAsync();
+        var deadline = Stopwatch.StartNew();
+        while (client.Condition.Abnormal && deadline.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.False(client.Condition.Abnormal, client.Condition.Message);
+        await client.WriteAsync(4096, new byte[4096], fua: true);
+    }
+
+
+    internal static async Task<IBlockBackend> OpenStoreVolumeAsync(NbdServerProcess server, string volumeId)
+    {
+        try
+        {
+            return await StoreRegistry.Open("nbd", new Dictionary<string, string> { ["endpoint"] = server.Endpoint.ToString() }).OpenVolumeAsync(volumeId);
+        }
+        catch (StoreException e)
+        {
+            throw new InvalidOperationException(e.Message, e);
+        }
+    }
+}
