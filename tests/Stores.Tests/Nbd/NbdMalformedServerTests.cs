@@ -27,7 +27,7 @@ public sealed class NbdMalformedServerTests
     {
         await using var server = new FakeNbdServer(async s => await Task.Delay(Timeout.Infinite, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(20)));
         var watch = Stopwatch.StartNew();
-        var e = await Assert.ThrowsAsync<StoreException>(() => NbdClient.ConnectAsync(Fast(server)).WaitAsync(Limit));
+        var e = await Assert.ThrowsAsync<StoreException>(() => NbdClient.ConnectAsync(Fast(server) with { HandshakeTimeout = TimeSpan.FromSeconds(1) }).WaitAsync(Limit));
         Assert.Contains("no complete NBD negotiation within 1 s", e.Message, StringComparison.Ordinal);
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"took {watch.Elapsed}");
     }
@@ -119,7 +119,7 @@ public sealed class NbdMalformedServerTests
             });
             try
             {
-                await using var client = await NbdClient.ConnectAsync(Fast(server)).WaitAsync(Limit);
+                await using var client = await NbdClient.ConnectAsync(Fast(server) with { HandshakeTimeout = TimeSpan.FromSeconds(1) }).WaitAsync(Limit);
                 // A mutation that still parses: the export must be one a device can be.
                 Assert.True(client.Export.UsableSizeBytes > 0);
             }
@@ -249,9 +249,10 @@ public sealed class NbdMalformedServerTests
     }
 
     // One connection: each connection to the fake server replays its script from the start.
+    // 5 s to negotiate: generous for a loaded CI machine, short next to the test limit.
     private static NbdClientOptions Fast(FakeNbdServer server, string export = "") => new(server.Endpoint, export, Connections: 1)
     {
-        HandshakeTimeout = TimeSpan.FromSeconds(1),
+        HandshakeTimeout = TimeSpan.FromSeconds(5),
         RequestTimeout = TimeSpan.FromSeconds(1),
         Reconnect = new NbdReconnectPolicy(TimeSpan.FromSeconds(3), TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(200), MaxAttemptsPerRequest: 3),
     };
