@@ -7,7 +7,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 : "${UBLK_CSI:?UBLK_CSI must point at the published ublk-csi}"
-scenario_timeout=${SCENARIO_TIMEOUT:-900}
+scenario_timeout=${SCENARIO_TIMEOUT:-1500}
 results=${UBLK_VM_OUT:-/tmp}/kernel-suite.txt
 : > "$results"
 passed=0 failed=0

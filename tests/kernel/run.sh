@@ -22,5 +22,5 @@ export UBLK_CSI_NODE=$node_publish/ublk-csi-node
 scripts/vm/prepare.sh
 export UBLK_CSI=$publish/ublk-csi UBLK_VM_OUT=$repo/artifacts/kernel
 rm -rf "$UBLK_VM_OUT"
-scripts/vm/run.sh --timeout "${KERNEL_SUITE_TIMEOUT:-3000}" --env UBLK_CSI --env UBLK_BLOCKSTORE_SERVER --env UBLK_CSI_NODE --env SCENARIO_TIMEOUT -- \
+scripts/vm/run.sh --timeout "${KERNEL_SUITE_TIMEOUT:-3900}" --env UBLK_CSI --env UBLK_BLOCKSTORE_SERVER --env UBLK_CSI_NODE --env SCENARIO_TIMEOUT -- \
   tests/kernel/guest.sh "$@"

@@ -6,7 +6,7 @@
 source "$(dirname "$0")/_lib.sh"
 source "$(dirname "$0")/_node.sh"
 
-seconds=${BENCH_SECONDS:-10}
+seconds=${BENCH_SECONDS:-5}
 setup_kubelet_dir
 store=$SCENARIO_DIR/store
 mkdir -p "$store"

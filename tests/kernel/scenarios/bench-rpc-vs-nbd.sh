@@ -6,7 +6,7 @@
 # fio (libaio, O_DIRECT, time based) runs 1 MiB sequential write and read, then 4 KiB random write and
 # read at iodepth 32 on each. Prints each figure and the ratio rpc/nbd; targets: >= 1.0 for the 4 KiB
 # IOPS, >= 0.8 for the 1 MiB bandwidth. Asserts only that every job ran without errors: under TCG the
-# ratios are the meaningful part. BENCH_RUNTIME (seconds per job, default 10) shortens or lengthens it.
+# ratios are the meaningful part. BENCH_RUNTIME (seconds per job, default 5) shortens or lengthens it.
 source "$(dirname "$0")/_lib.sh"
 
 : "${UBLK_BLOCKSTORE_SERVER:?UBLK_BLOCKSTORE_SERVER must point at the published ublk-blockstore-server}"
@@ -16,7 +16,7 @@ command -v nbd-client > /dev/null || fail "nbd-client is not installed (scripts/
 [[ -b /dev/nbd0 ]] || fail "/dev/nbd0 is missing: the VM must load nbd.ko (scripts/vm/prepare.sh)"
 ip link set lo up 2>/dev/null || true
 
-runtime=${BENCH_RUNTIME:-10}
+runtime=${BENCH_RUNTIME:-5}
 size=1G
 span=512M   # the region fio works on
 
