@@ -23,4 +23,11 @@ public static class LogEventIds
     public const int S3WriteBackFailed = 1100;
     public const int S3WriteBackRecovered = 1101;
     public const int RpcTokenInCleartext = 1102;
+    public const int NbdConnected = 1110;
+    public const int NbdConnectionLost = 1111;
+    public const int NbdConnectionRestored = 1112;
+    public const int NbdReconnectFailed = 1113;
+    public const int NbdGaveUp = 1114;
+    public const int NbdSingleConnection = 1115;
+    public const int NbdRequestFailed = 1116;
 }

@@ -31,11 +31,43 @@ public sealed class NbdServerProcess : IAsyncDisposable
         new[] { "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin" }.Select(d => Path.Combine(d, program)).FirstOrDefault(File.Exists);
 
     /// <summary>nbdkit with a plugin and its arguments (e.g. "memory", "size=64M"), on a free loopback TCP port.</summary>
-    public static Task<NbdServerProcess> StartNbdkitAsync(params string[] pluginAndArgs)
+    /// <remarks>
+    /// A server that was given a port another test grabbed between <see cref="FreePort"/> and its bind,
+    /// or that does not greet in time on a loaded machine, is replaced on a new port (up to three
+    /// tries): the tests are about the client, not about winning that race.
+    /// </remarks>
+    public static async Task<NbdServerProcess> StartNbdkitAsync(params string[] pluginAndArgs)
     {
-        var port = FreePort();
-        List<string> args = ["-i", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. pluginAndArgs];
-        return StartAsync(Find("nbdkit")!, args, GrpcEndpoint.Tcp("127.0.0.1", port));
+        for (var attempt = 1; ; attempt++)
+        {
+            var port = FreePort();
+            List<string> args = ["-i", "127.0.0.1", "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture), .. pluginAndArgs];
+            var server = await StartAsync(Find("nbdkit")!, args, GrpcEndpoint.Tcp("127.0.0.1", port));
+            if (await GreetsAsync(port, TimeSpan.FromSeconds(10)) || attempt == 3)
+            {
+                return server;
+            }
+
+            server.Kill();
+        }
+    }
+
+    /// <summary>True when an NBD server answers on the port with its greeting ("NBDMAGIC").</summary>
+    private static async Task<bool> GreetsAsync(int port, TimeSpan timeout)
+    {
+        using var cancel = new CancellationTokenSource(timeout);
+        try
+        {
+            using var client = new System.Net.Sockets.TcpClient();
+            await client.ConnectAsync(System.Net.IPAddress.Loopback, port, cancel.Token);
+            var greeting = new byte[8];
+            await client.GetStream().ReadExactlyAsync(greeting, cancel.Token);
+            return System.Text.Encoding.ASCII.GetString(greeting) == "NBDMAGIC";
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException or EndOfStreamException)
+        {
+            return false;
+        }
     }
 
     /// <summary>qemu-nbd serving an image file under an export name on a unix socket.</summary>
