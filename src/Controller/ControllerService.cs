@@ -105,7 +105,7 @@ public sealed partial class ControllerService : Csi.V1.Controller.ControllerBase
         {
             // The ID was ours, so its location was valid when the volume was created: the store is
             // not usable now (a root unmounted, an endpoint gone), which a retry may cure.
-            var code = e.Code == StoreErrorCode.InvalidArgument ? StatusCode.FailedPrecondition : CsiErrors.ToStatusCode(e.Code);
+            var code = e.Code == StoreErrorCode.InvalidArgument ? StatusCode.FailedPrecondition : StoreStatusCodes.ToStatusCode(e.Code);
             throw new RpcException(new Status(code, $"store {locator} cannot be opened: {e.Message}"));
         }
     }

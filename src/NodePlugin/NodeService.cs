@@ -210,7 +210,7 @@ public sealed partial class NodeService : Node.NodeBase
         var (code, message) = e switch
         {
             NodeOperationException n => (n.Code, n.Message),
-            StoreException s => (StoreErrors.ToStatusCode(s.Code), s.Message),
+            StoreException s => (StoreStatusCodes.ToStatusCode(s.Code), s.Message),
             _ => (StatusCode.Internal, $"{method} of volume {volumeId} failed: {e.Message}"),
         };
         if (code == StatusCode.Internal)

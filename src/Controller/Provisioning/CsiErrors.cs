@@ -23,18 +23,5 @@ public static class CsiErrors
     public static RpcException Unimplemented(string message) => new(new Status(StatusCode.Unimplemented, message));
 
     /// <summary>A store failure as the status its code names (store messages never hold secrets).</summary>
-    public static RpcException FromStore(StoreException e) => new(new Status(ToStatusCode(e.Code), e.Message));
-
-    public static StatusCode ToStatusCode(StoreErrorCode code) => code switch
-    {
-        StoreErrorCode.InvalidArgument => StatusCode.InvalidArgument,
-        StoreErrorCode.NotFound => StatusCode.NotFound,
-        StoreErrorCode.AlreadyExists => StatusCode.AlreadyExists,
-        StoreErrorCode.ResourceExhausted => StatusCode.ResourceExhausted,
-        StoreErrorCode.OutOfRange => StatusCode.OutOfRange,
-        StoreErrorCode.FailedPrecondition => StatusCode.FailedPrecondition,
-        StoreErrorCode.Unavailable => StatusCode.Unavailable,
-        StoreErrorCode.PermissionDenied => StatusCode.PermissionDenied,
-        _ => StatusCode.Internal,
-    };
+    public static RpcException FromStore(StoreException e) => new(new Status(StoreStatusCodes.ToStatusCode(e.Code), e.Message));
 }

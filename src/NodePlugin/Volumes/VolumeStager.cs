@@ -414,7 +414,7 @@ public sealed partial class VolumeStager
         }
         catch (Stores.StoreException e)
         {
-            throw new NodeOperationException(StoreErrors.ToStatusCode(e.Code), $"cannot open volume {storeVolumeId} of the {context.StoreType} store: {e.Message}", e);
+            throw new NodeOperationException(Stores.StoreStatusCodes.ToStatusCode(e.Code), $"cannot open volume {storeVolumeId} of the {context.StoreType} store: {e.Message}", e);
         }
     }
 

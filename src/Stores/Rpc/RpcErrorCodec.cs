@@ -40,7 +40,7 @@ public static class RpcErrorCodec
                 break;
         }
 
-        return Build(ToStatus(e.Code), e.Message, info);
+        return Build(StoreStatusCodes.ToStatusCode(e.Code), e.Message, info);
     }
 
     /// <summary>The status for a data-path failure; the errno travels in the details.</summary>
@@ -67,18 +67,6 @@ public static class RpcErrorCodec
         return new RpcException(new Status(code, message), new Metadata { { StatusDetailsTrailer, status.ToByteArray() } });
     }
 
-    private static StatusCode ToStatus(StoreErrorCode code) => code switch
-    {
-        StoreErrorCode.InvalidArgument => StatusCode.InvalidArgument,
-        StoreErrorCode.NotFound => StatusCode.NotFound,
-        StoreErrorCode.AlreadyExists => StatusCode.AlreadyExists,
-        StoreErrorCode.ResourceExhausted => StatusCode.ResourceExhausted,
-        StoreErrorCode.OutOfRange => StatusCode.OutOfRange,
-        StoreErrorCode.FailedPrecondition => StatusCode.FailedPrecondition,
-        StoreErrorCode.Unavailable => StatusCode.Unavailable,
-        StoreErrorCode.PermissionDenied => StatusCode.PermissionDenied,
-        _ => StatusCode.Unknown,
-    };
 
     // ---------------------------------------------------------------- client side
 

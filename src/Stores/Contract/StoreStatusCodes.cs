@@ -1,10 +1,12 @@
 using Grpc.Core;
-using UblkCsi.Stores;
 
-namespace UblkCsi.NodePlugin.Volumes;
+namespace UblkCsi.Stores;
 
-/// <summary>Maps a store's error code to the gRPC status it names.</summary>
-public static class StoreErrors
+/// <summary>
+/// The gRPC status each <see cref="StoreErrorCode"/> names: the one mapping the CSI hosts and the
+/// block-store protocol share, so a store failure reads the same over every wire.
+/// </summary>
+public static class StoreStatusCodes
 {
     /// <summary>The status for <paramref name="code"/>.</summary>
     public static StatusCode ToStatusCode(StoreErrorCode code) => code switch
