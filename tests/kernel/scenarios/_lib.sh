@@ -141,3 +141,17 @@ keep_scenario_files() {
           cp "$SCENARIO_DIR"/*.txt "$SCENARIO_DIR"/*.log "$SCENARIO_DIR"/*.err "$SCENARIO_DIR"/*.json "$d"/ 2>/dev/null || true; fi
         exit $rc' EXIT
 }
+
+# recover_under_fio STORE FIO_PID: adopts device $DEVICE_ID in a new `ublk-csi recover` server (name
+# "second"; sets SERVER_PID and DEVICE), prints how long it took as a figure, then requires the fio
+# that ran across the crash ($SCENARIO_DIR/fio.txt) to exit 0 with err=0 (its crc32c verify passed).
+recover_under_fio() {
+  local store=$1 fio_pid=$2 start fio_rc=0
+  start=$(date +%s%N)
+  start_server second recover "$DEVICE_ID" --state-dir "$STATE_DIR"
+  figure "$store: recovered $DEVICE in $(( ($(date +%s%N) - start) / 1000000 )) ms after kill -9 (process start included)"
+  wait "$fio_pid" || fio_rc=$?
+  grep -E "^ *(READ|WRITE):|err=" "$SCENARIO_DIR/fio.txt"
+  [[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/fio.txt"; fail "fio exited with $fio_rc across the crash"; }
+  grep -Eq "err= *0" "$SCENARIO_DIR/fio.txt" || fail "fio reported I/O or verify errors"
+}

@@ -18,15 +18,7 @@ fio "${fio_job[@]}" --do_verify=1 > "$SCENARIO_DIR/fio.txt" 2>&1 &
 fio_pid=$!
 crash_server_under_fio "$first_pid" "$DEVICE_ID" "$fio_pid"
 
-start=$(date +%s%N)
-start_server second recover "$DEVICE_ID" --state-dir "$STATE_DIR"
-figure "s3: recovered $DEVICE in $(( ($(date +%s%N) - start) / 1000000 )) ms after kill -9 (process start included)"
-
-fio_rc=0
-wait "$fio_pid" || fio_rc=$?
-grep -E "^ *(READ|WRITE):|err=" "$SCENARIO_DIR/fio.txt"
-[[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/fio.txt"; fail "fio exited with $fio_rc across the crash"; }
-grep -Eq "err= *0" "$SCENARIO_DIR/fio.txt" || fail "fio reported I/O or verify errors"
+recover_under_fio s3 "$fio_pid"
 stop_server "$SERVER_PID" second
 
 # Everything fio wrote, before and after the crash, must now be in the bucket.
