@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using UblkCsi.Linux;
 
 namespace UblkCsi.GrpcHosting;
 
@@ -8,7 +9,7 @@ namespace UblkCsi.GrpcHosting;
 /// bind fail, so it is removed, but only after checking that the path is a socket and that
 /// nobody answers on it: a live server is never taken over and a regular file is never deleted.
 /// </summary>
-internal static partial class UnixSocketFile
+internal static class UnixSocketFile
 {
     private const int AtFdCwd = -100;
     private const int AtSymlinkNoFollow = 0x100;
@@ -82,9 +83,9 @@ internal static partial class UnixSocketFile
         var pathBytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
         fixed (byte* p = pathBytes)
         {
-            if (syscall(syscallNumber, AtFdCwd, (nint)p, (nint)buffer, AtSymlinkNoFollow) != 0)
+            if (Libc.Syscall(syscallNumber, AtFdCwd, (long)p, (long)buffer, AtSymlinkNoFollow, 0, 0) != 0)
             {
-                var errno = Marshal.GetLastPInvokeError();
+                var errno = Libc.LastErrno;
                 return errno == ENOENT
                     ? null
                     : throw new IOException($"cannot inspect {path}: {Marshal.GetPInvokeErrorMessage(errno)}");
@@ -93,7 +94,4 @@ internal static partial class UnixSocketFile
 
         return *(uint*)(buffer + modeOffset) & FileTypeMask;
     }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial long syscall(long number, long dirFd, nint path, nint statBuffer, long flags);
 }

@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using UblkCsi.Linux;
 
 namespace UblkCsi.Engine;
 
@@ -20,7 +20,7 @@ public readonly record struct HostSupportReport(bool ControlDevicePresent, bool 
 }
 
 /// <summary>Checks the host's kernel facilities the engine depends on.</summary>
-public static partial class HostSupport
+public static class HostSupport
 {
     public const string ControlDevicePath = "/dev/ublk-control";
 
@@ -28,22 +28,15 @@ public static partial class HostSupport
 
     private static unsafe bool IoUringAvailable()
     {
-        const long SysIoUringSetup = 425;
         var p = stackalloc byte[120];
         new Span<byte>(p, 120).Clear();
-        var fd = syscall(SysIoUringSetup, 1, (nint)p);
+        var fd = Libc.Syscall(Libc.SYS_io_uring_setup, 1, (long)p, 0, 0, 0, 0);
         if (fd < 0)
         {
             return false;
         }
 
-        close((int)fd);
+        Libc.Close((int)fd);
         return true;
     }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial long syscall(long number, long arg1, nint arg2);
-
-    [LibraryImport("libc")]
-    private static partial int close(int fd);
 }

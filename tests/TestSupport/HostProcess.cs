@@ -1,10 +1,10 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
+using UblkCsi.Linux;
 
 namespace UblkCsi.TestSupport;
 
 /// <summary>A host started as a real child process (dotnet app.dll), stopped with a real SIGTERM.</summary>
-public sealed partial class HostProcess : IDisposable
+public sealed class HostProcess : IDisposable
 {
     private readonly Process _process;
     private readonly StringWriter _stdout = new();
@@ -70,7 +70,7 @@ public sealed partial class HostProcess : IDisposable
 
     public void SendSigterm()
     {
-        if (kill(_process.Id, 15) != 0)
+        if (Libc.Kill(_process.Id, 15) != 0)
         {
             throw new InvalidOperationException($"kill({_process.Id}, SIGTERM) failed");
         }
@@ -92,7 +92,4 @@ public sealed partial class HostProcess : IDisposable
 
         _process.Dispose();
     }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int kill(int pid, int signal);
 }

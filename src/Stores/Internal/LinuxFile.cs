@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using UblkCsi.Linux;
 
 namespace UblkCsi.Stores.Internal;
 
@@ -8,7 +9,7 @@ namespace UblkCsi.Stores.Internal;
 /// per-write sync, reflink, sparse-aware copy and filesystem statistics. Each returns 0 or a
 /// positive errno instead of throwing, so callers choose between fallback and failure.
 /// </summary>
-internal static partial class LinuxFile
+internal static class LinuxFile
 {
     public const int EINTR = 4;
     public const int EAGAIN = 11;
@@ -31,7 +32,7 @@ internal static partial class LinuxFile
     public static int PunchHole(SafeFileHandle file, long offset, long length)
     {
         int errno;
-        while ((errno = Errno(fallocate(file, FallocPunchHole | FallocKeepSize, offset, length))) == EINTR)
+        while ((errno = Errno(Libc.Fallocate(file, FallocPunchHole | FallocKeepSize, offset, length))) == EINTR)
         {
         }
 
@@ -42,7 +43,7 @@ internal static partial class LinuxFile
     public static int ZeroRange(SafeFileHandle file, long offset, long length)
     {
         int errno;
-        while ((errno = Errno(fallocate(file, FallocZeroRange | FallocKeepSize, offset, length))) == EINTR)
+        while ((errno = Errno(Libc.Fallocate(file, FallocZeroRange | FallocKeepSize, offset, length))) == EINTR)
         {
         }
 
@@ -53,7 +54,7 @@ internal static partial class LinuxFile
     public static int DataSync(SafeFileHandle file)
     {
         int errno;
-        while ((errno = Errno(fdatasync(file))) == EINTR)
+        while ((errno = Errno(Libc.Fdatasync(file))) == EINTR)
         {
         }
 
@@ -64,8 +65,7 @@ internal static partial class LinuxFile
     public static void SyncDirectory(string path)
     {
         // .NET refuses to open directories, so this one goes through open(2) directly.
-        const int ORdOnly = 0, ODirectory = 0x10000, OCloexec = 0x80000;
-        var fd = open(path, ORdOnly | ODirectory | OCloexec);
+        var fd = Libc.Open(path, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
         if (fd < 0)
         {
             throw Error(Marshal.GetLastPInvokeError(), $"open({path})");
@@ -74,7 +74,7 @@ internal static partial class LinuxFile
         try
         {
             int errno;
-            while ((errno = Errno(fsync_fd(fd))) == EINTR)
+            while ((errno = Errno(Libc.Fsync(fd))) == EINTR)
             {
             }
 
@@ -85,7 +85,7 @@ internal static partial class LinuxFile
         }
         finally
         {
-            _ = close(fd);
+            _ = Libc.Close(fd);
         }
     }
 
@@ -93,7 +93,7 @@ internal static partial class LinuxFile
     public static int Truncate(SafeFileHandle file, long length)
     {
         int errno;
-        while ((errno = Errno(ftruncate(file, length))) == EINTR)
+        while ((errno = Errno(Libc.Ftruncate(file, length))) == EINTR)
         {
         }
 
@@ -111,8 +111,8 @@ internal static partial class LinuxFile
             var done = 0;
             while (done < data.Length)
             {
-                var iov = new IoVec { Base = p + done, Length = (nuint)(data.Length - done) };
-                var n = pwritev2(file, &iov, 1, offset + done, RwfDsync);
+                var iov = new Libc.IoVec { Base = p + done, Length = (nuint)(data.Length - done) };
+                var n = Libc.Pwritev2(file, &iov, 1, offset + done, RwfDsync);
                 if (n < 0)
                 {
                     var errno = Marshal.GetLastPInvokeError();
@@ -137,8 +137,7 @@ internal static partial class LinuxFile
     /// </summary>
     public static SafeFileHandle? OpenDirect(string path, bool readOnly, out int errno)
     {
-        const int ORdOnly = 0, ORdWr = 2, ODirect = 0x4000, OCloexec = 0x80000;
-        var fd = open(path, (readOnly ? ORdOnly : ORdWr) | ODirect | OCloexec);
+        var fd = Libc.Open(path, (readOnly ? Libc.O_RDONLY : Libc.O_RDWR) | Libc.O_DIRECT | Libc.O_CLOEXEC, 0);
         errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;
         return fd < 0 ? null : new SafeFileHandle(fd, ownsHandle: true);
     }
@@ -149,7 +148,7 @@ internal static partial class LinuxFile
         var done = 0;
         while (done < length)
         {
-            var n = pread(file, buffer + done, (nuint)(length - done), offset + done);
+            var n = Libc.Pread(file, buffer + done, (nuint)(length - done), offset + done);
             if (n < 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
@@ -178,8 +177,8 @@ internal static partial class LinuxFile
         var done = 0;
         while (done < length)
         {
-            var iov = new IoVec { Base = data + done, Length = (nuint)(length - done) };
-            var n = pwritev2(file, &iov, 1, offset + done, durable ? RwfDsync : 0);
+            var iov = new Libc.IoVec { Base = data + done, Length = (nuint)(length - done) };
+            var n = Libc.Pwritev2(file, &iov, 1, offset + done, durable ? RwfDsync : 0);
             if (n < 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
@@ -201,7 +200,7 @@ internal static partial class LinuxFile
     public static int Reflink(SafeFileHandle destination, SafeFileHandle source)
     {
         int errno;
-        while ((errno = Errno(ioctl(destination, Ficlone, source))) == EINTR)
+        while ((errno = Errno(Libc.Ioctl(destination, Ficlone, source))) == EINTR)
         {
         }
 
@@ -219,7 +218,7 @@ internal static partial class LinuxFile
         long position = 0;
         while (position < length)
         {
-            var dataStart = lseek(source, position, SeekData);
+            var dataStart = Libc.Lseek(source, position, SeekData);
             if (dataStart < 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
@@ -243,7 +242,7 @@ internal static partial class LinuxFile
                 break;
             }
 
-            var dataEnd = lseek(source, dataStart, SeekHole);
+            var dataEnd = Libc.Lseek(source, dataStart, SeekHole);
             if (dataEnd < 0 || dataEnd > length)
             {
                 dataEnd = length;
@@ -253,7 +252,7 @@ internal static partial class LinuxFile
             while (copied < dataEnd)
             {
                 long inOff = copied, outOff = copied;
-                var n = copy_file_range(source, &inOff, destination, &outOff, (nuint)Math.Min(dataEnd - copied, 1L << 30), 0);
+                var n = Libc.CopyFileRange(source, &inOff, destination, &outOff, (nuint)Math.Min(dataEnd - copied, 1L << 30), 0);
                 if (n > 0)
                 {
                     copied += n;
@@ -281,17 +280,14 @@ internal static partial class LinuxFile
     }
 
     /// <summary>Bytes available to unprivileged users on the filesystem holding <paramref name="path"/>.</summary>
-    public static unsafe long AvailableBytes(string path)
+    public static long AvailableBytes(string path)
     {
-        var buf = stackalloc ulong[16]; // struct statvfs is 112 bytes on x86_64 and arm64
-        if (statvfs(path, buf) != 0)
+        if (Libc.Statvfs(path, out var statistics) != 0)
         {
             throw Error(Marshal.GetLastPInvokeError(), $"statvfs({path})");
         }
 
-        var fragmentSize = buf[1];
-        var availableBlocks = buf[4];
-        return (long)Math.Min(availableBlocks * fragmentSize, long.MaxValue);
+        return (long)Math.Min(statistics.BlocksAvailable * statistics.FragmentSize, long.MaxValue);
     }
 
     /// <summary>An IOException carrying the errno in HResult (as .NET does on Unix).</summary>
@@ -316,47 +312,4 @@ internal static partial class LinuxFile
     }
 
     private static int Errno(int result) => result == 0 ? 0 : Marshal.GetLastPInvokeError();
-
-    [StructLayout(LayoutKind.Sequential)]
-    private unsafe struct IoVec
-    {
-        public byte* Base;
-        public nuint Length;
-    }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int fallocate(SafeFileHandle fd, int mode, long offset, long len);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int fdatasync(SafeFileHandle fd);
-
-    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
-    private static partial int fsync_fd(int fd);
-
-    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int open(string path, int flags);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int close(int fd);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static unsafe partial nint pread(SafeFileHandle fd, byte* buffer, nuint count, long offset);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int ftruncate(SafeFileHandle fd, long length);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static unsafe partial nint pwritev2(SafeFileHandle fd, IoVec* iov, int iovcnt, long offset, int flags);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int ioctl(SafeFileHandle fd, ulong request, SafeFileHandle arg);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial long lseek(SafeFileHandle fd, long offset, int whence);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static unsafe partial nint copy_file_range(SafeFileHandle fdIn, long* offIn, SafeFileHandle fdOut, long* offOut, nuint len, uint flags);
-
-    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static unsafe partial int statvfs(string path, ulong* buf);
 }

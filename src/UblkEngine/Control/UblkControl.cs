@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using UblkCsi.Engine.Abi;
 using UblkCsi.Engine.Interop;
 using UblkCsi.Engine.IoUring;
+using UblkCsi.Linux;
 
 namespace UblkCsi.Engine;
 

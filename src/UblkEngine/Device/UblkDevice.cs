@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using UblkCsi.Engine.Abi;
 using UblkCsi.Engine.Buffers;
 using UblkCsi.Engine.Device;
@@ -5,8 +7,7 @@ using UblkCsi.Engine.Interop;
 using UblkCsi.Engine.Logging;
 using UblkCsi.Engine.Recovery;
 using UblkCsi.Engine.Threading;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
+using UblkCsi.Linux;
 
 namespace UblkCsi.Engine;
 

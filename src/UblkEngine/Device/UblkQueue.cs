@@ -1,9 +1,10 @@
+using Microsoft.Extensions.Logging;
 using UblkCsi.Engine.Abi;
 using UblkCsi.Engine.Buffers;
 using UblkCsi.Engine.Interop;
 using UblkCsi.Engine.IoUring;
 using UblkCsi.Engine.Threading;
-using Microsoft.Extensions.Logging;
+using UblkCsi.Linux;
 
 namespace UblkCsi.Engine.Device;
 

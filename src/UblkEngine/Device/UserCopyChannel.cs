@@ -1,5 +1,6 @@
 using UblkCsi.Engine.Abi;
 using UblkCsi.Engine.Interop;
+using UblkCsi.Linux;
 
 namespace UblkCsi.Engine.Device;
 

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using UblkCsi.Linux;
 
 namespace UblkCsi.Engine.Interop;
 

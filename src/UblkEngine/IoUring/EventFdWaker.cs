@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using UblkCsi.Engine.Interop;
+using UblkCsi.Linux;
 
 namespace UblkCsi.Engine.IoUring;
 

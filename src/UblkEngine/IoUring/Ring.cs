@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using UblkCsi.Engine.Interop;
+using UblkCsi.Linux;
 
 namespace UblkCsi.Engine.IoUring;
 
@@ -116,7 +117,7 @@ internal sealed unsafe class Ring : IDisposable
         IoUringParams p = default;
         p.Flags = (uint)flags;
         p.CqEntries = cqEntries;
-        var fd = Libc.syscall(Libc.SYS_io_uring_setup, entries, (long)&p, 0, 0, 0, 0);
+        var fd = Libc.Syscall(Libc.SYS_io_uring_setup, entries, (long)&p, 0, 0, 0, 0);
         if (fd < 0)
         {
             throw new IoUringException("io_uring_setup", Libc.LastErrno);
@@ -192,7 +193,7 @@ internal sealed unsafe class Ring : IDisposable
             }
 
             var enterFlags = minComplete > 0 ? IoUringConstants.EnterGetEvents : 0;
-            var result = Libc.syscall(Libc.SYS_io_uring_enter, _fd, toSubmit, minComplete, enterFlags, 0, 0);
+            var result = Libc.Syscall(Libc.SYS_io_uring_enter, _fd, toSubmit, minComplete, enterFlags, 0, 0);
             if (result >= 0)
             {
                 return (int)result;

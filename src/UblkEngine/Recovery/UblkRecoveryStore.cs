@@ -1,5 +1,6 @@
 using System.Text.Json;
 using UblkCsi.Engine.Interop;
+using UblkCsi.Linux;
 
 namespace UblkCsi.Engine.Recovery;
 

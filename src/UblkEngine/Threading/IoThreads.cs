@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using UblkCsi.Engine.Interop;
 using UblkCsi.Engine.Logging;
+using UblkCsi.Linux;
 
 namespace UblkCsi.Engine.Threading;
 
@@ -23,7 +24,7 @@ public static class IoThreads
     /// </summary>
     public static bool MarkIoFlusher(ILogger? logger = null)
     {
-        var result = Libc.syscall(Libc.SYS_prctl, Libc.PR_SET_IO_FLUSHER, 1, 0, 0, 0, 0);
+        var result = Libc.Syscall(Libc.SYS_prctl, Libc.PR_SET_IO_FLUSHER, 1, 0, 0, 0, 0);
         if (result == 0)
         {
             return true;
@@ -68,7 +69,7 @@ public static class IoThreads
     public static unsafe CpuSet CurrentAffinity()
     {
         var mask = stackalloc byte[CpuSet.ByteLength];
-        var result = Libc.syscall(Libc.SYS_sched_getaffinity, 0, CpuSet.ByteLength, (long)mask, 0, 0, 0);
+        var result = Libc.Syscall(Libc.SYS_sched_getaffinity, 0, CpuSet.ByteLength, (long)mask, 0, 0, 0);
         if (result < 0)
         {
             var errno = Libc.LastErrno;
@@ -94,7 +95,7 @@ public static class IoThreads
         {
             var mask = stackalloc byte[CpuSet.ByteLength];
             usable.CopyTo(new Span<byte>(mask, CpuSet.ByteLength));
-            if (Libc.syscall(Libc.SYS_sched_setaffinity, 0, CpuSet.ByteLength, (long)mask, 0, 0, 0) == 0)
+            if (Libc.Syscall(Libc.SYS_sched_setaffinity, 0, CpuSet.ByteLength, (long)mask, 0, 0, 0) == 0)
             {
                 return true;
             }

@@ -1,10 +1,10 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
+using UblkCsi.Linux;
 
 namespace UblkCsi.BlockStoreServer.Tests.Support;
 
 /// <summary>ublk-blockstore-server as a real child process: killed with real signals.</summary>
-public sealed partial class ServerProcess : IDisposable
+public sealed class ServerProcess : IDisposable
 {
     private readonly Process _process;
     private readonly StringWriter _output = new();
@@ -69,7 +69,7 @@ public sealed partial class ServerProcess : IDisposable
     /// <summary>SIGTERM and the exit code.</summary>
     public async Task<int> TerminateAsync()
     {
-        Assert.Equal(0, Kill(_process.Id, 15));
+        Assert.Equal(0, Libc.Kill(_process.Id, 15));
         await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
         _process.WaitForExit(); // drains the output readers
         return _process.ExitCode;
@@ -103,7 +103,4 @@ public sealed partial class ServerProcess : IDisposable
             _serving.TrySetResult();
         }
     }
-
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int Kill(int pid, int signal);
 }

@@ -1,5 +1,5 @@
-using System.Runtime.InteropServices;
 using UblkCsi.Engine.Threading;
+using UblkCsi.Linux;
 using UblkCsi.Stores.Files;
 using UblkCsi.Stores.Tests.Conformance;
 
@@ -9,7 +9,7 @@ namespace UblkCsi.Stores.Tests.Files;
 /// The file store's O_DIRECT mode: the image's pages stay out of the page cache (measured with
 /// mincore), aligned I/O goes to the blocking workers, unaligned offsets and buffers still work.
 /// </summary>
-public sealed partial class FileVolumeDirectIoTests : IDisposable
+public sealed class FileVolumeDirectIoTests : IDisposable
 {
     private const int Bytes = 1 << 20;
     private readonly string _root = TempDirectory.Create("direct");
@@ -115,7 +115,7 @@ public sealed partial class FileVolumeDirectIoTests : IDisposable
     {
         using var f = File.OpenHandle(path);
         var length = (nuint)RandomAccess.GetLength(f);
-        var map = mmap(0, length, 1 /* PROT_READ */, 1 /* MAP_SHARED */, (int)f.DangerousGetHandle(), 0);
+        var map = Libc.Mmap(0, length, Libc.PROT_READ, Libc.MAP_SHARED, (int)f.DangerousGetHandle(), 0);
         Assert.NotEqual(-1, map);
         try
         {
@@ -123,23 +123,14 @@ public sealed partial class FileVolumeDirectIoTests : IDisposable
             var vector = new byte[pages];
             fixed (byte* v = vector)
             {
-                Assert.Equal(0, mincore(map, length, v));
+                Assert.Equal(0, Libc.Mincore(map, length, v));
             }
 
             return vector.Count(b => (b & 1) != 0);
         }
         finally
         {
-            _ = munmap(map, length);
+            _ = Libc.Munmap(map, length);
         }
     }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial nint mmap(nint address, nuint length, int protection, int flags, int fd, long offset);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int munmap(nint address, nuint length);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static unsafe partial int mincore(nint address, nuint length, byte* vector);
 }

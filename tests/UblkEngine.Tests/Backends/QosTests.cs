@@ -8,10 +8,19 @@ namespace UblkCsi.Engine.Tests.Backends;
 /// <summary>
 /// Per-volume limits: parameter parsing, and the admission schedule the rate limiter computes
 /// (timestamps, not wall-clock rates: the measured rates are the kernel suite's qos scenario).
+/// The schedules are computed against a frozen clock, so a loaded machine cannot move them.
 /// </summary>
 public sealed class QosTests
 {
     private static double Seconds(long ticks) => (double)ticks / Stopwatch.Frequency;
+
+    /// <summary>A clock that stands still at one Stopwatch timestamp.</summary>
+    private sealed class FrozenClock : TimeProvider
+    {
+        public long Now { get; } = Stopwatch.GetTimestamp();
+
+        public override long GetTimestamp() => Now;
+    }
 
     [Fact]
     public void ParametersParseAndRoundTrip()
@@ -64,8 +73,9 @@ public sealed class QosTests
     public void IopsLimitSpacesRequestsAfterTheBurstIsSpent()
     {
         // 400 IOPS with 1 s of credit: about 400 requests start at once, then one every 2.5 ms.
-        var limiter = new RateLimiter(new QosLimits { MaxIops = 400, BurstSeconds = 1 });
-        var now = Stopwatch.GetTimestamp();
+        var clock = new FrozenClock();
+        var limiter = new RateLimiter(new QosLimits { MaxIops = 400, BurstSeconds = 1 }, clock);
+        var now = clock.Now;
         var starts = Enumerable.Range(0, 1400).Select(_ => limiter.Reserve(isRead: true, 4096)).ToArray();
 
         var immediate = starts.Count(s => Seconds(s - now) < 0.05);
@@ -79,8 +89,9 @@ public sealed class QosTests
     [Fact]
     public void BandwidthLimitChargesBytesAndReadAndWriteLimitsAreSeparate()
     {
-        var limiter = new RateLimiter(new QosLimits { MaxReadBytesPerSecond = 1 << 20, BurstSeconds = 0 });
-        var now = Stopwatch.GetTimestamp();
+        var clock = new FrozenClock();
+        var limiter = new RateLimiter(new QosLimits { MaxReadBytesPerSecond = 1 << 20, BurstSeconds = 0 }, clock);
+        var now = clock.Now;
 
         var reads = Enumerable.Range(0, 9).Select(_ => limiter.Reserve(isRead: true, 128 << 10)).ToArray();
         var write = limiter.Reserve(isRead: false, 8 << 20);
@@ -93,10 +104,11 @@ public sealed class QosTests
     [Fact]
     public void NewLimitsApplyToTheRequestsThatFollow()
     {
-        var limiter = new RateLimiter(new QosLimits { MaxIops = 10, BurstSeconds = 0 });
+        var clock = new FrozenClock();
+        var limiter = new RateLimiter(new QosLimits { MaxIops = 10, BurstSeconds = 0 }, clock);
         limiter.Reserve(isRead: true, 4096);
         limiter.Update(new QosLimits { MaxIops = 1000, BurstSeconds = 0 });
-        var now = Stopwatch.GetTimestamp();
+        var now = clock.Now;
 
         var starts = Enumerable.Range(0, 100).Select(_ => limiter.Reserve(isRead: true, 4096)).ToArray();
 

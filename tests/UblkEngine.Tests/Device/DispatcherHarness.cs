@@ -4,6 +4,7 @@ using UblkCsi.Engine.Buffers;
 using UblkCsi.Engine.Device;
 using UblkCsi.Engine.Interop;
 using UblkCsi.Engine.IoUring;
+using UblkCsi.Linux;
 
 namespace UblkCsi.UblkEngine.Tests.Device;
 

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using UblkCsi.Engine.Interop;
 using UblkCsi.Engine.Logging;
 using UblkCsi.Engine.Threading;
+using UblkCsi.Linux;
 
 namespace UblkCsi.UblkEngine.Tests.Threading;
 
@@ -160,9 +161,9 @@ public sealed class IoThreadsTests
         var data = stackalloc uint[6]; // two { effective, permitted, inheritable } for 64 capabilities
         header[0] = Version3;
         header[1] = 0;
-        Assert.Equal(0, Libc.syscall(SysCapget, (long)header, (long)data, 0, 0, 0, 0));
+        Assert.Equal(0, Libc.Syscall(SysCapget, (long)header, (long)data, 0, 0, 0, 0));
         data[0] &= ~(1u << capability);
-        Assert.Equal(0, Libc.syscall(SysCapset, (long)header, (long)data, 0, 0, 0, 0));
+        Assert.Equal(0, Libc.Syscall(SysCapset, (long)header, (long)data, 0, 0, 0, 0));
     }
 
     private sealed class ListLogger : ILogger

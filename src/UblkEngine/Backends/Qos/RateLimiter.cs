@@ -13,11 +13,15 @@ namespace UblkCsi.Engine.Backends.Qos;
 public sealed class RateLimiter
 {
     private readonly Lock _lock = new();
+    private readonly TimeProvider _clock;
     private Buckets _buckets;
 
-    public RateLimiter(QosLimits limits)
+    /// <param name="limits">The limits in force from the first request.</param>
+    /// <param name="clock">Where "now" comes from (Stopwatch timestamps); the system clock unless a test freezes time.</param>
+    public RateLimiter(QosLimits limits, TimeProvider? clock = null)
     {
         _buckets = new Buckets(limits ?? throw new ArgumentNullException(nameof(limits)));
+        _clock = clock ?? TimeProvider.System;
     }
 
     /// <summary>The limits in force.</summary>
@@ -39,7 +43,7 @@ public sealed class RateLimiter
     /// </summary>
     public long Reserve(bool isRead, long bytes)
     {
-        var now = Stopwatch.GetTimestamp();
+        var now = _clock.GetTimestamp();
         var buckets = _buckets;
         if (buckets.Limits.IsUnlimited)
         {
