@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
@@ -203,6 +203,19 @@ test('the plugins are given only options they declare', () => {
     if (!deployment) continue;
     const controller = container(deployment.spec.template, 'ublk-csi-controller');
     for (const a of controller.args) assert.ok(controllerOptions.includes(a.split('=')[0]), `controller does not know ${a} (${sets.join(' ')})`);
+  }
+});
+
+test('the image build restores every project under src/', () => {
+  // The Dockerfile copies the project files one by one (restore is cached apart from the sources):
+  // a project added without its COPY line fails only at image build time, so catch it here.
+  const dockerfile = readFileSync(path.join(repo, 'deploy/Dockerfile'), 'utf8');
+  const projects = readdirSync(path.join(repo, 'src'), { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(path.join(repo, 'src', d.name, `${d.name}.csproj`)))
+    .map((d) => d.name);
+  assert.ok(projects.length >= 10, `found only ${projects.length} projects under src/`);
+  for (const p of projects) {
+    assert.ok(dockerfile.includes(`COPY src/${p}/${p}.csproj src/${p}/`), `deploy/Dockerfile does not copy src/${p}/${p}.csproj before restore`);
   }
 });
 
