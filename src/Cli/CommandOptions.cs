@@ -3,7 +3,7 @@ using System.Globalization;
 namespace UblkCsi.Cli;
 
 /// <summary>Option parsing shared by every command: values, whole numbers and sizes, with errors that name the option and the allowed values.</summary>
-internal static class CommandOptions
+public static class CommandOptions
 {
     /// <summary>The value after option <c>args[i]</c>; advances <paramref name="i"/> past it.</summary>
     public static string Value(string[] args, ref int i)

@@ -4,7 +4,7 @@ using System.Diagnostics;
 namespace UblkCsi.Cli;
 
 /// <summary>Runs a system tool (mkfs, mount, fio, losetup) and returns its stdout; failures become one clear line.</summary>
-internal static class ExternalProgram
+public static class ExternalProgram
 {
     public static async Task<string> RunAsync(string program, params string[] arguments)
     {

@@ -126,7 +126,7 @@ internal static class AttachCommand
         using var onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 
-        using var control = OpenControl();
+        using var control = ControlDevice.Open();
         UblkDevice device;
         var startClock = System.Diagnostics.Stopwatch.StartNew();
         try
@@ -195,18 +195,6 @@ internal static class AttachCommand
             // Handled here: the device is removed in order, then the process exits.
             context.Cancel = true;
             stopRequested.TrySetResult(context.Signal);
-        }
-    }
-
-    internal static UblkControl OpenControl()
-    {
-        try
-        {
-            return UblkControl.Open();
-        }
-        catch (Exception e) when (e is UblkException or IOException)
-        {
-            throw new CliException(e.Message);
         }
     }
 

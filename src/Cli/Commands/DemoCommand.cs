@@ -60,7 +60,7 @@ internal static class DemoCommand
         try
         {
             await using var backend = await AttachCommand.OpenBackendAsync(spec, size);
-            using var control = AttachCommand.OpenControl();
+            using var control = ControlDevice.Open();
             var options = new UblkDeviceOptions
             {
                 EnableRecovery = false,

@@ -33,7 +33,7 @@ internal static class DetachCommand
             throw new CliException($"the device ID is required\n{Usage}", 2);
         }
 
-        using var control = AttachCommand.OpenControl();
+        using var control = ControlDevice.Open();
         try
         {
             control.StopDevice(deviceId);

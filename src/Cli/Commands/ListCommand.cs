@@ -25,7 +25,7 @@ internal static class ListCommand
         }
 
         var records = new UblkRecoveryStore(stateDir).ReadAll().ToDictionary(r => r.DeviceId);
-        using var control = AttachCommand.OpenControl();
+        using var control = ControlDevice.Open();
         var devices = control.ListDevices();
         Console.Out.WriteLine($"{"ID",-4} {"STATE",-9} {"PATH",-14} {"QUEUES",6} {"DEPTH",5} {"SIZE",10} BACKEND");
         foreach (var device in devices)

@@ -1,5 +1,6 @@
 using UblkCsi.Stores;
 using UblkCsi.Stores.S3;
+using UblkCsi.TestSupport;
 
 namespace UblkCsi.Stores.Tests.Conformance;
 

@@ -4,6 +4,7 @@ using UblkCsi.Engine;
 using UblkCsi.Stores;
 using UblkCsi.Stores.S3;
 using UblkCsi.Stores.Tests.Conformance;
+using UblkCsi.TestSupport;
 
 namespace UblkCsi.Stores.Tests.S3;
 

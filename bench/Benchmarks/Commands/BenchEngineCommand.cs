@@ -5,7 +5,9 @@ using UblkCsi.Engine;
 using UblkCsi.Engine.Backends;
 using UblkCsi.Engine.Backends.Metering;
 
-namespace UblkCsi.Cli;
+using UblkCsi.Cli;
+
+namespace UblkCsi.Benchmarks;
 
 /// <summary>
 /// <c>ublk-csi bench-engine</c>: the engine's cost, with the kernel's loop driver as the baseline in
@@ -42,7 +44,7 @@ internal static class BenchEngineCommand
             }
         }
 
-        using var control = AttachCommand.OpenControl();
+        using var control = ControlDevice.Open();
         var deviceOptions = new UblkDeviceOptions { Queues = queues, EnableRecovery = false, RecoveryStateDirectory = null };
         Console.Out.WriteLine($"bench-engine: kernel {File.ReadAllText("/proc/sys/kernel/osrelease").Trim()}, {Environment.ProcessorCount} CPUs, fio bs=4k iodepth=32 direct, {seconds}s per run");
         Console.Out.WriteLine($"  {"workload",-10} {"device",-12} {"IOPS",9} {"vs loop",8} {"lat us",8} {"sys CPU us/IO",14} {"server CPU us/IO",17}");

@@ -1,4 +1,3 @@
-using UblkCsi.GrpcEndpoints;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -12,9 +11,12 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
+using UblkCsi.GrpcEndpoints;
 using UblkCsi.GrpcHosting;
 
-namespace UblkCsi.Cli;
+using UblkCsi.Cli;
+
+namespace UblkCsi.Benchmarks;
 
 /// <summary>
 /// <c>ublk-csi bench-grpc</c>: the cost of the gRPC layer. Unary Identity calls through

@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Amazon.Runtime;
 
-namespace UblkCsi.Stores.S3;
+namespace UblkCsi.TestSupport;
 
 /// <summary>
 /// Runs s3rver (an S3-compatible server in Node.js, installed by <c>npm ci</c> in tools/s3rver) on a

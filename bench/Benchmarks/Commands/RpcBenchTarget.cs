@@ -1,5 +1,5 @@
-using UblkCsi.GrpcEndpoints;
 using Microsoft.Extensions.Logging.Abstractions;
+using UblkCsi.GrpcEndpoints;
 using BlockstoreExtensions = UblkCsi.BlockStore.V1.BlockstoreExtensions;
 using UblkCsi.Engine;
 using UblkCsi.GrpcHosting;
@@ -9,7 +9,9 @@ using UblkCsi.Stores.Files;
 using UblkCsi.Stores.Rpc;
 using UblkCsi.BlockStoreServer.Service;
 
-namespace UblkCsi.Cli;
+using UblkCsi.Cli;
+
+namespace UblkCsi.Benchmarks;
 
 /// <summary>
 /// The rpc row of <c>ublk-csi bench-stores</c>: a block-store server (the file store behind the

@@ -6,8 +6,11 @@ using Microsoft.Win32.SafeHandles;
 using UblkCsi.Engine;
 using UblkCsi.Stores;
 using UblkCsi.Stores.S3;
+using UblkCsi.TestSupport;
 
-namespace UblkCsi.Cli;
+using UblkCsi.Cli;
+
+namespace UblkCsi.Benchmarks;
 
 /// <summary>
 /// <c>ublk-csi bench-stores</c>: data-path throughput of each store through the store contract

@@ -1,13 +1,15 @@
-using UblkCsi.GrpcEndpoints;
 using System.Diagnostics;
 using Grpc.Core;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Win32.SafeHandles;
 using UblkCsi.Engine.Threading;
+using UblkCsi.GrpcEndpoints;
 using UblkCsi.GrpcHosting;
 using UblkCsi.Stores.Files;
 
-namespace UblkCsi.Cli;
+using UblkCsi.Cli;
+
+namespace UblkCsi.Benchmarks;
 
 /// <summary>
 /// <c>ublk-csi bench-flush-storm</c>: N file volumes write 4 KiB and flush in a loop while a gRPC

@@ -1,0 +1,33 @@
+using System.Text.RegularExpressions;
+using UblkCsi.TestSupport;
+
+namespace UblkCsi.Benchmarks.Tests;
+
+/// <summary>The benchmark program: its commands, and the gRPC benchmark end to end over a real unix socket.</summary>
+public class BenchmarkProgramTests
+{
+    [Fact]
+    public async Task HelpListsEveryBenchmarkAndTheOperatorToolHasNone()
+    {
+        var bench = await DotnetProgram.RunAsync("ublk-csi-bench.dll", "help");
+        var tool = await DotnetProgram.RunAsync("ublk-csi.dll", "help");
+
+        Assert.Equal(0, bench.ExitCode);
+        Assert.StartsWith("usage: ublk-csi-bench <command>", bench.StandardOutput);
+        foreach (var command in new[] { "bench-engine", "bench-stores", "bench-grpc", "bench-flush-storm" })
+        {
+            Assert.Contains($"  {command} ", bench.StandardOutput);
+            Assert.DoesNotContain(command, tool.StandardOutput);
+        }
+    }
+
+    [Fact]
+    public async Task PrintsLatencyPercentilesAndCallsPerSecondAgainstTheBaseline()
+    {
+        var result = await DotnetProgram.RunAsync("ublk-csi-bench.dll", "bench-grpc", "--calls", "300", "--concurrency", "4");
+        Assert.True(result.ExitCode == 0, result.StandardError);
+        Assert.Matches(new Regex("p50", RegexOptions.IgnoreCase), result.StandardOutput);
+        Assert.Matches(new Regex("p99", RegexOptions.IgnoreCase), result.StandardOutput);
+        Assert.Matches(new Regex("calls/s", RegexOptions.IgnoreCase), result.StandardOutput);
+    }
+}
