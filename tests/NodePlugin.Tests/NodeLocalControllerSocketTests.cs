@@ -18,12 +18,14 @@ public sealed class NodeLocalControllerSocketTests
     private const string Driver = "ublk.csi.example.com";
     private const string LocalDriver = "local." + Driver;
 
-    private static async Task<(RunningHost Host, string ControllerSocket)> StartAsync(params string[] args)
+    private static Task<(RunningHost Host, string ControllerSocket)> StartAsync(params string[] args) =>
+        StartAsync(FakeNode.HostSystem, RunningHost.NewDirectory(), args);
+
+    private static async Task<(RunningHost Host, string ControllerSocket)> StartAsync(NodeSystem system, string directory, params string[] args)
     {
-        var directory = RunningHost.NewDirectory();
         var controllerSocket = Path.Combine(directory, "controller.sock");
         var host = await RunningHost.StartAsync(
-            invocation => NodeHost.RunAsync(invocation, () => new Engine.HostSupportReport(ControlDevicePresent: true, IoUringAvailable: true), FakeNode.HostSystem),
+            invocation => NodeHost.RunAsync(invocation, () => new Engine.HostSupportReport(ControlDevicePresent: true, IoUringAvailable: true), system),
             ["--node-id", Node, "--driver-name", Driver, "--state-dir", Path.Combine(directory, "state"), "--controller-endpoint", "unix://" + controllerSocket, .. args],
             directory: directory);
         return (host, controllerSocket);
@@ -92,6 +94,70 @@ public sealed class NodeLocalControllerSocketTests
         Assert.Equal(Node, Assert.Single(volume.AccessibleTopology).Segments[$"topology.{LocalDriver}/node"]);
         Assert.StartsWith("file@", volume.VolumeId);
         Assert.NotEmpty(Directory.EnumerateFileSystemEntries(root));
+    }
+
+    /// <summary>
+    /// csi-sanity's end-to-end Node spec ("should work", runControllerTest) as it runs against this
+    /// socket: CreateVolume constrained to the topology NodeGetInfo reports here, stage, publish and
+    /// stats with the volume_context CreateVolume returned, stats elsewhere NOT_FOUND, unpublish
+    /// removing the target path, unstage and delete leaving nothing. A real file store under fake
+    /// mounts and devices (the kernel part runs in the VM).
+    /// </summary>
+    [Fact]
+    public async Task TheConformanceSuiteLifecycleRunsOnTheSecondSocket()
+    {
+        var mounter = new FakeMounter();
+        var system = new NodeSystem { Mounter = mounter, Filesystems = new FakeFilesystems(), Devices = new FakeDevices(), SkipKubeletDirectoryCheck = true };
+        var directory = RunningHost.NewDirectory();
+        var kubelet = Path.Combine(directory, "kubelet");
+        var (host, controllerSocket) = await StartAsync(system, directory, "--kubelet-dir", kubelet);
+        await using var _ = host;
+        var root = Path.Combine(host.Directory, "volumes");
+        Directory.CreateDirectory(root);
+        using var channel = GrpcChannels.Create(GrpcEndpoint.Parse("unix://" + controllerSocket));
+        var staging = Path.Combine(kubelet, "plugins/sanity/staging");
+        var target = Path.Combine(kubelet, "pods/sanity/mount/target");
+        Directory.CreateDirectory(staging);
+        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+        var capability = new VolumeCapability
+        {
+            Mount = new VolumeCapability.Types.MountVolume(),
+            AccessMode = new VolumeCapability.Types.AccessMode { Mode = VolumeCapability.Types.AccessMode.Types.Mode.SingleNodeWriter },
+        };
+
+        var info = await Call<NodeGetInfoRequest, NodeGetInfoResponse>(channel, CsiServices.Node, "NodeGetInfo", new());
+        var volume = (await Call<CreateVolumeRequest, CreateVolumeResponse>(channel, CsiServices.Controller, "CreateVolume", new CreateVolumeRequest
+        {
+            Name = "sanity-node-full-1",
+            CapacityRange = new CapacityRange { RequiredBytes = 64 << 20 },
+            VolumeCapabilities = { capability },
+            Parameters = { ["store"] = "file", ["root"] = root },
+            AccessibilityRequirements = new TopologyRequirement { Requisite = { info.AccessibleTopology } },
+        })).Volume;
+        await Call<NodeStageVolumeRequest, NodeStageVolumeResponse>(channel, CsiServices.Node, "NodeStageVolume", new NodeStageVolumeRequest
+        {
+            VolumeId = volume.VolumeId, StagingTargetPath = staging, VolumeCapability = capability, VolumeContext = { volume.VolumeContext },
+        });
+        await Call<NodePublishVolumeRequest, NodePublishVolumeResponse>(channel, CsiServices.Node, "NodePublishVolume", new NodePublishVolumeRequest
+        {
+            VolumeId = volume.VolumeId, StagingTargetPath = staging, TargetPath = target, VolumeCapability = capability, VolumeContext = { volume.VolumeContext },
+        });
+        var stats = await Call<NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse>(channel, CsiServices.Node, "NodeGetVolumeStats", new NodeGetVolumeStatsRequest { VolumeId = volume.VolumeId, VolumePath = target });
+        var elsewhere = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => Call<NodeGetVolumeStatsRequest, NodeGetVolumeStatsResponse>(
+            channel, CsiServices.Node, "NodeGetVolumeStats", new NodeGetVolumeStatsRequest { VolumeId = volume.VolumeId, VolumePath = "some/path" }));
+        var targetWhilePublished = Directory.Exists(target);
+        await Call<NodeUnpublishVolumeRequest, NodeUnpublishVolumeResponse>(channel, CsiServices.Node, "NodeUnpublishVolume", new NodeUnpublishVolumeRequest { VolumeId = volume.VolumeId, TargetPath = target });
+        await Call<NodeUnstageVolumeRequest, NodeUnstageVolumeResponse>(channel, CsiServices.Node, "NodeUnstageVolume", new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = staging });
+        await Call<DeleteVolumeRequest, DeleteVolumeResponse>(channel, CsiServices.Controller, "DeleteVolume", new DeleteVolumeRequest { VolumeId = volume.VolumeId });
+
+        Assert.Equal(info.AccessibleTopology, Assert.Single(volume.AccessibleTopology));
+        Assert.True(Assert.Single(stats.Usage, u => u.Unit == VolumeUsage.Types.Unit.Bytes).Total > 0);
+        Assert.False(stats.VolumeCondition.Abnormal);
+        Assert.Equal(Grpc.Core.StatusCode.NotFound, elsewhere.StatusCode);
+        Assert.True(targetWhilePublished);
+        Assert.False(Directory.Exists(target), "NodeUnpublishVolume must remove the target path it created (csi-sanity checks it)");
+        Assert.Empty(mounter.ReadMounts());
+        Assert.Empty(Directory.EnumerateFiles(Path.Combine(root, "volumes")));
     }
 
     [Fact]
