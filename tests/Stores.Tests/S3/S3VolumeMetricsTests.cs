@@ -34,10 +34,10 @@ public sealed class S3VolumeMetricsTests(S3StoreFixture fixture) : IClassFixture
         var cold = Assert.IsType<S3Volume>(reader);
         var buffer = new byte[4096];
         await reader.ReadAsync(0, buffer);
-        Assert.Equal((1, 0), (Metric(cold, "s3_cache_misses_total"), Metric(cold, "s3_cache_hits_total")));
+        Assert.Equal((1.0, 0.0), (Metric(cold, "s3_cache_misses_total"), Metric(cold, "s3_cache_hits_total")));
         await reader.ReadAsync(8192, buffer);
         await reader.ReadAsync(3L * MiB, buffer);
-        Assert.Equal((1, 2), (Metric(cold, "s3_cache_misses_total"), Metric(cold, "s3_cache_hits_total")));
+        Assert.Equal((1.0, 2.0), (Metric(cold, "s3_cache_misses_total"), Metric(cold, "s3_cache_hits_total")));
     }
 
     [Fact]
