@@ -45,6 +45,7 @@ public sealed class S3VolumeMetricsTests(S3StoreFixture fixture) : IClassFixture
     {
         var server = await LocalS3Server.StartAsync();
         var cache = TempDirectory.Create("s3-upload-fails");
+        var stopped = false;
         try
         {
             var parameters = server.StoreParameters("fails", cache);
@@ -54,6 +55,7 @@ public sealed class S3VolumeMetricsTests(S3StoreFixture fixture) : IClassFixture
             var s3 = Assert.IsType<S3Volume>(await store.OpenVolumeAsync(volume.Id));
             await s3.WriteAsync(0, new byte[MiB].Select(_ => (byte)7).ToArray());
             await server.DisposeAsync(); // the bucket is gone: the flush's upload cannot succeed
+            stopped = true;
             await Assert.ThrowsAnyAsync<Exception>(async () => await s3.FlushAsync());
             Assert.True(Metric(s3, "s3_upload_failures_total") >= 1);
             Assert.Equal(0, Metric(s3, "s3_uploads_total"));
@@ -62,7 +64,11 @@ public sealed class S3VolumeMetricsTests(S3StoreFixture fixture) : IClassFixture
         }
         finally
         {
-            await server.DisposeAsync();
+            if (!stopped)
+            {
+                await server.DisposeAsync();
+            }
+
             Directory.Delete(cache, recursive: true);
         }
     }

@@ -79,6 +79,7 @@ created=$(SOCKET=$controller_socket csi CreateVolume '{"name":"pvc-qos","capacit
   "parameters":{"store":"file","root":"'"$SCENARIO_DIR/file-root"'","maxIops":"400","burstSeconds":"1"}}')
 volume_id=$(jq -r .volume.volumeId <<< "$created")
 context=$(jq -c .volume.volumeContext <<< "$created")
+[[ $volume_id == */pvc-qos && $context == *'"maxIops":"400"'* ]] || fail "CreateVolume answered: $created"
 staging=$KUBELET/plugins/kubernetes.io/csi/volumeDevices/staging/pv-qos
 target=$KUBELET/plugins/kubernetes.io/csi/volumeDevices/publish/pv-qos/pod-uid-qos
 mkdir -p "$staging" "$(dirname "$target")"
