@@ -5,7 +5,7 @@
 # 64 KiB sequential reads on C within 5% of 8 MiB/s; B's IOPS while A is throttled must stay close
 # to B's IOPS alone and far above A's limit (a volume's limit never reaches another). Requests beyond a limit wait,
 # never fail: every fio run must end with err=0.
-# Then the live change end to end: the node plugin with its node-local controller socket (the real
+# First, the live change end to end: the node plugin with its node-local controller socket (the real
 # ControllerService, as the DaemonSet serves file volumes) creates a file volume with maxIops=400,
 # stages it as a raw block volume and publishes it; fio holds ~400 IOPS; ControllerModifyVolume sets
 # maxIops=800 and, with no re-stage or remount, the plugin's QoS refresh must apply it within 30 s,
@@ -31,44 +31,6 @@ within() { awk -v p="$1" -v a="$2" -v e="$3" 'BEGIN { d = a - e; if (d < 0) d = 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
 random_reads=(--name=randread --rw=randread --bs=4k --iodepth=16 --ioengine=io_uring --direct=1 --time_based)
-start_server limited attach --store null --size 1G --no-recovery --qos maxIops=400,burstSeconds=1
-limited=$DEVICE; limited_pid=$SERVER_PID
-start_server unlimited attach --store null --size 1G --no-recovery
-unlimited=$DEVICE; unlimited_pid=$SERVER_PID
-start_server bandwidth attach --store null --size 1G --no-recovery --qos maxBytesPerSecond=8388608,burstSeconds=1
-bandwidth=$DEVICE; bandwidth_pid=$SERVER_PID
-
-log "unlimited device alone"
-fio_terse alone --filename="$unlimited" "${random_reads[@]}" --ramp_time=2 --runtime=8
-alone=$(fio_read alone iops)
-
-log "limited (400 IOPS) and unlimited devices together"
-fio_terse shared --filename="$unlimited" "${random_reads[@]}" --ramp_time=2 --runtime=8 &
-shared_pid=$!
-fio_terse limited --filename="$limited" "${random_reads[@]}" --ramp_time=3 --runtime=10
-wait "$shared_pid" || fail "fio on the unlimited device failed while the limited one ran"
-limited_iops=$(fio_read limited iops)
-shared=$(fio_read shared iops)
-
-log "bandwidth-limited device (8 MiB/s)"
-fio_terse bandwidth --filename="$bandwidth" --name=seqread --rw=read --bs=64k --iodepth=8 --ioengine=io_uring --direct=1 \
-  --time_based --ramp_time=3 --runtime=10
-bandwidth_bps=$(fio_read bandwidth bw)
-
-figure "qos 400 IOPS limit: fio 4k randread QD16 measured $limited_iops IOPS ($(ratio "$limited_iops" 400)x the limit)"
-figure "qos 8 MiB/s limit: fio 64k read QD8 measured $((bandwidth_bps / 1024)) KiB/s ($(ratio "$bandwidth_bps" 8388608)x the limit)"
-figure "qos unlimited neighbour: $shared IOPS beside the throttled volume vs $alone alone ($(ratio "$shared" "$alone")x)"
-within 5 "$limited_iops" 400 || fail "the 400 IOPS limit measured $limited_iops IOPS (more than 5% off)"
-within 5 "$bandwidth_bps" 8388608 || fail "the 8 MiB/s limit measured $bandwidth_bps B/s (more than 5% off)"
-# Under TCG the two fio processes and servers share two emulated CPUs, so the neighbour's ratio to
-# its solo run measures CPU sharing as much as anything; what must hold is that A's limit does not
-# reach B: B runs far above 400 IOPS while A is held at it.
-awk -v s="$shared" 'BEGIN { exit !(s >= 4 * 400) }' || fail "the unlimited device ran at $shared IOPS beside the throttled one: the limit leaked"
-
-stop_server "$limited_pid" limited
-stop_server "$unlimited_pid" unlimited
-stop_server "$bandwidth_pid" bandwidth
-
 log "live QoS change through the CSI controller and node plugin"
 setup_kubelet_dir
 controller_socket=$KUBELET/plugins/local.$DRIVER/csi.sock
@@ -108,4 +70,43 @@ SOCKET=$controller_socket csi NodeUnstageVolume '{"volumeId":"'"$volume_id"'","s
 SOCKET=$controller_socket csi DeleteVolume '{"volumeId":"'"$volume_id"'"}' > /dev/null
 kill_plugin TERM
 [[ $PLUGIN_EXIT -eq 0 ]] || fail "plugin exited with $PLUGIN_EXIT after SIGTERM"
+
+start_server limited attach --store null --size 1G --no-recovery --qos maxIops=400,burstSeconds=1
+limited=$DEVICE; limited_pid=$SERVER_PID
+start_server unlimited attach --store null --size 1G --no-recovery
+unlimited=$DEVICE; unlimited_pid=$SERVER_PID
+start_server bandwidth attach --store null --size 1G --no-recovery --qos maxBytesPerSecond=8388608,burstSeconds=1
+bandwidth=$DEVICE; bandwidth_pid=$SERVER_PID
+
+log "unlimited device alone"
+fio_terse alone --filename="$unlimited" "${random_reads[@]}" --ramp_time=2 --runtime=8
+alone=$(fio_read alone iops)
+
+log "limited (400 IOPS) and unlimited devices together"
+fio_terse shared --filename="$unlimited" "${random_reads[@]}" --ramp_time=2 --runtime=8 &
+shared_pid=$!
+fio_terse limited --filename="$limited" "${random_reads[@]}" --ramp_time=3 --runtime=10
+wait "$shared_pid" || fail "fio on the unlimited device failed while the limited one ran"
+limited_iops=$(fio_read limited iops)
+shared=$(fio_read shared iops)
+
+log "bandwidth-limited device (8 MiB/s)"
+fio_terse bandwidth --filename="$bandwidth" --name=seqread --rw=read --bs=64k --iodepth=8 --ioengine=io_uring --direct=1 \
+  --time_based --ramp_time=3 --runtime=10
+bandwidth_bps=$(fio_read bandwidth bw)
+
+figure "qos 400 IOPS limit: fio 4k randread QD16 measured $limited_iops IOPS ($(ratio "$limited_iops" 400)x the limit)"
+figure "qos 8 MiB/s limit: fio 64k read QD8 measured $((bandwidth_bps / 1024)) KiB/s ($(ratio "$bandwidth_bps" 8388608)x the limit)"
+figure "qos unlimited neighbour: $shared IOPS beside the throttled volume vs $alone alone ($(ratio "$shared" "$alone")x)"
+within 5 "$limited_iops" 400 || fail "the 400 IOPS limit measured $limited_iops IOPS (more than 5% off)"
+within 5 "$bandwidth_bps" 8388608 || fail "the 8 MiB/s limit measured $bandwidth_bps B/s (more than 5% off)"
+# Under TCG the two fio processes and servers share two emulated CPUs, so the neighbour's ratio to
+# its solo run measures CPU sharing as much as anything; what must hold is that A's limit does not
+# reach B: B runs far above 400 IOPS while A is held at it.
+awk -v s="$shared" 'BEGIN { exit !(s >= 4 * 400) }' || fail "the unlimited device ran at $shared IOPS beside the throttled one: the limit leaked"
+
+stop_server "$limited_pid" limited
+stop_server "$unlimited_pid" unlimited
+stop_server "$bandwidth_pid" bandwidth
+
 log "PASS qos-limits"
