@@ -35,7 +35,8 @@ log "live QoS change through the CSI controller and node plugin"
 setup_kubelet_dir
 controller_socket=$KUBELET/plugins/local.$DRIVER/csi.sock
 mkdir -p "$(dirname "$controller_socket")" "$SCENARIO_DIR/file-root"
-start_plugin qos-node --controller-endpoint "unix://$controller_socket"
+# A loaded TCG host takes minutes to start the plugin and answer Probe; the QoS figures are what count here.
+PLUGIN_READY_TIMEOUT=${PLUGIN_READY_TIMEOUT:-600} start_plugin qos-node --controller-endpoint "unix://$controller_socket"
 block_cap='{"block":{},"accessMode":{"mode":"SINGLE_NODE_WRITER"}}'
 created=$(SOCKET=$controller_socket csi CreateVolume '{"name":"pvc-qos","capacityRange":{"requiredBytes":"67108864"},"volumeCapabilities":['"$block_cap"'],
   "parameters":{"store":"file","root":"'"$SCENARIO_DIR/file-root"'","maxIops":"400","burstSeconds":"1"}}')
