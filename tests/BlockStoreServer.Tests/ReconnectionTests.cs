@@ -80,6 +80,11 @@ public sealed class ReconnectionTests
             Assert.Empty(failed);
             Assert.Equal(writers * blocksPerWriter, acknowledged.Count);
 
+            // ... and the volume's metrics say so: its broken streams were replaced and the writes in flight sent again.
+            var metrics = ((IStoreVolumeMetrics)volume).ReadMetrics().Values.ToDictionary(v => v.Name, v => v.Value);
+            Assert.True(metrics["rpc_reconnects_total"] >= 1, $"rpc_reconnects_total {metrics["rpc_reconnects_total"]} after a server kill under writes");
+            Assert.True(metrics["rpc_retries_total"] >= 1, $"rpc_retries_total {metrics["rpc_retries_total"]}, but writes were in flight across the kill");
+
             // Every acknowledged write is on the server, read back through the restarted process.
             var read = new byte[BlockSize];
             foreach (var (offset, seed) in acknowledged)

@@ -152,7 +152,7 @@ const allStores = [
   'storageClasses.s3.pathStyle=true', 'storageClasses.s3.secret.name=s3-credentials', 'storageClasses.s3.chunkSize=4Mi',
   'storageClasses.s3.qos.maxIops=400',
   'storageClasses.rpc.enabled=true', 'blockstoreServer.enabled=true', 'blockstoreServer.token.value=0123456789abcdef0123',
-  'metrics.enabled=true', 'metrics.serviceMonitor.enabled=true',
+  'metrics.enabled=true', 'metrics.serviceMonitor.enabled=true', 'metrics.grafanaDashboard.enabled=true',
 ];
 const scenarios = {
   defaults: [],
@@ -380,6 +380,16 @@ test('CSIDrivers, StorageClasses and snapshot classes agree on driver names and 
   assert.equal(arg(plugin, '--metrics-address'), '0.0.0.0:9810');
   assert.equal(arg(container(controllerDep(objs), 'ublk-csi-controller'), '--metrics-address'), '0.0.0.0:9811');
   assert.equal(find(objs, 'ServiceMonitor').length, 2);
+  // The Grafana dashboard: for the sidecar (label), valid JSON, volume and store metrics in its queries.
+  const dashboard = find(objs, 'ConfigMap').find((c) => c.metadata.name.endsWith('-dashboard'));
+  assert.equal(dashboard.metadata.labels.grafana_dashboard, '1');
+  const queries = JSON.parse(dashboard.data['ublk-csi.json']).panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr)).join('\n');
+  for (const metric of ['ublk_csi_volume_operations_total', 'ublk_csi_volume_bytes_total', 'ublk_csi_volume_operation_duration_seconds_bucket',
+    'ublk_csi_volume_qos_throttled_seconds_total', 'ublk_csi_device_recoveries_total', 'ublk_csi_store_s3_cache_hits_total',
+    'ublk_csi_store_s3_dirty_bytes', 'ublk_csi_store_s3_upload_duration_seconds_bucket', 'ublk_csi_store_rpc_retries_total',
+    'ublk_csi_store_nbd_reissued_requests_total']) {
+    assert.ok(queries.includes(metric), `the dashboard does not show ${metric}`);
+  }
 });
 
 test('store classes appear only when switched on; metrics are off by default', () => {
@@ -423,6 +433,7 @@ test('bad values are rejected with a message naming the value', () => {
     [['storageClasses.file.allowVolumeExpansion=true'], /\/nodeLocal\/resizer\/enabled/],
     [['blockstoreServer.enabled=true'], /\/blockstoreServer\/token\/value/],
     [['metrics.serviceMonitor.enabled=true'], /\/metrics\/enabled/],
+    [['metrics.grafanaDashboard.enabled=true'], /\/metrics\/enabled/],
     [['sidecars.provisioner.image=csi-provisioner'], /\/sidecars\/provisioner\/image/],
     [['csiDriver.volumeLifecycleModes={Ephemeral}'], /\/csiDriver\/volumeLifecycleModes/],
   ];

@@ -1,5 +1,6 @@
 using Prometheus;
 using UblkCsi.Engine.Backends.Metering;
+using UblkCsi.Stores;
 
 namespace UblkCsi.NodePlugin.Metrics;
 
@@ -8,8 +9,10 @@ namespace UblkCsi.NodePlugin.Metrics;
 /// only bumps its own striped counters; the totals are read here, once per scrape (a before-collect
 /// callback), and carried into prometheus-net's metrics: counters with <c>IncTo</c>, gauges with
 /// <c>Set</c>, and the latency histogram by observing each bucket's new requests at the bucket's
-/// upper bound (so <c>_sum</c> is an upper estimate; buckets and counts are exact). Series of a volume
-/// that is no longer served are removed.
+/// upper bound (so <c>_sum</c> is an upper estimate; buckets and counts are exact). A store volume
+/// that keeps its own counters (<see cref="IStoreVolumeMetrics"/>) has them exported the same way as
+/// <c>ublk_csi_store_NAME{volume_id}</c>, each family created when a volume first reports it. Series
+/// of a volume that is no longer served are removed.
 /// </summary>
 public sealed class VolumeMetricsExporter
 {
@@ -26,7 +29,9 @@ public sealed class VolumeMetricsExporter
     private readonly Gauge _deviceState;
     private readonly Counter _recoveries;
     private readonly Gauge _adoptionGap;
-    private readonly Dictionary<(string Volume, int Operation), long[]> _observedBuckets = [];
+    private readonly MetricFactory _factory;
+    private readonly Dictionary<string, Collector> _storeFamilies = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string Volume, string Series), long[]> _observedBuckets = [];
     private readonly Lock _lock = new();
     private HashSet<string> _exported = new(StringComparer.Ordinal);
 
@@ -35,6 +40,7 @@ public sealed class VolumeMetricsExporter
     {
         _sources = sources;
         var factory = Prometheus.Metrics.WithCustomRegistry(registry);
+        _factory = factory;
         _operations = factory.CreateCounter("ublk_csi_volume_operations_total", "Block requests completed successfully, by volume and operation.", "volume_id", "op");
         _bytes = factory.CreateCounter("ublk_csi_volume_bytes_total", "Bytes moved by successful requests, by volume and direction.", "volume_id", "direction");
         _errors = factory.CreateCounter("ublk_csi_volume_errors_total", "Block requests that failed, by volume, operation and the errno the kernel saw.", "volume_id", "op", "errno");
@@ -77,7 +83,7 @@ public sealed class VolumeMetricsExporter
         {
             var op = OperationNames[(int)operation.Operation];
             _operations.WithLabels(id, op).IncTo(operation.Count);
-            ObserveNewLatencies(id, (int)operation.Operation, op, operation.LatencyBuckets);
+            ObserveNewBuckets(_latency.WithLabels(id, op), (id, op), IoMeter.LatencyBucketBounds, operation.LatencyBuckets);
         }
 
         _bytes.WithLabels(id, "read").IncTo(snapshot[IoOperation.Read].Bytes);
@@ -99,18 +105,62 @@ public sealed class VolumeMetricsExporter
         {
             _adoptionGap.WithLabels(id).Set(gap);
         }
+
+        if (source.Store is { } store)
+        {
+            ExportStore(id, store.ReadMetrics());
+        }
     }
 
-    private void ObserveNewLatencies(string volumeId, int operation, string op, IReadOnlyList<long> buckets)
+    private void ExportStore(string id, StoreMetricsSnapshot snapshot)
     {
-        if (!_observedBuckets.TryGetValue((volumeId, operation), out var observed))
+        foreach (var value in snapshot.Values)
         {
-            observed = new long[buckets.Count];
-            _observedBuckets[(volumeId, operation)] = observed;
+            switch (StoreFamily(value.Name, value.Help, value.Kind))
+            {
+                case Counter counter: counter.WithLabels(id).IncTo(value.Value); break;
+                case Gauge gauge: gauge.WithLabels(id).Set(value.Value); break;
+            }
         }
 
-        var child = _latency.WithLabels(volumeId, op);
-        var bounds = IoMeter.LatencyBucketBounds;
+        foreach (var histogram in snapshot.Histograms)
+        {
+            var family = (Histogram)StoreFamily(histogram.Name, histogram.Help, null, histogram.UpperBounds);
+            ObserveNewBuckets(family.WithLabels(id), (id, "store:" + histogram.Name), histogram.UpperBounds, histogram.Buckets);
+        }
+    }
+
+    /// <summary>The family of a store metric (a histogram when <paramref name="kind"/> is null), created on first use.</summary>
+    private Collector StoreFamily(string name, string help, StoreMetricKind? kind, IReadOnlyList<double>? bounds = null)
+    {
+        if (!_storeFamilies.TryGetValue(name, out var family))
+        {
+            var fullName = "ublk_csi_store_" + name;
+            family = kind switch
+            {
+                StoreMetricKind.Counter => _factory.CreateCounter(fullName, help, "volume_id"),
+                StoreMetricKind.Gauge => _factory.CreateGauge(fullName, help, "volume_id"),
+                _ => _factory.CreateHistogram(fullName, help, new HistogramConfiguration { LabelNames = ["volume_id"], Buckets = [.. bounds!] }),
+            };
+            _storeFamilies[name] = family;
+        }
+
+        return family;
+    }
+
+    /// <summary>
+    /// Carries new requests from a meter's bucket counts (not cumulative, the last above every bound)
+    /// into a prometheus-net histogram child: each bucket's increase since the last scrape is observed
+    /// at the bucket's upper bound.
+    /// </summary>
+    private void ObserveNewBuckets(Histogram.Child child, (string Volume, string Series) key, IReadOnlyList<double> bounds, IReadOnlyList<long> buckets)
+    {
+        if (!_observedBuckets.TryGetValue(key, out var observed))
+        {
+            observed = new long[buckets.Count];
+            _observedBuckets[key] = observed;
+        }
+
         for (var b = 0; b < buckets.Count; b++)
         {
             var added = buckets[b] - observed[b];
@@ -151,5 +201,14 @@ public sealed class VolumeMetricsExporter
 
         _recoveries.RemoveLabelled(volumeId);
         _adoptionGap.RemoveLabelled(volumeId);
+        foreach (var family in _storeFamilies.Values)
+        {
+            switch (family)
+            {
+                case Counter counter: counter.RemoveLabelled(volumeId); break;
+                case Gauge gauge: gauge.RemoveLabelled(volumeId); break;
+                case Histogram histogram: histogram.RemoveLabelled(volumeId); break;
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 using UblkCsi.Engine.Backends.Metering;
 using UblkCsi.Engine.Backends.Qos;
+using UblkCsi.Stores;
 
 namespace UblkCsi.NodePlugin.Metrics;
 
@@ -10,10 +11,12 @@ namespace UblkCsi.NodePlugin.Metrics;
 /// <param name="DeviceState">The ublk device's state: live, quiesced, gone.</param>
 /// <param name="Recoveries">How many times a plugin process adopted the device after its predecessor.</param>
 /// <param name="LastAdoptionGapSeconds">How long the device was without a server during the last adoption, if any.</param>
+/// <param name="Store">The store volume's own counters (s3 cache, uploads; rpc and nbd reconnects), when its store keeps any.</param>
 public sealed record VolumeMetricsSource(
     string VolumeId,
     IoMeter Meter,
     ThrottledBackend? Qos,
     string DeviceState,
     long Recoveries,
-    double? LastAdoptionGapSeconds);
+    double? LastAdoptionGapSeconds,
+    IStoreVolumeMetrics? Store = null);

@@ -16,6 +16,9 @@ public sealed class OpenedVolume(IVolumeStore? store, IBlockBackend backend) : I
     /// <summary>The store's own view of the volume's health (e.g. s3 write-back failing), healthy for other backends.</summary>
     public VolumeCondition StoreCondition => _storeBackend is StoreVolume storeVolume ? storeVolume.Condition : VolumeCondition.Healthy;
 
+    /// <summary>The store volume's own counters, when its store keeps any (read at metrics scrapes).</summary>
+    public IStoreVolumeMetrics? StoreMetrics => _storeBackend as IStoreVolumeMetrics;
+
     /// <summary>The volume's I/O meter, once instrumented.</summary>
     public IoMeter? Meter { get; private set; }
 

@@ -25,7 +25,8 @@ public sealed class StagedVolume(StagedVolumeRecord record, IServedDevice device
             Volume.Throttle,
             Device.Completion.IsCompleted || !Device.NodeExists ? "gone" : "live",
             Record.Recoveries,
-            Record.LastAdoptionGapSeconds)
+            Record.LastAdoptionGapSeconds,
+            Volume.StoreMetrics)
         : null;
 
     /// <summary>

@@ -20,6 +20,7 @@ internal sealed class NbdChannel : INbdConnectionOwner
     private bool _reconnecting;
     private bool _disposed;
     private long _downSinceTicks;
+    private bool _lost; // the channel's connection was lost and not yet replaced
     private Task _reconnectTask = Task.CompletedTask;
 
     public NbdChannel(NbdClient client, int index)
@@ -93,6 +94,7 @@ internal sealed class NbdChannel : INbdConnectionOwner
             if (_current == connection)
             {
                 _current = null;
+                _lost = true;
             }
 
             if (_disposed)
@@ -119,6 +121,7 @@ internal sealed class NbdChannel : INbdConnectionOwner
                     }
                 }
 
+                _client.Reconnects.Resending(unanswered.Count - (exhausted?.Count ?? 0));
                 StartReconnecting();
             }
         }
@@ -229,6 +232,12 @@ internal sealed class NbdChannel : INbdConnectionOwner
                 {
                     _current = connection;
                     _reconnecting = false;
+                    if (_lost)
+                    {
+                        _lost = false;
+                        _client.Reconnects.Reconnected(); // not the channel's first connection
+                    }
+
                     downMs = _downSinceTicks == 0 ? 0 : (long)Stopwatch.GetElapsedTime(_downSinceTicks).TotalMilliseconds;
                     _downSinceTicks = 0;
                     resend = _waiting.ToArray();

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using UblkCsi.Stores.Metrics;
 
 namespace UblkCsi.Stores.Nbd;
 
@@ -42,6 +43,9 @@ public sealed class NbdClient : IAsyncDisposable
     }
 
     public NbdClientOptions Options { get; }
+
+    /// <summary>Connections re-established after a loss and the unanswered requests reissued on them.</summary>
+    internal ReconnectCounters Reconnects { get; } = new("nbd", "nbd_reissued_requests_total", "Unanswered requests of a lost NBD connection sent again on its replacement.");
 
     /// <summary>The export as negotiated on the first connection; later connections must match it.</summary>
     public NbdExport Export { get; }

@@ -11,7 +11,7 @@ namespace UblkCsi.Stores.Nbd;
 /// undefined, and the store contract promises zeros. Write-zeroes sets NO_HOLE (the range stays
 /// allocated, like the file store's zero-range).
 /// </summary>
-public sealed class NbdVolume : StoreVolume
+public sealed class NbdVolume : StoreVolume, IStoreVolumeMetrics
 {
     private readonly NbdClient _client;
     private int _disposed;
@@ -29,6 +29,9 @@ public sealed class NbdVolume : StoreVolume
     public NbdClient Client => _client;
 
     public override VolumeCondition Condition => _client.Condition;
+
+    /// <summary>Connections re-established (<c>nbd_reconnects_total</c>) and requests reissued on them (<c>nbd_reissued_requests_total</c>).</summary>
+    public StoreMetricsSnapshot ReadMetrics() => _client.Reconnects.Read();
 
     public override async ValueTask DisposeAsync()
     {

@@ -1,5 +1,6 @@
 using UblkCsi.BlockStore.V1;
 using UblkCsi.Engine;
+using UblkCsi.Stores.Metrics;
 using UblkCsi.Stores.Rpc.Streaming;
 
 namespace UblkCsi.Stores.Rpc;
@@ -17,7 +18,7 @@ namespace UblkCsi.Stores.Rpc;
 /// stream's ordering and batching while queues do not contend. Cancellation tokens are not observed:
 /// a request that was sent is answered or fails with the stream; disposing the volume fails what is left.
 /// </remarks>
-public sealed class RpcVolume : StoreVolume
+public sealed class RpcVolume : StoreVolume, IStoreVolumeMetrics
 {
     /// <summary>Streams per volume: enough to keep two queue threads from sharing one writer loop.</summary>
     internal const int StreamsPerVolume = 2;
@@ -25,6 +26,7 @@ public sealed class RpcVolume : StoreVolume
     private readonly BlockStoreConnection _connection;
     private readonly IoStream[] _streams;
     private readonly IoOperationPool _operations = new();
+    private readonly ReconnectCounters _reconnects = new("rpc", "rpc_retries_total", "Requests sent to the server again after their stream broke.");
     private readonly int _maxPayload;
     private int _disposed;
 
@@ -37,9 +39,12 @@ public sealed class RpcVolume : StoreVolume
         _streams = new IoStream[StreamsPerVolume];
         for (var i = 0; i < _streams.Length; i++)
         {
-            _streams[i] = new IoStream(connection, volumeId, connection.Retry);
+            _streams[i] = new IoStream(connection, volumeId, connection.Retry, _reconnects);
         }
     }
+
+    /// <summary>Broken streams replaced (<c>rpc_reconnects_total</c>) and requests sent again on them (<c>rpc_retries_total</c>).</summary>
+    public StoreMetricsSnapshot ReadMetrics() => _reconnects.Read();
 
     /// <summary>The block-store server, for messages.</summary>
     public string Server => _connection.Server;

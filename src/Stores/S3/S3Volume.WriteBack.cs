@@ -218,7 +218,9 @@ internal sealed partial class S3Volume
                     _inFlightVersions.Add(version);
                 }
 
+                var started = UploadStarted();
                 await _bucket.PutAsync(S3Keys.Chunk(_ownUuid, index, version), buffer.AsMemory(0, length), CancellationToken.None).ConfigureAwait(false);
+                CountUpload(started);
                 entry = S3Manifest.Entry(_ownLineage, version);
             }
 
@@ -257,6 +259,7 @@ internal sealed partial class S3Volume
         }
         catch
         {
+            CountUploadFailure();
             lock (_gate)
             {
                 _inFlightVersions.Remove(version);

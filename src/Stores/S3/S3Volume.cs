@@ -228,6 +228,7 @@ internal sealed partial class S3Volume : StoreVolume
             var length = (int)Math.Min(buffer.Length - done, (index + 1) * _chunkSize - position);
             if (TryAcquire(index, fullOverwrite: false) is { } pending)
             {
+                CountCacheMiss();
                 return new ValueTask(ReadSlowAsync(pending, offset, buffer, done));
             }
 
@@ -244,6 +245,7 @@ internal sealed partial class S3Volume : StoreVolume
                 Release(index, wrote: false);
             }
 
+            CountCacheHit();
             done += length;
         }
 
@@ -326,6 +328,7 @@ internal sealed partial class S3Volume : StoreVolume
                 var length = (int)Math.Min(buffer.Length - done, (index + 1) * _chunkSize - position);
                 if (TryAcquire(index, fullOverwrite: false) is { } next)
                 {
+                    CountCacheMiss();
                     pending = next;
                     continue;
                 }
@@ -337,6 +340,11 @@ internal sealed partial class S3Volume : StoreVolume
                 finally
                 {
                     Release(index, wrote: false);
+                }
+
+                if (pending == Task.CompletedTask)
+                {
+                    CountCacheHit(); // this chunk needed no wait
                 }
 
                 done += length;

@@ -4,6 +4,7 @@ using UblkCsi.Engine.Backends;
 using UblkCsi.Engine.Backends.Metering;
 using UblkCsi.Engine.Backends.Qos;
 using UblkCsi.NodePlugin.Metrics;
+using UblkCsi.Stores;
 
 namespace UblkCsi.NodePlugin.Tests.Metrics;
 
@@ -50,5 +51,48 @@ public sealed class VolumeMetricsExporterTests
         Assert.Contains("ublk_csi_volume_operations_total{volume_id=\"file:/r/pvc-1\",op=\"read\"} 2", second);
         Assert.Contains("ublk_csi_volume_operation_duration_seconds_count{volume_id=\"file:/r/pvc-1\",op=\"read\"} 2", second);
         Assert.DoesNotContain("pvc-1", afterUnstage);
+    }
+
+    [Fact]
+    public async Task AStoreVolumesOwnCountersGaugesAndHistogramsAreScrapedUnderTheStorePrefixThenRemoved()
+    {
+        var registry = Prometheus.Metrics.NewCustomRegistry();
+        var store = new FixedStoreMetrics();
+        var sources = new List<VolumeMetricsSource> { new("s3:b/pvc-2", new IoMeter(), null, "live", 0, null, store) };
+        _ = new VolumeMetricsExporter(registry, () => sources);
+
+        store.Set(hits: 3, dirty: 4096, uploadBuckets: [1, 0, 2]);
+        var first = await ScrapeAsync(registry);
+        store.Set(hits: 5, dirty: 0, uploadBuckets: [1, 1, 2]);
+        var second = await ScrapeAsync(registry);
+        sources.Clear();
+        var afterUnstage = await ScrapeAsync(registry);
+
+        Assert.Contains("# TYPE ublk_csi_store_s3_cache_hits_total counter", first);
+        Assert.Contains("ublk_csi_store_s3_cache_hits_total{volume_id=\"s3:b/pvc-2\"} 3", first);
+        Assert.Contains("# TYPE ublk_csi_store_s3_dirty_bytes gauge", first);
+        Assert.Contains("ublk_csi_store_s3_dirty_bytes{volume_id=\"s3:b/pvc-2\"} 4096", first);
+        Assert.Contains("ublk_csi_store_s3_upload_duration_seconds_count{volume_id=\"s3:b/pvc-2\"} 3", first);
+        Assert.Contains("ublk_csi_store_s3_upload_duration_seconds_bucket{volume_id=\"s3:b/pvc-2\",le=\"0.1\"} 1", first);
+        Assert.Contains("ublk_csi_store_s3_cache_hits_total{volume_id=\"s3:b/pvc-2\"} 5", second);
+        Assert.Contains("ublk_csi_store_s3_dirty_bytes{volume_id=\"s3:b/pvc-2\"} 0", second);
+        Assert.Contains("ublk_csi_store_s3_upload_duration_seconds_count{volume_id=\"s3:b/pvc-2\"} 4", second);
+        Assert.Contains("ublk_csi_store_s3_upload_duration_seconds_bucket{volume_id=\"s3:b/pvc-2\",le=\"1\"} 2", second);
+        Assert.DoesNotContain("pvc-2", afterUnstage);
+    }
+
+    /// <summary>A store volume's metrics with values the test sets.</summary>
+    private sealed class FixedStoreMetrics : IStoreVolumeMetrics
+    {
+        private StoreMetricsSnapshot _snapshot = new([], []);
+
+        public void Set(long hits, long dirty, long[] uploadBuckets) => _snapshot = new(
+            [
+                new StoreMetric("s3_cache_hits_total", "hits", StoreMetricKind.Counter, hits),
+                new StoreMetric("s3_dirty_bytes", "dirty", StoreMetricKind.Gauge, dirty),
+            ],
+            [new StoreHistogram("s3_upload_duration_seconds", "uploads", [0.1, 1], uploadBuckets, 0.5)]);
+
+        public StoreMetricsSnapshot ReadMetrics() => _snapshot;
     }
 }

@@ -210,6 +210,27 @@ public sealed class NbdRealServerTests
     }
 
 
+    [NbdkitFact]
+    public async Task AReconnectAndTheRequestItReissuedAreCountedInTheVolumesMetrics()
+    {
+        // The delay filter holds every write 2 s in the server, so the write is surely unanswered when the server dies.
+        await using var server = await NbdServerProcess.StartNbdkitAsync("--filter=delay", "memory", "size=16M", "wdelay=2");
+        await using var volume = (NbdVolume)await OpenStoreVolumeAsync(server, "any");
+        double Metric(string name) => volume.ReadMetrics().Values.Single(v => v.Name == name).Value;
+        Assert.Equal(0, Metric("nbd_reconnects_total"));
+        Assert.Equal(0, Metric("nbd_reissued_requests_total"));
+
+        var write = volume.WriteAsync(0, NbdDataPathChecks.Pattern(7, 4096)).AsTask();
+        await Task.Delay(500);
+        Assert.False(write.IsCompleted, "the delayed write must still be in the server");
+        server.Kill();
+        await server.RestartAsync();
+        await write.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(1, Metric("nbd_reissued_requests_total"));
+        Assert.Equal(1, Metric("nbd_reconnects_total"));
+    }
+
     internal static async Task<IBlockBackend> OpenStoreVolumeAsync(NbdServerProcess server, string volumeId)
     {
         try

@@ -3,6 +3,7 @@ using System.Text;
 using System.Threading.Channels;
 using Grpc.Core;
 using UblkCsi.Engine;
+using UblkCsi.Stores.Metrics;
 
 namespace UblkCsi.Stores.Rpc.Streaming;
 
@@ -29,6 +30,7 @@ internal sealed class IoStream : IAsyncDisposable
     private readonly BlockStoreConnection _connection;
     private readonly string _volumeId;
     private readonly RpcRetryPolicy _retry;
+    private readonly ReconnectCounters _reconnects;
     private readonly IoOperation _open;
     private readonly Method<IoRequestBatch, IoResponseBatch> _method;
     private readonly IoRequestBatch _outgoing = new();
@@ -41,11 +43,12 @@ internal sealed class IoStream : IAsyncDisposable
     private Task? _supervisor;
     private bool _disposed;
 
-    public IoStream(BlockStoreConnection connection, string volumeId, RpcRetryPolicy retry)
+    public IoStream(BlockStoreConnection connection, string volumeId, RpcRetryPolicy retry, ReconnectCounters reconnects)
     {
         _connection = connection;
         _volumeId = volumeId;
         _retry = retry;
+        _reconnects = reconnects;
         _open = IoOperation.ForOpen(Encoding.UTF8.GetBytes(volumeId));
         _method = IoStreamClientCodec.CreateMethod(BlockStoreProtocol.Service.FullName, TakeInFlight, _answered);
     }
@@ -257,6 +260,8 @@ internal sealed class IoStream : IAsyncDisposable
 
             // The old queue may still hold requests the broken stream never sent: they are in flight too.
             _sendQueue = NewQueue();
+            _reconnects.Reconnected();
+            _reconnects.Resending(_inFlight.Count);
             foreach (var op in _inFlight.Values)
             {
                 if (op.IsMutation)
