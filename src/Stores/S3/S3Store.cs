@@ -42,8 +42,9 @@ public sealed record S3StoreOptions(
 /// snapshot that raced with it read the new manifest). Otherwise deletion waits for the garbage
 /// collection that runs when a volume or snapshot is deleted: it keeps every version a remaining
 /// manifest references and every version at or above the live volume's NextVersion.</para>
-/// <para>One writer per volume: the CSI controller grants single-node attach. Two writers of one
-/// volume would overwrite each other's manifest and lose data.</para>
+/// <para>One writer per volume: the CSI controller grants single-node attach, and the data path
+/// fences: a read-write open takes a new writer generation and an older writer's next flush fails
+/// (<see cref="S3WriterLog"/>).</para>
 /// <para>Crash safety: the local cache is disposable. A FLUSH returns after every dirty chunk is
 /// uploaded and the manifest naming them is written, so whatever was flushed survives losing the node.</para>
 /// </remarks>
@@ -144,7 +145,9 @@ public sealed partial class S3Store : IVolumeStore
             return false;
         }
 
+        manifest = await S3WriterLog.ReadStateAsync(this, volumeId, cancellationToken).ConfigureAwait(false) ?? manifest;
         await Bucket.DeleteAsync([S3Keys.Volume(volumeId), S3Keys.Publications(volumeId), S3Keys.Qos(volumeId)], cancellationToken).ConfigureAwait(false);
+        await Bucket.DeleteAsync(await Bucket.ListAsync(S3Keys.WriterPrefix(volumeId), cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
         var borrowed = manifest.Lineage.Take(manifest.Lineage.Count - 1).ToList();
         await Bucket.DeleteAsync(borrowed.Select(l => S3Keys.Ref(l.Uuid, snapshot: false, volumeId)).ToList(), cancellationToken).ConfigureAwait(false);
         foreach (var incarnation in manifest.Lineage)
@@ -185,8 +188,8 @@ public sealed partial class S3Store : IVolumeStore
             return manifest.SizeBytes;
         }
 
-        // The new chunks are absent (zeros); the map needs no new entries. An attached writer merges
-        // the larger size into the manifests it writes (S3Volume.WriteManifestAsync).
+        // The new chunks are absent (zeros); the map needs no new entries. Readers of the volume's
+        // state take the larger of this size and the writer's (S3WriterLog.ReadStateAsync).
         manifest.SizeBytes = size;
         await WriteManifestAsync(S3Keys.Volume(volumeId), manifest, cancellationToken).ConfigureAwait(false);
         return size;
@@ -206,7 +209,7 @@ public sealed partial class S3Store : IVolumeStore
         var source = await ReadManifestAsync(S3Keys.Volume(sourceVolumeId), cancellationToken).ConfigureAwait(false)
             ?? throw new StoreNotFoundException(StoreObjectKind.Volume, sourceVolumeId);
         await PutRefsAsync(source.Lineage, snapshot: true, id, cancellationToken).ConfigureAwait(false);
-        source = await ReadManifestAsync(S3Keys.Volume(sourceVolumeId), cancellationToken).ConfigureAwait(false)
+        source = await S3WriterLog.ReadStateAsync(this, sourceVolumeId, cancellationToken).ConfigureAwait(false)
             ?? throw new StoreNotFoundException(StoreObjectKind.Volume, sourceVolumeId);
 
         var snapshot = new S3Manifest
@@ -272,9 +275,34 @@ public sealed partial class S3Store : IVolumeStore
     public async Task<IBlockBackend> OpenVolumeAsync(string volumeId, VolumeAccess access = VolumeAccess.ReadWrite, CancellationToken cancellationToken = default)
     {
         VolumeIds.Validate(volumeId);
-        var manifest = await ReadManifestAsync(S3Keys.Volume(volumeId), cancellationToken).ConfigureAwait(false)
+        if (access == VolumeAccess.ReadOnly)
+        {
+            // Readers take no lease: they see what the newest writer generation committed.
+            var state = await S3WriterLog.ReadStateAsync(this, volumeId, cancellationToken).ConfigureAwait(false)
+                ?? throw new StoreNotFoundException(StoreObjectKind.Volume, volumeId);
+            return S3Volume.Open(this, state, readOnly: true, generation: 0);
+        }
+
+        var control = await ReadManifestAsync(S3Keys.Volume(volumeId), cancellationToken).ConfigureAwait(false)
             ?? throw new StoreNotFoundException(StoreObjectKind.Volume, volumeId);
-        return S3Volume.Open(this, manifest, access == VolumeAccess.ReadOnly);
+        var generation = await S3WriterLog.TakeLeaseAsync(Bucket, control, cancellationToken).ConfigureAwait(false);
+
+        // Read after the lease is in: whatever an older writer acknowledged is in this state.
+        var current = await S3WriterLog.ReadStateAsync(this, volumeId, cancellationToken).ConfigureAwait(false)
+            ?? throw new StoreNotFoundException(StoreObjectKind.Volume, volumeId);
+        var volume = S3Volume.Open(this, current, readOnly: false, generation);
+        try
+        {
+            await volume.CommitBaseAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await volume.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        volume.StartCleanupOfOlderGenerations();
+        return volume;
     }
 
     public ValueTask DisposeAsync()
@@ -301,7 +329,7 @@ public sealed partial class S3Store : IVolumeStore
     {
         var referenced = new HashSet<(long Index, ulong Version)>();
         var floor = ulong.MaxValue;
-        var owner = await ReadManifestAsync(S3Keys.Volume(incarnation.VolumeId), cancellationToken).ConfigureAwait(false);
+        var owner = await S3WriterLog.ReadStateAsync(this, incarnation.VolumeId, cancellationToken).ConfigureAwait(false);
         if (owner is not null && owner.Uuid == incarnation.Uuid)
         {
             floor = owner.NextVersion;
@@ -311,10 +339,10 @@ public sealed partial class S3Store : IVolumeStore
         foreach (var marker in await Bucket.ListAsync(S3Keys.RefPrefix(incarnation.Uuid), cancellationToken).ConfigureAwait(false))
         {
             var name = marker[S3Keys.RefPrefix(incarnation.Uuid).Length..];
-            var key = name.StartsWith("snap-", StringComparison.Ordinal) ? S3Keys.Snapshot(name[5..])
-                : name.StartsWith("vol-", StringComparison.Ordinal) ? S3Keys.Volume(name[4..])
+            var referrer = name.StartsWith("snap-", StringComparison.Ordinal) ? await ReadManifestAsync(S3Keys.Snapshot(name[5..]), cancellationToken).ConfigureAwait(false)
+                : name.StartsWith("vol-", StringComparison.Ordinal) ? await S3WriterLog.ReadStateAsync(this, name[4..], cancellationToken).ConfigureAwait(false)
                 : null;
-            if (key is not null && await ReadManifestAsync(key, cancellationToken).ConfigureAwait(false) is { } referrer)
+            if (referrer is not null)
             {
                 AddReferences(referrer, incarnation.Uuid, referenced);
             }
@@ -355,8 +383,10 @@ public sealed partial class S3Store : IVolumeStore
     {
         var snapshot = source.Kind == VolumeSourceKind.Snapshot;
         VolumeIds.Validate(source.Id, snapshot ? "sourceSnapshotId" : "sourceVolumeId");
-        var key = snapshot ? S3Keys.Snapshot(source.Id) : S3Keys.Volume(source.Id);
-        return await ReadManifestAsync(key, cancellationToken).ConfigureAwait(false)
+        var manifest = snapshot
+            ? await ReadManifestAsync(S3Keys.Snapshot(source.Id), cancellationToken).ConfigureAwait(false)
+            : await S3WriterLog.ReadStateAsync(this, source.Id, cancellationToken).ConfigureAwait(false);
+        return manifest
             ?? throw new StoreNotFoundException(snapshot ? StoreObjectKind.Snapshot : StoreObjectKind.Volume, source.Id);
     }
 
