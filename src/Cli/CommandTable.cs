@@ -14,6 +14,7 @@ internal static class CommandTable
         ("bench-grpc", BenchGrpcCommand.Summary, BenchGrpcCommand.RunAsync),
         ("bench-stores", BenchStoresCommand.Summary, BenchStoresCommand.RunAsync),
         ("bench-flush-storm", BenchFlushStormCommand.Summary, BenchFlushStormCommand.RunAsync),
+        ("bench-s3-flush", BenchS3FlushCommand.Summary, BenchS3FlushCommand.RunAsync),
         ("csi-call", CsiCallCommand.Summary, CsiCallCommand.RunAsync),
         ("create-volume", CreateVolumeCommand.Summary, CreateVolumeCommand.RunAsync),
         ("expand-volume", CreateVolumeCommand.ExpandSummary, CreateVolumeCommand.RunExpandAsync),

@@ -46,25 +46,32 @@ internal sealed class CacheJournal : IDisposable
     public string StatePath { get; }
 
     /// <summary>
-    /// Opens the writer's cache and journal for a volume, adopting a predecessor's cache when that is
-    /// safe. Returns the chunks the adopted cache holds unflushed data for (empty when fresh).
+    /// Opens and locks the writer's cache file, before the writer lease is taken: a second writer on
+    /// this node is refused without fencing the first.
     /// </summary>
     /// <exception cref="StoreException">FailedPrecondition: another process on this node has the volume open.</exception>
-    public static (SafeFileHandle Cache, string CachePath, CacheJournal Journal, List<long> DirtyChunks) OpenForWriter(string directory, S3Manifest manifest)
+    public static (SafeFileHandle Cache, string CachePath) LockCache(string directory, S3Manifest manifest)
     {
         var cachePath = Path.Combine(directory, manifest.Uuid + ".cache");
-        var statePath = Path.Combine(directory, manifest.Uuid + ".state");
-        SafeFileHandle cache;
         try
         {
             // FileShare.None takes an exclusive flock: a second writer on this node is refused.
-            cache = File.OpenHandle(cachePath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            return (File.OpenHandle(cachePath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None), cachePath);
         }
         catch (IOException e) when (File.Exists(cachePath))
         {
             throw new StoreException(StoreErrorCode.FailedPrecondition, $"volume '{manifest.Id}' is already open for writing by another process on this node", e);
         }
+    }
 
+    /// <summary>
+    /// Opens the journal beside a locked cache (<see cref="LockCache"/>), adopting a predecessor's
+    /// cache when that is safe for the volume's state <paramref name="manifest"/>. Returns the chunks
+    /// the adopted cache holds unflushed data for (empty when fresh). Disposes the cache on failure.
+    /// </summary>
+    public static (CacheJournal Journal, List<long> DirtyChunks) OpenForWriter(string directory, SafeFileHandle cache, S3Manifest manifest)
+    {
+        var statePath = Path.Combine(directory, manifest.Uuid + ".state");
         SafeFileHandle? state = null;
         try
         {
@@ -83,7 +90,7 @@ internal sealed class CacheJournal : IDisposable
                 dirty = [];
             }
 
-            return (cache, cachePath, journal, dirty);
+            return (journal, dirty);
         }
         catch
         {

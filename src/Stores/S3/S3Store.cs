@@ -280,29 +280,12 @@ public sealed partial class S3Store : IVolumeStore
             // Readers take no lease: they see what the newest writer generation committed.
             var state = await S3WriterLog.ReadStateAsync(this, volumeId, cancellationToken).ConfigureAwait(false)
                 ?? throw new StoreNotFoundException(StoreObjectKind.Volume, volumeId);
-            return S3Volume.Open(this, state, readOnly: true, generation: 0);
+            return S3Volume.OpenReader(this, state);
         }
 
         var control = await ReadManifestAsync(S3Keys.Volume(volumeId), cancellationToken).ConfigureAwait(false)
             ?? throw new StoreNotFoundException(StoreObjectKind.Volume, volumeId);
-        var generation = await S3WriterLog.TakeLeaseAsync(Bucket, control, cancellationToken).ConfigureAwait(false);
-
-        // Read after the lease is in: whatever an older writer acknowledged is in this state.
-        var current = await S3WriterLog.ReadStateAsync(this, volumeId, cancellationToken).ConfigureAwait(false)
-            ?? throw new StoreNotFoundException(StoreObjectKind.Volume, volumeId);
-        var volume = S3Volume.Open(this, current, readOnly: false, generation);
-        try
-        {
-            await volume.CommitBaseAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            await volume.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
-
-        volume.StartCleanupOfOlderGenerations();
-        return volume;
+        return await S3Volume.OpenWriterAsync(this, control, cancellationToken).ConfigureAwait(false);
     }
 
     public ValueTask DisposeAsync()

@@ -114,57 +114,94 @@ internal sealed partial class S3Volume : StoreVolume
         }
     }
 
-    /// <summary>
-    /// Opens the volume in <paramref name="manifest"/> (its state as read after taking the lease
-    /// <paramref name="generation"/>; readers pass 0). A writer must then commit its base
-    /// (<see cref="CommitBaseAsync"/>) before serving I/O.
-    /// </summary>
-    public static S3Volume Open(S3Store store, S3Manifest manifest, bool readOnly, ulong generation)
+    /// <summary>Opens a volume for reading: no lease, a private throwaway cache.</summary>
+    public static S3Volume OpenReader(S3Store store, S3Manifest state)
     {
-        if (manifest.Uuid is null || manifest.Lineage.Count == 0 || manifest.Lineage[^1].Uuid != manifest.Uuid)
-        {
-            throw new InvalidDataException($"manifest of volume '{manifest.Id}' has no own incarnation");
-        }
+        var directory = CacheDirectory(store, state);
 
-        string directory;
-        try
-        {
-            directory = Directory.CreateDirectory(store.Options.CacheDirectory).FullName;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new StoreParameterException("cacheDir", $"cannot use '{store.Options.CacheDirectory}' for the local cache: {e.Message}");
-        }
-
-        if (!readOnly)
-        {
-            var (cache, cachePath, journal, dirty) = CacheJournal.OpenForWriter(directory, manifest);
-            try
-            {
-                return new S3Volume(store, manifest, readOnly, generation, cache, cachePath, journal, dirty);
-            }
-            catch
-            {
-                journal.Dispose();
-                cache.Dispose();
-                throw;
-            }
-        }
-
-        // Readers get a private, throwaway cache and leave a crashed writer's cache alone.
-        RemoveAbandonedReaderCaches(directory, manifest.Uuid);
-        var path = Path.Combine(directory, $"{manifest.Uuid}.reader-{Guid.NewGuid():N}.cache");
+        // Readers leave a crashed writer's cache alone.
+        RemoveAbandonedReaderCaches(directory, state.Uuid!);
+        var path = Path.Combine(directory, $"{state.Uuid}.reader-{Guid.NewGuid():N}.cache");
         var readerCache = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
         try
         {
-            RandomAccess.SetLength(readerCache, manifest.SizeBytes);
-            return new S3Volume(store, manifest, readOnly, 0, readerCache, path, null, []);
+            RandomAccess.SetLength(readerCache, state.SizeBytes);
+            return new S3Volume(store, state, readOnly: true, 0, readerCache, path, null, []);
         }
         catch
         {
             readerCache.Dispose();
             File.Delete(path);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Opens a volume for writing: locks the node-local cache (a second writer on this node is refused
+    /// before it could fence the first), takes a new writer generation, reads the state after the lease,
+    /// adopts a predecessor's cache when safe, and commits this generation's base.
+    /// </summary>
+    public static async Task<S3Volume> OpenWriterAsync(S3Store store, S3Manifest control, CancellationToken cancellationToken)
+    {
+        var directory = CacheDirectory(store, control);
+        var (cache, cachePath) = CacheJournal.LockCache(directory, control);
+        S3Volume? volume = null;
+        try
+        {
+            var generation = await S3WriterLog.TakeLeaseAsync(store.Bucket, control, cancellationToken).ConfigureAwait(false);
+
+            // Read after the lease is in: whatever an older writer acknowledged is in this state.
+            var state = await S3WriterLog.ReadStateAsync(store, control.Id, cancellationToken).ConfigureAwait(false);
+            if (state is null || state.Uuid != control.Uuid)
+            {
+                throw new StoreNotFoundException(StoreObjectKind.Volume, control.Id);
+            }
+
+            var (journal, dirty) = CacheJournal.OpenForWriter(directory, cache, state);
+            try
+            {
+                volume = new S3Volume(store, state, readOnly: false, generation, cache, cachePath, journal, dirty);
+            }
+            catch
+            {
+                journal.Dispose();
+                throw;
+            }
+        }
+        catch
+        {
+            cache.Dispose();
+            throw;
+        }
+
+        try
+        {
+            await volume.CommitBaseAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            volume.Abandon(); // the cache and journal stay for the next opener to adopt
+            throw;
+        }
+
+        volume.StartCleanupOfOlderGenerations();
+        return volume;
+    }
+
+    private static string CacheDirectory(S3Store store, S3Manifest manifest)
+    {
+        if (manifest.Uuid is null || manifest.Lineage.Count == 0 || manifest.Lineage[^1].Uuid != manifest.Uuid)
+        {
+            throw new InvalidDataException($"manifest of volume '{manifest.Id}' has no own incarnation");
+        }
+
+        try
+        {
+            return Directory.CreateDirectory(store.Options.CacheDirectory).FullName;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StoreParameterException("cacheDir", $"cannot use '{store.Options.CacheDirectory}' for the local cache: {e.Message}");
         }
     }
 
@@ -233,7 +270,7 @@ internal sealed partial class S3Volume : StoreVolume
     }
 
     /// <summary>Drops the volume as a killed process would: no flush, cache files left behind.</summary>
-    internal void AbandonForTests()
+    internal void Abandon()
     {
         lock (_gate)
         {

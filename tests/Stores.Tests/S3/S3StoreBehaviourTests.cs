@@ -89,6 +89,7 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         Assert.Equal(0, await CountAsync(prefix + "/chunks/"));
         Assert.Equal(0, await CountAsync(prefix + "/refs/"));
         Assert.Equal(0, await CountAsync(prefix + "/volumes/"));
+        Assert.Equal(0, await CountAsync(prefix + "/writers/"));
     }
 
     [Fact]
@@ -291,7 +292,7 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         await killed.FlushAsync();
         await killed.WriteAsync(2 * MiB, unflushed);
         await killed.DiscardAsync(0, MiB); // completed, not flushed: must survive the restart too
-        killed.AbandonForTests(); // kill -9
+        killed.Abandon(); // kill -9
 
         await using (var successor = await ctx.Store.OpenVolumeAsync(volume.Id))
         {
@@ -316,7 +317,7 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         await killed.WriteAsync(0, flushed);
         await killed.FlushAsync();
         await killed.WriteAsync(0, Filled(4096, 31));
-        killed.AbandonForTests();
+        killed.Abandon();
         var realBoot = CacheJournal.BootId;
         try
         {
@@ -332,7 +333,7 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         // A writer elsewhere committed after this node's writer died: its cache is stale.
         killed = Assert.IsType<S3Volume>(await ctx.Store.OpenVolumeAsync(volume.Id));
         await killed.WriteAsync(MiB, Filled(4096, 32));
-        killed.AbandonForTests();
+        killed.Abandon();
         await using var elsewhere = fixture.CreateStore([]);
         var parameters = new Dictionary<string, string>(elsewhere.Parameters) { ["prefix"] = ctx.Parameters["prefix"] };
         var newer = Filled(MiB, 33);
