@@ -312,7 +312,12 @@ public sealed partial class S3Store : IVolumeStore
     {
         var referenced = new HashSet<(long Index, ulong Version)>();
         var floor = ulong.MaxValue;
-        var owner = await S3WriterLog.ReadStateAsync(this, incarnation.VolumeId, cancellationToken).ConfigureAwait(false);
+        var (owner, settled) = await S3WriterLog.ReadSettledStateAsync(this, incarnation.VolumeId, cancellationToken).ConfigureAwait(false);
+        if (!settled)
+        {
+            return; // a writer is opening the owner: collect next time (see ReadSettledStateAsync)
+        }
+
         if (owner is not null && owner.Uuid == incarnation.Uuid)
         {
             floor = owner.NextVersion;
@@ -322,9 +327,20 @@ public sealed partial class S3Store : IVolumeStore
         foreach (var marker in await Bucket.ListAsync(S3Keys.RefPrefix(incarnation.Uuid), cancellationToken).ConfigureAwait(false))
         {
             var name = marker[S3Keys.RefPrefix(incarnation.Uuid).Length..];
-            var referrer = name.StartsWith("snap-", StringComparison.Ordinal) ? await ReadManifestAsync(S3Keys.Snapshot(name[5..]), cancellationToken).ConfigureAwait(false)
-                : name.StartsWith("vol-", StringComparison.Ordinal) ? await S3WriterLog.ReadStateAsync(this, name[4..], cancellationToken).ConfigureAwait(false)
-                : null;
+            S3Manifest? referrer = null;
+            if (name.StartsWith("snap-", StringComparison.Ordinal))
+            {
+                referrer = await ReadManifestAsync(S3Keys.Snapshot(name[5..]), cancellationToken).ConfigureAwait(false);
+            }
+            else if (name.StartsWith("vol-", StringComparison.Ordinal))
+            {
+                (referrer, var referrerSettled) = await S3WriterLog.ReadSettledStateAsync(this, name[4..], cancellationToken).ConfigureAwait(false);
+                if (!referrerSettled)
+                {
+                    return; // a writer is opening that clone: collect next time
+                }
+            }
+
             if (referrer is not null)
             {
                 AddReferences(referrer, incarnation.Uuid, referenced);

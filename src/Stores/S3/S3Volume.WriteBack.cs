@@ -14,6 +14,7 @@ internal sealed partial class S3Volume
     private ulong _baseSeq; // journal sequence the newest base covers
     private ulong _committedFloor; // NextVersion of the last commit
     private bool _commitUncertain; // a journal put failed and may still have landed: versions it named stay
+    private long[]? _committing; // sorted chunk indexes of the journal being put (guarded by _gate)
     private int _compacting;
     private Task? _compaction;
     private Task? _cleanup;
@@ -259,8 +260,9 @@ internal sealed partial class S3Volume
                     {
                         _entries[index] = entry;
 
-                        // A version of ours that no committed journal ever named cannot be referenced by anyone.
-                        if (old != 0 && old != _durable[index] && IsOwn(old) && !_commitUncertain)
+                        // A version of ours that no journal ever named (committed or being put) cannot be referenced by anyone.
+                        if (old != 0 && old != _durable[index] && IsOwn(old) && !_commitUncertain
+                            && (_committing is null || Array.BinarySearch(_committing, index) < 0))
                         {
                             garbage = _template.ChunkKey(index, old);
                         }
@@ -326,6 +328,8 @@ internal sealed partial class S3Volume
                 }
 
                 indexes = [.. _changed];
+                Array.Sort(indexes);
+                _committing = indexes;
                 entries = new ulong[indexes.Length];
                 for (var k = 0; k < indexes.Length; k++)
                 {
@@ -362,6 +366,7 @@ internal sealed partial class S3Volume
                 lock (_gate)
                 {
                     _commitUncertain = true;
+                    _committing = null;
                 }
 
                 throw;
@@ -374,6 +379,7 @@ internal sealed partial class S3Volume
             var superseded = new List<string>();
             lock (_gate)
             {
+                _committing = null; // from here on _durable names what the journal named
                 for (var k = 0; k < indexes.Length; k++)
                 {
                     var index = indexes[k];

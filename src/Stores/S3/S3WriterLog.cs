@@ -123,14 +123,23 @@ internal static class S3WriterLog
     /// The volume as its newest writer generation committed it: the control manifest with the chunk
     /// map of the highest generation's base plus its journals. Null when the volume does not exist.
     /// </summary>
-    public static async Task<S3Manifest?> ReadStateAsync(S3Store store, string volumeId, CancellationToken cancellationToken)
+    public static async Task<S3Manifest?> ReadStateAsync(S3Store store, string volumeId, CancellationToken cancellationToken) =>
+        (await ReadSettledStateAsync(store, volumeId, cancellationToken).ConfigureAwait(false)).State;
+
+    /// <summary>
+    /// <see cref="ReadStateAsync"/>, and whether the state is settled: no newer lease exists whose
+    /// writer has not written its base yet. Garbage collection needs a settled state: while an opener
+    /// is between its lease and its base, the older writer may still commit journals superseding
+    /// versions the opener read, and collecting by those journals would delete what the opener names.
+    /// </summary>
+    public static async Task<(S3Manifest? State, bool Settled)> ReadSettledStateAsync(S3Store store, string volumeId, CancellationToken cancellationToken)
     {
         for (var attempt = 1; ; attempt++)
         {
             var control = await store.ReadManifestAsync(S3Keys.Volume(volumeId), cancellationToken).ConfigureAwait(false);
             if (control is null)
             {
-                return null;
+                return (null, true);
             }
 
             // Listed before the base is read: compaction writes a new base before it deletes the
@@ -139,7 +148,7 @@ internal static class S3WriterLog
             var state = await TryComposeAsync(store, control, listing, cancellationToken).ConfigureAwait(false);
             if (state is not null)
             {
-                return state;
+                return (state, listing.Highest <= state.WriterGeneration);
             }
 
             if (attempt == ReadAttempts)
