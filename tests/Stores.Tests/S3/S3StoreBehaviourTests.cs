@@ -1,9 +1,8 @@
-using Amazon.S3;
-using Amazon.S3.Model;
 using UblkCsi.Engine;
 using UblkCsi.Stores;
 using UblkCsi.Stores.S3;
 using UblkCsi.Stores.Tests.Conformance;
+using static UblkCsi.Stores.Tests.S3.S3TestData;
 
 namespace UblkCsi.Stores.Tests.S3;
 
@@ -176,6 +175,7 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         }
 
         // As after a crash with an older upload still in flight: NextVersion below a named version.
+        // (Each open's versions also carry its writer generation, so a reopen cannot reach them anyway.)
         var key = S3Keys.Volume(volume.Id);
         var manifest = (await store.ReadManifestAsync(key, default))!;
         manifest.NextVersion = 1;
@@ -359,13 +359,6 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         await using var reader = await ctx.Store.OpenVolumeAsync(volume.Id, VolumeAccess.ReadOnly); // readers are fine
     }
 
-    private static async Task<byte[]> ReadAsync(IBlockBackend backend, long offset, int length)
-    {
-        var data = new byte[length];
-        await backend.ReadAsync(offset, data);
-        return data;
-    }
-
     [Fact]
     public async Task UnreachableEndpointIsUnavailable()
     {
@@ -414,18 +407,5 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         }
     }
 
-    private static byte[] Filled(int length, int seed)
-    {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
-    }
-
-    private async Task<int> CountAsync(string keyPrefix)
-    {
-        var config = new AmazonS3Config { ServiceURL = fixture.Server.Endpoint, ForcePathStyle = true, AuthenticationRegion = "us-east-1" };
-        using var client = new AmazonS3Client(LocalS3Server.Credentials, config);
-        var response = await client.ListObjectsV2Async(new ListObjectsV2Request { BucketName = fixture.Server.Bucket, Prefix = keyPrefix });
-        return response.S3Objects?.Count ?? 0;
-    }
+    private async Task<int> CountAsync(string keyPrefix) => (await S3TestData.ListAsync(fixture.Server, keyPrefix)).Count;
 }

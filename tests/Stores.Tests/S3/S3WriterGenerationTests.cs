@@ -1,9 +1,8 @@
-using Amazon.S3;
-using Amazon.S3.Model;
 using UblkCsi.Engine;
 using UblkCsi.Stores;
 using UblkCsi.Stores.S3;
 using UblkCsi.Stores.Tests.Conformance;
+using static UblkCsi.Stores.Tests.S3.S3TestData;
 
 namespace UblkCsi.Stores.Tests.S3;
 
@@ -135,11 +134,8 @@ public sealed class S3WriterGenerationTests(S3StoreFixture fixture) : IClassFixt
             await writer.FlushAsync();
         }
 
-        var prefix = ctx.Parameters["prefix"];
-        var config = new AmazonS3Config { ServiceURL = fixture.Server.Endpoint, ForcePathStyle = true, AuthenticationRegion = "us-east-1" };
-        using var client = new AmazonS3Client(LocalS3Server.Credentials, config);
-        var listed = await client.ListObjectsV2Async(new ListObjectsV2Request { BucketName = fixture.Server.Bucket, Prefix = prefix + "/writers/" });
-        var journal = Assert.Single(listed.S3Objects, o => o.Key.Contains("/journal-", StringComparison.Ordinal));
+        var listed = await S3TestData.ListAsync(fixture.Server, ctx.Parameters["prefix"] + "/writers/");
+        var journal = Assert.Single(listed, o => o.Key.Contains("/journal-", StringComparison.Ordinal));
         Assert.True(journal.Size < 1024, $"the flush journal of a 1 TiB volume holds {journal.Size} bytes");
 
         await using var cold = await (await fixture.ReopenAsync(ctx)).OpenVolumeAsync(volume.Id, VolumeAccess.ReadOnly);
@@ -204,27 +200,8 @@ public sealed class S3WriterGenerationTests(S3StoreFixture fixture) : IClassFixt
         }
     }
 
-    private static async Task<byte[]> ReadAsync(IBlockBackend backend, long offset, int length)
-    {
-        var data = new byte[length];
-        await backend.ReadAsync(offset, data);
-        return data;
-    }
-
-    private static byte[] Filled(int length, int seed)
-    {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
-    }
-
-    private async Task<List<string>> ListAsync(string keyPrefix)
-    {
-        var config = new AmazonS3Config { ServiceURL = fixture.Server.Endpoint, ForcePathStyle = true, AuthenticationRegion = "us-east-1" };
-        using var client = new AmazonS3Client(LocalS3Server.Credentials, config);
-        var response = await client.ListObjectsV2Async(new ListObjectsV2Request { BucketName = fixture.Server.Bucket, Prefix = keyPrefix });
-        return (response.S3Objects ?? []).Select(o => o.Key).ToList();
-    }
+    private async Task<List<string>> ListAsync(string keyPrefix) =>
+        (await S3TestData.ListAsync(fixture.Server, keyPrefix)).Select(o => o.Key).ToList();
 
     private async Task<int> CountAsync(string keyPrefix) => (await ListAsync(keyPrefix)).Count;
 }
