@@ -46,7 +46,8 @@ public sealed record S3StoreOptions(
 /// fences: a read-write open takes a new writer generation and an older writer's next flush fails
 /// (<see cref="S3WriterLog"/>).</para>
 /// <para>Crash safety: the local cache is disposable. A FLUSH returns after every dirty chunk is
-/// uploaded and the manifest naming them is written, so whatever was flushed survives losing the node.</para>
+/// uploaded and a journal object naming them is written (its writer still holding the newest lease),
+/// so whatever was flushed survives losing the node.</para>
 /// </remarks>
 public sealed partial class S3Store : IVolumeStore
 {
