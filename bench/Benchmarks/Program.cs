@@ -10,5 +10,6 @@ return await CommandRunner.RunAsync(
         new("bench-grpc", BenchGrpcCommand.Summary, BenchGrpcCommand.RunAsync),
         new("bench-stores", BenchStoresCommand.Summary, BenchStoresCommand.RunAsync),
         new("bench-flush-storm", BenchFlushStormCommand.Summary, BenchFlushStormCommand.RunAsync),
+        new("bench-s3-flush", BenchS3FlushCommand.Summary, BenchS3FlushCommand.RunAsync),
     ],
     args);

@@ -14,7 +14,7 @@ public class BenchmarkProgramTests
 
         Assert.Equal(0, bench.ExitCode);
         Assert.StartsWith("usage: ublk-csi-bench <command>", bench.StandardOutput);
-        foreach (var command in new[] { "bench-engine", "bench-stores", "bench-grpc", "bench-flush-storm" })
+        foreach (var command in new[] { "bench-engine", "bench-stores", "bench-grpc", "bench-flush-storm", "bench-s3-flush" })
         {
             Assert.Contains($"  {command} ", bench.StandardOutput);
             Assert.DoesNotContain(command, tool.StandardOutput);

@@ -13,4 +13,12 @@ internal static partial class StoresLog
     [LoggerMessage(EventId = LogEventIds.S3WriteBackRecovered, Level = LogLevel.Information,
         Message = "s3 volume {VolumeId}: background write-back succeeds again")]
     public static partial void S3WriteBackRecovered(ILogger logger, string volumeId);
+
+    [LoggerMessage(EventId = LogEventIds.S3WriterFenced, Level = LogLevel.Error,
+        Message = "s3 volume {VolumeId}: {Reason}. The flush that found it failed with EIO, and so do later writes and flushes.")]
+    public static partial void S3WriterFenced(ILogger logger, string volumeId, string reason);
+
+    [LoggerMessage(EventId = LogEventIds.S3CompactionFailed, Level = LogLevel.Warning,
+        Message = "s3 volume {VolumeId}: compacting the flush journal into a new base failed: {Reason}; the journal stays and the next compaction retries")]
+    public static partial void S3CompactionFailed(ILogger logger, string volumeId, string reason, Exception exception);
 }

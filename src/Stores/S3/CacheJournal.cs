@@ -9,24 +9,25 @@ namespace UblkCsi.Stores.S3;
 /// Lets a restarted process take over the write-back cache of a volume its predecessor was writing
 /// (the node plugin is restarted under live ublk devices, and the filesystem on top trusts that
 /// every write it saw complete is still there). Next to <c>UUID.cache</c> lives <c>UUID.state</c>:
-/// a header naming the volume incarnation, the kernel boot and the manifest generation the cache
-/// builds on, then one byte per chunk, set before a write to the chunk completes and cleared once a
-/// manifest naming the chunk's uploaded content is in the bucket.
+/// a header naming the volume incarnation, the kernel boot and the commit (writer generation and
+/// journal sequence, pending and committed) the cache builds on, then one byte per chunk, set before
+/// a write to the chunk completes and cleared once a committed journal names the chunk's uploaded content.
 /// </summary>
 /// <remarks>
 /// A cache is adopted only by the same kernel boot (after a reboot the page cache that held the
 /// cache file's latest bytes is gone, so a marked chunk could hold holes where flushed data was),
-/// only if no other writer committed in between (the manifest's writer generation is the one the
-/// header names), and only with the same volume size. Otherwise it is discarded: then only
+/// only if no other writer committed in between (the volume's state in the bucket is the commit the
+/// header names), and only with the same volume size. The adopter takes a new writer generation
+/// (the lease) and keeps the marked chunks dirty. Otherwise it is discarded: then only
 /// unflushed writes are lost, which a volatile write cache is allowed to lose.
 /// </remarks>
 internal sealed class CacheJournal : IDisposable
 {
     private const int HeaderBytes = 128;
-    private const ulong Magic = 0x3143_3353_4B4C_4255; // "UBLKS3C1" little-endian
+    private const ulong Magic = 0x3243_3353_4B4C_4255; // "UBLKS3C2" little-endian
     private const int UuidOffset = 8, UuidLength = 32;
     private const int BootOffset = 40, BootLength = 36;
-    private const int PendingOffset = 80, CommittedOffset = 88;
+    private const int PendingOffset = 80, CommittedOffset = 96; // each: generation, then journal sequence
 
     private static readonly byte[] Set = [1];
     private static readonly byte[] Clear = [0];
@@ -45,25 +46,32 @@ internal sealed class CacheJournal : IDisposable
     public string StatePath { get; }
 
     /// <summary>
-    /// Opens the writer's cache and journal for a volume, adopting a predecessor's cache when that is
-    /// safe. Returns the chunks the adopted cache holds unflushed data for (empty when fresh).
+    /// Opens and locks the writer's cache file, before the writer lease is taken: a second writer on
+    /// this node is refused without fencing the first.
     /// </summary>
     /// <exception cref="StoreException">FailedPrecondition: another process on this node has the volume open.</exception>
-    public static (SafeFileHandle Cache, string CachePath, CacheJournal Journal, List<long> DirtyChunks) OpenForWriter(string directory, S3Manifest manifest)
+    public static (SafeFileHandle Cache, string CachePath) LockCache(string directory, S3Manifest manifest)
     {
         var cachePath = Path.Combine(directory, manifest.Uuid + ".cache");
-        var statePath = Path.Combine(directory, manifest.Uuid + ".state");
-        SafeFileHandle cache;
         try
         {
             // FileShare.None takes an exclusive flock: a second writer on this node is refused.
-            cache = File.OpenHandle(cachePath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            return (File.OpenHandle(cachePath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None), cachePath);
         }
         catch (IOException e) when (File.Exists(cachePath))
         {
             throw new StoreException(StoreErrorCode.FailedPrecondition, $"volume '{manifest.Id}' is already open for writing by another process on this node", e);
         }
+    }
 
+    /// <summary>
+    /// Opens the journal beside a locked cache (<see cref="LockCache"/>), adopting a predecessor's
+    /// cache when that is safe for the volume's state <paramref name="manifest"/>. Returns the chunks
+    /// the adopted cache holds unflushed data for (empty when fresh). Disposes the cache on failure.
+    /// </summary>
+    public static (CacheJournal Journal, List<long> DirtyChunks) OpenForWriter(string directory, SafeFileHandle cache, S3Manifest manifest)
+    {
+        var statePath = Path.Combine(directory, manifest.Uuid + ".state");
         SafeFileHandle? state = null;
         try
         {
@@ -78,11 +86,11 @@ internal sealed class CacheJournal : IDisposable
                 RandomAccess.SetLength(cache, manifest.SizeBytes);
                 RandomAccess.SetLength(state, 0);
                 RandomAccess.SetLength(state, HeaderBytes + chunks);
-                journal.WriteHeader(manifest.Uuid!, manifest.WriterGeneration);
+                journal.WriteHeader(manifest.Uuid!, manifest.WriterGeneration, manifest.JournalSeq);
                 dirty = [];
             }
 
-            return (cache, cachePath, journal, dirty);
+            return (journal, dirty);
         }
         catch
         {
@@ -96,11 +104,11 @@ internal sealed class CacheJournal : IDisposable
     public void Mark(long index, bool unflushed) =>
         RandomAccess.Write(_state, unflushed ? Set : Clear, HeaderBytes + index);
 
-    /// <summary>Before a manifest of generation <paramref name="generation"/> is written.</summary>
-    public void SetPending(ulong generation) => WriteGeneration(PendingOffset, generation);
+    /// <summary>Before journal <paramref name="seq"/> (0: the base) of <paramref name="generation"/> is written.</summary>
+    public void SetPending(ulong generation, ulong seq) => WriteCommit(PendingOffset, generation, seq);
 
-    /// <summary>After the manifest of generation <paramref name="generation"/> is in the bucket.</summary>
-    public void SetCommitted(ulong generation) => WriteGeneration(CommittedOffset, generation);
+    /// <summary>After journal <paramref name="seq"/> (0: the base) of <paramref name="generation"/> is in the bucket.</summary>
+    public void SetCommitted(ulong generation, ulong seq) => WriteCommit(CommittedOffset, generation, seq);
 
     public void Dispose() => _state.Dispose();
 
@@ -120,9 +128,8 @@ internal sealed class CacheJournal : IDisposable
             return null;
         }
 
-        var pending = BinaryPrimitives.ReadUInt64LittleEndian(header[PendingOffset..]);
-        var committed = BinaryPrimitives.ReadUInt64LittleEndian(header[CommittedOffset..]);
-        if (manifest.WriterGeneration != committed && manifest.WriterGeneration != pending)
+        var bucket = (manifest.WriterGeneration, manifest.JournalSeq);
+        if (bucket != ReadCommit(header, PendingOffset) && bucket != ReadCommit(header, CommittedOffset))
         {
             return null; // another writer committed since: this cache is stale
         }
@@ -148,14 +155,17 @@ internal sealed class CacheJournal : IDisposable
             }
         }
 
-        // The predecessor's last pending generation may or may not have landed; from now on the
-        // bucket's generation is the base.
-        WriteGeneration(CommittedOffset, manifest.WriterGeneration);
-        WriteGeneration(PendingOffset, manifest.WriterGeneration);
+        // The predecessor's last pending commit may or may not have landed; from now on the
+        // bucket's state is the base.
+        WriteCommit(CommittedOffset, manifest.WriterGeneration, manifest.JournalSeq);
+        WriteCommit(PendingOffset, manifest.WriterGeneration, manifest.JournalSeq);
         return dirty;
     }
 
-    private void WriteHeader(string uuid, ulong generation)
+    private static (ulong Generation, ulong Seq) ReadCommit(ReadOnlySpan<byte> header, int offset) =>
+        (BinaryPrimitives.ReadUInt64LittleEndian(header[offset..]), BinaryPrimitives.ReadUInt64LittleEndian(header[(offset + 8)..]));
+
+    private void WriteHeader(string uuid, ulong generation, ulong seq)
     {
         Span<byte> header = stackalloc byte[HeaderBytes];
         header.Clear();
@@ -163,15 +173,20 @@ internal sealed class CacheJournal : IDisposable
         Encoding.ASCII.GetBytes(uuid, header.Slice(UuidOffset, UuidLength));
         var boot = BootId();
         Encoding.ASCII.GetBytes(boot.AsSpan(0, Math.Min(boot.Length, BootLength)), header.Slice(BootOffset, BootLength));
-        BinaryPrimitives.WriteUInt64LittleEndian(header[PendingOffset..], generation);
-        BinaryPrimitives.WriteUInt64LittleEndian(header[CommittedOffset..], generation);
+        foreach (var offset in (ReadOnlySpan<int>)[PendingOffset, CommittedOffset])
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(header[offset..], generation);
+            BinaryPrimitives.WriteUInt64LittleEndian(header[(offset + 8)..], seq);
+        }
+
         RandomAccess.Write(_state, header, 0);
     }
 
-    private void WriteGeneration(int offset, ulong generation)
+    private void WriteCommit(int offset, ulong generation, ulong seq)
     {
-        Span<byte> value = stackalloc byte[8];
+        Span<byte> value = stackalloc byte[16];
         BinaryPrimitives.WriteUInt64LittleEndian(value, generation);
+        BinaryPrimitives.WriteUInt64LittleEndian(value[8..], seq);
         RandomAccess.Write(_state, value, offset);
     }
 }

@@ -13,6 +13,11 @@ namespace UblkCsi.Stores.S3;
 /// (hex). Immutable once written: a rewrite of the chunk is a new version.</item>
 /// <item><c>refs/UUID/snap-ID</c>, <c>refs/UUID/vol-ID</c>: empty markers saying "this snapshot or
 /// clone may reference chunks of UUID", written before the manifest that references them.</item>
+/// <item><c>writers/ID/GGGGGGGGGGGGGGGG.lease</c>: writer generation G holds (or held) the volume
+/// open for writing; <c>writers/ID/G/base.json</c>: its full chunk map (written at open and by
+/// compaction); <c>writers/ID/G/journal-SSSSSSSSSSSSSSSS.json</c>: the deltas of its flushes. Every
+/// key a writer commits names its generation, so an older writer can never replace what a newer one
+/// reads (see <see cref="S3WriterLog"/>).</item>
 /// </list>
 /// </summary>
 internal static class S3Keys
@@ -23,6 +28,7 @@ internal static class S3Keys
     public const string Refs = "refs/";
     public const string PublicationsFolder = "publications/";
     public const string QosFolder = "qos/";
+    public const string WritersFolder = "writers/";
 
     public static string Volume(string id) => Volumes + id + ".json";
 
@@ -31,6 +37,17 @@ internal static class S3Keys
     public static string Publications(string id) => PublicationsFolder + id + ".json";
 
     public static string Qos(string id) => QosFolder + id + ".json";
+
+    public static string WriterPrefix(string id) => WritersFolder + id + "/";
+
+    public static string Lease(string id, ulong generation) =>
+        string.Create(CultureInfo.InvariantCulture, $"{WritersFolder}{id}/{generation:x16}.lease");
+
+    public static string WriterBase(string id, ulong generation) =>
+        string.Create(CultureInfo.InvariantCulture, $"{WritersFolder}{id}/{generation:x16}/base.json");
+
+    public static string Journal(string id, ulong generation, ulong sequence) =>
+        string.Create(CultureInfo.InvariantCulture, $"{WritersFolder}{id}/{generation:x16}/journal-{sequence:x16}.json");
 
     public static string Chunk(string uuid, long index, ulong version) =>
         string.Create(CultureInfo.InvariantCulture, $"{Chunks}{uuid}/{index:x8}-{version:x12}");
@@ -102,10 +119,14 @@ internal sealed class S3Manifest
     public ulong NextVersion { get; set; } = 1;
 
     /// <summary>
-    /// Bumped by every manifest an attached writer commits (not by control-path edits such as
-    /// expand): a restarted writer adopts its predecessor's cache only if nobody committed since.
+    /// In a volume's state as read (<see cref="S3WriterLog"/>): the writer generation whose base and
+    /// journal it comes from (0: no writer ever committed). A restarted writer adopts its
+    /// predecessor's cache only if the state is exactly what the predecessor last committed.
     /// </summary>
     public ulong WriterGeneration { get; set; }
+
+    /// <summary>The last journal sequence of <see cref="WriterGeneration"/> applied to this state (0: its base alone).</summary>
+    public ulong JournalSeq { get; set; }
 
     /// <summary>The chunk map, little-endian 64-bit entries, base64.</summary>
     public string Chunks { get; set; } = "";

@@ -42,10 +42,12 @@ public sealed record S3StoreOptions(
 /// snapshot that raced with it read the new manifest). Otherwise deletion waits for the garbage
 /// collection that runs when a volume or snapshot is deleted: it keeps every version a remaining
 /// manifest references and every version at or above the live volume's NextVersion.</para>
-/// <para>One writer per volume: the CSI controller grants single-node attach. Two writers of one
-/// volume would overwrite each other's manifest and lose data.</para>
+/// <para>One writer per volume: the CSI controller grants single-node attach, and the data path
+/// fences: a read-write open takes a new writer generation and an older writer's next flush fails
+/// (<see cref="S3WriterLog"/>).</para>
 /// <para>Crash safety: the local cache is disposable. A FLUSH returns after every dirty chunk is
-/// uploaded and the manifest naming them is written, so whatever was flushed survives losing the node.</para>
+/// uploaded and a journal object naming them is written (its writer still holding the newest lease),
+/// so whatever was flushed survives losing the node.</para>
 /// </remarks>
 public sealed partial class S3Store : IVolumeStore
 {
@@ -144,7 +146,9 @@ public sealed partial class S3Store : IVolumeStore
             return false;
         }
 
+        manifest = await S3WriterLog.ReadStateAsync(this, volumeId, cancellationToken).ConfigureAwait(false) ?? manifest;
         await Bucket.DeleteAsync([S3Keys.Volume(volumeId), S3Keys.Publications(volumeId), S3Keys.Qos(volumeId)], cancellationToken).ConfigureAwait(false);
+        await Bucket.DeleteAsync(await Bucket.ListAsync(S3Keys.WriterPrefix(volumeId), cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
         var borrowed = manifest.Lineage.Take(manifest.Lineage.Count - 1).ToList();
         await Bucket.DeleteAsync(borrowed.Select(l => S3Keys.Ref(l.Uuid, snapshot: false, volumeId)).ToList(), cancellationToken).ConfigureAwait(false);
         foreach (var incarnation in manifest.Lineage)
@@ -185,8 +189,8 @@ public sealed partial class S3Store : IVolumeStore
             return manifest.SizeBytes;
         }
 
-        // The new chunks are absent (zeros); the map needs no new entries. An attached writer merges
-        // the larger size into the manifests it writes (S3Volume.WriteManifestAsync).
+        // The new chunks are absent (zeros); the map needs no new entries. Readers of the volume's
+        // state take the larger of this size and the writer's (S3WriterLog.ReadStateAsync).
         manifest.SizeBytes = size;
         await WriteManifestAsync(S3Keys.Volume(volumeId), manifest, cancellationToken).ConfigureAwait(false);
         return size;
@@ -206,7 +210,7 @@ public sealed partial class S3Store : IVolumeStore
         var source = await ReadManifestAsync(S3Keys.Volume(sourceVolumeId), cancellationToken).ConfigureAwait(false)
             ?? throw new StoreNotFoundException(StoreObjectKind.Volume, sourceVolumeId);
         await PutRefsAsync(source.Lineage, snapshot: true, id, cancellationToken).ConfigureAwait(false);
-        source = await ReadManifestAsync(S3Keys.Volume(sourceVolumeId), cancellationToken).ConfigureAwait(false)
+        source = await S3WriterLog.ReadStateAsync(this, sourceVolumeId, cancellationToken).ConfigureAwait(false)
             ?? throw new StoreNotFoundException(StoreObjectKind.Volume, sourceVolumeId);
 
         var snapshot = new S3Manifest
@@ -272,9 +276,17 @@ public sealed partial class S3Store : IVolumeStore
     public async Task<IBlockBackend> OpenVolumeAsync(string volumeId, VolumeAccess access = VolumeAccess.ReadWrite, CancellationToken cancellationToken = default)
     {
         VolumeIds.Validate(volumeId);
-        var manifest = await ReadManifestAsync(S3Keys.Volume(volumeId), cancellationToken).ConfigureAwait(false)
+        if (access == VolumeAccess.ReadOnly)
+        {
+            // Readers take no lease: they see what the newest writer generation committed.
+            var state = await S3WriterLog.ReadStateAsync(this, volumeId, cancellationToken).ConfigureAwait(false)
+                ?? throw new StoreNotFoundException(StoreObjectKind.Volume, volumeId);
+            return S3Volume.OpenReader(this, state);
+        }
+
+        var control = await ReadManifestAsync(S3Keys.Volume(volumeId), cancellationToken).ConfigureAwait(false)
             ?? throw new StoreNotFoundException(StoreObjectKind.Volume, volumeId);
-        return S3Volume.Open(this, manifest, access == VolumeAccess.ReadOnly);
+        return await S3Volume.OpenWriterAsync(this, control, cancellationToken).ConfigureAwait(false);
     }
 
     public ValueTask DisposeAsync()
@@ -301,7 +313,12 @@ public sealed partial class S3Store : IVolumeStore
     {
         var referenced = new HashSet<(long Index, ulong Version)>();
         var floor = ulong.MaxValue;
-        var owner = await ReadManifestAsync(S3Keys.Volume(incarnation.VolumeId), cancellationToken).ConfigureAwait(false);
+        var (owner, settled) = await S3WriterLog.ReadSettledStateAsync(this, incarnation.VolumeId, cancellationToken).ConfigureAwait(false);
+        if (!settled)
+        {
+            return; // a writer is opening the owner: collect next time (see ReadSettledStateAsync)
+        }
+
         if (owner is not null && owner.Uuid == incarnation.Uuid)
         {
             floor = owner.NextVersion;
@@ -311,10 +328,21 @@ public sealed partial class S3Store : IVolumeStore
         foreach (var marker in await Bucket.ListAsync(S3Keys.RefPrefix(incarnation.Uuid), cancellationToken).ConfigureAwait(false))
         {
             var name = marker[S3Keys.RefPrefix(incarnation.Uuid).Length..];
-            var key = name.StartsWith("snap-", StringComparison.Ordinal) ? S3Keys.Snapshot(name[5..])
-                : name.StartsWith("vol-", StringComparison.Ordinal) ? S3Keys.Volume(name[4..])
-                : null;
-            if (key is not null && await ReadManifestAsync(key, cancellationToken).ConfigureAwait(false) is { } referrer)
+            S3Manifest? referrer = null;
+            if (name.StartsWith("snap-", StringComparison.Ordinal))
+            {
+                referrer = await ReadManifestAsync(S3Keys.Snapshot(name[5..]), cancellationToken).ConfigureAwait(false);
+            }
+            else if (name.StartsWith("vol-", StringComparison.Ordinal))
+            {
+                (referrer, var referrerSettled) = await S3WriterLog.ReadSettledStateAsync(this, name[4..], cancellationToken).ConfigureAwait(false);
+                if (!referrerSettled)
+                {
+                    return; // a writer is opening that clone: collect next time
+                }
+            }
+
+            if (referrer is not null)
             {
                 AddReferences(referrer, incarnation.Uuid, referenced);
             }
@@ -355,8 +383,10 @@ public sealed partial class S3Store : IVolumeStore
     {
         var snapshot = source.Kind == VolumeSourceKind.Snapshot;
         VolumeIds.Validate(source.Id, snapshot ? "sourceSnapshotId" : "sourceVolumeId");
-        var key = snapshot ? S3Keys.Snapshot(source.Id) : S3Keys.Volume(source.Id);
-        return await ReadManifestAsync(key, cancellationToken).ConfigureAwait(false)
+        var manifest = snapshot
+            ? await ReadManifestAsync(S3Keys.Snapshot(source.Id), cancellationToken).ConfigureAwait(false)
+            : await S3WriterLog.ReadStateAsync(this, source.Id, cancellationToken).ConfigureAwait(false);
+        return manifest
             ?? throw new StoreNotFoundException(snapshot ? StoreObjectKind.Snapshot : StoreObjectKind.Volume, source.Id);
     }
 

@@ -7,6 +7,9 @@ namespace UblkCsi.Stores.S3;
 /// <summary>Cache half of <see cref="S3Volume"/>: downloads, read-ahead, eviction.</summary>
 internal sealed partial class S3Volume
 {
+    /// <summary>Awaited before each download starts (tests hold a download with it); null in production.</summary>
+    internal Func<long, Task>? BeforeDownloadForTests { get; set; }
+
     // A method of its own so the closure is allocated only when a download starts, not on every
     // call of the hot-path methods that may start one.
     private Task StartLoad(long index, ulong entry) => Task.Run(() => LoadAsync(index, entry));
@@ -17,6 +20,11 @@ internal sealed partial class S3Volume
         var buffer = ArrayPool<byte>.Shared.Rent(length);
         try
         {
+            if (BeforeDownloadForTests is { } hold)
+            {
+                await hold(index).ConfigureAwait(false);
+            }
+
             var key = _template.ChunkKey(index, entry)!;
             var n = await _bucket.GetIntoAsync(key, buffer.AsMemory(0, length), CancellationToken.None).ConfigureAwait(false);
             if (n < 0)
@@ -31,7 +39,7 @@ internal sealed partial class S3Volume
                 var state = _states[index]!;
                 state.Loaded = true;
                 state.LoadTask = null;
-                state.LastUse = ++_useClock; // most recently used: the reader waiting for it must find it cached
+                Touch(index, state); // most recently used: the reader waiting for it must find it cached
                 _cachedBytes += length;
             }
         }
@@ -82,9 +90,16 @@ internal sealed partial class S3Volume
         }
     }
 
-    /// <summary>Punches out least recently used clean chunks until the cache is under 90% of its bound.</summary>
+    /// <summary>
+    /// Punches out least recently used clean chunks until the cache is under 90% of its bound. Victims
+    /// come from the LRU list's head (skipping the few dirty or busy chunks there), and the holes are
+    /// punched outside the gate: hits on other chunks never wait for an eviction, and I/O on a victim
+    /// waits for its hole and then downloads it again.
+    /// </summary>
     private void EvictIfOverLimit(long keep)
     {
+        List<long>? victims = null;
+        TaskCompletionSource? punched = null;
         lock (_gate)
         {
             if (_cachedBytes <= _cacheLimit || _disposed)
@@ -92,31 +107,46 @@ internal sealed partial class S3Volume
                 return;
             }
 
-            var candidates = new List<(long LastUse, long Index)>();
-            for (long i = 0; i < _states.Length; i++)
+            for (var node = _lru.First; node is not null && _cachedBytes > _cacheLimit * 9 / 10;)
             {
-                if (i != keep && _states[i] is { Loaded: true, Dirty: false, Uploading: false, Marked: false, ActiveIo: 0, LoadTask: null } s)
+                var next = node.Next;
+                var index = node.Value;
+                if (index != keep && _states[index] is { Dirty: false, Uploading: false, Marked: false, ActiveIo: 0, LoadTask: null } state)
                 {
-                    candidates.Add((s.LastUse, i));
-                }
-            }
-
-            candidates.Sort();
-            foreach (var (_, index) in candidates)
-            {
-                if (_cachedBytes <= _cacheLimit * 9 / 10)
-                {
-                    break;
-                }
-
-                // Under the lock: a reader cannot start reloading this chunk until the hole is punched.
-                if (LinuxFile.PunchHole(_cache, index * _chunkSize, ChunkLength(index)) == 0)
-                {
-                    _states[index]!.Loaded = false;
+                    punched ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    (victims ??= []).Add(index);
+                    state.Loaded = false;
+                    state.LoadTask = punched.Task;
+                    _lru.Remove(node);
                     _cachedBytes -= ChunkLength(index);
+                }
+
+                node = next;
+            }
+        }
+
+        if (victims is null)
+        {
+            return;
+        }
+
+        foreach (var index in victims)
+        {
+            var ok = LinuxFile.PunchHole(_cache, index * _chunkSize, ChunkLength(index)) == 0;
+            lock (_gate)
+            {
+                var state = _states[index]!;
+                state.LoadTask = null;
+                if (!ok)
+                {
+                    state.Loaded = true; // still holds its bytes: keep it cached
+                    _cachedBytes += ChunkLength(index);
+                    Touch(index, state);
                 }
             }
         }
+
+        punched!.SetResult();
     }
 
     private async Task DrainBackgroundWorkAsync()
@@ -124,6 +154,7 @@ internal sealed partial class S3Volume
         List<Task> running = [];
         lock (_gate)
         {
+            // Called once at dispose: a scan of every chunk is fine here.
             foreach (var state in _states)
             {
                 if (state?.LoadTask is { } load)
@@ -135,6 +166,16 @@ internal sealed partial class S3Volume
                 {
                     running.Add(upload);
                 }
+            }
+
+            if (_compaction is { } compaction)
+            {
+                running.Add(compaction);
+            }
+
+            if (_cleanup is { } cleanup)
+            {
+                running.Add(cleanup);
             }
         }
 

@@ -11,8 +11,13 @@ namespace UblkCsi.Stores.S3;
 /// chunks are zeros and need no download), sequential reads fetch the next chunks ahead, dirty
 /// chunks are uploaded as new immutable versions in the background when dirty bytes pass half the
 /// limit, and writers wait when they pass the limit. FLUSH uploads every chunk dirty at its start
-/// and then writes the manifest naming the new versions: only then is the data durable.
+/// and then writes a journal object naming the new versions: only then is the data durable.
 /// </summary>
+/// <remarks>
+/// Nothing a request does scales with the volume's size: cached chunks sit in an LRU list (eviction
+/// takes victims from its head, no scan), dirty chunks in a set (FLUSH visits only them), and a FLUSH
+/// commits only the map entries that changed since the last one (<see cref="S3WriterLog"/>).
+/// </remarks>
 internal sealed partial class S3Volume : StoreVolume
 {
     private readonly S3Store _store;
@@ -29,28 +34,35 @@ internal sealed partial class S3Volume : StoreVolume
     private readonly SafeFileHandle _cache;
     private readonly string _cachePath;
     private readonly CacheJournal? _journal; // null for read-only opens: they never hold unflushed data
+    private readonly ulong _generation; // the writer lease (0 for read-only opens)
+    private readonly ulong _versionLimit; // first version of the next generation: never uploaded by this one
 
     // Everything below is guarded by _gate (one lock: sections are a few instructions long).
     private readonly object _gate = new();
     private readonly ulong[] _entries;
     private readonly ChunkState?[] _states;
     private readonly HashSet<ulong> _inFlightVersions = [];
-    private ulong[] _durable;
+    private readonly HashSet<long> _dirtyChunks = []; // chunks Dirty or Uploading
+    private readonly HashSet<long> _changed = []; // map entries touched since the last committed journal
+    private readonly LinkedList<long> _lru = new(); // loaded chunks, least recently used first
+    private readonly ulong[] _durable;
     private ulong _nextVersion;
     private long _dirtyBytes;
     private long _cachedBytes;
     private long _useClock;
-    private bool _manifestDirty;
     private long _lastReadEnd = -1;
     private int _backgroundWriteBack;
     private string? _writeBackFailure;
+    private string? _fenced; // why this writer lost its lease: every later write and flush fails
 
-    /// <summary>Abnormal while background write-back to the bucket fails.</summary>
+    /// <summary>Abnormal once a newer writer fenced this one, or while background write-back to the bucket fails.</summary>
     public override VolumeCondition Condition =>
-        Volatile.Read(ref _writeBackFailure) is { } failure ? new VolumeCondition(true, failure) : VolumeCondition.Healthy;
+        Volatile.Read(ref _fenced) is { } fenced ? new VolumeCondition(true, fenced)
+        : Volatile.Read(ref _writeBackFailure) is { } failure ? new VolumeCondition(true, failure)
+        : VolumeCondition.Healthy;
     private bool _disposed;
 
-    private S3Volume(S3Store store, S3Manifest manifest, bool readOnly, SafeFileHandle cache, string cachePath, CacheJournal? journal, List<long> adoptedDirty)
+    private S3Volume(S3Store store, S3Manifest manifest, bool readOnly, ulong generation, SafeFileHandle cache, string cachePath, CacheJournal? journal, List<long> adoptedDirty)
         : base(manifest.Id, new BlockBackendInfo(
             manifest.SizeBytes,
             LogicalBlockSize: StoreLimits.IoAlignment,
@@ -70,7 +82,11 @@ internal sealed partial class S3Volume : StoreVolume
         // Never reuse a version the manifest names: after a crash NextVersion can sit below a
         // version that completed while an older upload was still in flight, and a snapshot may
         // share that object, which must stay immutable.
-        _nextVersion = Math.Max(1, manifest.NextVersion);
+        // Versions carry the generation in their top bits: a fenced older writer still uploading can
+        // never put an object key this generation's map names.
+        _generation = generation;
+        _versionLimit = (generation + 1) << S3WriterLog.VersionShift;
+        _nextVersion = Math.Max(Math.Max(1, manifest.NextVersion), generation << S3WriterLog.VersionShift);
         foreach (var entry in _entries)
         {
             if (entry != 0 && IsOwn(entry))
@@ -91,57 +107,101 @@ internal sealed partial class S3Volume : StoreVolume
             // The predecessor's unflushed writes: cached, dirty and still marked in the journal.
             var state = State(index);
             state.Loaded = state.Dirty = state.Marked = true;
+            _dirtyChunks.Add(index);
+            Touch(index, state);
             _dirtyBytes += ChunkLength(index);
             _cachedBytes += ChunkLength(index);
         }
     }
 
-    public static S3Volume Open(S3Store store, S3Manifest manifest, bool readOnly)
+    /// <summary>Opens a volume for reading: no lease, a private throwaway cache.</summary>
+    public static S3Volume OpenReader(S3Store store, S3Manifest state)
     {
-        if (manifest.Uuid is null || manifest.Lineage.Count == 0 || manifest.Lineage[^1].Uuid != manifest.Uuid)
-        {
-            throw new InvalidDataException($"manifest of volume '{manifest.Id}' has no own incarnation");
-        }
+        var directory = CacheDirectory(store, state);
 
-        string directory;
-        try
-        {
-            directory = Directory.CreateDirectory(store.Options.CacheDirectory).FullName;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new StoreParameterException("cacheDir", $"cannot use '{store.Options.CacheDirectory}' for the local cache: {e.Message}");
-        }
-
-        if (!readOnly)
-        {
-            var (cache, cachePath, journal, dirty) = CacheJournal.OpenForWriter(directory, manifest);
-            try
-            {
-                return new S3Volume(store, manifest, readOnly, cache, cachePath, journal, dirty);
-            }
-            catch
-            {
-                journal.Dispose();
-                cache.Dispose();
-                throw;
-            }
-        }
-
-        // Readers get a private, throwaway cache and leave a crashed writer's cache alone.
-        RemoveAbandonedReaderCaches(directory, manifest.Uuid);
-        var path = Path.Combine(directory, $"{manifest.Uuid}.reader-{Guid.NewGuid():N}.cache");
+        // Readers leave a crashed writer's cache alone.
+        RemoveAbandonedReaderCaches(directory, state.Uuid!);
+        var path = Path.Combine(directory, $"{state.Uuid}.reader-{Guid.NewGuid():N}.cache");
         var readerCache = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None);
         try
         {
-            RandomAccess.SetLength(readerCache, manifest.SizeBytes);
-            return new S3Volume(store, manifest, readOnly, readerCache, path, null, []);
+            RandomAccess.SetLength(readerCache, state.SizeBytes);
+            return new S3Volume(store, state, readOnly: true, 0, readerCache, path, null, []);
         }
         catch
         {
             readerCache.Dispose();
             File.Delete(path);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Opens a volume for writing: locks the node-local cache (a second writer on this node is refused
+    /// before it could fence the first), takes a new writer generation, reads the state after the lease,
+    /// adopts a predecessor's cache when safe, and commits this generation's base.
+    /// </summary>
+    public static async Task<S3Volume> OpenWriterAsync(S3Store store, S3Manifest control, CancellationToken cancellationToken)
+    {
+        var directory = CacheDirectory(store, control);
+        var (cache, cachePath) = CacheJournal.LockCache(directory, control);
+        S3Volume? volume = null;
+        try
+        {
+            var generation = await S3WriterLog.TakeLeaseAsync(store.Bucket, control, cancellationToken).ConfigureAwait(false);
+
+            // Read after the lease is in: whatever an older writer acknowledged is in this state.
+            var state = await S3WriterLog.ReadStateAsync(store, control.Id, cancellationToken).ConfigureAwait(false);
+            if (state is null || state.Uuid != control.Uuid)
+            {
+                throw new StoreNotFoundException(StoreObjectKind.Volume, control.Id);
+            }
+
+            var (journal, dirty) = CacheJournal.OpenForWriter(directory, cache, state);
+            try
+            {
+                volume = new S3Volume(store, state, readOnly: false, generation, cache, cachePath, journal, dirty);
+            }
+            catch
+            {
+                journal.Dispose();
+                throw;
+            }
+        }
+        catch
+        {
+            cache.Dispose();
+            throw;
+        }
+
+        try
+        {
+            await volume.CommitBaseAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            volume.Abandon(); // the cache and journal stay for the next opener to adopt
+            throw;
+        }
+
+        volume.StartCleanupOfOlderGenerations();
+        return volume;
+    }
+
+    private static string CacheDirectory(S3Store store, S3Manifest manifest)
+    {
+        if (manifest.Uuid is null || manifest.Lineage.Count == 0 || manifest.Lineage[^1].Uuid != manifest.Uuid)
+        {
+            throw new InvalidDataException($"manifest of volume '{manifest.Id}' has no own incarnation");
+        }
+
+        try
+        {
+            return Directory.CreateDirectory(store.Options.CacheDirectory).FullName;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StoreParameterException("cacheDir", $"cannot use '{store.Options.CacheDirectory}' for the local cache: {e.Message}");
         }
     }
 
@@ -189,12 +249,16 @@ internal sealed partial class S3Volume : StoreVolume
 
             flushed = true;
         }
+        catch (BlockBackendException) when (Volatile.Read(ref _fenced) is not null)
+        {
+            // A fenced writer's unflushed data is lost by design (the newer writer won): nothing to keep.
+        }
         finally
         {
             await DrainBackgroundWorkAsync().ConfigureAwait(false);
             _cache.Dispose();
             _journal?.Dispose();
-            if (flushed)
+            if (flushed || Volatile.Read(ref _fenced) is not null)
             {
                 File.Delete(_cachePath);
                 if (_journal is not null)
@@ -206,7 +270,7 @@ internal sealed partial class S3Volume : StoreVolume
     }
 
     /// <summary>Drops the volume as a killed process would: no flush, cache files left behind.</summary>
-    internal void AbandonForTests()
+    internal void Abandon()
     {
         lock (_gate)
         {
@@ -254,6 +318,11 @@ internal sealed partial class S3Volume : StoreVolume
 
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {
+        if (Volatile.Read(ref _fenced) is { } fenced)
+        {
+            return ValueTask.FromException(new BlockBackendException(BlockBackendException.EIO, fenced));
+        }
+
         var done = 0;
         while (done < data.Length)
         {
@@ -290,10 +359,10 @@ internal sealed partial class S3Volume : StoreVolume
     protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken) => new(FlushAllAsync());
 
     protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken) =>
-        new(ZeroRangeAsync(offset, length));
+        Volatile.Read(ref _fenced) is { } fenced ? ValueTask.FromException(new BlockBackendException(BlockBackendException.EIO, fenced)) : new(ZeroRangeAsync(offset, length));
 
     protected override ValueTask WriteZeroesCoreAsync(long offset, long length, CancellationToken cancellationToken) =>
-        new(ZeroRangeAsync(offset, length));
+        DiscardCoreAsync(offset, length, cancellationToken);
 
     private ValueTask AfterWrite(bool fua)
     {
@@ -446,7 +515,7 @@ internal sealed partial class S3Volume : StoreVolume
                     if (_entries[index] != 0 || state.Dirty || state.Uploading)
                     {
                         _entries[index] = 0;
-                        _manifestDirty = true;
+                        _changed.Add(index);
                         MarkUnflushed(index, state);
                     }
 
@@ -455,6 +524,7 @@ internal sealed partial class S3Volume : StoreVolume
                     {
                         state.Dirty = false;
                         _dirtyBytes -= ChunkLength(index);
+                        UpdateDirtySet(index, state);
                     }
 
                     if (!state.Loaded)
@@ -462,6 +532,8 @@ internal sealed partial class S3Volume : StoreVolume
                         state.Loaded = true;
                         _cachedBytes += ChunkLength(index);
                     }
+
+                    Touch(index, state);
 
                     var errno = LinuxFile.PunchHole(_cache, index * _chunkSize, ChunkLength(index));
                     if (errno != 0)
@@ -509,7 +581,7 @@ internal sealed partial class S3Volume : StoreVolume
             }
 
             state.ActiveIo++;
-            state.LastUse = ++_useClock;
+            Touch(index, state);
             return null;
         }
     }
@@ -523,6 +595,7 @@ internal sealed partial class S3Volume : StoreVolume
             if (wrote && !state.Dirty)
             {
                 state.Dirty = true;
+                _dirtyChunks.Add(index);
                 _dirtyBytes += ChunkLength(index);
                 MarkUnflushed(index, state);
             }
@@ -553,6 +626,32 @@ internal sealed partial class S3Volume : StoreVolume
         {
             _journal.Mark(index, unflushed: true);
             state.Marked = true;
+        }
+    }
+
+    // Under _gate: the chunk becomes the most recently used (no allocation after its first load).
+    private void Touch(long index, ChunkState state)
+    {
+        state.LastUse = ++_useClock;
+        var node = state.LruNode ??= new LinkedListNode<long>(index);
+        if (node.List is not null)
+        {
+            _lru.Remove(node);
+        }
+
+        _lru.AddLast(node);
+    }
+
+    // Under _gate, after Dirty or Uploading changed.
+    private void UpdateDirtySet(long index, ChunkState state)
+    {
+        if (state.Dirty || state.Uploading)
+        {
+            _dirtyChunks.Add(index);
+        }
+        else
+        {
+            _dirtyChunks.Remove(index);
         }
     }
 
@@ -598,7 +697,8 @@ internal sealed partial class S3Volume : StoreVolume
         public int ActiveIo;
         public int Epoch;
         public long LastUse;
-        public Task? LoadTask;
+        public LinkedListNode<long>? LruNode; // in the volume's LRU list while Loaded
+        public Task? LoadTask; // a download, or an eviction punching the chunk's hole
         public Task? UploadTask;
     }
 }

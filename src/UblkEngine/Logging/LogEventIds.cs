@@ -30,4 +30,6 @@ public static class LogEventIds
     public const int NbdGaveUp = 1114;
     public const int NbdSingleConnection = 1115;
     public const int NbdRequestFailed = 1116;
+    public const int S3WriterFenced = 1120;
+    public const int S3CompactionFailed = 1121;
 }

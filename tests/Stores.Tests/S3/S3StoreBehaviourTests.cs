@@ -1,10 +1,9 @@
-using Amazon.S3;
-using Amazon.S3.Model;
 using UblkCsi.Engine;
 using UblkCsi.Stores;
 using UblkCsi.Stores.S3;
 using UblkCsi.Stores.Tests.Conformance;
 using UblkCsi.TestSupport;
+using static UblkCsi.Stores.Tests.S3.S3TestData;
 
 namespace UblkCsi.Stores.Tests.S3;
 
@@ -90,6 +89,7 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         Assert.Equal(0, await CountAsync(prefix + "/chunks/"));
         Assert.Equal(0, await CountAsync(prefix + "/refs/"));
         Assert.Equal(0, await CountAsync(prefix + "/volumes/"));
+        Assert.Equal(0, await CountAsync(prefix + "/writers/"));
     }
 
     [Fact]
@@ -176,6 +176,7 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         }
 
         // As after a crash with an older upload still in flight: NextVersion below a named version.
+        // (Each open's versions also carry its writer generation, so a reopen cannot reach them anyway.)
         var key = S3Keys.Volume(volume.Id);
         var manifest = (await store.ReadManifestAsync(key, default))!;
         manifest.NextVersion = 1;
@@ -292,7 +293,7 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         await killed.FlushAsync();
         await killed.WriteAsync(2 * MiB, unflushed);
         await killed.DiscardAsync(0, MiB); // completed, not flushed: must survive the restart too
-        killed.AbandonForTests(); // kill -9
+        killed.Abandon(); // kill -9
 
         await using (var successor = await ctx.Store.OpenVolumeAsync(volume.Id))
         {
@@ -317,7 +318,7 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         await killed.WriteAsync(0, flushed);
         await killed.FlushAsync();
         await killed.WriteAsync(0, Filled(4096, 31));
-        killed.AbandonForTests();
+        killed.Abandon();
         var realBoot = CacheJournal.BootId;
         try
         {
@@ -333,7 +334,7 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         // A writer elsewhere committed after this node's writer died: its cache is stale.
         killed = Assert.IsType<S3Volume>(await ctx.Store.OpenVolumeAsync(volume.Id));
         await killed.WriteAsync(MiB, Filled(4096, 32));
-        killed.AbandonForTests();
+        killed.Abandon();
         await using var elsewhere = fixture.CreateStore([]);
         var parameters = new Dictionary<string, string>(elsewhere.Parameters) { ["prefix"] = ctx.Parameters["prefix"] };
         var newer = Filled(MiB, 33);
@@ -357,13 +358,6 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         var e = await Assert.ThrowsAsync<StoreException>(() => ctx.Store.OpenVolumeAsync(volume.Id));
         Assert.Equal(StoreErrorCode.FailedPrecondition, e.Code);
         await using var reader = await ctx.Store.OpenVolumeAsync(volume.Id, VolumeAccess.ReadOnly); // readers are fine
-    }
-
-    private static async Task<byte[]> ReadAsync(IBlockBackend backend, long offset, int length)
-    {
-        var data = new byte[length];
-        await backend.ReadAsync(offset, data);
-        return data;
     }
 
     [Fact]
@@ -414,18 +408,5 @@ public sealed class S3StoreBehaviourTests(S3StoreFixture fixture) : IClassFixtur
         }
     }
 
-    private static byte[] Filled(int length, int seed)
-    {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
-    }
-
-    private async Task<int> CountAsync(string keyPrefix)
-    {
-        var config = new AmazonS3Config { ServiceURL = fixture.Server.Endpoint, ForcePathStyle = true, AuthenticationRegion = "us-east-1" };
-        using var client = new AmazonS3Client(LocalS3Server.Credentials, config);
-        var response = await client.ListObjectsV2Async(new ListObjectsV2Request { BucketName = fixture.Server.Bucket, Prefix = keyPrefix });
-        return response.S3Objects?.Count ?? 0;
-    }
+    private async Task<int> CountAsync(string keyPrefix) => (await S3TestData.ListAsync(fixture.Server, keyPrefix)).Count;
 }

@@ -1,5 +1,6 @@
 using UblkCsi.Stores.S3;
 using UblkCsi.Stores.Tests.Conformance;
+using UblkCsi.TestSupport;
 
 namespace UblkCsi.Stores.Tests.S3;
 
@@ -60,7 +61,7 @@ public sealed class S3VolumeMetricsTests(S3StoreFixture fixture) : IClassFixture
             Assert.True(Metric(s3, "s3_upload_failures_total") >= 1);
             Assert.Equal(0, Metric(s3, "s3_uploads_total"));
             Assert.Equal(MiB, Metric(s3, "s3_dirty_bytes")); // the chunk stays dirty for the next attempt
-            s3.AbandonForTests();
+            s3.Abandon();
         }
         finally
         {
