@@ -15,9 +15,10 @@ region=(--offset=0 --size=8M)
 start_server a attach --store "$spec" --size 64M --state-dir "$STATE_DIR"
 pid_a=$SERVER_PID device_a=$DEVICE
 # A writes the region B will write: any write of A that lands after B's open would break B's verify.
-# time_based: without fencing A keeps writing for 120 s and then passes, which fails this scenario.
+# time_based (verifying what it just wrote as it goes): A must still be writing when B takes over however
+# slow the machine is; without fencing it would write on for 600 s, which fails this scenario below.
 fio --name=a --filename="$device_a" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=8 "${region[@]}" \
-  --time_based --runtime=120 --verify=crc32c > "$SCENARIO_DIR/fio-a.txt" 2>&1 &
+  --time_based --runtime=600 --verify=crc32c --verify_backlog=64 > "$SCENARIO_DIR/fio-a.txt" 2>&1 &
 fio_a=$!
 FIO_PIDS+=("$fio_a")
 wait_for_writes "$device_a" 200
@@ -25,6 +26,7 @@ wait_for_writes "$device_a" 200
 start_server b attach --store "$spec" --state-dir "$STATE_DIR"
 pid_b=$SERVER_PID device_b=$DEVICE
 taken=$(date +%s%N)
+kill -0 "$fio_a" 2>/dev/null || { cat "$SCENARIO_DIR/fio-a.txt"; fail "writer A's fio ended before B attached: it proves nothing"; }
 log "writer B attached $device_b while A ($device_a) was writing"
 
 fio_a_rc=0
