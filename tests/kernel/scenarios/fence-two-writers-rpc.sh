@@ -18,7 +18,7 @@ pid_a=$SERVER_PID device_a=$DEVICE
 # time_based (verifying what it just wrote as it goes): A must still be writing when B takes over however
 # slow the machine is; without fencing it would write on for 600 s, which fails this scenario below.
 fio --name=a --filename="$device_a" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=8 "${region[@]}" \
-  --time_based --runtime=600 --verify=crc32c --verify_backlog=64 > "$SCENARIO_DIR/fio-a.txt" 2>&1 &
+  --time_based --runtime=600 --verify=crc32c --verify_backlog=64 --verify_state_save=0 > "$SCENARIO_DIR/fio-a.txt" 2>&1 &
 fio_a=$!
 FIO_PIDS+=("$fio_a")
 wait_for_writes "$device_a" 200
