@@ -75,7 +75,8 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
         _options = options;
         _logger = logger;
         _auth = new BearerTokenCheck(options.Token);
-        _volumes = new OpenVolumeTable(store);
+        _volumes = new OpenVolumeTable(store, store as IVolumeWriterLeases
+            ?? throw new ArgumentException($"store '{store.Description}' keeps no writer generations (IVolumeWriterLeases), so it cannot fence stale writers", nameof(store)));
     }
 
     /// <summary>True when calls must carry the shared token.</summary>
@@ -173,6 +174,40 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     public override Task<GetCapacityResponse> GetCapacity(GetCapacityRequest request, ServerCallContext context) =>
         ControlAsync(context, request, static async (store, _, ct) => ProtoConvert.ToProto(await store.GetCapacityAsync(ct).ConfigureAwait(false)));
 
+    public override Task<GetPublicationsResponse> GetPublications(GetPublicationsRequest request, ServerCallContext context) =>
+        ControlAsync(context, request, static async (store, r, ct) =>
+        {
+            var response = new GetPublicationsResponse();
+            response.Publications.AddRange((await Records<IVolumePublications>(store).GetPublicationsAsync(r.VolumeId, ct).ConfigureAwait(false)).Select(ProtoConvert.ToProto));
+            return response;
+        });
+
+    public override Task<SetPublicationsResponse> SetPublications(SetPublicationsRequest request, ServerCallContext context) =>
+        ControlAsync(context, request, static async (store, r, ct) =>
+        {
+            await Records<IVolumePublications>(store).SetPublicationsAsync(r.VolumeId, [.. r.Publications.Select(ProtoConvert.FromProto)], ct).ConfigureAwait(false);
+            return new SetPublicationsResponse();
+        });
+
+    public override Task<GetQosResponse> GetQos(GetQosRequest request, ServerCallContext context) =>
+        ControlAsync(context, request, static async (store, r, ct) =>
+        {
+            var response = new GetQosResponse();
+            foreach (var (key, value) in (await Records<IVolumeQosRecord>(store).GetQosAsync(r.VolumeId, ct).ConfigureAwait(false)).ToParameters())
+            {
+                response.Parameters[key] = value;
+            }
+
+            return response;
+        });
+
+    public override Task<SetQosResponse> SetQos(SetQosRequest request, ServerCallContext context) =>
+        ControlAsync(context, request, static async (store, r, ct) =>
+        {
+            await Records<IVolumeQosRecord>(store).SetQosAsync(r.VolumeId, ProtoConvert.FromProto(r.Parameters), ct).ConfigureAwait(false);
+            return new SetQosResponse();
+        });
+
     // ---------------------------------------------------------------- data path
 
     public override async Task<OpenVolumeResponse> OpenVolume(OpenVolumeRequest request, ServerCallContext context)
@@ -182,7 +217,8 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
         try
         {
             var info = volume.Backend.Info;
-            VolumeOpened(_logger, request.VolumeId, info.SizeBytes);
+            var generation = request.ReadWrite ? await TakeWriterLeaseAsync(volume, context.CancellationToken).ConfigureAwait(false) : 0;
+            VolumeOpened(_logger, request.VolumeId, info.SizeBytes, generation);
             return new OpenVolumeResponse
             {
                 SizeBytes = info.SizeBytes,
@@ -194,6 +230,7 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
                 Discard = (info.Features & BlockBackendFeatures.Discard) != 0,
                 WriteZeroes = (info.Features & BlockBackendFeatures.WriteZeroes) != 0,
                 MaxPayloadBytes = BlockStoreProtocol.MaxPayloadBytes,
+                WriterGeneration = generation,
             };
         }
         finally
@@ -236,7 +273,7 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
             throw RpcErrorCodec.InvalidArgument("data", $"must be at most {BlockStoreProtocol.MaxPayloadBytes} bytes per call, got {request.Data.Length}; split larger writes");
         }
 
-        await MutateAsync(request.VolumeId, request.Attempt, context, request,
+        await MutateAsync(request.VolumeId, request.WriterGeneration, request.Attempt, context, request,
             static (backend, r) => backend.WriteAsync(r.Offset, r.Data.Memory, r.Fua ? BlockWriteFlags.Fua : BlockWriteFlags.None, CancellationToken.None)).ConfigureAwait(false);
         return WriteDone;
     }
@@ -247,6 +284,7 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
         var volume = await AcquireAsync(request.VolumeId, reopen: false, context.CancellationToken).ConfigureAwait(false);
         try
         {
+            MutationAdmission.CheckWriter(volume, request.WriterGeneration);
             await volume.Backend.FlushAsync(CancellationToken.None).ConfigureAwait(false);
             return FlushDone;
         }
@@ -263,7 +301,7 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     public override async Task<DiscardResponse> Discard(DiscardRequest request, ServerCallContext context)
     {
         _auth.Check(context);
-        await MutateAsync(request.VolumeId, request.Attempt, context, request,
+        await MutateAsync(request.VolumeId, request.WriterGeneration, request.Attempt, context, request,
             static (backend, r) => backend.DiscardAsync(r.Offset, r.Length, CancellationToken.None)).ConfigureAwait(false);
         return DiscardDone;
     }
@@ -271,7 +309,7 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     public override async Task<WriteZeroesResponse> WriteZeroes(WriteZeroesRequest request, ServerCallContext context)
     {
         _auth.Check(context);
-        await MutateAsync(request.VolumeId, request.Attempt, context, request,
+        await MutateAsync(request.VolumeId, request.WriterGeneration, request.Attempt, context, request,
             static (backend, r) => backend.WriteZeroesAsync(r.Offset, r.Length, CancellationToken.None)).ConfigureAwait(false);
         return WriteZeroesDone;
     }
@@ -293,7 +331,7 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
         }
 
         var first = requests.Current;
-        var (op, volumeId) = first.Items.Count == 1 ? (first.Items[0].Op, first.Items[0].VolumeId) : (IoOp.Unspecified, "");
+        var (op, volumeId, writerGeneration) = first.Items.Count == 1 ? (first.Items[0].Op, first.Items[0].VolumeId, first.Items[0].WriterGeneration) : (IoOp.Unspecified, "", 0UL);
         first.ReturnAll();
         if (op != IoOp.Open || !VolumeIds.IsValidId(volumeId))
         {
@@ -304,7 +342,7 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
         try
         {
             StreamOpened(_logger, volumeId);
-            await new IoStreamSession(volume, context, _options.RetryDrainTimeout, _logger)
+            await new IoStreamSession(volume, writerGeneration, context, _options.RetryDrainTimeout, _logger)
                 .RunAsync(requests, responses, ServerStopping(context)).ConfigureAwait(false);
         }
         finally
@@ -321,17 +359,17 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     }
 
     /// <summary>
-    /// Runs one data mutation on an open volume inside its fence (a retry waits for earlier attempts),
-    /// mapping backend errnos to statuses. The mutation ignores the call's cancellation: once started,
+    /// Runs one data mutation on an open volume inside its fence (<see cref="MutationAdmission"/>: a
+    /// superseded writer is refused, a retry waits for earlier attempts), mapping backend errnos to statuses. The mutation ignores the call's cancellation: once started,
     /// a write finishes so the fence's ordering holds. <paramref name="mutation"/> is a static lambda
     /// over <paramref name="request"/>, so nothing is allocated per call for it.
     /// </summary>
-    private async ValueTask MutateAsync<TRequest>(string volumeId, uint attempt, ServerCallContext context, TRequest request, Func<IBlockBackend, TRequest, ValueTask> mutation)
+    private async ValueTask MutateAsync<TRequest>(string volumeId, ulong writerGeneration, uint attempt, ServerCallContext context, TRequest request, Func<IBlockBackend, TRequest, ValueTask> mutation)
     {
         var volume = await AcquireAsync(volumeId, reopen: false, context.CancellationToken).ConfigureAwait(false);
         try
         {
-            var epoch = await EnterMutationAsync(volume, attempt, context).ConfigureAwait(false);
+            var epoch = await MutationAdmission.EnterAsync(volume, writerGeneration, attempt, _options.RetryDrainTimeout, _logger, context.CancellationToken).ConfigureAwait(false);
             try
             {
                 await mutation(volume.Backend, request).ConfigureAwait(false);
@@ -403,39 +441,28 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
         }
     }
 
-    /// <summary>
-    /// Admits a mutation: a first attempt enters at once; a retry first waits for every mutation
-    /// already running (the lost attempt may be one of them). A client that is already gone gets
-    /// nothing applied, so an attempt it will retry or report as failed cannot land later.
-    /// </summary>
-    private async ValueTask<int> EnterMutationAsync(OpenVolume volume, uint attempt, ServerCallContext context)
+    /// <summary>Takes the writer lease for a read-write open (<see cref="OpenVolumeTable.TakeWriterLeaseAsync"/>).</summary>
+    private async Task<ulong> TakeWriterLeaseAsync(OpenVolume volume, CancellationToken cancellationToken)
     {
-        int epoch;
-        if (attempt == 0)
+        try
         {
-            epoch = volume.Fence.Enter();
+            var generation = await _volumes.TakeWriterLeaseAsync(volume, _options.RetryDrainTimeout, cancellationToken).ConfigureAwait(false);
+            WriterLeaseTaken(_logger, volume.VolumeId, generation);
+            return generation;
         }
-        else
+        catch (StoreException e)
         {
-            var started = Environment.TickCount64;
-            var (entered, retryEpoch) = await volume.Fence.EnterAfterEarlierAsync(_options.RetryDrainTimeout, context.CancellationToken).ConfigureAwait(false);
-            if (!entered)
-            {
-                throw new RpcException(new Status(StatusCode.Unavailable, $"volume '{volume.VolumeId}': an earlier attempt of this call is still running; retry later"));
-            }
-
-            epoch = retryEpoch;
-            RetryOrdered(_logger, volume.VolumeId, attempt, Environment.TickCount64 - started);
+            throw RpcErrorCodec.FromStoreException(e);
         }
-
-        if (context.CancellationToken.IsCancellationRequested)
+        catch (TimeoutException e)
         {
-            volume.Fence.Exit(epoch);
-            context.CancellationToken.ThrowIfCancellationRequested();
+            throw new RpcException(new Status(StatusCode.Unavailable, e.Message + "; retry later"));
         }
-
-        return epoch;
     }
+
+    /// <summary>A record interface the store implements; UNIMPLEMENTED when it keeps no such record.</summary>
+    private static TRecords Records<TRecords>(IVolumeStore store) where TRecords : class =>
+        store as TRecords ?? throw new RpcException(new Status(StatusCode.Unimplemented, $"store '{store.Description}' keeps no {typeof(TRecords).Name} records"));
 
     /// <summary>One page of an ID-ordered list: entries after <paramref name="startingToken"/>, at most <paramref name="maxEntries"/>.</summary>
     private (IEnumerable<T> Page, string Next) Page<T>(IReadOnlyList<T> all, Func<T, string> id, string startingToken, uint maxEntries)
@@ -450,8 +477,11 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
         return rest.Count > size ? (rest.Take(size), id(rest[size - 1])) : (rest, "");
     }
 
-    [LoggerMessage(EventId = 400, Level = LogLevel.Debug, Message = "volume {VolumeId} opened ({SizeBytes} bytes)")]
-    private static partial void VolumeOpened(ILogger logger, string volumeId, long sizeBytes);
+    [LoggerMessage(EventId = 400, Level = LogLevel.Debug, Message = "volume {VolumeId} opened ({SizeBytes} bytes, writer generation {WriterGeneration})")]
+    private static partial void VolumeOpened(ILogger logger, string volumeId, long sizeBytes, ulong writerGeneration);
+
+    [LoggerMessage(EventId = 404, Level = LogLevel.Information, Message = "volume {VolumeId}: opened for writing, writer generation {WriterGeneration}; older writers are refused")]
+    private static partial void WriterLeaseTaken(ILogger logger, string volumeId, ulong writerGeneration);
 
     [LoggerMessage(EventId = 401, Level = LogLevel.Information, Message = "volume {VolumeId}: retry {Attempt} of a mutation waited {WaitedMs} ms for earlier mutations to finish")]
     internal static partial void RetryOrdered(ILogger logger, string volumeId, uint attempt, long waitedMs);

@@ -8,9 +8,10 @@ namespace UblkCsi.BlockStoreServer.Service;
 /// The volumes a block-store server has open, by ID. The protocol is sessionless, so a volume is
 /// opened on its first data-path call and kept open; each call holds a reference while it runs, so
 /// a volume removed from the table (deleted, reopened) closes only when its last call finishes.
-/// Looking up an open volume takes no lock and allocates nothing.
+/// Looking up an open volume takes no lock and allocates nothing. Each volume's fence starts from the
+/// writer generation the store recorded, so a restarted server still refuses superseded writers.
 /// </summary>
-internal sealed class OpenVolumeTable(IVolumeStore store) : IAsyncDisposable
+internal sealed class OpenVolumeTable(IVolumeStore store, IVolumeWriterLeases leases) : IAsyncDisposable
 {
     private readonly ConcurrentDictionary<string, OpenVolume> _volumes = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _opening = new(1, 1);
@@ -30,6 +31,36 @@ internal sealed class OpenVolumeTable(IVolumeStore store) : IAsyncDisposable
         }
 
         return OpenAsync(volumeId, reopen, cancellationToken);
+    }
+
+    /// <summary>
+    /// Takes the writer lease of an open volume for a new read-write opener: the store records the next
+    /// generation durably, the fence refuses older writers from then on, and every mutation admitted
+    /// before has finished when this returns. Returns the new generation.
+    /// </summary>
+    /// <exception cref="StoreException">From the store: no such volume.</exception>
+    /// <exception cref="TimeoutException">Earlier mutations were still running after <paramref name="drainTimeout"/>.</exception>
+    public async Task<ulong> TakeWriterLeaseAsync(OpenVolume volume, TimeSpan drainTimeout, CancellationToken cancellationToken)
+    {
+        ulong generation;
+
+        // With opens: two openers must not interleave their record and fence updates.
+        await _opening.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            generation = await leases.TakeWriterLeaseAsync(volume.VolumeId, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _opening.Release();
+        }
+
+        if (!await volume.Fence.TakeOverAsync(generation, drainTimeout, cancellationToken).ConfigureAwait(false))
+        {
+            throw new TimeoutException($"volume '{volume.VolumeId}': mutations of the previous writer were still running after {drainTimeout.TotalSeconds:0} s");
+        }
+
+        return generation;
     }
 
     /// <summary>Forgets a volume (it was deleted); its handle closes once in-flight calls are done.</summary>
@@ -83,11 +114,13 @@ internal sealed class OpenVolumeTable(IVolumeStore store) : IAsyncDisposable
                 return existing;
             }
 
-            var backend = await store.OpenVolumeAsync(volumeId, VolumeAccess.ReadWrite, cancellationToken).ConfigureAwait(false);
             _volumes.TryGetValue(volumeId, out var replaced);
+            var fence = replaced?.Fence ?? new MutationFence(await leases.GetWriterGenerationAsync(volumeId, cancellationToken).ConfigureAwait(false));
+            var backend = await store.OpenVolumeAsync(volumeId, VolumeAccess.ReadWrite, cancellationToken).ConfigureAwait(false);
 
-            // A reopened volume keeps its fence: a retry must still wait for mutations running on the old handle.
-            var open = new OpenVolume(volumeId, backend, replaced?.Fence ?? new MutationFence());
+            // A reopened volume keeps its fence: a retry must still wait for mutations running on the old
+            // handle, and streams still on the old handle must see the current writer generation.
+            var open = new OpenVolume(volumeId, backend, fence);
             open.TryAddReference(); // the caller's reference; the table holds the initial one
             _volumes[volumeId] = open;
             replaced?.Release();

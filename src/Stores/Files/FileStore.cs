@@ -31,13 +31,14 @@ public sealed record FileStoreOptions(string Root, ReflinkMode Reflink = Reflink
 /// and is replaced or removed. Snapshots and clones are reflinks (instant, shared extents) where the
 /// filesystem supports FICLONE (xfs, btrfs, bcachefs), sparse-aware copies elsewhere.
 /// </summary>
-public sealed partial class FileStore : IVolumeStore, IVolumePublications, IVolumeQosRecord
+public sealed partial class FileStore : IVolumeStore, IVolumePublications, IVolumeQosRecord, IVolumeWriterLeases
 {
     private const string VolumesDir = "volumes";
     private const string SnapshotsDir = "snapshots";
     private const string StagingDir = ".staging";
     private const string PublicationsDir = "publications";
     private const string QosDir = "qos";
+    private const string WritersDir = "writers";
     private const int NoSpace = 28; // ENOSPC, which .NET reports in IOException.HResult on Linux
     private static readonly TimeSpan StaleStagingAge = TimeSpan.FromHours(1);
 
@@ -47,6 +48,7 @@ public sealed partial class FileStore : IVolumeStore, IVolumePublications, IVolu
     private readonly string _staging;
     private readonly string _publications;
     private readonly string _qos;
+    private readonly string _writers;
 
     public FileStore(FileStoreOptions options)
     {
@@ -66,6 +68,7 @@ public sealed partial class FileStore : IVolumeStore, IVolumePublications, IVolu
         _staging = Directory.CreateDirectory(Path.Combine(options.Root, StagingDir)).FullName;
         _publications = Directory.CreateDirectory(Path.Combine(options.Root, PublicationsDir)).FullName;
         _qos = Directory.CreateDirectory(Path.Combine(options.Root, QosDir)).FullName;
+        _writers = Directory.CreateDirectory(Path.Combine(options.Root, WritersDir)).FullName;
         RemoveStaleStagingFiles();
     }
 
@@ -107,6 +110,7 @@ public sealed partial class FileStore : IVolumeStore, IVolumePublications, IVolu
         File.Delete(VolumeImage(volumeId));
         File.Delete(PublicationsRecord(volumeId));
         File.Delete(QosRecord(volumeId));
+        File.Delete(WritersRecord(volumeId));
         return existed;
     }
 

@@ -10,7 +10,7 @@ namespace UblkCsi.Stores.InMemory;
 /// of the allocated pages. Without data (the "null" type) reads return zeros and writes vanish.
 /// An optional capacity bounds the sum of volume sizes (CSI RESOURCE_EXHAUSTED beyond it).
 /// </summary>
-public sealed partial class MemoryStore : IVolumeStore, IVolumePublications, IVolumeQosRecord
+public sealed partial class MemoryStore : IVolumeStore, IVolumePublications, IVolumeQosRecord, IVolumeWriterLeases
 {
     private const int CopyBlock = 1 << 20;
 
@@ -19,6 +19,7 @@ public sealed partial class MemoryStore : IVolumeStore, IVolumePublications, IVo
     private readonly Dictionary<string, Snapshot> _snapshots = new(StringComparer.Ordinal);
     private readonly Dictionary<string, IReadOnlyList<VolumePublication>> _publications = new(StringComparer.Ordinal);
     private readonly Dictionary<string, Engine.Backends.Qos.QosLimits> _qos = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ulong> _writerGenerations = new(StringComparer.Ordinal);
     private readonly Func<long, IBlockBackend> _createData;
     private readonly KeyedLock _locks = new();
 
@@ -95,6 +96,7 @@ public sealed partial class MemoryStore : IVolumeStore, IVolumePublications, IVo
 
             _publications.Remove(volumeId);
             _qos.Remove(volumeId);
+            _writerGenerations.Remove(volumeId);
         }
 
         await volume.Data.DisposeAsync().ConfigureAwait(false);

@@ -6,6 +6,25 @@ namespace UblkCsi.Stores.Rpc;
 /// <summary>Converts between the store contract's records and the block-store protocol's messages.</summary>
 public static class ProtoConvert
 {
+    public static BlockStore.V1.VolumePublication ToProto(VolumePublication publication) =>
+        new() { NodeId = publication.NodeId, ReadOnly = publication.ReadOnly };
+
+    public static VolumePublication FromProto(BlockStore.V1.VolumePublication publication) =>
+        new(publication.NodeId, publication.ReadOnly);
+
+    /// <summary>QoS limits from their parameters; a bad value is a parameter error naming the key.</summary>
+    public static Engine.Backends.Qos.QosLimits FromProto(IReadOnlyDictionary<string, string> qosParameters)
+    {
+        try
+        {
+            return Engine.Backends.Qos.QosLimits.Parse(qosParameters);
+        }
+        catch (ArgumentException e)
+        {
+            throw new StoreParameterException(e.ParamName ?? "qos", e.Message);
+        }
+    }
+
     public static Volume ToProto(VolumeInfo info)
     {
         var volume = new Volume

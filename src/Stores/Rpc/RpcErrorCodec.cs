@@ -56,6 +56,19 @@ public static class RpcErrorCodec
     public static RpcException? FromIOException(IOException e) =>
         e.HResult == ENOSPC ? Build(StatusCode.ResourceExhausted, "the block-store server's storage is full", new StoreErrorInfo { Errno = ENOSPC }) : null;
 
+    /// <summary>
+    /// The refusal of a mutation from a writer whose lease a later read-write open took: FAILED_PRECONDITION
+    /// with errno EIO (the pair no other data-path failure uses, see <see cref="IsWriterSuperseded"/>).
+    /// </summary>
+    public static RpcException WriterSuperseded(string volumeId, ulong writerGeneration, ulong currentGeneration) =>
+        Build(StatusCode.FailedPrecondition,
+            $"volume '{volumeId}' was opened for writing elsewhere (writer generation {currentGeneration}); this writer (generation {writerGeneration}) was taken over and may no longer change it",
+            new StoreErrorInfo { Errno = BlockBackendException.EIO });
+
+    /// <summary>True for the answer <see cref="WriterSuperseded"/> builds: never retried; the volume was taken over.</summary>
+    public static bool IsWriterSuperseded(StatusCode code, int errno) =>
+        code == StatusCode.FailedPrecondition && errno == BlockBackendException.EIO;
+
     /// <summary>An INVALID_ARGUMENT naming a request field.</summary>
     public static RpcException InvalidArgument(string parameter, string message) =>
         FromStoreException(new StoreParameterException(parameter, message));

@@ -43,6 +43,10 @@ public sealed record RpcRetryPolicy(int MaxAttempts, TimeSpan InitialBackoff, Ti
         return this;
     }
 
-    /// <summary>True for failures a retry can cure: the call did not reach a server able to answer.</summary>
-    internal static bool IsRetryable(RpcException e) => e.StatusCode == StatusCode.Unavailable;
+    /// <summary>
+    /// True for failures a retry can cure: the call did not reach a server able to answer. That includes
+    /// CANCELLED, which Grpc.Net.Client reports when a connection was not established within the connect
+    /// timeout (seen on a starved VM); callers check their own cancellation before retrying.
+    /// </summary>
+    internal static bool IsRetryable(RpcException e) => e.StatusCode is StatusCode.Unavailable or StatusCode.Cancelled;
 }

@@ -176,7 +176,7 @@ public sealed partial class RpcStore : IVolumeStore
     public async Task<IBlockBackend> OpenVolumeAsync(string volumeId, VolumeAccess access = VolumeAccess.ReadWrite, CancellationToken cancellationToken = default)
     {
         VolumeIds.Validate(volumeId);
-        var geometry = await CallAsync<OpenVolumeRequest, OpenVolumeResponse>(static (c, r, o) => c.OpenVolumeAsync(r, o), new OpenVolumeRequest { VolumeId = volumeId }, cancellationToken).ConfigureAwait(false);
+        var geometry = await CallAsync<OpenVolumeRequest, OpenVolumeResponse>(static (c, r, o) => c.OpenVolumeAsync(r, o), new OpenVolumeRequest { VolumeId = volumeId, ReadWrite = access == VolumeAccess.ReadWrite }, cancellationToken).ConfigureAwait(false);
         if (Options.SendsTokenInCleartextOffHost)
         {
             TokenInCleartext(_logger, volumeId, Options.Endpoint.ToString());

@@ -12,6 +12,9 @@ namespace UblkCsi.Stores.Rpc;
 /// sent again, so a dropped connection or a server restart is ridden out like with unary calls. I/O larger
 /// than the server's payload limit is split into requests of at most that size, sent concurrently; the
 /// I/O completes only when every piece was acknowledged, and fails when any piece fails.
+/// A read-write volume holds the server's writer lease (the generation its open took): once another
+/// client opens the volume for writing, the server refuses this one's mutations (EIO, never retried)
+/// and <see cref="Condition"/> turns abnormal, saying the volume was taken over.
 /// </summary>
 /// <remarks>
 /// The engine's queue threads each keep to one stream (chosen by thread), so a queue's requests share a
@@ -39,8 +42,10 @@ public sealed class RpcVolume : StoreVolume, IStoreVolumeMetrics
         _streams = new IoStream[StreamsPerVolume];
         for (var i = 0; i < _streams.Length; i++)
         {
-            _streams[i] = new IoStream(connection, volumeId, connection.Retry, _reconnects);
+            _streams[i] = new IoStream(connection, volumeId, geometry.WriterGeneration, connection.Retry, _reconnects);
         }
+
+        WriterGeneration = geometry.WriterGeneration;
     }
 
     /// <summary>Broken streams replaced (<c>rpc_reconnects_total</c>) and requests sent again on them (<c>rpc_retries_total</c>).</summary>
@@ -48,6 +53,26 @@ public sealed class RpcVolume : StoreVolume, IStoreVolumeMetrics
 
     /// <summary>The block-store server, for messages.</summary>
     public string Server => _connection.Server;
+
+    /// <summary>The writer lease this volume's open took; 0 when read-only.</summary>
+    public ulong WriterGeneration { get; }
+
+    /// <summary>Abnormal once the server refused a mutation because another writer opened the volume.</summary>
+    public override VolumeCondition Condition
+    {
+        get
+        {
+            foreach (var stream in _streams)
+            {
+                if (stream.TakenOver is { } refusal)
+                {
+                    return new VolumeCondition(true, $"taken over: {refusal}");
+                }
+            }
+
+            return VolumeCondition.Healthy;
+        }
+    }
 
     public override async ValueTask DisposeAsync()
     {

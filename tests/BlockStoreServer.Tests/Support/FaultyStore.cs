@@ -8,7 +8,7 @@ namespace UblkCsi.BlockStoreServer.Tests.Support;
 /// in flight inside the server) or throw (to inject a backend failure). Everything else is the
 /// wrapped store.
 /// </summary>
-public sealed class FaultyStore(IVolumeStore inner) : IVolumeStore
+public sealed class FaultyStore(IVolumeStore inner) : IVolumeStore, IVolumeWriterLeases
 {
     /// <summary>Runs before each write with its offset; null for none.</summary>
     public Func<long, Task>? BeforeWrite { get; set; }
@@ -48,6 +48,12 @@ public sealed class FaultyStore(IVolumeStore inner) : IVolumeStore
 
     public async Task<IBlockBackend> OpenVolumeAsync(string volumeId, VolumeAccess access = VolumeAccess.ReadWrite, CancellationToken cancellationToken = default) =>
         new HookedBackend(await inner.OpenVolumeAsync(volumeId, access, cancellationToken), this);
+
+    public Task<ulong> GetWriterGenerationAsync(string volumeId, CancellationToken cancellationToken = default) =>
+        ((IVolumeWriterLeases)inner).GetWriterGenerationAsync(volumeId, cancellationToken);
+
+    public Task<ulong> TakeWriterLeaseAsync(string volumeId, CancellationToken cancellationToken = default) =>
+        ((IVolumeWriterLeases)inner).TakeWriterLeaseAsync(volumeId, cancellationToken);
 
     public ValueTask DisposeAsync() => inner.DisposeAsync();
 

@@ -11,6 +11,8 @@ public sealed class FileControllerModifyTests(FileStoreUnderTest store) : Contro
 
 public sealed class S3ControllerModifyTests(S3StoreUnderTest store) : ControllerModifyTests(store), IClassFixture<S3StoreUnderTest>;
 
+public sealed class RpcControllerModifyTests(RpcStoreUnderTest store) : ControllerModifyTests(store), IClassFixture<RpcStoreUnderTest>;
+
 /// <summary>
 /// QoS limits: given at creation (StorageClass keys, overridden by mutable parameters), carried to the
 /// node in the volume context and the store's QoS record, and changed with ControllerModifyVolume.

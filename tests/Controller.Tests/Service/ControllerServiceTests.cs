@@ -14,6 +14,8 @@ public sealed class FileControllerTests(FileStoreUnderTest store) : ControllerSe
 
 public sealed class S3ControllerTests(S3StoreUnderTest store) : ControllerServiceTests(store), IClassFixture<S3StoreUnderTest>;
 
+public sealed class RpcControllerTests(RpcStoreUnderTest store) : ControllerServiceTests(store), IClassFixture<RpcStoreUnderTest>;
+
 /// <summary>
 /// The Controller service as csi-sanity and the sidecars call it, against one store: every error code
 /// path csi-sanity checks, plus idempotency, paging, publish records and statelessness.

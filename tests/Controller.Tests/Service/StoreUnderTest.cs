@@ -89,3 +89,34 @@ public sealed class S3StoreUnderTest : StoreUnderTest
         return (parameters, LocalS3Server.StoreSecrets());
     }
 }
+
+/// <summary>
+/// The rpc store against real block-store servers on loopback TCP (a file store behind the protocol):
+/// one server per location, so locations are isolated like the other stores'. No token: CSI's
+/// GetCapacity carries no secrets (the rpc conformance suite covers tokens).
+/// </summary>
+public sealed class RpcStoreUnderTest : StoreUnderTest
+{
+    private readonly List<(LoopbackBlockStoreServer Server, string Root)> _servers = [];
+
+    public override (Dictionary<string, string>, Dictionary<string, string>) NewLocation()
+    {
+        var root = Directory.CreateTempSubdirectory("ublk-ctrl-rpc-").FullName;
+        var server = LoopbackBlockStoreServer.StartAsync(root, token: null).GetAwaiter().GetResult();
+        lock (_servers)
+        {
+            _servers.Add((server, root));
+        }
+
+        return (new() { ["store"] = "rpc", ["endpoint"] = server.Endpoint.ToString() }, new());
+    }
+
+    public override async Task DisposeAsync()
+    {
+        foreach (var (server, root) in _servers)
+        {
+            await server.DisposeAsync();
+            Directory.Delete(root, recursive: true);
+        }
+    }
+}

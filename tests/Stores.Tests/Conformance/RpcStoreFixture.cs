@@ -1,12 +1,5 @@
-using UblkCsi.GrpcEndpoints;
-using Microsoft.Extensions.Logging.Abstractions;
-using UblkCsi.BlockStore.V1;
-using UblkCsi.GrpcHosting;
-using UblkCsi.GrpcHosting.Logging;
 using UblkCsi.Stores;
-using UblkCsi.Stores.Files;
-using UblkCsi.Stores.Rpc;
-using UblkCsi.BlockStoreServer.Service;
+using UblkCsi.TestSupport;
 
 namespace UblkCsi.Stores.Tests.Conformance;
 
@@ -83,55 +76,3 @@ public sealed class RpcStoreFixture : StoreFixture
 }
 
 public sealed class RpcStoreConformance(RpcStoreFixture fixture) : StoreConformanceTests(fixture), IClassFixture<RpcStoreFixture>;
-
-/// <summary>An in-process block-store server (file store + service + gRPC server) on a real loopback TCP port.</summary>
-public sealed class LoopbackBlockStoreServer : IAsyncDisposable
-{
-    private readonly FileStore _store;
-    private readonly BlockStoreService _service;
-    private readonly GrpcServer _server;
-    private readonly string _root;
-    private readonly string? _token;
-
-    private LoopbackBlockStoreServer(string root, string? token, FileStore store, BlockStoreService service, GrpcServer server)
-    {
-        _root = root;
-        _token = token;
-        _store = store;
-        _service = service;
-        _server = server;
-    }
-
-    public GrpcEndpoint Endpoint => _server.Endpoint;
-
-    /// <summary>Starts a server for the file store at <paramref name="root"/>; port 0 picks a free port.</summary>
-    public static async Task<LoopbackBlockStoreServer> StartAsync(string root, string? token, int port = 0)
-    {
-        var store = new FileStore(new FileStoreOptions(root));
-        var service = new BlockStoreService(store, new BlockStoreServiceOptions { Token = token }, NullLogger<BlockStoreService>.Instance);
-        var server = new GrpcServer(new GrpcServerOptions
-        {
-            Endpoint = GrpcEndpoint.Tcp("127.0.0.1", port),
-            MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
-            SensitiveFields = new SensitiveFieldPolicy(BlockstoreExtensions.Sensitive),
-        }, NullLoggerFactory.Instance);
-        server.AddService(service);
-        await server.StartAsync();
-        return new LoopbackBlockStoreServer(root, token, store, service, server);
-    }
-
-    /// <summary>Stops this server and starts a fresh one (new store, service and listener) on the same port.</summary>
-    public async Task<LoopbackBlockStoreServer> RestartAsync()
-    {
-        var port = Endpoint.Port;
-        await DisposeAsync();
-        return await StartAsync(_root, _token, port);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await _server.DisposeAsync();
-        await _service.DisposeAsync();
-        await _store.DisposeAsync();
-    }
-}

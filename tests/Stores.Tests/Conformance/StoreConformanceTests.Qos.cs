@@ -2,17 +2,14 @@ using UblkCsi.Engine.Backends.Qos;
 
 namespace UblkCsi.Stores.Tests.Conformance;
 
-/// <summary>QoS records (stores that keep them): persisted, replaced whole, gone with the volume.</summary>
+/// <summary>QoS records (every store keeps them): persisted, replaced whole, gone with the volume.</summary>
 public abstract partial class StoreConformanceTests
 {
     [Fact]
     public async Task QosRecordsSurviveReopenAreReplacedWholeAndDieWithTheVolume()
     {
         await using var ctx = await Fixture.CreateStoreAsync();
-        if (ctx.Store is not IVolumeQosRecord)
-        {
-            return; // the rpc store keeps no QoS record: its limits come from the StorageClass at stage
-        }
+        Assert.IsAssignableFrom<IVolumeQosRecord>(ctx.Store); // every store the controller serves keeps it (rpc: on the block-store server)
 
         var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("limited", 1 << 20));
         var unset = await ((IVolumeQosRecord)ctx.Store).GetQosAsync(volume.Id);

@@ -5,20 +5,9 @@
 # store from it. Then detach and verify again from the block-store server alone.
 source "$(dirname "$0")/_lib.sh"
 
-: "${UBLK_BLOCKSTORE_SERVER:?UBLK_BLOCKSTORE_SERVER must point at the published ublk-blockstore-server}"
-ip link set lo up 2>/dev/null || true
 port=9402
-root=$SCENARIO_DIR/blockstore
-token_file=$SCENARIO_DIR/token
-mkdir -p "$root"
-(umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$token_file")
-"$UBLK_BLOCKSTORE_SERVER" --listen "tcp://127.0.0.1:$port" --root "$root" --token-file "$token_file" \
-  > "$SCENARIO_DIR/blockstore.log" 2>&1 &
-SERVER_PIDS+=("$!")
-for _ in $(seq 600); do
-  (exec 3<> "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.2
-done
+start_blockstore_server "$port"
+token_file=$TOKEN_FILE
 
 spec="rpc://127.0.0.1:$port/pvc-rpc-crash?token-file=$token_file"
 start_server first attach --store "$spec" --size 256M --queues 2 --state-dir "$STATE_DIR"

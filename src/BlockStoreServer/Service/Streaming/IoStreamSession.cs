@@ -13,13 +13,14 @@ namespace UblkCsi.BlockStoreServer.Service.Streaming;
 /// One Stream call: the first request opens the volume; every later one runs concurrently as soon as it
 /// is read, and its response is queued for the one writer loop, which writes every response ready at
 /// that moment as one batch message. Mutations pass the volume's fence exactly like the
-/// unary calls. The call ends when the client stops sending (after every response went out), when the
+/// unary calls (<see cref="MutationAdmission"/>), with the writer generation the OPEN carried. The call ends when the client stops sending (after every response went out), when the
 /// client goes away, or when the server stops: then the requests already read finish and are answered,
 /// and the call ends UNAVAILABLE so the client sends what was not answered to the next server.
 /// </summary>
 internal sealed partial class IoStreamSession
 {
     private readonly OpenVolume _volume;
+    private readonly ulong _writerGeneration;
     private readonly ServerCallContext _context;
     private readonly TimeSpan _retryDrainTimeout;
     private readonly ILogger _logger;
@@ -28,9 +29,10 @@ internal sealed partial class IoStreamSession
     // Requests running plus one for the reader; whoever brings it to zero ends the response queue.
     private int _running = 1;
 
-    public IoStreamSession(OpenVolume volume, ServerCallContext context, TimeSpan retryDrainTimeout, ILogger logger)
+    public IoStreamSession(OpenVolume volume, ulong writerGeneration, ServerCallContext context, TimeSpan retryDrainTimeout, ILogger logger)
     {
         _volume = volume;
+        _writerGeneration = writerGeneration;
         _context = context;
         _retryDrainTimeout = retryDrainTimeout;
         _logger = logger;
@@ -102,6 +104,7 @@ internal sealed partial class IoStreamSession
                     await MutateAsync(io, static (b, r) => b.WriteAsync(r.Offset, r.Data, r.Fua ? BlockWriteFlags.Fua : BlockWriteFlags.None, CancellationToken.None)).ConfigureAwait(false);
                     break;
                 case IoOp.Flush:
+                    MutationAdmission.CheckWriter(_volume, _writerGeneration);
                     await backend.FlushAsync(CancellationToken.None).ConfigureAwait(false);
                     break;
                 case IoOp.Discard:
@@ -121,7 +124,7 @@ internal sealed partial class IoStreamSession
         }
         catch (RpcException e)
         {
-            io.SetError(e.StatusCode, e.Status.Detail);
+            io.SetError(e.StatusCode, e.Status.Detail, e.StatusCode == StatusCode.FailedPrecondition ? BlockBackendException.EIO : 0);
         }
         catch (OperationCanceledException)
         {
@@ -142,31 +145,13 @@ internal sealed partial class IoStreamSession
         Finished();
     }
 
-    /// <summary>A mutation inside the volume's fence: a retry first waits for every mutation already running.</summary>
+    /// <summary>A mutation inside the volume's fence: a superseded writer is refused, a retry first waits for every mutation already running.</summary>
     private async ValueTask MutateAsync(StreamIo io, Func<IBlockBackend, StreamIo, ValueTask> mutation)
     {
-        int epoch;
-        if (io.Attempt == 0)
-        {
-            epoch = _volume.Fence.Enter();
-        }
-        else
-        {
-            var started = Environment.TickCount64;
-            var (entered, retryEpoch) = await _volume.Fence.EnterAfterEarlierAsync(_retryDrainTimeout, _context.CancellationToken).ConfigureAwait(false);
-            if (!entered)
-            {
-                throw new RpcException(new Status(StatusCode.Unavailable, $"volume '{_volume.VolumeId}': an earlier attempt of this request is still running"));
-            }
-
-            epoch = retryEpoch;
-            BlockStoreService.RetryOrdered(_logger, _volume.VolumeId, io.Attempt, Environment.TickCount64 - started);
-        }
-
+        // A client that is gone will send this again or report it failed: it must not land later.
+        var epoch = await MutationAdmission.EnterAsync(_volume, _writerGeneration, io.Attempt, _retryDrainTimeout, _logger, _context.CancellationToken).ConfigureAwait(false);
         try
         {
-            // A client that is gone will send this again or report it failed: it must not land later.
-            _context.CancellationToken.ThrowIfCancellationRequested();
             await mutation(_volume.Backend, io).ConfigureAwait(false);
         }
         finally

@@ -53,6 +53,9 @@ public sealed class StreamIo
     /// <summary>OPEN only.</summary>
     public string VolumeId { get; private set; } = "";
 
+    /// <summary>OPEN only: the writer generation the stream's mutations carry.</summary>
+    public ulong WriterGeneration { get; private set; }
+
     /// <summary>WRITE: the payload; READ, after <see cref="RentData"/>: where the data goes.</summary>
     public Memory<byte> Data => _data is null ? default : _data.AsMemory(0, _dataLength);
 
@@ -94,6 +97,7 @@ public sealed class StreamIo
         Fua = false;
         Attempt = 0;
         VolumeId = "";
+        WriterGeneration = 0;
         Code = StatusCode.OK;
         Message = null;
         Errno = 0;
@@ -205,6 +209,9 @@ public sealed class StreamIo
             case (RequestAttempt, ProtoWire.VarintType) when ProtoWire.TryReadVarint(ref reader, out value):
                 Attempt = (uint)value;
                 return true;
+            case (RequestWriterGeneration, ProtoWire.VarintType) when ProtoWire.TryReadVarint(ref reader, out value):
+                WriterGeneration = value;
+                return true;
             case (RequestVolumeId, ProtoWire.LengthDelimitedType):
                 if (!ProtoWire.TryReadString(ref reader, out var volumeId))
                 {
@@ -222,7 +229,7 @@ public sealed class StreamIo
                 reader.UnreadSequence.Slice(0, length).CopyTo(RentData(length).Span);
                 reader.Advance(length);
                 return true;
-            case (RequestId or RequestOp or RequestOffset or RequestLength or RequestFua or RequestAttempt, _):
+            case (RequestId or RequestOp or RequestOffset or RequestLength or RequestFua or RequestAttempt or RequestWriterGeneration, _):
                 return false;
             default:
                 return ProtoWire.TrySkip(ref reader, wireType);

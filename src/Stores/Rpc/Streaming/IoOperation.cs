@@ -44,6 +44,9 @@ internal sealed class IoOperation : IValueTaskSource
     /// <summary>OPEN only: the volume id as UTF-8.</summary>
     public ReadOnlyMemory<byte> VolumeIdUtf8 { get; private set; }
 
+    /// <summary>OPEN only: the writer generation every mutation of the stream carries (0 when read-only).</summary>
+    public ulong WriterGeneration { get; private set; }
+
     /// <summary>The response's status code (0 = OK), errno and message, set by the response codec.</summary>
     public int Code { get; set; }
 
@@ -54,7 +57,8 @@ internal sealed class IoOperation : IValueTaskSource
     /// <summary>True for requests the server's fence orders on a retry.</summary>
     public bool IsMutation => Op is IoOp.Write or IoOp.Discard or IoOp.WriteZeroes;
 
-    public static IoOperation ForOpen(ReadOnlyMemory<byte> volumeIdUtf8) => new(null) { Op = IoOp.Open, VolumeIdUtf8 = volumeIdUtf8 };
+    public static IoOperation ForOpen(ReadOnlyMemory<byte> volumeIdUtf8, ulong writerGeneration) =>
+        new(null) { Op = IoOp.Open, VolumeIdUtf8 = volumeIdUtf8, WriterGeneration = writerGeneration };
 
     public void SetRead(long offset, Memory<byte> buffer) => Set(IoOp.Read, offset, buffer.Length, default, buffer, false);
 

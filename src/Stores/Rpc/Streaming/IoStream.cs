@@ -23,7 +23,8 @@ namespace UblkCsi.Stores.Rpc.Streaming;
 /// <see cref="RpcRetryPolicy"/> (about 9 s, below the kernel's 30 s request timeout); a stream that
 /// answers resets the count. When they run out, or the server refuses the stream (unknown volume, wrong
 /// token), the requests in flight fail with the errno the status stands for; the next request opens a
-/// new stream.
+/// new stream. The OPEN carries the writer generation of the volume's read-write open; once the server
+/// refuses a mutation because a later writer took the volume over, <see cref="TakenOver"/> says so.
 /// </remarks>
 internal sealed class IoStream : IAsyncDisposable
 {
@@ -40,18 +41,22 @@ internal sealed class IoStream : IAsyncDisposable
     private readonly CancellationTokenSource _disposing = new();
     private Channel<IoOperation> _sendQueue = NewQueue();
     private ulong _nextId;
+    private string? _takenOver;
     private Task? _supervisor;
     private bool _disposed;
 
-    public IoStream(BlockStoreConnection connection, string volumeId, RpcRetryPolicy retry, ReconnectCounters reconnects)
+    public IoStream(BlockStoreConnection connection, string volumeId, ulong writerGeneration, RpcRetryPolicy retry, ReconnectCounters reconnects)
     {
         _connection = connection;
         _volumeId = volumeId;
         _retry = retry;
         _reconnects = reconnects;
-        _open = IoOperation.ForOpen(Encoding.UTF8.GetBytes(volumeId));
+        _open = IoOperation.ForOpen(Encoding.UTF8.GetBytes(volumeId), writerGeneration);
         _method = IoStreamClientCodec.CreateMethod(BlockStoreProtocol.Service.FullName, TakeInFlight, _answered);
     }
+
+    /// <summary>The server's refusal once a later writer took the volume over (its mutations all fail from then on); else null.</summary>
+    public string? TakenOver => Volatile.Read(ref _takenOver);
 
     /// <summary>Sends <paramref name="op"/> and returns its completion (the op returns to its pool when awaited).</summary>
     public ValueTask SubmitAsync(IoOperation op)
@@ -170,6 +175,11 @@ internal sealed class IoStream : IAsyncDisposable
                 var batch = responses.Current.Answered;
                 foreach (var op in batch)
                 {
+                    if (RpcErrorCodec.IsWriterSuperseded((StatusCode)op.Code, op.Errno))
+                    {
+                        Volatile.Write(ref _takenOver, op.Message);
+                    }
+
                     op.CompleteFromResponse(_volumeId, _connection.Server);
                 }
 

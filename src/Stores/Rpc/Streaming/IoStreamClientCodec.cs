@@ -58,6 +58,7 @@ internal static class IoStreamClientCodec
             + ProtoWire.VarintFieldSize(RequestFua, op.Fua ? 1UL : 0)
             + ProtoWire.VarintFieldSize(RequestAttempt, op.Attempt)
             + ProtoWire.BytesFieldSize(RequestVolumeId, op.VolumeIdUtf8.Length)
+            + ProtoWire.VarintFieldSize(RequestWriterGeneration, op.WriterGeneration)
             + (dataLength == 0 ? 0 : ProtoWire.BytesFieldSize(RequestData, dataLength) - dataLength);
     }
 
@@ -79,6 +80,8 @@ internal static class IoStreamClientCodec
             op.VolumeIdUtf8.Span.CopyTo(span[n..]);
             n += op.VolumeIdUtf8.Length;
         }
+
+        n += ProtoWire.WriteVarintField(span[n..], RequestWriterGeneration, op.WriterGeneration);
 
         if (dataLength > 0)
         {

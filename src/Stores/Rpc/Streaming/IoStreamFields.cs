@@ -24,6 +24,7 @@ public static class IoStreamFields
     public const int RequestFua = 6;
     public const int RequestAttempt = 7;
     public const int RequestVolumeId = 8;
+    public const int RequestWriterGeneration = 9;
 
     public const int ResponseId = 1;
     public const int ResponseCode = 2;
