@@ -70,10 +70,10 @@ public sealed class NbdServerProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>qemu-nbd serving an image file under an export name on a unix socket.</summary>
-    public static Task<NbdServerProcess> StartQemuNbdAsync(string image, string format, string export, string socketPath)
+    /// <summary>qemu-nbd serving an image file under an export name on a unix socket; <paramref name="options"/> go before the image (e.g. --object and --tls-creds).</summary>
+    public static Task<NbdServerProcess> StartQemuNbdAsync(string image, string format, string export, string socketPath, params string[] options)
     {
-        List<string> args = ["--fork", "--persistent", "--shared=8", "-f", format, "-x", export, "-k", socketPath, "--cache=writeback", image];
+        List<string> args = ["--fork", "--persistent", "--shared=8", "-f", format, "-x", export, "-k", socketPath, "--cache=writeback", .. options, image];
         return StartAsync(Find("qemu-nbd")!, args, GrpcEndpoint.Unix(socketPath));
     }
 
