@@ -54,11 +54,26 @@ public sealed class NbdStoreProvider : IStoreProvider
 
     private NbdStoreProvider(string type) => Type = type;
 
+    private static ILoggerFactory s_loggerFactory = NullLoggerFactory.Instance;
+
     /// <summary>
-    /// Where nbd clients log (connection lost, restored, given up). Hosts set it once at start-up;
-    /// providers are created without a logger factory.
+    /// Where nbd clients log (connection lost, restored, given up): the host's factory while a host
+    /// runs (<see cref="UseLoggerFactory"/>), else nowhere. Static because providers are created
+    /// without a logger factory (the registry's instances).
     /// </summary>
-    public static ILoggerFactory LoggerFactory { get; set; } = NullLoggerFactory.Instance;
+    public static ILoggerFactory LoggerFactory => Volatile.Read(ref s_loggerFactory);
+
+    /// <summary>
+    /// Makes <paramref name="factory"/> the one nbd stores log to, until the returned handle is
+    /// disposed (hosts own it and dispose it last). Disposing puts back the null factory unless
+    /// another host set its own meanwhile, so stores opened later never log to a disposed factory.
+    /// </summary>
+    public static IAsyncDisposable UseLoggerFactory(ILoggerFactory factory)
+    {
+        ArgumentNullException.ThrowIfNull(factory);
+        Volatile.Write(ref s_loggerFactory, factory);
+        return new LoggerFactoryLease(factory);
+    }
 
     public string Type { get; }
 
@@ -209,5 +224,14 @@ public sealed class NbdStoreProvider : IStoreProvider
 
         var exportName = slash < 0 ? "" : Uri.UnescapeDataString(spec.Location[(slash + 1)..]);
         return (endpoint, CheckExportName(exportName, "spec"), connections, tls);
+    }
+
+    private sealed class LoggerFactoryLease(ILoggerFactory factory) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync()
+        {
+            Interlocked.CompareExchange(ref s_loggerFactory, NullLoggerFactory.Instance, factory);
+            return default;
+        }
     }
 }
