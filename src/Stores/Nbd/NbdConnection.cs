@@ -13,8 +13,10 @@ internal interface INbdConnectionOwner
 /// <summary>
 /// One connection in the transmission phase. Many requests are in flight at once, each under a
 /// handle naming its slot in a table (plus a generation, so a stale or invented handle is caught);
-/// a send loop writes queued requests in batches and a receive loop matches replies, simple or
-/// structured, to their requests. Anything wrong on the stream (closed, a broken reply, no reply
+/// a sender thread writes queued requests in batches and a receiver thread matches replies, simple
+/// or structured, to their requests and completes them. The receiver blocks in the read system call
+/// itself: an asynchronous read would add a wake-up of the socket engine's epoll thread and a
+/// thread-pool hop to every batch of replies before the request completes. Anything wrong on the stream (closed, a broken reply, no reply
 /// within the request timeout) ends the connection: the owner gets every unanswered request back.
 /// </summary>
 internal sealed class NbdConnection : IAsyncDisposable
@@ -43,7 +45,7 @@ internal sealed class NbdConnection : IAsyncDisposable
     private readonly Stack<int> _freeSlots = new(Enumerable.Range(0, 64).Reverse());
     private bool _failed;
     private Thread? _sender;
-    private Task _receiveLoop = Task.CompletedTask;
+    private Thread? _receiver;
     private Timer? _watchdog;
 
     public NbdConnection(Socket socket, Stream stream, NbdExport export, string server, INbdConnectionOwner owner, TimeSpan requestTimeout)
@@ -76,7 +78,8 @@ internal sealed class NbdConnection : IAsyncDisposable
     {
         _sender = new Thread(SendLoop) { IsBackground = true, Name = "nbd-send" };
         _sender.Start();
-        _receiveLoop = Task.Run(ReceiveLoopAsync);
+        _receiver = new Thread(ReceiveLoop) { IsBackground = true, Name = "nbd-receive" };
+        _receiver.Start();
         _watchdog = new Timer(static state => ((NbdConnection)state!).CheckForLostReplies(), this, watchdogPeriod, watchdogPeriod);
     }
 
@@ -177,7 +180,8 @@ internal sealed class NbdConnection : IAsyncDisposable
 
         Fail(new ObjectDisposedException(nameof(NbdConnection), "the connection was closed"));
         await Task.Run(() => _sender?.Join(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
-        await _receiveLoop.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        // Close shut the socket down, which ends the receiver's blocking read.
+        await Task.Run(() => _receiver?.Join(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
     }
 
     private void CloseSendQueue()
@@ -193,6 +197,16 @@ internal sealed class NbdConnection : IAsyncDisposable
     {
         CloseSendQueue();
         _watchdog?.Dispose();
+        try
+        {
+            // Wakes the sender and receiver threads out of blocking send and recv calls.
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // Not connected any more: nothing blocks on it.
+        }
+
         _socket.Dispose();
         _stream.Dispose();
     }
@@ -341,23 +355,22 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
     }
 
-    private async Task ReceiveLoopAsync()
+    private void ReceiveLoop()
     {
-        var token = CancellationToken.None;
         try
         {
             while (true)
             {
-                await _receive.ReadExactAsync(_replyHeader.AsMemory(0, NbdProtocol.SimpleReplySize), token).ConfigureAwait(false);
+                _receive.ReadExact(_replyHeader.AsSpan(0, NbdProtocol.SimpleReplySize));
                 var magic = BinaryPrimitives.ReadUInt32BigEndian(_replyHeader);
                 if (magic == NbdProtocol.SimpleReplyMagic)
                 {
-                    await SimpleReplyAsync(token).ConfigureAwait(false);
+                    SimpleReply();
                 }
                 else if (magic == NbdProtocol.StructuredReplyMagic && Export.StructuredReplies)
                 {
-                    await _receive.ReadExactAsync(_replyHeader.AsMemory(NbdProtocol.SimpleReplySize, 4), token).ConfigureAwait(false);
-                    await StructuredChunkAsync(token).ConfigureAwait(false);
+                    _receive.ReadExact(_replyHeader.AsSpan(NbdProtocol.SimpleReplySize, 4));
+                    StructuredChunk();
                 }
                 else
                 {
@@ -371,7 +384,7 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
     }
 
-    private async ValueTask SimpleReplyAsync(CancellationToken token)
+    private void SimpleReply()
     {
         var error = BinaryPrimitives.ReadUInt32BigEndian(_replyHeader.AsSpan(4));
         var request = Find(BinaryPrimitives.ReadUInt64BigEndian(_replyHeader.AsSpan(8)));
@@ -382,14 +395,14 @@ internal sealed class NbdConnection : IAsyncDisposable
 
         if (error == 0 && request.Command == NbdCommand.Read)
         {
-            await _receive.ReadExactAsync(request.ReadBuffer[..(int)request.Length], token).ConfigureAwait(false);
+            _receive.ReadExact(request.ReadBuffer.Span[..(int)request.Length]);
         }
 
         request.ReplyErrno = (int)Math.Min(error, int.MaxValue);
         Finish(request);
     }
 
-    private async ValueTask StructuredChunkAsync(CancellationToken token)
+    private void StructuredChunk()
     {
         var flags = (NbdReplyFlags)BinaryPrimitives.ReadUInt16BigEndian(_replyHeader.AsSpan(4));
         var type = (NbdReplyType)BinaryPrimitives.ReadUInt16BigEndian(_replyHeader.AsSpan(6));
@@ -403,9 +416,9 @@ internal sealed class NbdConnection : IAsyncDisposable
                     throw new NbdProtocolException($"{Server} sent a data chunk of {length} bytes for a {request.Command} of {request.Length} bytes");
                 }
 
-                await _receive.ReadExactAsync(_scratch.AsMemory(0, 8), token).ConfigureAwait(false);
+                _receive.ReadExact(_scratch.AsSpan(0, 8));
                 var dataOffset = CheckChunkRange(request, BinaryPrimitives.ReadUInt64BigEndian(_scratch), length - 8);
-                await _receive.ReadExactAsync(request.ReadBuffer.Slice(dataOffset, (int)(length - 8)), token).ConfigureAwait(false);
+                _receive.ReadExact(request.ReadBuffer.Span.Slice(dataOffset, (int)(length - 8)));
                 request.BytesCovered += length - 8;
                 break;
             case NbdReplyType.OffsetHole:
@@ -414,7 +427,7 @@ internal sealed class NbdConnection : IAsyncDisposable
                     throw new NbdProtocolException($"{Server} sent a hole chunk of {length} bytes for a {request.Command}");
                 }
 
-                await _receive.ReadExactAsync(_scratch.AsMemory(0, 12), token).ConfigureAwait(false);
+                _receive.ReadExact(_scratch.AsSpan(0, 12));
                 var holeLength = BinaryPrimitives.ReadUInt32BigEndian(_scratch.AsSpan(8));
                 var holeOffset = CheckChunkRange(request, BinaryPrimitives.ReadUInt64BigEndian(_scratch), holeLength);
                 request.ReadBuffer.Span.Slice(holeOffset, (int)holeLength).Clear();
@@ -433,7 +446,7 @@ internal sealed class NbdConnection : IAsyncDisposable
                     throw new NbdProtocolException($"{Server} sent a chunk of type {(ushort)type} with {length} bytes; at most {NbdProtocol.MaxControlPayload} are accepted");
                 }
 
-                await _receive.ReadExactAsync(_scratch.AsMemory(0, (int)length), token).ConfigureAwait(false);
+                _receive.ReadExact(_scratch.AsSpan(0, (int)length));
                 if (((ushort)type & (ushort)NbdReplyType.ErrorBit) != 0)
                 {
                     RecordError(request, type, _scratch.AsSpan(0, (int)length));
