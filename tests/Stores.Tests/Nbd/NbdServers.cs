@@ -78,6 +78,17 @@ public sealed class NbdServerProcess : IAsyncDisposable
         return StartAsync(Find("qemu-nbd")!, args, GrpcEndpoint.Unix(socketPath));
     }
 
+    /// <summary>Creates an empty qcow2 image of <paramref name="size"/> (qemu-img syntax, e.g. "16M") for qemu-nbd.</summary>
+    public static async Task CreateQcow2Async(string image, string size)
+    {
+        using var create = Process.Start(Find("qemu-img")!, ["create", "-q", "-f", "qcow2", image, size]);
+        await create.WaitForExitAsync();
+        if (create.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"qemu-img create {image} {size} exited with {create.ExitCode}");
+        }
+    }
+
     /// <summary>Kills the server (SIGKILL: no goodbye to clients) and waits for it to be gone.</summary>
     public void Kill()
     {

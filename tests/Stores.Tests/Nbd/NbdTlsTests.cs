@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using UblkCsi.Engine;
 using UblkCsi.Stores.Nbd;
 using UblkCsi.Stores.Tests.Conformance;
@@ -94,9 +93,7 @@ public sealed class NbdTlsTests : IDisposable
     public async Task QemuNbdWithTlsCredsOverAUnixSocketThroughTheSpec()
     {
         var image = Path.Combine(_dir, "disk.qcow2");
-        var create = Process.Start("qemu-img", ["create", "-q", "-f", "qcow2", image, "8M"]);
-        await create.WaitForExitAsync();
-        Assert.Equal(0, create.ExitCode);
+        await NbdServerProcess.CreateQcow2Async(image, "8M");
         var socket = Path.Combine(_dir, "nbd.sock");
         await using var server = await NbdServerProcess.StartQemuNbdAsync(image, "qcow2", "vol1", socket,
             "--object", $"tls-creds-x509,id=tls0,dir={_dir},endpoint=server,verify-peer=off", "--tls-creds", "tls0");
