@@ -249,7 +249,6 @@ public sealed class NbdClient : IAsyncDisposable
             socket = await NbdTransport.ConnectAsync(options.Endpoint, timeout.Token).ConfigureAwait(false);
             stream = new NetworkStream(socket, ownsSocket: false);
             var (transmission, export) = await NbdHandshake.NegotiateAsync(stream, options.Export, options.Server, options.Tls, options.TlsHost, timeout.Token).ConfigureAwait(false);
-            NbdTransport.UseBlockingCalls(socket);
             return (socket, transmission, export);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)

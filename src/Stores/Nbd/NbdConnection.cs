@@ -13,10 +13,8 @@ internal interface INbdConnectionOwner
 /// <summary>
 /// One connection in the transmission phase. Many requests are in flight at once, each under a
 /// handle naming its slot in a table (plus a generation, so a stale or invented handle is caught);
-/// a sender thread writes queued requests in batches and a receiver thread matches replies, simple
-/// or structured, to their requests and completes them. The receiver blocks in the read system call
-/// itself: an asynchronous read would add a wake-up of the socket engine's epoll thread and a
-/// thread-pool hop to every batch of replies before the request completes. Anything wrong on the stream (closed, a broken reply, no reply
+/// a send loop writes queued requests in batches and a receive loop matches replies, simple or
+/// structured, to their requests. Anything wrong on the stream (closed, a broken reply, no reply
 /// within the request timeout) ends the connection: the owner gets every unanswered request back.
 /// </summary>
 internal sealed class NbdConnection : IAsyncDisposable
@@ -45,7 +43,7 @@ internal sealed class NbdConnection : IAsyncDisposable
     private readonly Stack<int> _freeSlots = new(Enumerable.Range(0, 64).Reverse());
     private bool _failed;
     private Thread? _sender;
-    private Thread? _receiver;
+    private Task _receiveLoop = Task.CompletedTask;
     private Timer? _watchdog;
 
     public NbdConnection(Socket socket, Stream stream, NbdExport export, string server, INbdConnectionOwner owner, TimeSpan requestTimeout)
@@ -78,8 +76,7 @@ internal sealed class NbdConnection : IAsyncDisposable
     {
         _sender = new Thread(SendLoop) { IsBackground = true, Name = "nbd-send" };
         _sender.Start();
-        _receiver = new Thread(ReceiveLoop) { IsBackground = true, Name = "nbd-receive" };
-        _receiver.Start();
+        _receiveLoop = Task.Run(ReceiveLoopAsync);
         _watchdog = new Timer(static state => ((NbdConnection)state!).CheckForLostReplies(), this, watchdogPeriod, watchdogPeriod);
     }
 
@@ -180,8 +177,7 @@ internal sealed class NbdConnection : IAsyncDisposable
 
         Fail(new ObjectDisposedException(nameof(NbdConnection), "the connection was closed"));
         await Task.Run(() => _sender?.Join(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
-        // Close shut the socket down, which ends the receiver's blocking read.
-        await Task.Run(() => _receiver?.Join(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+        await _receiveLoop.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
     private void CloseSendQueue()
@@ -197,16 +193,6 @@ internal sealed class NbdConnection : IAsyncDisposable
     {
         CloseSendQueue();
         _watchdog?.Dispose();
-        try
-        {
-            // Wakes the sender and receiver threads out of blocking send and recv calls.
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-            // Not connected any more: nothing blocks on it.
-        }
-
         _socket.Dispose();
         _stream.Dispose();
     }
@@ -355,22 +341,23 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
     }
 
-    private void ReceiveLoop()
+    private async Task ReceiveLoopAsync()
     {
+        var token = CancellationToken.None;
         try
         {
             while (true)
             {
-                _receive.ReadExact(_replyHeader.AsSpan(0, NbdProtocol.SimpleReplySize));
+                await _receive.ReadExactAsync(_replyHeader.AsMemory(0, NbdProtocol.SimpleReplySize), token).ConfigureAwait(false);
                 var magic = BinaryPrimitives.ReadUInt32BigEndian(_replyHeader);
                 if (magic == NbdProtocol.SimpleReplyMagic)
                 {
-                    SimpleReply();
+                    await SimpleReplyAsync(token).ConfigureAwait(false);
                 }
                 else if (magic == NbdProtocol.StructuredReplyMagic && Export.StructuredReplies)
                 {
-                    _receive.ReadExact(_replyHeader.AsSpan(NbdProtocol.SimpleReplySize, 4));
-                    StructuredChunk();
+                    await _receive.ReadExactAsync(_replyHeader.AsMemory(NbdProtocol.SimpleReplySize, 4), token).ConfigureAwait(false);
+                    await StructuredChunkAsync(token).ConfigureAwait(false);
                 }
                 else
                 {
@@ -384,7 +371,7 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
     }
 
-    private void SimpleReply()
+    private async ValueTask SimpleReplyAsync(CancellationToken token)
     {
         var error = BinaryPrimitives.ReadUInt32BigEndian(_replyHeader.AsSpan(4));
         var request = Find(BinaryPrimitives.ReadUInt64BigEndian(_replyHeader.AsSpan(8)));
@@ -395,14 +382,14 @@ internal sealed class NbdConnection : IAsyncDisposable
 
         if (error == 0 && request.Command == NbdCommand.Read)
         {
-            _receive.ReadExact(request.ReadBuffer.Span[..(int)request.Length]);
+            await _receive.ReadExactAsync(request.ReadBuffer[..(int)request.Length], token).ConfigureAwait(false);
         }
 
         request.ReplyErrno = (int)Math.Min(error, int.MaxValue);
         Finish(request);
     }
 
-    private void StructuredChunk()
+    private async ValueTask StructuredChunkAsync(CancellationToken token)
     {
         var flags = (NbdReplyFlags)BinaryPrimitives.ReadUInt16BigEndian(_replyHeader.AsSpan(4));
         var type = (NbdReplyType)BinaryPrimitives.ReadUInt16BigEndian(_replyHeader.AsSpan(6));
@@ -416,9 +403,9 @@ internal sealed class NbdConnection : IAsyncDisposable
                     throw new NbdProtocolException($"{Server} sent a data chunk of {length} bytes for a {request.Command} of {request.Length} bytes");
                 }
 
-                _receive.ReadExact(_scratch.AsSpan(0, 8));
+                await _receive.ReadExactAsync(_scratch.AsMemory(0, 8), token).ConfigureAwait(false);
                 var dataOffset = CheckChunkRange(request, BinaryPrimitives.ReadUInt64BigEndian(_scratch), length - 8);
-                _receive.ReadExact(request.ReadBuffer.Span.Slice(dataOffset, (int)(length - 8)));
+                await _receive.ReadExactAsync(request.ReadBuffer.Slice(dataOffset, (int)(length - 8)), token).ConfigureAwait(false);
                 request.BytesCovered += length - 8;
                 break;
             case NbdReplyType.OffsetHole:
@@ -427,7 +414,7 @@ internal sealed class NbdConnection : IAsyncDisposable
                     throw new NbdProtocolException($"{Server} sent a hole chunk of {length} bytes for a {request.Command}");
                 }
 
-                _receive.ReadExact(_scratch.AsSpan(0, 12));
+                await _receive.ReadExactAsync(_scratch.AsMemory(0, 12), token).ConfigureAwait(false);
                 var holeLength = BinaryPrimitives.ReadUInt32BigEndian(_scratch.AsSpan(8));
                 var holeOffset = CheckChunkRange(request, BinaryPrimitives.ReadUInt64BigEndian(_scratch), holeLength);
                 request.ReadBuffer.Span.Slice(holeOffset, (int)holeLength).Clear();
@@ -446,7 +433,7 @@ internal sealed class NbdConnection : IAsyncDisposable
                     throw new NbdProtocolException($"{Server} sent a chunk of type {(ushort)type} with {length} bytes; at most {NbdProtocol.MaxControlPayload} are accepted");
                 }
 
-                _receive.ReadExact(_scratch.AsSpan(0, (int)length));
+                await _receive.ReadExactAsync(_scratch.AsMemory(0, (int)length), token).ConfigureAwait(false);
                 if (((ushort)type & (ushort)NbdReplyType.ErrorBit) != 0)
                 {
                     RecordError(request, type, _scratch.AsSpan(0, (int)length));

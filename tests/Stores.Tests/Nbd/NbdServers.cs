@@ -73,8 +73,7 @@ public sealed class NbdServerProcess : IAsyncDisposable
     /// <summary>qemu-nbd serving an image file under an export name on a unix socket; <paramref name="options"/> go before the image (e.g. --object and --tls-creds).</summary>
     public static Task<NbdServerProcess> StartQemuNbdAsync(string image, string format, string export, string socketPath, params string[] options)
     {
-        // --shared=16: a volume may open up to 8 connections (one per calling thread), and tests hold two volumes at once.
-        List<string> args = ["--fork", "--persistent", "--shared=16", "-f", format, "-x", export, "-k", socketPath, "--cache=writeback", .. options, image];
+        List<string> args = ["--fork", "--persistent", "--shared=8", "-f", format, "-x", export, "-k", socketPath, "--cache=writeback", .. options, image];
         return StartAsync(Find("qemu-nbd")!, args, GrpcEndpoint.Unix(socketPath));
     }
 
