@@ -4,6 +4,7 @@ using UblkCsi.Controller.Provisioning;
 using UblkCsi.GrpcHosting;
 using UblkCsi.GrpcHosting.Logging;
 using UblkCsi.Hosting;
+using UblkCsi.Stores.Nbd;
 
 namespace UblkCsi.Controller;
 
@@ -35,6 +36,7 @@ public static class ControllerHost
             loggerFactory,
             server => server.AddService(new IdentityService(options.DriverName, version)).AddService(controller),
             cancellationToken,
+            NbdStoreProvider.UseLoggerFactory(loggerFactory),
             catalog);
     }
 }

@@ -6,6 +6,7 @@ using UblkCsi.Engine;
 using UblkCsi.GrpcHosting;
 using UblkCsi.GrpcHosting.Logging;
 using UblkCsi.Hosting;
+using UblkCsi.Stores.Nbd;
 
 namespace UblkCsi.NodePlugin;
 
@@ -57,7 +58,9 @@ public static class NodeHost
         }
 
         var catalog = new StoreCatalog();
-        return GrpcRunningHost.StartAsync(Servers(options, serverOptions, runtime, catalog, loggerFactory, probeHost), loggerFactory, cancellationToken, catalog, runtime);
+        // Owned resources are disposed in reverse: nbd clients can still log while the runtime hands devices over.
+        var nbdLogs = NbdStoreProvider.UseLoggerFactory(loggerFactory);
+        return GrpcRunningHost.StartAsync(Servers(options, serverOptions, runtime, catalog, loggerFactory, probeHost), loggerFactory, cancellationToken, nbdLogs, catalog, runtime);
     }
 
     /// <summary>

@@ -12,6 +12,7 @@ namespace UblkCsi.Stores;
 /// <item><c>s3://BUCKET[/PREFIX...]/VOLUME?endpoint=URL&amp;region=R&amp;path-style=true</c>: an s3-store
 /// volume; credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (never from the spec).</item>
 /// <item><c>rpc://HOST:PORT/VOLUME</c>: a volume of a remote block-store server.</item>
+/// <item><c>nbd://HOST[:PORT]/EXPORT</c>, <c>nbd+unix:///EXPORT?socket=/PATH</c>: an export of an NBD server.</item>
 /// </list>
 /// <see cref="ToString"/> (also <see cref="Description"/>) is the canonical form: it contains no
 /// secrets, so it may be persisted and parsed again to reopen the same volume.
@@ -25,7 +26,7 @@ public sealed class StoreSpec
         Options = options;
     }
 
-    /// <summary>Store type: "null", "memory", "file", "s3", "rpc".</summary>
+    /// <summary>Store type: "null", "memory", "file", "s3", "rpc", "nbd", "nbd+unix".</summary>
     public string Type { get; }
 
     /// <summary>
@@ -79,7 +80,7 @@ public sealed class StoreSpec
     }
 
     /// <summary>The accepted spec forms, for usage texts.</summary>
-    public const string Forms = "null, memory, file:PATH[?direct-io=auto|on|off], s3://BUCKET/[PREFIX/]VOLUME?endpoint=URL&region=NAME&path-style=true, rpc://HOST:PORT/VOLUME";
+    public const string Forms = "null, memory, file:PATH[?direct-io=auto|on|off], s3://BUCKET/[PREFIX/]VOLUME?endpoint=URL&region=NAME&path-style=true, rpc://HOST:PORT/VOLUME, nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=/PATH";
 
     /// <summary>
     /// Opens the volume this spec names. The result owns everything it opened (clients, stores):

@@ -3,6 +3,7 @@ using UblkCsi.BlockStoreServer.Tests.Support;
 using UblkCsi.GrpcHosting;
 using UblkCsi.Stores;
 using UblkCsi.Stores.Rpc;
+using UblkCsi.TestSupport;
 
 namespace UblkCsi.BlockStoreServer.Tests;
 

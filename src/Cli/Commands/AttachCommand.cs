@@ -84,6 +84,7 @@ internal static class AttachCommand
             RecoveryStateDirectory = stateDir,
             BackendDescription = spec.Description,
         };
+        await using var storeEvents = new StoreEventLog();
         var opened = await OpenBackendAsync(spec, size);
         await using var backend = qos is null ? opened : new ThrottledBackend(opened, qos);
         return await ServeAsync(options, backend, stats, keepOnExit, (control, served) => UblkDevice.CreateAsync(control, served, options));

@@ -63,6 +63,7 @@ internal static class RecoverCommand
             RecoveryStateDirectory = stateDir,
             BackendDescription = spec.Description,
         };
+        await using var storeEvents = new StoreEventLog();
         await using var backend = await AttachCommand.OpenBackendAsync(spec, record.Parameters.SizeBytes);
         return await AttachCommand.ServeAsync(options, backend, stats, keepOnExit, (control, served) => UblkDevice.RecoverAsync(control, deviceId, served, options));
     }

@@ -252,8 +252,8 @@ public sealed class NbdClient : IAsyncDisposable
         {
             socket = await NbdTransport.ConnectAsync(options.Endpoint, timeout.Token).ConfigureAwait(false);
             stream = new NetworkStream(socket, ownsSocket: false);
-            var export = await NbdHandshake.NegotiateAsync(stream, options.Export, options.Server, timeout.Token).ConfigureAwait(false);
-            return (socket, stream, export);
+            var (transmission, export) = await NbdHandshake.NegotiateAsync(stream, options.Export, options.Server, options.Tls, options.TlsHost, timeout.Token).ConfigureAwait(false);
+            return (socket, transmission, export);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {

@@ -1,4 +1,5 @@
 using UblkCsi.GrpcEndpoints;
+using UblkCsi.Stores.Rpc;
 
 namespace UblkCsi.Stores.Nbd;
 
@@ -17,6 +18,12 @@ public sealed record NbdClientOptions(GrpcEndpoint Endpoint, string Export, int?
 
     /// <summary>A request without a reply for this long counts as a lost connection (dropped, reconnected, request sent again).</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>TLS (NBD_OPT_STARTTLS) on every connection, or null for cleartext.</summary>
+    public RpcTls? Tls { get; init; }
+
+    /// <summary>The name the server's certificate must carry: the endpoint's host, or localhost for a unix socket.</summary>
+    public string TlsHost => Endpoint.Host ?? "localhost";
 
     /// <summary>Retries of lost connections.</summary>
     public NbdReconnectPolicy Reconnect { get; init; } = NbdReconnectPolicy.Default;

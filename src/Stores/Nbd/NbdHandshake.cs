@@ -1,21 +1,32 @@
 using System.Buffers.Binary;
+using System.Net.Security;
+using System.Security.Authentication;
 using System.Text;
+using UblkCsi.Stores.Rpc;
 
 namespace UblkCsi.Stores.Nbd;
 
 /// <summary>
 /// The client side of the negotiation phase: fixed newstyle, NBD_OPT_STRUCTURED_REPLY, then
 /// NBD_OPT_GO naming the export and asking for NBD_INFO_BLOCK_SIZE (falling back to
-/// NBD_OPT_EXPORT_NAME for servers that do not know NBD_OPT_GO). Every length the server sends is
+/// NBD_OPT_EXPORT_NAME for servers that do not know NBD_OPT_GO). With TLS, NBD_OPT_STARTTLS comes
+/// first and everything after it (the rest of the negotiation and the transmission phase) runs over
+/// the TLS stream; a server that refuses STARTTLS is an error, never a fallback to cleartext. Every length the server sends is
 /// bounded before anything is read or allocated, and the caller's token bounds the whole exchange,
 /// so a silent or babbling server ends in an exception, never a hang.
 /// </summary>
 internal static class NbdHandshake
 {
-    /// <summary>Negotiates <paramref name="exportName"/> on a freshly connected stream and leaves it in the transmission phase.</summary>
+    /// <summary>
+    /// Negotiates <paramref name="exportName"/> on a freshly connected stream and returns the stream of
+    /// the transmission phase: <paramref name="stream"/> itself, or the TLS stream over it when
+    /// <paramref name="tls"/> is set (the caller then owns and disposes the returned stream).
+    /// </summary>
+    /// <param name="tlsHost">The name the server's certificate must carry (SNI and name check).</param>
     /// <exception cref="NbdProtocolException">The server does not speak the protocol as documented.</exception>
-    /// <exception cref="NbdRefusedException">The server refused the export or an option we need.</exception>
-    public static async Task<NbdExport> NegotiateAsync(Stream stream, string exportName, string server, CancellationToken cancellationToken)
+    /// <exception cref="NbdRefusedException">The server refused the export, an option we need, STARTTLS, or failed certificate verification.</exception>
+    public static async Task<(Stream Stream, NbdExport Export)> NegotiateAsync(
+        Stream stream, string exportName, string server, RpcTls? tls, string tlsHost, CancellationToken cancellationToken)
     {
         var buffer = new byte[NbdProtocol.MaxControlPayload];
         await ReadExactAsync(stream, buffer.AsMemory(0, 18), server, "the server greeting", cancellationToken).ConfigureAwait(false);
@@ -44,15 +55,73 @@ internal static class NbdHandshake
         await stream.WriteAsync(buffer.AsMemory(0, 4), cancellationToken).ConfigureAwait(false);
 
         var nameBytes = Encoding.UTF8.GetBytes(exportName);
-        if (!fixedNewstyle)
+        if (tls is not null)
         {
-            // Plain newstyle knows only NBD_OPT_EXPORT_NAME.
-            return await ExportNameAsync(stream, buffer, nameBytes, exportName, noZeroes, structured: false, server, cancellationToken).ConfigureAwait(false);
+            if (!fixedNewstyle)
+            {
+                throw new NbdRefusedException(StoreErrorCode.FailedPrecondition,
+                    $"{server} does not speak the fixed newstyle negotiation, so it cannot offer TLS (NBD_OPT_STARTTLS); tls is on, and the client never falls back to cleartext");
+            }
+
+            stream = await StartTlsAsync(stream, buffer, tls, tlsHost, server, cancellationToken).ConfigureAwait(false);
         }
 
-        var structured = await StructuredRepliesAsync(stream, buffer, server, cancellationToken).ConfigureAwait(false);
-        var export = await GoAsync(stream, buffer, nameBytes, exportName, structured, server, cancellationToken).ConfigureAwait(false);
-        return export ?? await ExportNameAsync(stream, buffer, nameBytes, exportName, noZeroes, structured, server, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (!fixedNewstyle)
+            {
+                // Plain newstyle knows only NBD_OPT_EXPORT_NAME.
+                return (stream, await ExportNameAsync(stream, buffer, nameBytes, exportName, noZeroes, structured: false, server, cancellationToken).ConfigureAwait(false));
+            }
+
+            var structured = await StructuredRepliesAsync(stream, buffer, server, cancellationToken).ConfigureAwait(false);
+            var export = await GoAsync(stream, buffer, nameBytes, exportName, structured, server, cancellationToken).ConfigureAwait(false);
+            return (stream, export ?? await ExportNameAsync(stream, buffer, nameBytes, exportName, noZeroes, structured, server, cancellationToken).ConfigureAwait(false));
+        }
+        catch when (tls is not null)
+        {
+            // The TLS stream is ours until it is returned.
+            await stream.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>NBD_OPT_STARTTLS, then the TLS handshake with the server's certificate checked against the configured CA.</summary>
+    private static async Task<Stream> StartTlsAsync(Stream stream, byte[] buffer, RpcTls tls, string tlsHost, string server, CancellationToken cancellationToken)
+    {
+        await SendOptionAsync(stream, buffer, NbdOption.StartTls, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+        var (reply, length) = await ReadOptionReplyAsync(stream, buffer, NbdOption.StartTls, server, cancellationToken).ConfigureAwait(false);
+        if (reply != NbdOptionReply.Ack)
+        {
+            var said = length == 0 ? "" : $" (server said: {Printable(buffer.AsSpan(0, length))})";
+            throw ((uint)reply & (uint)NbdOptionReply.ErrorBit) != 0
+                ? new NbdRefusedException(StoreErrorCode.FailedPrecondition,
+                    $"{server} refused NBD_OPT_STARTTLS with error {(uint)reply & ~(uint)NbdOptionReply.ErrorBit}{said}: it does not offer TLS; tls is on, and the client never falls back to cleartext")
+                : new NbdProtocolException($"{server} answered NBD_OPT_STARTTLS with reply type {(uint)reply}");
+        }
+
+        if (length != 0)
+        {
+            throw new NbdProtocolException($"{server} acknowledged NBD_OPT_STARTTLS with {length} bytes of data, expected none");
+        }
+
+        var check = new ServerCertificateCheck(tls, tlsHost);
+        var secure = new SslStream(stream, leaveInnerStreamOpen: false);
+        try
+        {
+            await secure.AuthenticateAsClientAsync(check.ClientOptions(), cancellationToken).ConfigureAwait(false);
+            return secure;
+        }
+        catch (AuthenticationException e)
+        {
+            await secure.DisposeAsync().ConfigureAwait(false);
+            throw new NbdRefusedException(StoreErrorCode.FailedPrecondition, $"TLS handshake with {server} failed: {check.LastProblem ?? e.Message}");
+        }
+        catch
+        {
+            await secure.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     private static async Task<bool> StructuredRepliesAsync(Stream stream, byte[] buffer, string server, CancellationToken cancellationToken)

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using UblkCsi.Engine;
 using UblkCsi.GrpcEndpoints;
+using UblkCsi.Stores.Rpc;
 
 namespace UblkCsi.Stores.Nbd;
 
@@ -8,7 +9,8 @@ namespace UblkCsi.Stores.Nbd;
 /// <param name="Endpoint">The NBD server.</param>
 /// <param name="Export">The export every volume of this store opens; null: the volume ID names the export.</param>
 /// <param name="Connections">Parallel connections per volume; null: one per engine queue (up to 8).</param>
-public sealed record NbdStoreOptions(GrpcEndpoint Endpoint, string? Export = null, int? Connections = null);
+/// <param name="Tls">TLS (NBD_OPT_STARTTLS) toward the server, or null for cleartext.</param>
+public sealed record NbdStoreOptions(GrpcEndpoint Endpoint, string? Export = null, int? Connections = null, RpcTls? Tls = null);
 
 /// <summary>
 /// The "nbd" store: exports of any NBD server (nbdkit, qemu-nbd, nbd-server, storage gateways) as
@@ -25,7 +27,7 @@ public sealed class NbdStore(NbdStoreOptions options, ILogger logger) : IVolumeS
 
     public string Type => NbdStoreProvider.TypeName;
 
-    public string Description => $"nbd endpoint={Options.Endpoint}" + (Options.Export is null ? "" : $" export={Options.Export}");
+    public string Description => $"nbd endpoint={Options.Endpoint}" + (Options.Export is null ? "" : $" export={Options.Export}") + (Options.Tls is null ? "" : " tls=on");
 
     public Task<VolumeInfo> CreateVolumeAsync(CreateVolumeRequest request, CancellationToken cancellationToken = default) =>
         throw new StoreException(StoreErrorCode.InvalidArgument, $"cannot create volume '{request?.Name}': {Static}");
@@ -77,7 +79,7 @@ public sealed class NbdStore(NbdStoreOptions options, ILogger logger) : IVolumeS
     public string ExportFor(string volumeId) => Options.Export ?? NbdStoreProvider.CheckExportName(volumeId, "volumeId");
 
     private Task<NbdClient> ConnectAsync(string volumeId, bool readOnly, CancellationToken cancellationToken) =>
-        NbdClient.ConnectAsync(new NbdClientOptions(Options.Endpoint, ExportFor(volumeId), Options.Connections, readOnly), logger, cancellationToken);
+        NbdClient.ConnectAsync(new NbdClientOptions(Options.Endpoint, ExportFor(volumeId), Options.Connections, readOnly) { Tls = Options.Tls }, logger, cancellationToken);
 
     private static StoreException NoSnapshots() =>
         new(StoreErrorCode.InvalidArgument, "the nbd store offers no snapshots or clones: NBD has no such operations; take them on the server (e.g. qemu-img snapshot on a qcow2 image)");

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using UblkCsi.Engine;
 using UblkCsi.GrpcEndpoints;
+using UblkCsi.Stores.Rpc;
 
 namespace UblkCsi.Stores.Nbd;
 
@@ -11,12 +12,14 @@ namespace UblkCsi.Stores.Nbd;
 /// <list type="bullet">
 /// <item>Parameters (StorageClass or PersistentVolume volumeAttributes): <c>endpoint</c> (required:
 /// <c>tcp://HOST:PORT</c> or <c>unix:///PATH</c>), <c>export</c> (the export name; absent: the volume
-/// ID names it), <c>tls</c> (<c>off</c>; <c>on</c> is refused until NBD_OPT_STARTTLS is implemented),
-/// <c>connections</c> (1-16; default one per engine queue, up to 8; 1 unless the export advertises
-/// multi-conn). No secrets.</item>
+/// ID names it), <c>tls</c> (<c>off</c> | <c>on</c>: NBD_OPT_STARTTLS, never a fallback to cleartext),
+/// <c>caFile</c> (PEM CA bundle on the node; with tls), <c>connections</c> (1-16; default one per
+/// engine queue, up to 8; 1 unless the export advertises multi-conn).</item>
+/// <item>Secrets (with tls): <c>caCert</c> (PEM CA bundle, instead of caFile), <c>tlsCert</c> and
+/// <c>tlsKey</c> (PEM client certificate and key, for servers that verify clients).</item>
 /// <item>Specs: <c>nbd://HOST[:PORT]/EXPORT</c> (port 10809 by default) and
-/// <c>nbd+unix:///EXPORT?socket=/PATH</c>, the forms of the NBD URI standard; option
-/// <c>connections=N</c>.</item>
+/// <c>nbd+unix:///EXPORT?socket=/PATH</c>, the forms of the NBD URI standard; options
+/// <c>connections=N</c>, <c>tls=on</c>, <c>ca-file</c>, <c>cert-file</c>, <c>key-file</c> (paths of PEM files).</item>
 /// </list>
 /// </summary>
 public sealed class NbdStoreProvider : IStoreProvider
@@ -30,6 +33,13 @@ public sealed class NbdStoreProvider : IStoreProvider
     public const string ExportParameter = "export";
     public const string TlsParameter = "tls";
     public const string ConnectionsParameter = "connections";
+    public const string CaFileParameter = RpcStoreProvider.CaFileParameter;
+    public const string CaCertSecret = RpcStoreProvider.CaCertSecret;
+    public const string TlsCertSecret = RpcStoreProvider.TlsCertSecret;
+    public const string TlsKeySecret = RpcStoreProvider.TlsKeySecret;
+    public const string CaFileOption = RpcStoreProvider.CaFileOption;
+    public const string CertFileOption = RpcStoreProvider.CertFileOption;
+    public const string KeyFileOption = RpcStoreProvider.KeyFileOption;
     public const string SocketOption = "socket";
 
     /// <summary>IANA port of NBD.</summary>
@@ -44,11 +54,26 @@ public sealed class NbdStoreProvider : IStoreProvider
 
     private NbdStoreProvider(string type) => Type = type;
 
+    private static ILoggerFactory s_loggerFactory = NullLoggerFactory.Instance;
+
     /// <summary>
-    /// Where nbd clients log (connection lost, restored, given up). Hosts set it once at start-up;
-    /// providers are created without a logger factory.
+    /// Where nbd clients log (connection lost, restored, given up): the host's factory while a host
+    /// runs (<see cref="UseLoggerFactory"/>), else nowhere. Static because providers are created
+    /// without a logger factory (the registry's instances).
     /// </summary>
-    public static ILoggerFactory LoggerFactory { get; set; } = NullLoggerFactory.Instance;
+    public static ILoggerFactory LoggerFactory => Volatile.Read(ref s_loggerFactory);
+
+    /// <summary>
+    /// Makes <paramref name="factory"/> the one nbd stores log to, until the returned handle is
+    /// disposed (hosts own it and dispose it last). Disposing puts back the null factory unless
+    /// another host set its own meanwhile, so stores opened later never log to a disposed factory.
+    /// </summary>
+    public static IAsyncDisposable UseLoggerFactory(ILoggerFactory factory)
+    {
+        ArgumentNullException.ThrowIfNull(factory);
+        Volatile.Write(ref s_loggerFactory, factory);
+        return new LoggerFactoryLease(factory);
+    }
 
     public string Type { get; }
 
@@ -67,21 +92,41 @@ public sealed class NbdStoreProvider : IStoreProvider
             CheckExportName(exportName, ExportParameter);
         }
 
-        var tls = p.Choice(TlsParameter, "off", "off", "on");
+        var tlsOn = p.Choice(TlsParameter, "off", "off", "on") == "on";
+        var caFile = p.Optional(CaFileParameter);
         var connections = p.Optional(ConnectionsParameter) is null ? (int?)null : p.Integer(ConnectionsParameter, 1, 1, MaxConnections);
         p.RejectUnknown();
-        new StoreParameters(secrets, "secrets", secret: true).RejectUnknown();
-        RejectTls(tls);
-        return new NbdStore(new NbdStoreOptions(endpoint, exportName, connections), LoggerFactory.CreateLogger<NbdStore>());
+        var s = new StoreParameters(secrets, "secrets", secret: true);
+        var caCert = s.Optional(CaCertSecret);
+        var clientCert = s.Optional(TlsCertSecret);
+        var clientKey = s.Optional(TlsKeySecret);
+        s.RejectUnknown();
+        var tls = RpcTlsMaterial.Build(
+            tlsOn,
+            new RpcTlsSource(TlsParameter, CaFileParameter, CaCertSecret, TlsCertSecret, TlsKeySecret, "on"),
+            caFile is null ? null : RpcTlsMaterial.ReadFile(caFile, CaFileParameter),
+            CaFileParameter,
+            caCert,
+            clientCert,
+            clientKey);
+        return new NbdStore(new NbdStoreOptions(endpoint, exportName, connections, tls), LoggerFactory.CreateLogger<NbdStore>());
     }
 
     public StoreSpec ValidateSpec(StoreSpec spec)
     {
-        var (endpoint, exportName, connections) = ParseSpec(spec);
+        var (endpoint, exportName, connections, _) = ParseSpec(spec);
         var options = new Dictionary<string, string>(StringComparer.Ordinal);
         if (connections is { } n)
         {
             options[ConnectionsParameter] = n.ToString(CultureInfo.InvariantCulture);
+        }
+
+        foreach (var name in (ReadOnlySpan<string>)[TlsParameter, CaFileOption, CertFileOption, KeyFileOption])
+        {
+            if (spec.Options.TryGetValue(name, out var value))
+            {
+                options[name] = value;
+            }
         }
 
         if (endpoint.Kind == GrpcEndpointKind.Unix)
@@ -97,9 +142,9 @@ public sealed class NbdStoreProvider : IStoreProvider
 
     public async Task<IBlockBackend> OpenSpecAsync(StoreSpec spec, StoreSpecOpenOptions options, CancellationToken cancellationToken)
     {
-        var (endpoint, exportName, connections) = ParseSpec(spec);
+        var (endpoint, exportName, connections, tls) = ParseSpec(spec);
         var client = await NbdClient.ConnectAsync(
-            new NbdClientOptions(endpoint, exportName, connections, options.ReadOnly),
+            new NbdClientOptions(endpoint, exportName, connections, options.ReadOnly) { Tls = tls },
             LoggerFactory.CreateLogger<NbdClient>(), cancellationToken).ConfigureAwait(false);
         if (options.SizeBytes is { } wanted && wanted != client.Export.UsableSizeBytes)
         {
@@ -137,21 +182,20 @@ public sealed class NbdStoreProvider : IStoreProvider
         return endpoint;
     }
 
-    private static void RejectTls(string tls)
-    {
-        if (tls == "on")
-        {
-            throw new StoreParameterException(TlsParameter,
-                "on is not supported yet (NBD_OPT_STARTTLS is not implemented); use off on a trusted network, or reach the server through an encrypted tunnel");
-        }
-    }
-
-    private (GrpcEndpoint Endpoint, string Export, int? Connections) ParseSpec(StoreSpec spec)
+    private (GrpcEndpoint Endpoint, string Export, int? Connections, RpcTls? Tls) ParseSpec(StoreSpec spec)
     {
         var options = new StoreParameters(spec.Options, $"{Type} spec options");
         var socket = Type == UnixTypeName ? options.Required(SocketOption, "the absolute path of the server's unix socket") : null;
         var connections = options.Optional(ConnectionsParameter) is null ? (int?)null : options.Integer(ConnectionsParameter, 1, 1, MaxConnections);
-        RejectTls(options.Choice(TlsParameter, "off", "off", "on"));
+        // Spec options name files, never PEM text: the spec is persisted, the key must not be.
+        var tls = RpcTlsMaterial.Build(
+            options.Choice(TlsParameter, "off", "off", "on") == "on",
+            new RpcTlsSource(TlsParameter, CaFileOption, CaFileOption, CertFileOption, KeyFileOption, "on"),
+            options.Optional(CaFileOption) is { } caFile ? RpcTlsMaterial.ReadFile(caFile, CaFileOption) : null,
+            CaFileOption,
+            null,
+            options.Optional(CertFileOption) is { } certFile ? RpcTlsMaterial.ReadFile(certFile, CertFileOption) : null,
+            options.Optional(KeyFileOption) is { } keyFile ? RpcTlsMaterial.ReadFile(keyFile, KeyFileOption) : null);
         options.RejectUnknown();
 
         var slash = spec.Location.IndexOf('/');
@@ -162,7 +206,7 @@ public sealed class NbdStoreProvider : IStoreProvider
                 throw new StoreParameterException("spec", $"'{spec}' must look like nbd+unix:///EXPORT?socket=/PATH");
             }
 
-            return (ParseEndpoint("unix://" + socket), CheckExportName(Uri.UnescapeDataString(spec.Location[1..]), "spec"), connections);
+            return (ParseEndpoint("unix://" + socket), CheckExportName(Uri.UnescapeDataString(spec.Location[1..]), "spec"), connections, tls);
         }
 
         const string Form = "must look like nbd://HOST[:PORT]/EXPORT (an empty EXPORT is the server's default export)";
@@ -179,6 +223,15 @@ public sealed class NbdStoreProvider : IStoreProvider
         }
 
         var exportName = slash < 0 ? "" : Uri.UnescapeDataString(spec.Location[(slash + 1)..]);
-        return (endpoint, CheckExportName(exportName, "spec"), connections);
+        return (endpoint, CheckExportName(exportName, "spec"), connections, tls);
+    }
+
+    private sealed class LoggerFactoryLease(ILoggerFactory factory) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync()
+        {
+            Interlocked.CompareExchange(ref s_loggerFactory, NullLoggerFactory.Instance, factory);
+            return default;
+        }
     }
 }

@@ -5,19 +5,22 @@ using UblkCsi.GrpcEndpoints;
 
 namespace UblkCsi.Stores.Rpc;
 
-/// <summary>TLS toward a block-store server.</summary>
+/// <summary>TLS toward a server: a block-store server (rpc store) or an NBD server (nbd store).</summary>
 /// <param name="Authorities">The CAs the server's certificate must chain to, or null for the system's trust store.</param>
 /// <param name="ClientCertificate">The certificate (with key) to present when the server asks for one, or null.</param>
 /// <param name="AuthoritySource">Where <paramref name="Authorities"/> came from (a parameter name), for error messages.</param>
 public sealed record RpcTls(X509Certificate2Collection? Authorities = null, X509Certificate2? ClientCertificate = null, string AuthoritySource = "the system trust store");
 
 /// <summary>
-/// Verifies a block-store server's certificate during the handshake and remembers why it refused one, so
+/// Verifies a server's certificate during the handshake and remembers why it refused one, so
 /// the caller gets "certificate ... expired on ..." instead of the transport's generic handshake failure.
 /// </summary>
 internal sealed class ServerCertificateCheck(RpcTls tls, string host)
 {
     private volatile string? _lastProblem;
+
+    /// <summary>Why the last certificate was refused, in words, or null when none was.</summary>
+    public string? LastProblem => _lastProblem;
 
     /// <summary>The client side of the handshake: SNI and name check on <paramref name="host"/>, chain check against the configured CAs.</summary>
     public SslClientAuthenticationOptions ClientOptions() => new()

@@ -4,7 +4,8 @@ using System.Security.Cryptography.X509Certificates;
 namespace UblkCsi.Stores.Rpc;
 
 /// <summary>The names under which TLS settings arrived (StorageClass parameters and secrets, or spec options), for error messages.</summary>
-internal sealed record RpcTlsSource(string Tls, string CaFile, string CaCert, string ClientCert, string ClientKey);
+/// <param name="TlsOn">The value of <paramref name="Tls"/> that turns TLS on, as the user writes it.</param>
+internal sealed record RpcTlsSource(string Tls, string CaFile, string CaCert, string ClientCert, string ClientKey, string TlsOn = "\"true\"");
 
 /// <summary>Turns PEM text from parameters, secrets or files into <see cref="RpcTls"/>; every error names where the bad value came from and never quotes it.</summary>
 internal static class RpcTlsMaterial
@@ -18,7 +19,7 @@ internal static class RpcTlsMaterial
         if (!enabled)
         {
             var stray = caFromFile is not null ? names.CaFile : caPem is not null ? names.CaCert : clientCertPem is not null ? names.ClientCert : clientKeyPem is not null ? names.ClientKey : null;
-            return stray is null ? null : throw new StoreParameterException(stray, $"is a TLS setting; set {names.Tls}: \"true\" to use TLS");
+            return stray is null ? null : throw new StoreParameterException(stray, $"is a TLS setting; set {names.Tls}: {names.TlsOn} to use TLS");
         }
 
         if (caFromFile is not null && caPem is not null)

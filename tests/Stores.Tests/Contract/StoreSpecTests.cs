@@ -24,6 +24,18 @@ public sealed class StoreSpecTests
     }
 
     [Fact]
+    public void FormsListEveryRegisteredStoreType()
+    {
+        foreach (var type in StoreRegistry.Types)
+        {
+            Assert.Matches($"(^|, ){System.Text.RegularExpressions.Regex.Escape(type)}(:|://|,|$)", StoreSpec.Forms);
+        }
+
+        Assert.Contains("nbd://HOST[:PORT]/EXPORT", StoreSpec.Forms);
+        Assert.Contains("nbd+unix:///EXPORT?socket=/PATH", StoreSpec.Forms);
+    }
+
+    [Fact]
     public void RelativeFilePathsBecomeAbsolute()
     {
         var spec = StoreSpec.Parse("file:images/x.img");

@@ -69,9 +69,7 @@ public sealed class NbdRealServerTests
         try
         {
             var image = Path.Combine(dir, "disk.qcow2");
-            var create = Process.Start("qemu-img", ["create", "-q", "-f", "qcow2", image, "16M"]);
-            await create.WaitForExitAsync();
-            Assert.Equal(0, create.ExitCode);
+            await NbdServerProcess.CreateQcow2Async(image, "16M");
             var socket = Path.Combine(dir, "nbd.sock");
             await using var server = await NbdServerProcess.StartQemuNbdAsync(image, "qcow2", "vol1", socket);
 

@@ -70,11 +70,22 @@ public sealed class NbdServerProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>qemu-nbd serving an image file under an export name on a unix socket.</summary>
-    public static Task<NbdServerProcess> StartQemuNbdAsync(string image, string format, string export, string socketPath)
+    /// <summary>qemu-nbd serving an image file under an export name on a unix socket; <paramref name="options"/> go before the image (e.g. --object and --tls-creds).</summary>
+    public static Task<NbdServerProcess> StartQemuNbdAsync(string image, string format, string export, string socketPath, params string[] options)
     {
-        List<string> args = ["--fork", "--persistent", "--shared=8", "-f", format, "-x", export, "-k", socketPath, "--cache=writeback", image];
+        List<string> args = ["--fork", "--persistent", "--shared=8", "-f", format, "-x", export, "-k", socketPath, "--cache=writeback", .. options, image];
         return StartAsync(Find("qemu-nbd")!, args, GrpcEndpoint.Unix(socketPath));
+    }
+
+    /// <summary>Creates an empty qcow2 image of <paramref name="size"/> (qemu-img syntax, e.g. "16M") for qemu-nbd.</summary>
+    public static async Task CreateQcow2Async(string image, string size)
+    {
+        using var create = Process.Start(Find("qemu-img")!, ["create", "-q", "-f", "qcow2", image, size]);
+        await create.WaitForExitAsync();
+        if (create.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"qemu-img create {image} {size} exited with {create.ExitCode}");
+        }
     }
 
     /// <summary>Kills the server (SIGKILL: no goodbye to clients) and waits for it to be gone.</summary>

@@ -44,11 +44,11 @@ public sealed class NbdStoreContractTests
     [InlineData("http://127.0.0.1:10809", "", "endpoint", "unsupported scheme")]
     [InlineData("tcp://127.0.0.1:0", "", "endpoint", "needs a port")]
     [InlineData("unix://relative.sock", "", "endpoint", "absolute")]
-    [InlineData("tcp://127.0.0.1:10809", "tls=on", "tls", "not supported yet")]
+    [InlineData("tcp://127.0.0.1:10809", "caFile=/dev/null", "caFile", "set tls: on to use TLS")]
     [InlineData("tcp://127.0.0.1:10809", "tls=maybe", "tls", "allowed: off, on")]
     [InlineData("tcp://127.0.0.1:10809", "connections=0", "connections", "from 1 to 16")]
     [InlineData("tcp://127.0.0.1:10809", "connections=17", "connections", "from 1 to 16")]
-    [InlineData("tcp://127.0.0.1:10809", "size=1G", "size", "unknown parameters key; allowed: connections, endpoint, export, tls")]
+    [InlineData("tcp://127.0.0.1:10809", "size=1G", "size", "unknown parameters key; allowed: caFile, connections, endpoint, export, tls")]
     public void BadParametersNameTheParameter(string endpoint, string extra, string parameter, string says)
     {
         var parameters = new Dictionary<string, string>();
@@ -77,10 +77,24 @@ public sealed class NbdStoreContractTests
     }
 
     [Theory]
+    [InlineData("off", "caCert", "caCert", "set tls: on")]
+    [InlineData("on", "tlsCert", "tlsKey", "tlsCert and tlsKey go together")]
+    [InlineData("on", "caCert", "caCert", "PEM certificate")]
+    public void TlsSecretsAreCheckedWithoutQuotingThem(string tls, string secret, string parameter, string says)
+    {
+        var e = Assert.Throws<StoreParameterException>(() => StoreRegistry.Open("nbd",
+            new Dictionary<string, string> { ["endpoint"] = "tcp://h:1", ["tls"] = tls }, new Dictionary<string, string> { [secret] = "-----BEGIN CERTIFICATE-----hunter2-secret" }));
+        Assert.Equal(parameter, e.ParameterName);
+        Assert.Contains(says, e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter2", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData("nbd://127.0.0.1/disk", "nbd://127.0.0.1:10809/disk")]
     [InlineData("nbd://storage.example:10810/", "nbd://storage.example:10810/")]
     [InlineData("nbd://[::1]:10809/a%20b", "nbd://[::1]:10809/a%20b")]
     [InlineData("nbd://h:1/x?connections=4", "nbd://h:1/x?connections=4")]
+    [InlineData("nbd://h:1/x?tls=on", "nbd://h:1/x?tls=on")]
     [InlineData("nbd+unix:///vol1?socket=/run/nbd.sock", "nbd+unix:///vol1?socket=%2Frun%2Fnbd.sock")]
     public void SpecsAreCanonical(string text, string canonical)
     {
@@ -95,7 +109,9 @@ public sealed class NbdStoreContractTests
     [InlineData("nbd+unix:///vol1", "socket")]
     [InlineData("nbd+unix://h/vol1?socket=/s", "spec")]
     [InlineData("nbd+unix:///v?socket=relative", "endpoint")]
-    [InlineData("nbd://h/x?tls=on", "tls")]
+    [InlineData("nbd://h/x?tls=yes", "tls")]
+    [InlineData("nbd://h/x?ca-file=/etc/nbd/ca.pem", "ca-file")]
+    [InlineData("nbd://h/x?tls=on&ca-file=relative.pem", "ca-file")]
     [InlineData("nbd://h/x?token=1", "token")]
     public void BadSpecsNameWhatIsWrong(string text, string parameter)
     {

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace UblkCsi.BlockStoreServer.Tests.Support;
+namespace UblkCsi.TestSupport;
 
 /// <summary>A private CA and the certificates it issues, made in the test (ECDSA P-256), with PEM forms.</summary>
 public sealed class TestCertificates
@@ -23,7 +23,7 @@ public sealed class TestCertificates
         return new TestCertificates(request.CreateSelfSigned(now.AddDays(-30), now.AddYears(1)));
     }
 
-    /// <summary>A server certificate for localhost and 127.0.0.1, valid from <paramref name="notBefore"/> to <paramref name="notAfter"/> (default: now ± a day).</summary>
+    /// <summary>A server or client certificate for localhost and 127.0.0.1, valid from <paramref name="notBefore"/> to <paramref name="notAfter"/> (default: now ± a day).</summary>
     public X509Certificate2 IssueServer(string name = "block-store test server", DateTimeOffset? notBefore = null, DateTimeOffset? notAfter = null) =>
         Issue(name, "1.3.6.1.5.5.7.3.1", notBefore ?? DateTimeOffset.UtcNow.AddDays(-1), notAfter ?? DateTimeOffset.UtcNow.AddDays(1));
 
