@@ -19,8 +19,13 @@ node_publish=$repo/artifacts/publish/ublk-csi-node
 dotnet publish src/NodePlugin -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
   -o "$node_publish" -v quiet -nologo
 export UBLK_CSI_NODE=$node_publish/ublk-csi-node
+# The CSI controller, for the scenarios that play the sidecars (csi-lifecycle).
+controller_publish=$repo/artifacts/publish/ublk-csi-controller
+dotnet publish src/Controller -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+  -o "$controller_publish" -v quiet -nologo
+export UBLK_CSI_CONTROLLER=$controller_publish/ublk-csi-controller
 scripts/vm/prepare.sh
 export UBLK_CSI=$publish/ublk-csi UBLK_VM_OUT=$repo/artifacts/kernel
 rm -rf "$UBLK_VM_OUT"
-scripts/vm/run.sh --timeout "${KERNEL_SUITE_TIMEOUT:-3900}" --env UBLK_CSI --env UBLK_BLOCKSTORE_SERVER --env UBLK_CSI_NODE --env SCENARIO_TIMEOUT -- \
+scripts/vm/run.sh --timeout "${KERNEL_SUITE_TIMEOUT:-3900}" --env UBLK_CSI --env UBLK_BLOCKSTORE_SERVER --env UBLK_CSI_NODE --env UBLK_CSI_CONTROLLER --env SCENARIO_TIMEOUT -- \
   tests/kernel/guest.sh "$@"
