@@ -51,18 +51,18 @@ start_plugin() {
 }
 
 # await_ready WHAT PID SOCKET LOG: until Probe on SOCKET reports ready; fails (printing LOG) if PID
-# exits first or after PLUGIN_READY_TIMEOUT (default 240) seconds of wall time: under a loaded TCG
-# host each csi-call takes seconds.
+# exits first or after PLUGIN_READY_TIMEOUT (default 600) seconds of wall time: under a loaded TCG
+# host a process takes minutes to listen and its first call tens of seconds (seen: 52 s and > 10 s).
 await_ready() {
   local what=$1 pid=$2 socket=$3 log_file=$4 ready=""
-  local deadline=$(( $(date +%s) + ${PLUGIN_READY_TIMEOUT:-240} ))
+  local deadline=$(( $(date +%s) + ${PLUGIN_READY_TIMEOUT:-600} ))
   while (( $(date +%s) < deadline )); do
     kill -0 "$pid" 2>/dev/null || { cat "$log_file"; fail "$what exited during start"; }
-    ready=$("$UBLK_CSI" csi-call --endpoint "unix://$socket" --timeout 10 Probe 2>&1 || true)
+    ready=$("$UBLK_CSI" csi-call --endpoint "unix://$socket" --timeout 60 Probe 2>&1 || true)
     [[ $ready == *'"ready": true'* ]] && return 0
     sleep 0.2
   done
-  echo "last Probe: $ready"; cat "$log_file"; fail "$what not ready within ${PLUGIN_READY_TIMEOUT:-240} s"
+  echo "last Probe: $ready"; cat "$log_file"; fail "$what not ready within ${PLUGIN_READY_TIMEOUT:-600} s"
 }
 
 # csi METHOD JSON: one call on the node plugin; prints the response, fails the scenario on an error status.

@@ -11,14 +11,15 @@ NODE_ID=guest-node
 EXT4_CAPABILITY='{"mount":{"fsType":"ext4"},"accessMode":{"mode":"SINGLE_NODE_WRITER"}}'
 
 # start_controller: ublk-csi-controller with --endpoint alone (no store credentials in its
-# environment: they come as CSI secrets), ready when Probe says so.
+# environment: they come as CSI secrets), ready when Probe says so. Sets CONTROLLER_PID.
 start_controller() {
   mkdir -p "$(dirname "$CONTROLLER_SOCKET")"
   env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$UBLK_CSI_CONTROLLER" --endpoint "unix://$CONTROLLER_SOCKET" \
     > "$SCENARIO_DIR/controller.log" 2>&1 &
-  SERVER_PIDS+=("$!")
-  await_ready controller "$!" "$CONTROLLER_SOCKET" "$SCENARIO_DIR/controller.log"
-  log "controller (pid $!) ready on $CONTROLLER_SOCKET"
+  CONTROLLER_PID=$!
+  SERVER_PIDS+=("$CONTROLLER_PID")
+  await_ready controller "$CONTROLLER_PID" "$CONTROLLER_SOCKET" "$SCENARIO_DIR/controller.log"
+  log "controller (pid $CONTROLLER_PID) ready on $CONTROLLER_SOCKET"
 }
 
 # ctl METHOD JSON: one call on the controller; prints the response, fails the scenario on an error status.
