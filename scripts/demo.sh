@@ -23,4 +23,4 @@ if ! command -v qemu-system-x86_64 > /dev/null || ! command -v busybox > /dev/nu
   scripts/setup.sh
 fi
 scripts/vm/prepare.sh
-exec scripts/vm/run.sh --timeout 1200 --env UBLK_CSI --env UBLK_CSI_NODE --env UBLK_CSI_CONTROLLER -- scripts/demo-guest.sh
+exec scripts/vm/run.sh --timeout 3600 --env UBLK_CSI --env UBLK_CSI_NODE --env UBLK_CSI_CONTROLLER -- scripts/demo-guest.sh
