@@ -65,20 +65,23 @@ await_ready() {
   echo "last Probe: $ready"; cat "$log_file"; fail "$what not ready within ${PLUGIN_READY_TIMEOUT:-600} s"
 }
 
+# Per-call deadline of csi-call: on a host at load 50 one call took 120 s under TCG (default 120 s).
+CSI_CALL_TIMEOUT=600
+
 # csi METHOD JSON: one call on the node plugin; prints the response, fails the scenario on an error status.
 csi() { csi_on "$SOCKET" "$@"; }
 
 # csi_on SOCKET METHOD JSON: the same on any plugin socket.
 csi_on() {
   local socket=$1 out; shift
-  out=$("$UBLK_CSI" csi-call --endpoint "unix://$socket" "$@" 2>&1) || { echo "$out"; fail "$1 failed"; }
+  out=$("$UBLK_CSI" csi-call --endpoint "unix://$socket" --timeout "$CSI_CALL_TIMEOUT" "$@" 2>&1) || { echo "$out"; fail "$1 failed"; }
   echo "$out"
 }
 
 # csi_expect CODE METHOD JSON: the call must fail with CODE.
 csi_expect() {
   local code=$1 out; shift
-  if out=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" "$@" 2>&1); then fail "$1 succeeded, expected $code"; fi
+  if out=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" --timeout "$CSI_CALL_TIMEOUT" "$@" 2>&1); then fail "$1 succeeded, expected $code"; fi
   [[ $out == "$code:"* ]] || fail "$1: expected $code, got: $out"
   log "$1 -> $out"
 }
