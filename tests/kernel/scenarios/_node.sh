@@ -5,15 +5,20 @@
 : "${UBLK_CSI_NODE:?UBLK_CSI_NODE must point at the published ublk-csi-node}"
 
 DRIVER=ublk.csi.storage
-KUBELET=/var/lib/kubelet
+# KUBELET: the kubelet directory; the demo gives a scratch one when it runs on a real host's kernel.
+KUBELET=${KUBELET:-/var/lib/kubelet}
 SOCKET=$KUBELET/plugins/$DRIVER/csi.sock
 NODE_STATE=$SCENARIO_DIR/node-state
 PLUGIN_PID=""
+VAR_LIB_MOUNTED=""
 
-# The guest's root is read-only 9p: a tmpfs over /var/lib holds the kubelet directory, which is
-# bind-mounted onto itself and made rshared, as on a node (systemd makes / shared; kubelet relies on it).
+# The kubelet directory is bind-mounted onto itself and made rshared, as on a node (systemd makes /
+# shared; kubelet relies on it). In the VM the root is read-only 9p, so a tmpfs over /var/lib holds it.
 setup_kubelet_dir() {
-  mount -t tmpfs -o mode=755 kubelet-root /var/lib
+  if [[ -n ${UBLK_VM_GUEST:-} && $KUBELET == /var/lib/* ]]; then
+    mount -t tmpfs -o mode=755 kubelet-root /var/lib
+    VAR_LIB_MOUNTED=1
+  fi
   mkdir -p "$KUBELET/plugins/$DRIVER" "$KUBELET/pods"
   mount --bind "$KUBELET" "$KUBELET"
   mount --make-rshared "$KUBELET"
@@ -22,7 +27,8 @@ setup_kubelet_dir() {
 cleanup_node() {
   [[ -n $PLUGIN_PID ]] && kill -KILL "$PLUGIN_PID" 2>/dev/null
   for m in $(findmnt -rn -o TARGET | grep "^$KUBELET/" | sort -r); do umount -l "$m" 2>/dev/null; done
-  umount -l "$KUBELET" 2>/dev/null; umount -l /var/lib 2>/dev/null
+  umount -l "$KUBELET" 2>/dev/null
+  [[ -n $VAR_LIB_MOUNTED ]] && umount -l /var/lib 2>/dev/null
   cleanup_servers
 }
 trap cleanup_node EXIT
@@ -31,38 +37,51 @@ trap cleanup_node EXIT
 # only the options a DaemonSet must pass (plus OPTIONs); waits until Probe reports ready (adoption
 # done). Sets PLUGIN_PID and READY_MS (start to ready).
 start_plugin() {
-  local name=$1 start ready
+  local name=$1 start
   shift
   start=$(date +%s%N)
   # No store credentials in its environment: they must come from the node-stage secrets (and, after
   # a restart, from what the plugin kept of them).
   env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY unshare --mount --propagation unchanged "$UBLK_CSI_NODE" --endpoint "unix://$SOCKET" --node-id guest-node \
-    --state-dir "$NODE_STATE" "$@" > "$SCENARIO_DIR/$name.log" 2>&1 &
+    --state-dir "$NODE_STATE" --kubelet-dir "$KUBELET" "$@" > "$SCENARIO_DIR/$name.log" 2>&1 &
   PLUGIN_PID=$!
-  # Bounded by wall time: under a loaded TCG host each csi-call takes seconds.
-  local deadline=$(( $(date +%s) + ${PLUGIN_READY_TIMEOUT:-240} ))
-  while (( $(date +%s) < deadline )); do
-    kill -0 "$PLUGIN_PID" 2>/dev/null || { cat "$SCENARIO_DIR/$name.log"; fail "plugin $name exited during start"; }
-    ready=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" --timeout 10 Probe 2>&1 || true)
-    [[ $ready == *'"ready": true'* ]] && break
-    sleep 0.2
-  done
-  [[ $ready == *'"ready": true'* ]] || { echo "last Probe: $ready"; cat "$SCENARIO_DIR/$name.log"; fail "plugin $name not ready within ${PLUGIN_READY_TIMEOUT:-240} s"; }
+  await_ready "plugin $name" "$PLUGIN_PID" "$SOCKET" "$SCENARIO_DIR/$name.log"
   READY_MS=$(( ($(date +%s%N) - start) / 1000000 ))
   log "plugin $name (pid $PLUGIN_PID) ready in $READY_MS ms"
 }
 
-# csi METHOD JSON: one call; prints the response, fails the scenario on an error status.
-csi() {
-  local out
-  out=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" "$@" 2>&1) || { echo "$out"; fail "$1 failed"; }
+# await_ready WHAT PID SOCKET LOG: until Probe on SOCKET reports ready; fails (printing LOG) if PID
+# exits first or after PLUGIN_READY_TIMEOUT (default 600) seconds of wall time: under a loaded TCG
+# host a process takes minutes to listen and its first call tens of seconds (seen: 52 s and > 10 s).
+await_ready() {
+  local what=$1 pid=$2 socket=$3 log_file=$4 ready=""
+  local deadline=$(( $(date +%s) + ${PLUGIN_READY_TIMEOUT:-600} ))
+  while (( $(date +%s) < deadline )); do
+    kill -0 "$pid" 2>/dev/null || { cat "$log_file"; fail "$what exited during start"; }
+    ready=$("$UBLK_CSI" csi-call --endpoint "unix://$socket" --timeout 60 Probe 2>&1 || true)
+    [[ $ready == *'"ready": true'* ]] && return 0
+    sleep 0.2
+  done
+  echo "last Probe: $ready"; cat "$log_file"; fail "$what not ready within ${PLUGIN_READY_TIMEOUT:-600} s"
+}
+
+# Per-call deadline of csi-call: on a host at load 50 one call took 120 s under TCG (default 120 s).
+CSI_CALL_TIMEOUT=600
+
+# csi METHOD JSON: one call on the node plugin; prints the response, fails the scenario on an error status.
+csi() { csi_on "$SOCKET" "$@"; }
+
+# csi_on SOCKET METHOD JSON: the same on any plugin socket.
+csi_on() {
+  local socket=$1 out; shift
+  out=$("$UBLK_CSI" csi-call --endpoint "unix://$socket" --timeout "$CSI_CALL_TIMEOUT" "$@" 2>&1) || { echo "$out"; fail "$1 failed"; }
   echo "$out"
 }
 
 # csi_expect CODE METHOD JSON: the call must fail with CODE.
 csi_expect() {
   local code=$1 out; shift
-  if out=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" "$@" 2>&1); then fail "$1 succeeded, expected $code"; fi
+  if out=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" --timeout "$CSI_CALL_TIMEOUT" "$@" 2>&1); then fail "$1 succeeded, expected $code"; fi
   [[ $out == "$code:"* ]] || fail "$1: expected $code, got: $out"
   log "$1 -> $out"
 }
