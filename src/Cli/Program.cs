@@ -7,6 +7,7 @@ return await CommandRunner.RunAsync(
     [
         new("attach", AttachCommand.Summary, AttachCommand.RunAsync),
         new("list", ListCommand.Summary, ListCommand.RunAsync),
+        new("status", StatusCommand.Summary, StatusCommand.RunAsync),
         new("detach", DetachCommand.Summary, DetachCommand.RunAsync),
         new("recover", RecoverCommand.Summary, RecoverCommand.RunAsync),
         new("demo", DemoCommand.Summary, DemoCommand.RunAsync),

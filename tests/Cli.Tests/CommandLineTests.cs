@@ -16,7 +16,7 @@ public class CommandLineTests
     {
         var result = await CliProcess.RunAsync("help");
         Assert.Equal(0, result.ExitCode);
-        foreach (var command in new[] { "attach", "list", "detach", "recover", "demo", "csi-call", "create-volume" })
+        foreach (var command in new[] { "attach", "list", "status", "detach", "recover", "demo", "csi-call", "create-volume" })
         {
             Assert.Contains($"  {command} ", result.StandardOutput);
         }
