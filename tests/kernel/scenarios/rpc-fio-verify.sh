@@ -5,28 +5,10 @@
 # the server, and fio verifies that everything it wrote came back through the protocol.
 source "$(dirname "$0")/_lib.sh"
 
-: "${UBLK_BLOCKSTORE_SERVER:?UBLK_BLOCKSTORE_SERVER must point at the published ublk-blockstore-server}"
-[[ -x $UBLK_BLOCKSTORE_SERVER ]] || fail "$UBLK_BLOCKSTORE_SERVER is not executable"
-ip link set lo up 2>/dev/null || true
-
 port=9400
-root=$SCENARIO_DIR/blockstore
-token_file=$SCENARIO_DIR/token
-mkdir -p "$root"
-(umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$token_file")
-
-"$UBLK_BLOCKSTORE_SERVER" --listen "tcp://127.0.0.1:$port" --root "$root" --token-file "$token_file" \
-  > "$SCENARIO_DIR/blockstore.log" 2>&1 &
-blockstore_pid=$!
-SERVER_PIDS+=("$blockstore_pid")
-start=$(date +%s%N)
-for _ in $(seq 600); do
-  grep -q "serving volumes of" "$SCENARIO_DIR/blockstore.log" && break
-  kill -0 "$blockstore_pid" 2>/dev/null || { cat "$SCENARIO_DIR/blockstore.log"; fail "ublk-blockstore-server exited before serving"; }
-  sleep 0.2
-done
-grep -q "serving volumes of" "$SCENARIO_DIR/blockstore.log" || { cat "$SCENARIO_DIR/blockstore.log"; fail "ublk-blockstore-server did not start within 120 s"; }
-log "block-store server up in $(( ($(date +%s%N) - start) / 1000000 )) ms (pid $blockstore_pid)"
+start_blockstore_server "$port"
+token_file=$TOKEN_FILE
+blockstore_pid=$BLOCKSTORE_PID
 
 spec="rpc://127.0.0.1:$port/pvc-rpc-fio?token-file=$token_file"
 start_server rpc attach --store "$spec" --size 256M --queues 2 --depth 32 --state-dir "$STATE_DIR" --stats
