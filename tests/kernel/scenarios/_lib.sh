@@ -100,7 +100,8 @@ start_s3rver() {
 
 # start_blockstore_server PORT: ublk-blockstore-server ($UBLK_BLOCKSTORE_SERVER) on 127.0.0.1:PORT over
 # the file-store root $SCENARIO_DIR/blockstore, requiring a random token it reads from TOKEN_FILE
-# ($SCENARIO_DIR/token, mode 600); log in $SCENARIO_DIR/blockstore.log. Sets BLOCKSTORE_PID.
+# ($SCENARIO_DIR/token, mode 600; the token itself in BLOCKSTORE_TOKEN); log in
+# $SCENARIO_DIR/blockstore.log. Sets BLOCKSTORE_PID.
 start_blockstore_server() {
   local port=$1 start
   : "${UBLK_BLOCKSTORE_SERVER:?UBLK_BLOCKSTORE_SERVER must point at the published ublk-blockstore-server}"
@@ -108,6 +109,7 @@ start_blockstore_server() {
   TOKEN_FILE=$SCENARIO_DIR/token
   mkdir -p "$SCENARIO_DIR/blockstore"
   (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TOKEN_FILE")
+  BLOCKSTORE_TOKEN=$(cat "$TOKEN_FILE")
   start=$(date +%s%N)
   "$UBLK_BLOCKSTORE_SERVER" --listen "tcp://127.0.0.1:$port" --root "$SCENARIO_DIR/blockstore" --token-file "$TOKEN_FILE" \
     > "$SCENARIO_DIR/blockstore.log" 2>&1 &
@@ -180,21 +182,4 @@ recover_under_fio() {
   grep -E "^ *(READ|WRITE):|err=" "$SCENARIO_DIR/fio.txt"
   [[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/fio.txt"; fail "fio exited with $fio_rc across the crash"; }
   grep -Eq "err= *0" "$SCENARIO_DIR/fio.txt" || fail "fio reported I/O or verify errors"
-}
-
-# start_blockstore_server PORT ROOT: ublk-blockstore-server (UBLK_BLOCKSTORE_SERVER) on 127.0.0.1:PORT
-# serving ROOT with a fresh random token (BLOCKSTORE_TOKEN; its file ROOT.token, mode 600), waiting
-# up to 120 s until it serves.
-start_blockstore_server() {
-  local port=$1 root=$2
-  : "${UBLK_BLOCKSTORE_SERVER:?UBLK_BLOCKSTORE_SERVER must point at the published ublk-blockstore-server}"
-  ip link set lo up 2>/dev/null || true
-  mkdir -p "$root"
-  (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$root.token")
-  BLOCKSTORE_TOKEN=$(cat "$root.token")
-  "$UBLK_BLOCKSTORE_SERVER" --listen "tcp://127.0.0.1:$port" --root "$root" --token-file "$root.token" \
-    > "$SCENARIO_DIR/blockstore-$port.log" 2>&1 &
-  SERVER_PIDS+=("$!")
-  for _ in $(seq 600); do grep -q "serving volumes of" "$SCENARIO_DIR/blockstore-$port.log" && return 0; sleep 0.2; done
-  cat "$SCENARIO_DIR/blockstore-$port.log"; fail "ublk-blockstore-server did not start within 120 s"
 }

@@ -17,7 +17,7 @@ GIB=1073741824
 setup_kubelet_dir
 start_s3rver 9600 lifecycle
 s3_secrets=$(jq -cn --arg k "$AWS_ACCESS_KEY_ID" --arg s "$AWS_SECRET_ACCESS_KEY" '{accessKeyId: $k, secretAccessKey: $s}')
-start_blockstore_server 9402 "$SCENARIO_DIR/blockstore"
+start_blockstore_server 9402
 rpc_secrets=$(jq -cn --arg t "$BLOCKSTORE_TOKEN" '{token: $t}')
 mkdir -p "$SCENARIO_DIR/file-root"
 start_controller
