@@ -23,11 +23,13 @@ fio_a=$!
 FIO_PIDS+=("$fio_a")
 wait_for_writes "$device_a" 200
 
+# B's OpenVolume takes the lease before its attach prints the device, so A may already have failed by
+# the time start_server returns: what counts is that A was writing when B began and ends with EIO.
+kill -0 "$fio_a" 2>/dev/null || { cat "$SCENARIO_DIR/fio-a.txt"; fail "writer A's fio ended before B began to attach: it proves nothing"; }
+taken=$(date +%s%N)
 start_server b attach --store "$spec" --state-dir "$STATE_DIR"
 pid_b=$SERVER_PID device_b=$DEVICE
-taken=$(date +%s%N)
-kill -0 "$fio_a" 2>/dev/null || { cat "$SCENARIO_DIR/fio-a.txt"; fail "writer A's fio ended before B attached: it proves nothing"; }
-log "writer B attached $device_b while A ($device_a) was writing"
+log "writer B attached $device_b; A ($device_a) $(kill -0 "$fio_a" 2>/dev/null && echo "still running" || echo "already stopped")"
 
 fio_a_rc=0
 for _ in $(seq 300); do kill -0 "$fio_a" 2>/dev/null || break; sleep 0.1; done
@@ -37,7 +39,7 @@ a_ms=$(( ($(date +%s%N) - taken) / 1000000 ))
 grep -E "err=|error" "$SCENARIO_DIR/fio-a.txt" | head -5 | sed 's/^/  A: /' || true
 [[ $fio_a_rc -ne 0 ]] || { cat "$SCENARIO_DIR/fio-a.txt"; fail "writer A's fio exited 0 after B took the volume over"; }
 grep -q "Input/output error" "$SCENARIO_DIR/fio-a.txt" || { cat "$SCENARIO_DIR/fio-a.txt"; fail "writer A's fio did not report EIO"; }
-figure "rpc fencing: writer A's fio ended with EIO (exit $fio_a_rc) ${a_ms} ms after writer B's attach returned"
+figure "rpc fencing: writer A's fio ended with EIO (exit $fio_a_rc) ${a_ms} ms after writer B began to attach"
 grep -c "opened for writing, writer generation" "$SCENARIO_DIR/blockstore.log" | grep -qx 2 \
   || { cat "$SCENARIO_DIR/blockstore.log"; fail "the server did not log two writer leases"; }
 
