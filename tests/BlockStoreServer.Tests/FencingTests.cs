@@ -56,6 +56,34 @@ public sealed class FencingTests
     }
 
     [Fact]
+    public async Task AfterBothWritersCloseAThirdOpenerReadsTheSecondWritersBytes()
+    {
+        var root = Directory.CreateTempSubdirectory("fence-three-").FullName;
+        try
+        {
+            await using var host = await ServiceHost.StartAsync(StoreRegistry.Open("file", new Dictionary<string, string> { ["root"] = root }));
+            await using var node = new RpcStore(new RpcStoreOptions(host.Endpoint));
+            await node.CreateVolumeAsync(new CreateVolumeRequest("three", 8 << 20));
+            var writerA = await node.OpenVolumeAsync("three");
+            await writerA.WriteAsync(0, Pattern(1, Block));
+            var writerB = await node.OpenVolumeAsync("three");
+            await Assert.ThrowsAsync<BlockBackendException>(() => writerA.WriteAsync(0, Pattern(2, Block)).AsTask());
+            await writerB.WriteAsync(0, Pattern(3, Block));
+            await writerB.FlushAsync();
+            await Assert.ThrowsAnyAsync<Exception>(() => writerA.FlushAsync().AsTask());
+            await writerA.DisposeAsync();
+            await writerB.DisposeAsync();
+
+            await using var third = await node.OpenVolumeAsync("three");
+            Assert.Equal(Pattern(3, Block), await ReadAsync(third, 0, Block));
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task AWriteInFlightWhenTheSecondWriterOpensHasLandedBeforeTheOpenReturns()
     {
         var store = new FaultyStore(StoreRegistry.Open("memory", new Dictionary<string, string>()));
