@@ -24,11 +24,13 @@ setup_kubelet_dir() {
   mount --make-rshared "$KUBELET"
 }
 
+# Runs on exit under `set -e`: nothing here may fail, or a passing scenario would exit 1 (a plugin that
+# already exited, a mount already gone).
 cleanup_node() {
-  [[ -n $PLUGIN_PID ]] && kill -KILL "$PLUGIN_PID" 2>/dev/null
-  for m in $(findmnt -rn -o TARGET | grep "^$KUBELET/" | sort -r); do umount -l "$m" 2>/dev/null; done
-  umount -l "$KUBELET" 2>/dev/null
-  [[ -n $VAR_LIB_MOUNTED ]] && umount -l /var/lib 2>/dev/null
+  if [[ -n $PLUGIN_PID ]]; then kill -KILL "$PLUGIN_PID" 2>/dev/null || true; fi
+  for m in $(findmnt -rn -o TARGET | grep "^$KUBELET/" | sort -r); do umount -l "$m" 2>/dev/null || true; done
+  umount -l "$KUBELET" 2>/dev/null || true
+  if [[ -n $VAR_LIB_MOUNTED ]]; then umount -l /var/lib 2>/dev/null || true; fi
   cleanup_servers
 }
 trap cleanup_node EXIT
