@@ -53,15 +53,15 @@ internal static class StatusCommand
         return 0;
     }
 
-    /// <summary>Device states from the kernel, or null when this host has no ublk driver.</summary>
+    /// <summary>Device states from the kernel, or null when this host has no ublk driver (the records still show).</summary>
     private static Dictionary<int, UblkDeviceState>? DeviceStates()
     {
         try
         {
-            using var control = UblkControl.Open();
+            using var control = ControlDevice.Open();
             return control.ListDevices().ToDictionary(d => d.Id, d => d.State);
         }
-        catch (Exception e) when (e is UblkException or IOException)
+        catch (Exception e) when (e is CliException or UblkException or IOException)
         {
             return null;
         }
