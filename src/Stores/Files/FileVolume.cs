@@ -24,7 +24,9 @@ public enum DirectIoMode
 /// <summary>
 /// A volume that is one sparse image file, opened with O_DIRECT by default: the page cache above
 /// /dev/ublkbN is the only cache, as with ublksrv's loop target and the kernel loop driver's
-/// direct-io mode. Direct reads and writes wait for the disk, so they run on the blocking workers;
+/// direct-io mode. Direct reads and writes wait for the disk, so they never block the caller:
+/// on an engine queue thread they are submitted on that queue's own io_uring (<see cref="QueueIo"/>)
+/// and complete there, elsewhere they run on the blocking workers;
 /// a request that is not 4096-aligned (offset, length) goes through a second, buffered descriptor
 /// of the same file (the kernel keeps the two coherent: direct I/O writes back and invalidates the
 /// cached range), and one whose buffer is not aligned bounces through an aligned pooled buffer. The
@@ -161,7 +163,9 @@ public sealed class FileVolume : StoreVolume
     {
         if (_direct != null && IsAligned(offset, buffer.Length))
         {
-            return _workers.Run(DirectReadCall, this, offset, 0, buffer);
+            return CanUseQueueRing(buffer) && QueueIo.Current!.TryRead(DirectFd, buffer, offset, out var pending)
+                ? pending
+                : _workers.Run(DirectReadCall, this, offset, 0, buffer);
         }
 
         try
@@ -192,7 +196,10 @@ public sealed class FileVolume : StoreVolume
     {
         if (_direct != null && IsAligned(offset, data.Length))
         {
-            return _workers.Run(DirectWriteCall, this, offset, fua ? 1 : 0, data);
+            // FUA writes stay on the workers: they need RWF_DSYNC and its fallback.
+            return !fua && CanUseQueueRing(MemoryMarshal.AsMemory(data)) && QueueIo.Current!.TryWrite(DirectFd, data, offset, out var pending)
+                ? pending
+                : _workers.Run(DirectWriteCall, this, offset, fua ? 1 : 0, data);
         }
 
         if (fua)
@@ -212,7 +219,9 @@ public sealed class FileVolume : StoreVolume
     }
 
     protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken) =>
-        _workers.Run(SyncCall, this, 0, 0, default);
+        QueueIo.Current is { } queueIo && queueIo.TryDataSync(BufferedFd, out var pending)
+            ? pending
+            : _workers.Run(SyncCall, this, 0, 0, default);
 
     protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
     {
@@ -270,6 +279,25 @@ public sealed class FileVolume : StoreVolume
         {
             return ValueTask.FromException(ToBackendError(e, "write-zeroes"));
         }
+    }
+
+    private int DirectFd => (int)_direct!.DangerousGetHandle();
+
+    private int BufferedFd => (int)_file.DangerousGetHandle();
+
+    /// <summary>
+    /// On an engine queue thread, aligned direct I/O goes on the queue's own io_uring: the kernel
+    /// completes it there, with no worker hand-off and no wake-up (unaligned buffers bounce on a worker).
+    /// </summary>
+    private static unsafe bool CanUseQueueRing(Memory<byte> buffer)
+    {
+        if (QueueIo.Current == null)
+        {
+            return false;
+        }
+
+        using var pin = buffer.Pin();
+        return IsAligned((byte*)pin.Pointer);
     }
 
     private static bool IsAligned(long offset, int length) =>

@@ -32,6 +32,7 @@ internal sealed unsafe class RequestDispatcher : IDisposable
     private readonly TagOperation[] _operations;
     private readonly CancellationTokenSource _abandonSource = new();
     private readonly DeviceFailureLog? _failures;
+    private readonly int _queueThreadId = Environment.CurrentManagedThreadId;
 
     public RequestDispatcher(
         int depth,
@@ -261,7 +262,12 @@ internal sealed unsafe class RequestDispatcher : IDisposable
     private void OnBackendCompleted(int tag)
     {
         _completed.Push(tag);
-        _waker.Signal();
+        // On the queue thread itself (an operation on its ring completed) the loop drains the
+        // stack before it waits again: no wake-up needed.
+        if (Environment.CurrentManagedThreadId != _queueThreadId)
+        {
+            _waker.Signal();
+        }
     }
 
     /// <summary>The state of one tag's request; created once per tag and reused for every request.</summary>

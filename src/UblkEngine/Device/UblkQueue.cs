@@ -53,6 +53,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
     private readonly Thread _thread;
 
     private Ring? _ring;
+    private QueueIo? _queueIo;
     private RequestDispatcher? _dispatcher;
     private UblksrvIoDesc* _descriptors;
     private nuint _descriptorBytes;
@@ -152,15 +153,17 @@ internal sealed unsafe class UblkQueue : ICommitSink
     private void Setup()
     {
         var depth = _setup.Depth;
-        // CQ: every tag has at most one command outstanding, plus the eventfd read, so depth + 1
-        // completions can never overflow it. SQ: a batch of commits; when more are prepared in one
-        // loop the ring submits early (GetSqe), so a small SQ only costs an extra enter on bursts.
-        var outstanding = (uint)depth + 1;
+        // CQ: every tag has at most one command outstanding, the backend at most depth operations
+        // (QueueIo's slots), plus the eventfd read, so 2 * depth + 1 completions can never overflow
+        // it. SQ: a batch of commits; when more are prepared in one loop the ring submits early
+        // (GetSqe), so a small SQ only costs an extra enter on bursts.
+        var outstanding = (2 * (uint)depth) + 1;
         _ring = Ring.CreateWithFallback(
             Math.Min(outstanding, MaxSubmissionBatch),
             IoUringSetupFlags.None,
             IoUringSetupFlags.CoopTaskRun | IoUringSetupFlags.SingleIssuer,
             cqEntries: outstanding);
+        _queueIo = new QueueIo(_ring, depth);
 
         _descriptorBytes = (nuint)UblkAbi.DescriptorMapLength(depth);
         var mapping = Libc.Mmap(0, _descriptorBytes, Libc.PROT_READ, Libc.MAP_SHARED | Libc.MAP_POPULATE, _setup.CharDevice.Fd, UblkAbi.DescriptorMapOffset(_setup.QueueId));
@@ -181,6 +184,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
         }
 
         _ring.Submit();
+        _queueIo.BindToCurrentThread();
         _allocatedAtStart = GC.GetAllocatedBytesForCurrentThread();
     }
 
@@ -188,6 +192,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
     {
         var ring = _ring!;
         var dispatcher = _dispatcher!;
+        var queueIo = _queueIo!;
         var depth = _setup.Depth;
         while (true)
         {
@@ -200,6 +205,13 @@ internal sealed unsafe class UblkQueue : ICommitSink
                     continue;
                 }
 
+                if ((cqe.UserData & QueueIo.OperationMark) != 0)
+                {
+                    // A backend operation: its continuation (on this thread) hands the tag back for DrainCompletions.
+                    queueIo.OnCompletion(cqe.UserData, cqe.Result);
+                    continue;
+                }
+
                 OnCommandCompleted((int)cqe.UserData, cqe.Result, dispatcher);
             }
 
@@ -208,6 +220,8 @@ internal sealed unsafe class UblkQueue : ICommitSink
                 dispatcher.AbandonInFlight();
             }
 
+            // Batch-end callbacks first: anything they complete on this thread is drained right after.
+            queueIo.EndBatch();
             dispatcher.DrainCompletions();
             Volatile.Write(ref _requests, dispatcher.Requests);
             Volatile.Write(ref _backendErrors, dispatcher.BackendErrors);
@@ -268,7 +282,9 @@ internal sealed unsafe class UblkQueue : ICommitSink
     private void Cleanup()
     {
         // Closing the ring cancels the commands still parked in the kernel; only then may the
-        // eventfd's read buffer and the descriptor mapping go.
+        // eventfd's read buffer and the descriptor mapping go. A backend operation an abandoned
+        // request left in flight keeps its buffer (the abandoned request never returns it).
+        QueueIo.UnbindCurrentThread();
         _ring?.Dispose();
         _dispatcher?.Dispose();
         _waker.Dispose();

@@ -1,0 +1,155 @@
+using System.Runtime.InteropServices;
+using UblkCsi.Engine.IoUring;
+
+namespace UblkCsi.Engine;
+
+/// <summary>
+/// The io_uring of the engine queue thread that is calling a backend, offered to that backend:
+/// file I/O submitted here goes to the kernel in the same io_uring_enter as the queue's commits and
+/// completes on the queue thread, with no hand-off to another thread and no wake-up (ublksrv's loop
+/// target model). <see cref="Current"/> is null on any other thread, so a backend asks for it on
+/// every call and falls back to its own way (inline or a blocking worker) when it is absent, when a
+/// call was delayed onto another thread (QoS) or when every operation slot is busy.
+/// <para>
+/// A backend may also ask to be called back once the queue has dispatched everything that arrived
+/// together (<see cref="CallAtBatchEnd"/>), to send what those requests queued in one system call.
+/// </para>
+/// </summary>
+public sealed unsafe class QueueIo
+{
+    /// <summary>Marks CQEs of backend operations; ublk commands use the tag and the waker all ones.</summary>
+    internal const ulong OperationMark = 1UL << 62;
+
+    [ThreadStatic]
+    private static QueueIo? t_current;
+
+    private readonly Ring _ring;
+    private readonly RingOperation[] _operations;
+    private readonly Stack<int> _free;
+    private readonly Lock _freeLock = new();
+    private List<IQueueBatchListener> _batchListeners = new(4);
+    private List<IQueueBatchListener> _endingBatch = new(4);
+
+    internal QueueIo(Ring ring, int operations)
+    {
+        _ring = ring;
+        _operations = new RingOperation[operations];
+        _free = new Stack<int>(operations);
+        for (var index = operations - 1; index >= 0; index--)
+        {
+            _free.Push(index);
+        }
+    }
+
+    /// <summary>The queue the calling thread serves, or null when it is not an engine queue thread.</summary>
+    public static QueueIo? Current => t_current;
+
+    /// <summary>
+    /// Submits a read of <paramref name="buffer"/>.Length bytes at <paramref name="offset"/> of
+    /// <paramref name="fd"/>; the task completes when all of it is read (a range past the file's end
+    /// reads as zeros) or fails with <see cref="BlockBackendException"/> carrying the errno. False
+    /// when no operation slot is free: the caller serves the request its own way.
+    /// The descriptor must stay open until the task completes.
+    /// </summary>
+    public bool TryRead(int fd, Memory<byte> buffer, long offset, out ValueTask pending) =>
+        TryStart(RingOperationKind.Read, fd, buffer, offset, out pending);
+
+    /// <summary>Submits a write of all of <paramref name="data"/> at <paramref name="offset"/>; as <see cref="TryRead"/>.</summary>
+    public bool TryWrite(int fd, ReadOnlyMemory<byte> data, long offset, out ValueTask pending) =>
+        TryStart(RingOperationKind.Write, fd, MemoryMarshal.AsMemory(data), offset, out pending);
+
+    /// <summary>Submits an fdatasync of <paramref name="fd"/>; as <see cref="TryRead"/>.</summary>
+    public bool TryDataSync(int fd, out ValueTask pending) =>
+        TryStart(RingOperationKind.DataSync, fd, Memory<byte>.Empty, 0, out pending);
+
+    /// <summary>
+    /// Calls <paramref name="listener"/> once, on this queue thread, after the queue has dispatched
+    /// every request that arrived with the current one and before it next waits for the kernel.
+    /// Registering again in the same batch is ignored.
+    /// </summary>
+    public void CallAtBatchEnd(IQueueBatchListener listener)
+    {
+        if (!_batchListeners.Contains(listener))
+        {
+            _batchListeners.Add(listener);
+        }
+    }
+
+    /// <summary>Queue thread, once it is ready to serve: makes this the thread's <see cref="Current"/>.</summary>
+    internal void BindToCurrentThread() => t_current = this;
+
+    /// <summary>Queue thread, on exit.</summary>
+    internal static void UnbindCurrentThread() => t_current = null;
+
+    /// <summary>Queue thread: a CQE carrying <see cref="OperationMark"/> arrived.</summary>
+    internal void OnCompletion(ulong userData, int result)
+    {
+        var index = (int)(userData & ~OperationMark);
+        if ((uint)index >= (uint)_operations.Length || _operations[index] is not { } operation)
+        {
+            throw new InvalidOperationException($"completion for unknown backend operation {index}");
+        }
+
+        if (operation.OnCompletion(result))
+        {
+            // A short transfer continues where it stopped.
+            operation.Prepare(_ring.GetSqe(), OperationMark | (uint)index);
+        }
+    }
+
+    /// <summary>Queue thread, before it waits: runs the batch-end callbacks registered since the last one.</summary>
+    internal void EndBatch()
+    {
+        if (_batchListeners.Count == 0)
+        {
+            return;
+        }
+
+        // A callback may register for the next batch, which collects in the other list.
+        (_endingBatch, _batchListeners) = (_batchListeners, _endingBatch);
+        foreach (var listener in _endingBatch)
+        {
+            listener.OnQueueBatchEnd();
+        }
+
+        _endingBatch.Clear();
+    }
+
+    internal void Release(int index)
+    {
+        lock (_freeLock)
+        {
+            _free.Push(index);
+        }
+    }
+
+    private bool TryStart(RingOperationKind kind, int fd, Memory<byte> buffer, long offset, out ValueTask pending)
+    {
+        if (t_current != this || fd < 0)
+        {
+            pending = default;
+            return false;
+        }
+
+        int index;
+        lock (_freeLock)
+        {
+            if (!_free.TryPop(out index))
+            {
+                pending = default;
+                return false;
+            }
+        }
+
+        var operation = _operations[index] ??= new RingOperation(this, index);
+        pending = operation.Start(kind, fd, buffer, offset);
+        operation.Prepare(_ring.GetSqe(), OperationMark | (uint)index);
+        return true;
+    }
+}
+
+/// <summary>Told by the engine queue thread when it has dispatched a batch of requests (<see cref="QueueIo.CallAtBatchEnd"/>).</summary>
+public interface IQueueBatchListener
+{
+    void OnQueueBatchEnd();
+}

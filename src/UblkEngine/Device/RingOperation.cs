@@ -1,0 +1,144 @@
+using System.Buffers;
+using System.Threading.Tasks.Sources;
+using UblkCsi.Engine.Interop;
+using UblkCsi.Engine.IoUring;
+
+namespace UblkCsi.Engine;
+
+internal enum RingOperationKind
+{
+    Read,
+    Write,
+    DataSync,
+}
+
+/// <summary>
+/// One backend operation on a queue's ring, reused for every operation of its slot: the pending
+/// ValueTask the backend returns is backed by this object, so nothing is allocated per I/O. The
+/// buffer stays pinned until the kernel is done with it. A short transfer is continued; a read
+/// that reaches the file's end fills the rest with zeros.
+/// </summary>
+internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTaskSource
+{
+    private ManualResetValueTaskSourceCore<bool> _core;
+    private MemoryHandle _pin;
+    private RingOperationKind _kind;
+    private int _fd;
+    private byte* _buffer;
+    private int _length;
+    private int _done;
+    private long _offset;
+
+    public ValueTask Start(RingOperationKind kind, int fd, Memory<byte> buffer, long offset)
+    {
+        _core.Reset();
+        _kind = kind;
+        _fd = fd;
+        _pin = buffer.Pin();
+        _buffer = (byte*)_pin.Pointer;
+        _length = buffer.Length;
+        _done = 0;
+        _offset = offset;
+        return new ValueTask(this, _core.Version);
+    }
+
+    /// <summary>Fills <paramref name="sqe"/> for what is left of the operation.</summary>
+    public void Prepare(IoUringSqe* sqe, ulong userData)
+    {
+        switch (_kind)
+        {
+            case RingOperationKind.Read:
+                sqe->PrepareRead(_fd, _buffer + _done, (uint)(_length - _done), (ulong)(_offset + _done), userData);
+                break;
+            case RingOperationKind.Write:
+                sqe->PrepareWrite(_fd, _buffer + _done, (uint)(_length - _done), (ulong)(_offset + _done), userData);
+                break;
+            default:
+                sqe->PrepareFsync(_fd, dataOnly: true, userData);
+                break;
+        }
+    }
+
+    /// <summary>Takes the kernel's result; true when the operation must be submitted again for the rest.</summary>
+    public bool OnCompletion(int result)
+    {
+        if (result == -Errno.EINTR || result == -Errno.EAGAIN)
+        {
+            return true;
+        }
+
+        if (result < 0)
+        {
+            Complete(new BlockBackendException(-result, $"{Describe()} failed: {Errno.Describe(-result)}"));
+            return false;
+        }
+
+        if (_kind == RingOperationKind.DataSync)
+        {
+            Complete(null);
+            return false;
+        }
+
+        _done += result;
+        if (_done == _length)
+        {
+            Complete(null);
+            return false;
+        }
+
+        if (result > 0)
+        {
+            return true;
+        }
+
+        if (_kind == RingOperationKind.Read)
+        {
+            // The file's end (only if it was truncated behind the volume's back): zeros.
+            new Span<byte>(_buffer + _done, _length - _done).Clear();
+            Complete(null);
+            return false;
+        }
+
+        Complete(new BlockBackendException(Errno.EIO, $"{Describe()} wrote nothing at offset {_offset + _done}"));
+        return false;
+    }
+
+    public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+    public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
+
+    public void GetResult(short token)
+    {
+        try
+        {
+            _core.GetResult(token);
+        }
+        finally
+        {
+            owner.Release(index);
+        }
+    }
+
+    private void Complete(Exception? error)
+    {
+        _pin.Dispose();
+        _pin = default;
+        _buffer = null;
+        if (error == null)
+        {
+            _core.SetResult(true);
+        }
+        else
+        {
+            _core.SetException(error);
+        }
+    }
+
+    private string Describe() => _kind switch
+    {
+        RingOperationKind.Read => $"read of {_length} bytes at offset {_offset}",
+        RingOperationKind.Write => $"write of {_length} bytes at offset {_offset}",
+        _ => "fdatasync",
+    };
+}

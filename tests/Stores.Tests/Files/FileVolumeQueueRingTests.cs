@@ -1,0 +1,86 @@
+using UblkCsi.Engine;
+using UblkCsi.Engine.Buffers;
+using UblkCsi.Engine.IoUring;
+using UblkCsi.Engine.Threading;
+using UblkCsi.Stores.Files;
+using UblkCsi.Stores.Tests.Conformance;
+
+namespace UblkCsi.Stores.Tests.Files;
+
+/// <summary>
+/// On an engine queue thread the file store's aligned direct I/O and its flushes go on the queue's
+/// own io_uring, not to the blocking workers. The test thread plays the queue thread: it binds a
+/// QueueIo over a real ring and reaps its completions as the queue loop does.
+/// </summary>
+public sealed class FileVolumeQueueRingTests : IDisposable
+{
+    private const int Bytes = 1 << 20;
+    private readonly string _root = TempDirectory.Create("queue-ring");
+    private readonly Ring _ring = Ring.Create(8, IoUringSetupFlags.None, cqEntries: 64);
+    private readonly QueueIo _queueIo;
+
+    public FileVolumeQueueRingTests()
+    {
+        _queueIo = new QueueIo(_ring, 8);
+        _queueIo.BindToCurrentThread();
+    }
+
+    public void Dispose()
+    {
+        QueueIo.UnbindCurrentThread();
+        _ring.Dispose();
+        Directory.Delete(_root, recursive: true);
+    }
+
+    [Fact]
+    public void AlignedDirectIoAndFlushesRunOnTheQueueRingNotTheWorkers()
+    {
+        var image = Path.Combine(_root, "v.img");
+        using (var f = File.Create(image))
+        {
+            f.SetLength(Bytes);
+        }
+
+        using var workers = new BlockingWorkerPool(2);
+        var volume = FileVolume.Open("v", image, Bytes, readOnly: false, workers, DirectIoMode.On);
+        var data = IoBufferPool.Shared.Rent(65536);
+        var back = IoBufferPool.Shared.Rent(65536);
+        try
+        {
+            Random.Shared.NextBytes(data.Memory.Span[..65536]);
+            var write = volume.WriteAsync(8192, data.Memory[..65536]);
+            Assert.False(write.IsCompleted); // queued on the ring: nothing happens before the queue submits
+            Reap(write);
+            Reap(volume.FlushAsync());
+            Reap(volume.ReadAsync(8192, back.Memory[..65536]));
+            Assert.True(data.Memory.Span[..65536].SequenceEqual(back.Memory.Span[..65536]));
+            Assert.Equal(0, workers.CompletedCalls);
+
+            // A FUA write needs RWF_DSYNC and its fallback: still a worker's job.
+            var fua = volume.WriteAsync(0, data.Memory[..4096], BlockWriteFlags.Fua);
+            Assert.True(SpinWait.SpinUntil(() => fua.IsCompleted, TimeSpan.FromSeconds(30)));
+            fua.GetAwaiter().GetResult();
+            Assert.Equal(1, workers.CompletedCalls);
+        }
+        finally
+        {
+            IoBufferPool.Shared.Return(data);
+            IoBufferPool.Shared.Return(back);
+            Assert.True(volume.DisposeAsync().IsCompletedSuccessfully);
+        }
+    }
+
+    private void Reap(ValueTask pending)
+    {
+        while (!pending.IsCompleted)
+        {
+            _ring.SubmitAndWait(1);
+            while (_ring.TryGetCompletion(out var cqe))
+            {
+                _queueIo.OnCompletion(cqe.UserData, cqe.Result);
+            }
+        }
+
+        pending.GetAwaiter().GetResult();
+    }
+}

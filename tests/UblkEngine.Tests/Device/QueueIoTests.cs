@@ -1,0 +1,185 @@
+using UblkCsi.Engine;
+using UblkCsi.Engine.IoUring;
+
+namespace UblkCsi.UblkEngine.Tests.Device;
+
+/// <summary>
+/// The backend-facing side of a queue's io_uring against this host's kernel: the test thread plays
+/// the queue thread (binds a QueueIo and reaps its CQEs the way the queue loop does).
+/// </summary>
+public sealed class QueueIoTests : IDisposable
+{
+    private readonly string _path = Path.Combine(Path.GetTempPath(), $"queue-io-{Guid.NewGuid():N}");
+    private readonly Ring _ring = Ring.Create(8, IoUringSetupFlags.None, cqEntries: 64);
+
+    public void Dispose()
+    {
+        QueueIo.UnbindCurrentThread();
+        _ring.Dispose();
+        File.Delete(_path);
+    }
+
+    [Fact]
+    public void WritesAndReadsAFileOnTheQueueRing()
+    {
+        var io = Bind(operations: 4);
+        using var file = File.Open(_path, FileMode.CreateNew, FileAccess.ReadWrite);
+        var fd = Fd(file);
+        var data = Enumerable.Range(0, 8192).Select(i => (byte)(i * 7)).ToArray();
+
+        Assert.True(io.TryWrite(fd, data, 4096, out var write));
+        Assert.False(write.IsCompleted); // nothing reaches the kernel before the queue submits
+        Reap(io, write);
+        Assert.True(io.TryDataSync(fd, out var sync));
+        Reap(io, sync);
+
+        var back = new byte[8192];
+        Assert.True(io.TryRead(fd, back, 4096, out var read));
+        Reap(io, read);
+        Assert.Equal(data, back);
+    }
+
+    [Fact]
+    public void AReadPastTheFilesEndIsFilledWithZeros()
+    {
+        var io = Bind(operations: 1);
+        File.WriteAllBytes(_path, Enumerable.Repeat((byte)0xAB, 6000).ToArray());
+        using var file = File.OpenHandle(_path);
+        var back = Enumerable.Repeat((byte)0xFF, 8192).ToArray();
+
+        Assert.True(io.TryRead(Fd(file), back, 0, out var read));
+        Reap(io, read);
+
+        Assert.All(back[..6000], b => Assert.Equal(0xAB, b));
+        Assert.All(back[6000..], b => Assert.Equal(0, b));
+    }
+
+    [Fact]
+    public void AFailedOperationCarriesTheErrno()
+    {
+        var io = Bind(operations: 1);
+        File.WriteAllBytes(_path, new byte[4096]);
+        using var readOnly = File.OpenHandle(_path, FileMode.Open, FileAccess.Read);
+
+        Assert.True(io.TryWrite(Fd(readOnly), new byte[4096], 0, out var write));
+        var error = Assert.Throws<BlockBackendException>(() => Reap(io, write));
+        Assert.Equal(9, error.Errno); // EBADF: not open for writing
+        Assert.Contains("write of 4096 bytes at offset 0", error.Message);
+
+        // The slot was returned: the next operation gets it.
+        Assert.True(io.TryDataSync(Fd(readOnly), out var sync));
+        Reap(io, sync);
+    }
+
+    [Fact]
+    public void RefusesWhenEverySlotIsBusyOrOffTheQueueThread()
+    {
+        var io = Bind(operations: 1);
+        using var file = File.Open(_path, FileMode.CreateNew, FileAccess.ReadWrite);
+        var fd = Fd(file);
+
+        var acceptedElsewhere = true;
+        var other = new Thread(() => acceptedElsewhere = io.TryDataSync(fd, out _));
+        other.Start();
+        other.Join();
+        Assert.False(acceptedElsewhere);
+
+        Assert.True(io.TryDataSync(fd, out var first));
+        Assert.False(io.TryDataSync(fd, out _));
+        Reap(io, first);
+        Assert.True(io.TryDataSync(fd, out var again));
+        Reap(io, again);
+    }
+
+    [Fact]
+    public void CompletionsOnTheQueueThreadAllocateNothing()
+    {
+        var io = Bind(operations: 4);
+        using var file = File.Open(_path, FileMode.CreateNew, FileAccess.ReadWrite);
+        var fd = Fd(file);
+        var buffer = new byte[4096];
+        for (var warm = 0; warm < 100; warm++)
+        {
+            Assert.True(io.TryWrite(fd, buffer, 0, out var w));
+            Reap(io, w);
+        }
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 2000; i++)
+        {
+            Assert.True(io.TryWrite(fd, buffer, (i % 16) * 4096L, out var write));
+            Reap(io, write);
+            Assert.True(io.TryRead(fd, buffer, (i % 16) * 4096L, out var read));
+            Reap(io, read);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
+    public void BatchListenersRunOnceAtTheBatchEnd()
+    {
+        var io = Bind(operations: 1);
+        var listener = new CountingListener(io);
+        io.CallAtBatchEnd(listener);
+        io.CallAtBatchEnd(listener);
+        Assert.Equal(0, listener.Calls);
+
+        io.EndBatch();
+        Assert.Equal(1, listener.Calls); // registered twice, called once; it re-registered itself
+        io.EndBatch();
+        Assert.Equal(2, listener.Calls);
+        listener.Stop = true;
+        io.EndBatch();
+        io.EndBatch();
+        Assert.Equal(3, listener.Calls);
+    }
+
+    private QueueIo Bind(int operations)
+    {
+        var io = new QueueIo(_ring, operations);
+        io.BindToCurrentThread();
+        return io;
+    }
+
+    /// <summary>What the queue loop does: submit, wait, route backend CQEs, until the task is done.</summary>
+    private void Reap(QueueIo io, ValueTask pending)
+    {
+        while (!pending.IsCompleted)
+        {
+            _ring.SubmitAndWait(1);
+            while (_ring.TryGetCompletion(out var cqe))
+            {
+                // (No xunit assertion here: it would allocate inside the measured loop.)
+                if ((cqe.UserData & QueueIo.OperationMark) == 0)
+                {
+                    throw new InvalidOperationException($"unexpected CQE {cqe.UserData}");
+                }
+
+                io.OnCompletion(cqe.UserData, cqe.Result);
+            }
+        }
+
+        pending.GetAwaiter().GetResult();
+    }
+
+    private static int Fd(Microsoft.Win32.SafeHandles.SafeFileHandle handle) => (int)handle.DangerousGetHandle();
+
+    private static int Fd(FileStream file) => Fd(file.SafeFileHandle);
+
+    private sealed class CountingListener(QueueIo io) : IQueueBatchListener
+    {
+        public int Calls { get; private set; }
+
+        public bool Stop { get; set; }
+
+        public void OnQueueBatchEnd()
+        {
+            Calls++;
+            if (!Stop)
+            {
+                io.CallAtBatchEnd(this);
+            }
+        }
+    }
+}
