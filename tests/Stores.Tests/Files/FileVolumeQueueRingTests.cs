@@ -57,9 +57,7 @@ public sealed class FileVolumeQueueRingTests : IDisposable
             Assert.Equal(0, workers.CompletedCalls);
 
             // A FUA write needs RWF_DSYNC and its fallback: still a worker's job.
-            var fua = volume.WriteAsync(0, data.Memory[..4096], BlockWriteFlags.Fua);
-            Assert.True(SpinWait.SpinUntil(() => fua.IsCompleted, TimeSpan.FromSeconds(30)));
-            fua.GetAwaiter().GetResult();
+            WaitForWorker(volume.WriteAsync(0, data.Memory[..4096], BlockWriteFlags.Fua));
             Assert.Equal(1, workers.CompletedCalls);
         }
         finally
@@ -68,6 +66,12 @@ public sealed class FileVolumeQueueRingTests : IDisposable
             IoBufferPool.Shared.Return(back);
             Assert.True(volume.DisposeAsync().IsCompletedSuccessfully);
         }
+    }
+
+    private static void WaitForWorker(ValueTask pending)
+    {
+        Assert.True(SpinWait.SpinUntil(() => pending.IsCompleted, TimeSpan.FromSeconds(30)));
+        pending.GetAwaiter().GetResult();
     }
 
     private void Reap(ValueTask pending)
