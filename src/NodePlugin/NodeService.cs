@@ -170,11 +170,8 @@ public sealed partial class NodeService : Node.NodeBase
         }
 
         long size = 0;
-        await RunAsync("NodeExpandVolume", request.VolumeId, () =>
-        {
-            size = _inspector.Expand(request.VolumeId, request.VolumePath, required);
-            return Task.CompletedTask;
-        }).ConfigureAwait(false);
+        await RunAsync("NodeExpandVolume", request.VolumeId, async () =>
+            size = await _inspector.ExpandAsync(request.VolumeId, request.VolumePath, required, context.CancellationToken).ConfigureAwait(false)).ConfigureAwait(false);
         return new NodeExpandVolumeResponse { CapacityBytes = size };
     }
 

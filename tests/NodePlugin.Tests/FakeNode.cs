@@ -222,7 +222,8 @@ public sealed class FakeDevices : IVolumeDevices
 
     public List<int> ForgottenRecords { get; } = [];
 
-    public bool CanResizeLive => false;
+    /// <summary>Like a 6.16+ kernel (UBLK_U_CMD_UPDATE_SIZE) when set; the VM's 6.12 otherwise.</summary>
+    public bool CanResizeLive { get; set; }
 
     public Task<IServedDevice> CreateAsync(IBlockBackend backend, string description, CancellationToken cancellationToken)
     {
@@ -270,7 +271,7 @@ public sealed class FakeDevice(int id, long sizeBytes) : IServedDevice
 
     public string Path => $"/dev/ublkb{Id}";
 
-    public long SizeBytes { get; } = sizeBytes;
+    public long SizeBytes { get; private set; } = sizeBytes;
 
     public Task Completion => _completion.Task;
 
@@ -281,6 +282,13 @@ public sealed class FakeDevice(int id, long sizeBytes) : IServedDevice
     public bool Adopted { get; init; }
 
     public DeviceCondition Condition { get; set; } = DeviceCondition.LiveWithServer;
+
+    public Task GrowAsync(long sizeBytes, CancellationToken cancellationToken)
+    {
+        Assert.True(sizeBytes > SizeBytes, $"grow from {SizeBytes} to {sizeBytes}");
+        SizeBytes = sizeBytes;
+        return Task.CompletedTask;
+    }
 
     public Task StopAsync()
     {
@@ -308,6 +316,9 @@ public sealed class FakeOpener : IVolumeOpener
 
     public TaskCompletionSource? Gate { get; set; }
 
+    /// <summary>When set, volumes open from this (real) store instead of memory, as the production opener does.</summary>
+    public Func<IVolumeStore>? Store { get; set; }
+
     public int OpenCount => Opens.Count;
 
     public async Task<OpenedVolume> OpenAsync(VolumeContext context, IReadOnlyDictionary<string, string> secrets, string storeVolumeId, bool readOnly, CancellationToken cancellationToken)
@@ -315,6 +326,13 @@ public sealed class FakeOpener : IVolumeOpener
         if (Gate is { } gate)
         {
             await gate.Task;
+        }
+
+        if (Store is { } open)
+        {
+            var store = open();
+            Opens.Add((storeVolumeId, secrets, readOnly));
+            return new OpenedVolume(store, await store.OpenVolumeAsync(storeVolumeId, readOnly ? VolumeAccess.ReadOnly : VolumeAccess.ReadWrite, cancellationToken));
         }
 
         if (!Sizes.TryGetValue(storeVolumeId, out var size))

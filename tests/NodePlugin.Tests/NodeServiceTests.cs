@@ -1,6 +1,7 @@
 using Csi.V1;
 using Grpc.Core;
 using UblkCsi.NodePlugin.State;
+using UblkCsi.Stores.Files;
 using RpcType = Csi.V1.NodeServiceCapability.Types.RPC.Types.Type;
 
 namespace UblkCsi.NodePlugin.Tests;
@@ -232,6 +233,49 @@ public sealed class NodeServiceTests : IAsyncLifetime
         var tooBig = await Assert.ThrowsAsync<RpcException>(() => s.NodeExpandVolume(new NodeExpandVolumeRequest(request) { CapacityRange = new CapacityRange { RequiredBytes = 128 << 20 } }, Ctx));
         Assert.Equal(StatusCode.FailedPrecondition, tooBig.StatusCode);
         Assert.Contains("when it is staged again", tooBig.Status.Detail);
+    }
+
+    [Fact]
+    public async Task OnAKernelThatResizesLiveDevicesAFileVolumeGrowsOnline()
+    {
+        var root = Path.Combine(_node.Root, "file-store");
+        Directory.CreateDirectory(root);
+        await using var controller = new FileStore(new FileStoreOptions(root));
+        var created = await controller.CreateVolumeAsync(new UblkCsi.Stores.CreateVolumeRequest("pvc-online", 64 << 20));
+        _node.Opener.Store = () => new FileStore(new FileStoreOptions(root));
+        _node.Devices.CanResizeLive = true;
+        var volume = $"loc1/{created.Id}";
+        var s = _node.Service;
+        await s.NodeStageVolume(_node.StageRequest(volume), Ctx);
+        var request = new NodeExpandVolumeRequest { VolumeId = volume, VolumePath = _node.StagingPath(volume), CapacityRange = new CapacityRange { RequiredBytes = 128 << 20 } };
+
+        // The controller has not grown the volume yet: nothing changes.
+        var early = await Assert.ThrowsAsync<RpcException>(() => s.NodeExpandVolume(request, Ctx));
+        Assert.Equal(StatusCode.FailedPrecondition, early.StatusCode);
+        Assert.Contains("expand it through the controller first", early.Status.Detail);
+        Assert.Equal(64L << 20, _node.Devices.Devices[0].SizeBytes);
+
+        await controller.ExpandVolumeAsync(created.Id, 128 << 20);
+        var response = await s.NodeExpandVolume(request, Ctx);
+
+        Assert.Equal(128L << 20, response.CapacityBytes);
+        Assert.Equal(128L << 20, _node.Devices.Devices[0].SizeBytes);
+        Assert.Contains("grow ext4 /dev/ublkb0", _node.Filesystems.Calls);
+    }
+
+    [Fact]
+    public async Task AStoreThatCannotGrowAnOpenVolumeSaysItGrowsAtTheNextStage()
+    {
+        _node.Devices.CanResizeLive = true;
+        var s = _node.Service;
+        await s.NodeStageVolume(_node.StageRequest(Volume), Ctx);
+        var request = new NodeExpandVolumeRequest { VolumeId = Volume, VolumePath = _node.StagingPath(Volume), CapacityRange = new CapacityRange { RequiredBytes = 128 << 20 } };
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() => s.NodeExpandVolume(request, Ctx));
+
+        Assert.Equal(StatusCode.FailedPrecondition, refused.StatusCode);
+        Assert.Contains("cannot grow a volume while it is open", refused.Status.Detail);
+        Assert.Contains("when it is staged again", refused.Status.Detail);
     }
 
     [Fact]

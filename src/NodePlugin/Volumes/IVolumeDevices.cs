@@ -23,6 +23,9 @@ public interface IServedDevice
     /// <summary>Requests the store failed since the device was created or adopted.</summary>
     long BackendErrors { get; }
 
+    /// <summary>Grows the live device (UPDATE_SIZE, needs <see cref="IVolumeDevices.CanResizeLive"/>) after its backend grew.</summary>
+    Task GrowAsync(long sizeBytes, CancellationToken cancellationToken);
+
     /// <summary>Stops and deletes the device (after its filesystem is unmounted).</summary>
     Task StopAsync();
 

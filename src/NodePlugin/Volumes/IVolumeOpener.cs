@@ -65,6 +65,27 @@ public sealed class OpenedVolume(IVolumeStore? store, IBlockBackend backend) : I
 
     private QosLimits? _lastRecorded;
 
+    /// <summary>
+    /// Makes the open volume serve the size its store now records (after ControllerExpandVolume),
+    /// when the store can grow an open volume; returns that size, or null when the volume grows only
+    /// when it is opened again. The store's size must cover <paramref name="requiredBytes"/>.
+    /// </summary>
+    public async Task<long?> TryGrowAsync(string storeVolumeId, long requiredBytes, CancellationToken cancellationToken)
+    {
+        if (store is null || _storeBackend is not StoreVolume volume)
+        {
+            return null;
+        }
+
+        var recorded = (await store.GetVolumeAsync(storeVolumeId, cancellationToken).ConfigureAwait(false)).SizeBytes;
+        if (recorded < requiredBytes)
+        {
+            throw new StoreException(StoreErrorCode.FailedPrecondition, $"the store holds volume {storeVolumeId} at {recorded} bytes, less than the {requiredBytes} asked: expand it through the controller first");
+        }
+
+        return await volume.TryGrowAsync(recorded, cancellationToken).ConfigureAwait(false) ? recorded : null;
+    }
+
     /// <summary>Makes completed writes durable, then closes the volume and its store.</summary>
     public async ValueTask DisposeAsync()
     {

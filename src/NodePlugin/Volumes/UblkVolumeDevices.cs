@@ -117,6 +117,8 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
 
         public long BackendErrors => device.GetStatistics().Sum(q => q.BackendErrors);
 
+        public Task GrowAsync(long sizeBytes, CancellationToken cancellationToken) => device.GrowAsync(sizeBytes, cancellationToken);
+
         public Task StopAsync() => device.StopAsync();
 
         public Task ReleaseAsync() => device.ReleaseAsync();

@@ -32,23 +32,20 @@ public sealed partial class VolumeInspector(StagedVolumes staged, IVolumeDevices
     }
 
     /// <summary>
-    /// Grows the filesystem to the device's size and returns that size. A device smaller than
-    /// <paramref name="requiredBytes"/> cannot grow while live on kernels without
-    /// UBLK_U_CMD_UPDATE_SIZE (6.16+): the answer is FAILED_PRECONDITION saying the volume grows when
-    /// it is next staged, where the new size is opened and the filesystem grown.
+    /// Grows the volume to at least <paramref name="requiredBytes"/> and its filesystem to the
+    /// device's size; returns that size. A device already large enough only has its filesystem grown.
+    /// Otherwise, online where the kernel resizes live ublk devices (UBLK_U_CMD_UPDATE_SIZE, 6.16+)
+    /// and the store can grow an open volume (file): the volume takes the store's new size, then the
+    /// device, then the filesystem. Elsewhere the answer is FAILED_PRECONDITION saying the volume
+    /// grows when it is next staged, where the new size is opened and the filesystem grown.
     /// </summary>
-    public long Expand(string volumeId, string volumePath, long requiredBytes)
+    public async Task<long> ExpandAsync(string volumeId, string volumePath, long requiredBytes, CancellationToken cancellationToken)
     {
         var volume = FindAt(volumeId, volumePath);
         var size = volume.Device.SizeBytes;
         if (requiredBytes > size)
         {
-            var kernel = devices.CanResizeLive
-                ? "this kernel offers UBLK_U_CMD_UPDATE_SIZE, which this plugin version does not use yet"
-                : "this kernel cannot resize a live ublk device (UBLK_U_CMD_UPDATE_SIZE needs Linux 6.16)";
-            throw new NodeOperationException(
-                StatusCode.FailedPrecondition,
-                $"volume {volumeId} is served at {size} bytes and {kernel}; it grows to {requiredBytes} bytes when it is staged again (restart the pods using it)");
+            size = await GrowDeviceAsync(volume, requiredBytes, cancellationToken).ConfigureAwait(false);
         }
 
         if (volume.Record.Access == StagedAccess.Mount && !volume.Record.ReadOnly)
@@ -58,6 +55,31 @@ public sealed partial class VolumeInspector(StagedVolumes staged, IVolumeDevices
         }
 
         return size;
+    }
+
+    private async Task<long> GrowDeviceAsync(StagedVolume volume, long requiredBytes, CancellationToken cancellationToken)
+    {
+        var volumeId = volume.Record.VolumeId;
+        string reason;
+        if (!devices.CanResizeLive)
+        {
+            reason = "this kernel cannot resize a live ublk device (UBLK_U_CMD_UPDATE_SIZE needs Linux 6.16)";
+        }
+        else if (await volume.Volume.TryGrowAsync(volume.Record.StoreVolumeId, requiredBytes, cancellationToken).ConfigureAwait(false) is { } grown)
+        {
+            var previous = volume.Device.SizeBytes;
+            await volume.Device.GrowAsync(grown, cancellationToken).ConfigureAwait(false);
+            DeviceGrown(logger, volumeId, previous, grown);
+            return grown;
+        }
+        else
+        {
+            reason = $"the {volume.Record.StoreType} store cannot grow a volume while it is open";
+        }
+
+        throw new NodeOperationException(
+            StatusCode.FailedPrecondition,
+            $"volume {volumeId} is served at {volume.Device.SizeBytes} bytes and {reason}; it grows to {requiredBytes} bytes when it is staged again (restart the pods using it)");
     }
 
     private StagedVolume FindAt(string volumeId, string volumePath)
@@ -71,6 +93,9 @@ public sealed partial class VolumeInspector(StagedVolumes staged, IVolumeDevices
 
         return volume;
     }
+
+    [LoggerMessage(EventId = 231, Level = LogLevel.Information, Message = "grew the live device of volume {VolumeId} from {PreviousBytes} to {SizeBytes} bytes")]
+    private static partial void DeviceGrown(ILogger logger, string volumeId, long previousBytes, long sizeBytes);
 
     [LoggerMessage(EventId = 230, Level = LogLevel.Information, Message = "grew the filesystem of volume {VolumeId} to its device size {SizeBytes}")]
     private static partial void Grown(ILogger logger, string volumeId, long sizeBytes);

@@ -11,17 +11,24 @@ namespace UblkCsi.Stores;
 /// </summary>
 public abstract class StoreVolume : IBlockBackend
 {
+    private readonly BlockBackendInfo _info;
+    private long _sizeBytes;
+
     protected StoreVolume(string volumeId, BlockBackendInfo info, bool readOnly)
     {
         VolumeId = volumeId;
         IsReadOnly = readOnly;
-        Info = readOnly ? info with { Features = info.Features | BlockBackendFeatures.ReadOnly } : info;
+        _info = readOnly ? info with { Features = info.Features | BlockBackendFeatures.ReadOnly } : info;
+        _sizeBytes = info.SizeBytes;
     }
 
     /// <summary>The store's ID of the volume (or the image path for a file spec).</summary>
     public string VolumeId { get; }
 
-    public BlockBackendInfo Info { get; }
+    public BlockBackendInfo Info => _info with { SizeBytes = SizeBytes };
+
+    /// <summary>The size served now: the size opened with, or a larger one after <see cref="TryGrowAsync"/>.</summary>
+    public long SizeBytes => Volatile.Read(ref _sizeBytes);
 
     public bool IsReadOnly { get; }
 
@@ -71,6 +78,25 @@ public abstract class StoreVolume : IBlockBackend
 
     public abstract ValueTask DisposeAsync();
 
+    /// <summary>
+    /// Serves <paramref name="sizeBytes"/> from now on, after the store grew the volume
+    /// (ControllerExpandVolume) while it is open here; the caller then grows the device (UPDATE_SIZE).
+    /// False when this store picks up a new size only when the volume is opened again.
+    /// </summary>
+    public virtual ValueTask<bool> TryGrowAsync(long sizeBytes, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(false);
+
+    /// <summary>For stores that can grow an open volume: requests up to <paramref name="sizeBytes"/> are accepted from now on.</summary>
+    protected void ServeUpTo(long sizeBytes)
+    {
+        if (sizeBytes < SizeBytes || sizeBytes % StoreLimits.IoAlignment != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(sizeBytes), $"volume '{VolumeId}' can only grow, to a multiple of {StoreLimits.IoAlignment} bytes (now {SizeBytes}, asked {sizeBytes})");
+        }
+
+        Volatile.Write(ref _sizeBytes, sizeBytes);
+    }
+
     protected abstract ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken);
 
     protected abstract ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken);
@@ -84,7 +110,7 @@ public abstract class StoreVolume : IBlockBackend
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void CheckRange(long offset, long length)
     {
-        if (((offset | length) & (StoreLimits.IoAlignment - 1)) != 0 || offset < 0 || length < 0 || offset > Info.SizeBytes - length)
+        if (((offset | length) & (StoreLimits.IoAlignment - 1)) != 0 || offset < 0 || length < 0 || offset > SizeBytes - length)
         {
             ThrowBadRange(offset, length);
         }
@@ -104,7 +130,7 @@ public abstract class StoreVolume : IBlockBackend
     {
         var reason = ((offset | length) & (StoreLimits.IoAlignment - 1)) != 0
             ? $"offset and length must be multiples of {StoreLimits.IoAlignment}"
-            : $"the range must lie inside the volume (size {Info.SizeBytes})";
+            : $"the range must lie inside the volume (size {SizeBytes})";
         throw new BlockBackendException(BlockBackendException.EINVAL, $"volume '{VolumeId}': bad range offset={offset} length={length}: {reason}");
     }
 

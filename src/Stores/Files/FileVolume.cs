@@ -149,6 +149,28 @@ public sealed class FileVolume : StoreVolume
         }
     }
 
+    /// <summary>
+    /// The file store grows a volume by extending its image (ControllerExpandVolume); an open
+    /// volume serves the new size once the image is that long. In direct mode the size must stay
+    /// a multiple of the 4096-byte logical block the device was created with.
+    /// </summary>
+    public override ValueTask<bool> TryGrowAsync(long sizeBytes, CancellationToken cancellationToken = default)
+    {
+        if (Info.LogicalBlockSize == DirectIoAlignment && sizeBytes % DirectIoAlignment != 0)
+        {
+            return ValueTask.FromException<bool>(new ArgumentOutOfRangeException(nameof(sizeBytes), $"volume '{VolumeId}' uses 4096-byte blocks; {sizeBytes} bytes is not a multiple"));
+        }
+
+        var imageBytes = RandomAccess.GetLength(_file);
+        if (imageBytes < sizeBytes)
+        {
+            return ValueTask.FromException<bool>(new InvalidOperationException($"volume '{VolumeId}': its image holds {imageBytes} bytes, less than {sizeBytes}; the store has not grown it"));
+        }
+
+        ServeUpTo(sizeBytes);
+        return ValueTask.FromResult(true);
+    }
+
     /// <summary>Makes the volume behave as on a filesystem that cannot punch holes.</summary>
     internal void DisableHolePunchingForTests() => _punchHoleUnsupported = true;
 

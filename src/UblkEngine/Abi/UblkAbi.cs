@@ -18,6 +18,7 @@ internal enum UblkControlCommand : byte
     GetDevInfo2 = 0x12,
     GetFeatures = 0x13,
     DelDevAsync = 0x14,
+    UpdateSize = 0x15,
 }
 
 /// <summary>Per-tag I/O command numbers.</summary>

@@ -198,6 +198,15 @@ public sealed unsafe class UblkControl : IDisposable
         }
     }
 
+    /// <summary>UPDATE_SIZE (6.16+, <see cref="UblkFeatures.UpdateSize"/>): a live device's new size in 512-byte sectors.</summary>
+    internal void UpdateSize(int id, long sectors)
+    {
+        lock (_gate)
+        {
+            Execute(UblkControlCommand.UpdateSize, id, 0, 0, (ulong)sectors, allowLegacyRetry: false);
+        }
+    }
+
     internal void StartUserRecovery(int id)
     {
         lock (_gate)

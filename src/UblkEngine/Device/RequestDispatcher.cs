@@ -22,7 +22,7 @@ internal interface ICommitSink
 internal sealed unsafe class RequestDispatcher : IDisposable
 {
     private readonly IBlockBackend _backend;
-    private readonly long _deviceBytes;
+    private readonly DeviceCapacity _capacity;
     private readonly int _maxIoBytes;
     private readonly UserCopyChannel? _userCopy;
     private readonly IoBufferPool _pool;
@@ -37,7 +37,7 @@ internal sealed unsafe class RequestDispatcher : IDisposable
     public RequestDispatcher(
         int depth,
         IBlockBackend backend,
-        long deviceBytes,
+        DeviceCapacity capacity,
         int maxIoBytes,
         UserCopyChannel? userCopy,
         IoBufferPool pool,
@@ -47,7 +47,7 @@ internal sealed unsafe class RequestDispatcher : IDisposable
     {
         _failures = failures;
         _backend = backend;
-        _deviceBytes = deviceBytes;
+        _capacity = capacity;
         _maxIoBytes = maxIoBytes;
         _userCopy = userCopy;
         _pool = pool;
@@ -93,7 +93,7 @@ internal sealed unsafe class RequestDispatcher : IDisposable
         }
 
         // A FLUSH carries no range (its start sector may be garbage); everything else must lie inside the device.
-        if (desc.Op != UblkIoOp.Flush && (offset < 0 || length > _deviceBytes - offset))
+        if (desc.Op != UblkIoOp.Flush && (offset < 0 || length > _capacity.Bytes - offset))
         {
             _sink.Commit(tag, -Errno.EIO, RegisteredBufferAddress(tag));
             return;

@@ -30,6 +30,7 @@ public sealed class UblkDevice : IAsyncDisposable
     private readonly Task _allQueuesExited;
     private readonly Task _completion;
     private readonly Lock _lifecycleGate = new();
+    private readonly DeviceCapacity _capacity;
     private Task? _shutdown;
 
     private UblkDevice(
@@ -55,11 +56,12 @@ public sealed class UblkDevice : IAsyncDisposable
         var pool = options.BufferPool ?? IoBufferPool.Shared;
         var logger = options.Logger ?? NullLogger.Instance;
         var failures = new DeviceFailureLog(info.Id, logger);
+        _capacity = new DeviceCapacity(parameters.SizeBytes);
         _queues = new UblkQueue[info.Queues];
         for (var q = 0; q < _queues.Length; q++)
         {
             _queues[q] = new UblkQueue(new QueueSetup(
-                info.Id, q, info.Depth, Math.Min(info.MaxIoBytes, parameters.MaxIoBytes), parameters.SizeBytes,
+                info.Id, q, info.Depth, Math.Min(info.MaxIoBytes, parameters.MaxIoBytes), _capacity,
                 userCopy, ioctlEncoded, charDevice, backend, pool, QueueAffinity(control, info.Id, q, logger), logger, failures));
         }
 
@@ -76,7 +78,11 @@ public sealed class UblkDevice : IAsyncDisposable
     /// <summary>Queues, depth and the feature flags the kernel granted (read back after ADD_DEV).</summary>
     public UblkDeviceInfo Info { get; }
 
-    public UblkDeviceParameters Parameters { get; }
+    /// <summary>The parameters the device was started with; <see cref="GrowAsync"/> changes the size.</summary>
+    public UblkDeviceParameters Parameters { get; private set; }
+
+    /// <summary>True when the kernel can resize this device while it is live (<see cref="GrowAsync"/>).</summary>
+    public bool CanGrowLive => (_control.Features & UblkFeatures.UpdateSize) != 0;
 
     public IBlockBackend Backend { get; }
 
@@ -212,6 +218,42 @@ public sealed class UblkDevice : IAsyncDisposable
     }
 
     public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
+
+    /// <summary>
+    /// Grows the live device to <paramref name="sizeBytes"/> (UBLK_U_CMD_UPDATE_SIZE, Linux 6.16+;
+    /// see <see cref="CanGrowLive"/>). The backend must already serve the new size: the queues accept
+    /// the larger range first, then the kernel is told and /dev/ublkbN changes capacity (the kernel
+    /// announces it with a change uevent). The recovery record keeps the new size, so a later
+    /// process adopts the device at it. Shrinking is refused: data would vanish under a filesystem.
+    /// </summary>
+    public async Task GrowAsync(long sizeBytes, CancellationToken cancellationToken = default)
+    {
+        if (!CanGrowLive)
+        {
+            throw new UblkException($"ublk device {Id} cannot change size while live: this kernel lacks UBLK_U_CMD_UPDATE_SIZE (Linux 6.16+)", Errno.EOPNOTSUPP);
+        }
+
+        var current = Parameters.SizeBytes;
+        if (sizeBytes < current || sizeBytes % Parameters.LogicalBlockSize != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(sizeBytes), $"ublk device {Id} can only grow to a multiple of its {Parameters.LogicalBlockSize}-byte blocks (now {current} bytes, asked {sizeBytes})");
+        }
+
+        if (Backend.Info.SizeBytes < sizeBytes)
+        {
+            throw new InvalidOperationException($"ublk device {Id}: the backend serves {Backend.Info.SizeBytes} bytes; grow it before the device");
+        }
+
+        if (sizeBytes == current)
+        {
+            return;
+        }
+
+        _capacity.GrowTo(sizeBytes);
+        await Task.Run(() => _control.UpdateSize(Id, sizeBytes >> 9), cancellationToken).ConfigureAwait(false);
+        Parameters = Parameters with { SizeBytes = sizeBytes };
+        WriteRecoveryRecord(TryReadExisting()?.RecoveredAt);
+    }
 
     private static UblkFeatures RequestedFlags(UblkFeatures offered, UblkDeviceOptions options)
     {

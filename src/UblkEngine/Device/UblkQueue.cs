@@ -14,7 +14,7 @@ internal sealed record QueueSetup(
     int QueueId,
     int Depth,
     int MaxIoBytes,
-    long DeviceBytes,
+    DeviceCapacity Capacity,
     bool UserCopy,
     bool IoctlEncoded,
     FileDescriptorHandle CharDevice,
@@ -175,7 +175,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
 
         _descriptors = (UblksrvIoDesc*)mapping;
         var userCopy = _setup.UserCopy ? new UserCopyChannel(_setup.CharDevice.Fd, _setup.QueueId) : null;
-        _dispatcher = new RequestDispatcher(depth, _setup.Backend, _setup.DeviceBytes, _setup.MaxIoBytes, userCopy, _setup.BufferPool, this, _waker, _setup.Failures);
+        _dispatcher = new RequestDispatcher(depth, _setup.Backend, _setup.Capacity, _setup.MaxIoBytes, userCopy, _setup.BufferPool, this, _waker, _setup.Failures);
 
         _waker.Arm(_ring, WakeUserData);
         for (var tag = 0; tag < depth; tag++)

@@ -67,6 +67,30 @@ public sealed class FileStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task AnOpenVolumeServesTheNewSizeOnceTheStoreGrewIt()
+    {
+        await using var store = StoreRegistry.Open("file", new Dictionary<string, string> { ["root"] = _root });
+        await store.CreateVolumeAsync(new CreateVolumeRequest("pvc-grow", 4 * MiB));
+        await using var backend = await store.OpenVolumeAsync("pvc-grow");
+        var volume = Assert.IsAssignableFrom<StoreVolume>(backend);
+        var block = new byte[4096];
+        Assert.Equal(22, (await Assert.ThrowsAsync<Engine.BlockBackendException>(() => volume.WriteAsync(4 * MiB, block).AsTask())).Errno);
+
+        // Before the store grew the image the volume cannot serve more.
+        await Assert.ThrowsAsync<InvalidOperationException>(() => volume.TryGrowAsync(8 * MiB).AsTask());
+        await store.ExpandVolumeAsync("pvc-grow", 8 * MiB);
+        Assert.True(await volume.TryGrowAsync(8 * MiB));
+
+        Assert.Equal(8L * MiB, volume.Info.SizeBytes);
+        Random.Shared.NextBytes(block);
+        await volume.WriteAsync(8 * MiB - 4096, block);
+        var back = new byte[4096];
+        await volume.ReadAsync(8 * MiB - 4096, back);
+        Assert.Equal(block, back);
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => volume.TryGrowAsync(4 * MiB).AsTask()); // never shrinks
+    }
+
+    [Fact]
     public async Task CapacityComesFromTheFilesystem()
     {
         await using var store = StoreRegistry.Open("file", new Dictionary<string, string> { ["root"] = _root });

@@ -20,17 +20,21 @@ internal sealed unsafe class DispatcherHarness : ICommitSink, IDisposable
     private readonly FileDescriptorHandle _window;
     private readonly EventFdWaker _waker = new();
 
-    public DispatcherHarness(IBlockBackend backend, int depth = 8, int maxIoBytes = 256 * 1024, bool userCopy = true, IoBufferPool? pool = null, DeviceFailureLog? failures = null)
+    public DispatcherHarness(IBlockBackend backend, int depth = 8, int maxIoBytes = 256 * 1024, bool userCopy = true, IoBufferPool? pool = null, DeviceFailureLog? failures = null, long? deviceBytes = null)
     {
         _window = FileDescriptorHandle.Open(_windowPath, Libc.O_RDWR | 0x40 /* O_CREAT */);
         Pool = pool ?? new IoBufferPool(16L << 20);
+        Capacity = new DeviceCapacity(deviceBytes ?? backend.Info.SizeBytes);
         Dispatcher = new RequestDispatcher(
-            depth, backend, backend.Info.SizeBytes, maxIoBytes,
+            depth, backend, Capacity, maxIoBytes,
             userCopy ? new UserCopyChannel(_window.Fd, QueueId) : null,
             Pool, this, _waker, failures);
     }
 
     public RequestDispatcher Dispatcher { get; }
+
+    /// <summary>The device size the dispatcher enforces (a live grow raises it).</summary>
+    public DeviceCapacity Capacity { get; }
 
     public IoBufferPool Pool { get; }
 

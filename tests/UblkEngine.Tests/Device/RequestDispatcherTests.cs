@@ -80,6 +80,22 @@ public class RequestDispatcherTests
     }
 
     [Fact]
+    public void AfterALiveGrowTheNewRangeIsServedAndNothingShrinks()
+    {
+        // The backend already serves 4 MiB (it grows first); the device still says 2.
+        var counting = new CountingBackend(new NullBackend(4 << 20));
+        using var harness = new DispatcherHarness(counting, deviceBytes: 2 << 20);
+        harness.Capacity.GrowTo(1 << 20); // smaller: ignored
+        harness.Dispatch(0, UblkIoOp.Read, (2 << 20) - 4096, 4096);
+        harness.Dispatch(1, UblkIoOp.Read, 2 << 20, 4096);
+
+        harness.Capacity.GrowTo(4 << 20);
+        harness.Dispatch(2, UblkIoOp.Read, 2 << 20, 4096);
+
+        Assert.Equal([4096, -EIO, 4096], harness.Commits.Select(c => c.Result));
+    }
+
+    [Fact]
     public void AsyncCompletionsFromOtherThreadsAreCommittedByTheQueueThread()
     {
         var backend = new ManualBackend(1 << 20);
