@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepares the test VM: a Debian trixie 6.12 kernel (it ships ublk_drv as a module) and a tiny
 # initramfs that mounts this machine's root over 9p and runs one command in it.
-# Idempotent; everything lands in $UBLK_VM_DIR (default <repo>/.vm). Needs: apt-get, dpkg-deb,
+# UBLK_VM_KERNEL_SERIES (default 6.12) and UBLK_VM_SUITE (default trixie) pick another Debian kernel,
+# e.g. 6.17 from trixie-backports for what 6.12 lacks (UBLK_U_CMD_UPDATE_SIZE); give it its own
+# UBLK_VM_DIR. Idempotent; everything lands in $UBLK_VM_DIR (default <repo>/.vm). Needs: apt-get, dpkg-deb,
 # depmod (kmod), xz, cpio, busybox-static, qemu-system-x86 (scripts/setup.sh installs them).
 set -euo pipefail
 
@@ -14,8 +16,11 @@ cd "$vm_dir"
 # nbd: the kernel NBD client, the baseline of the rpc and nbd stores' benchmarks.
 wanted_modules=(9p 9pnet_virtio overlay ublk_drv crc32c_generic ext4 xfs loop nbd)
 
-# The initramfs is rebuilt whenever the init script or this script changes.
-recipe=$(cat "$repo/scripts/vm/init" "$repo/scripts/vm/prepare.sh" | sha256sum | cut -c1-16)
+series=${UBLK_VM_KERNEL_SERIES:-6.12}
+suite=${UBLK_VM_SUITE:-trixie}
+
+# The initramfs is rebuilt whenever the init script, this script or the kernel choice changes.
+recipe=$( (cat "$repo/scripts/vm/init" "$repo/scripts/vm/prepare.sh"; echo "$series $suite") | sha256sum | cut -c1-16)
 if [[ -f initramfs.cpio.gz && -f vmlinuz && -f kernel.version && $(cat recipe 2>/dev/null) == "$recipe" ]]; then
   echo "vm: ready ($(cat kernel.version)) in $vm_dir"
   exit 0
@@ -25,13 +30,13 @@ apt_opts=(-o Dir::Etc::SourceList="$vm_dir/apt/sources.list" -o Dir::Etc::Source
           -o Dir::State::Lists="$vm_dir/apt/lists" -o Dir::Cache="$vm_dir/apt/cache"
           -o APT::Get::List-Cleanup=0 -o Debug::NoLocking=1)
 mkdir -p apt/lists/partial apt/cache
-echo "deb http://deb.debian.org/debian trixie main" > apt/sources.list
+echo "deb http://deb.debian.org/debian $suite main" > apt/sources.list
 apt-get "${apt_opts[@]}" update -qq
 
-# Newest generic 6.12 image unless pinned (UBLK_VM_KERNEL=linux-image-6.12.N+deb13-amd64).
-package=${UBLK_VM_KERNEL:-$(apt-cache "${apt_opts[@]}" search --names-only '^linux-image-6\.12\.[0-9]+\+deb13-amd64$' \
+# Newest generic image of the series unless pinned (UBLK_VM_KERNEL=linux-image-6.12.N+deb13-amd64).
+package=${UBLK_VM_KERNEL:-$(apt-cache "${apt_opts[@]}" search --names-only "^linux-image-${series//./\\.}\\.[0-9]+\\+deb13-amd64\$" \
   | awk '{print $1}' | sort -V | tail -1)}
-[[ -n $package ]] || { echo "vm: no linux-image-6.12 package found in trixie" >&2; exit 1; }
+[[ -n $package ]] || { echo "vm: no linux-image-$series package found in $suite" >&2; exit 1; }
 echo "vm: fetching $package"
 rm -rf pkg && mkdir pkg
 (cd pkg && apt-get "${apt_opts[@]}" download "$package" 2>&1 | grep -v "couldn't be accessed by user '_apt'" || true)
