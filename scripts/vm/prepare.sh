@@ -14,7 +14,8 @@ cd "$vm_dir"
 
 # The modules the guest loads, in any order: dependencies are resolved below from modules.dep.
 # nbd: the kernel NBD client, the baseline of the rpc and nbd stores' benchmarks.
-wanted_modules=(9p 9pnet_virtio overlay ublk_drv crc32c_generic ext4 xfs loop nbd)
+# A|B: the first that the kernel ships (the crypto API's crc32c moved to crc32c-cryptoapi in 6.15).
+wanted_modules=(9p 9pnet_virtio overlay ublk_drv "crc32c_generic|crc32c-cryptoapi" ext4 xfs loop nbd)
 
 series=${UBLK_VM_KERNEL_SERIES:-6.12}
 suite=${UBLK_VM_SUITE:-trixie}
@@ -52,7 +53,7 @@ declare -A seen=()
 order=()
 resolve() {
   local rel line deps dep i
-  line=$(grep -E "(^|/)$1\.ko(\.xz)?:" "$moddir/modules.dep" | head -1)
+  line=$(grep -E "(^|/)$1\.ko(\.xz)?:" "$moddir/modules.dep" | head -1 || true)
   [[ -n $line ]] || { echo "vm: module $1 not found" >&2; exit 1; }
   rel=${line%%:*}
   [[ -n ${seen[$rel]:-} ]] && return
@@ -65,7 +66,13 @@ resolve() {
   done
   order+=("$rel")
 }
-for m in "${wanted_modules[@]}"; do resolve "$m"; done
+for wanted in "${wanted_modules[@]}"; do
+  chosen=${wanted##*|}
+  for m in ${wanted//|/ }; do
+    if grep -qE "(^|/)$m\.ko(\.xz)?:" "$moddir/modules.dep"; then chosen=$m; break; fi
+  done
+  resolve "$chosen"
+done
 
 rm -rf initramfs && mkdir -p initramfs/{bin,dev,proc,sys,newroot,modules}
 cp "$(command -v busybox)" initramfs/bin/busybox

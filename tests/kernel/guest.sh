@@ -12,7 +12,7 @@ scenario_timeout=${SCENARIO_TIMEOUT:-1500}
 results=${UBLK_VM_OUT:-/tmp}/kernel-suite.txt
 : > "$results"
 passed=0 failed=0 skipped=0
-running=$(uname -r | cut -d- -f1)
+running=$(uname -r | cut -d- -f1 | cut -d+ -f1)
 for script in "$here"/scenarios/[!_]*.sh; do
   name=$(basename "$script" .sh)
   if [[ $# -gt 0 ]]; then
