@@ -44,7 +44,7 @@ public static partial class BlockStoreServerHost
         {
             token = options.TokenFile is null ? null : TokenFile.Read(options.TokenFile);
             tls = LoadTls(options, loggerFactory);
-            store = new FileStore(new FileStoreOptions(options.Root, options.Reflink));
+            store = new FileStore(new FileStoreOptions(options.Root, options.Reflink, options.DirectIo));
         }
         catch (Exception e) when (e is StoreException or IOException)
         {

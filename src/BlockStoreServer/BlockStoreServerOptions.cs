@@ -11,6 +11,7 @@ namespace UblkCsi.BlockStoreServer;
 /// <param name="Root">The file-store root directory (absolute, existing).</param>
 /// <param name="TokenFile">File holding the shared token clients must send, or null for none.</param>
 /// <param name="Reflink">How snapshots and clones copy images.</param>
+/// <param name="DirectIo">How volumes reach their images: through the server's page cache (Off, the default) or O_DIRECT.</param>
 /// <param name="LogLevel">Minimum log level.</param>
 /// <param name="LogFormat">Text or JSON log lines.</param>
 /// <param name="ShutdownTimeout">How long a graceful stop waits for in-flight calls.</param>
@@ -22,6 +23,7 @@ public sealed record BlockStoreServerOptions(
     string Root,
     string? TokenFile,
     ReflinkMode Reflink,
+    DirectIoMode DirectIo,
     LogLevel LogLevel,
     LogFormat LogFormat,
     TimeSpan ShutdownTimeout,
@@ -36,6 +38,7 @@ public sealed record BlockStoreServerOptions(
         new("--root", "BLOCKSTORE_ROOT", "absolute path of the directory holding the volumes (required; a file-store root)"),
         new("--token-file", "BLOCKSTORE_TOKEN_FILE", "file whose first line is the shared token clients must send (default: no authentication)"),
         new("--reflink", "BLOCKSTORE_REFLINK", "snapshot/clone copies: auto, always or never (default auto)"),
+        new("--direct-io", "BLOCKSTORE_DIRECT_IO", "volume images through the page cache (off, the default, like nbdkit file) or with O_DIRECT: auto (where the filesystem allows it) or on"),
         new("--tls-cert-file", "BLOCKSTORE_TLS_CERT_FILE", "PEM certificate (chain) to serve TLS with; re-read when it changes (default: cleartext)"),
         new("--tls-key-file", "BLOCKSTORE_TLS_KEY_FILE", "PEM private key of --tls-cert-file (required with it)"),
         new("--tls-client-ca-file", "BLOCKSTORE_TLS_CLIENT_CA_FILE", "PEM CA bundle: clients must present a certificate it signed (needs --tls-cert-file)"),
@@ -52,6 +55,7 @@ public sealed record BlockStoreServerOptions(
             line.Parse("--root", line.Require("--root"), ParseRoot),
             OptionalPath(line, "--token-file"),
             line.Parse("--reflink", "auto", ParseReflink),
+            line.Parse("--direct-io", "off", ParseDirectIo),
             line.Parse("--log-level", "information", LogOptions.ParseLogLevel),
             line.Parse("--log-format", "text", LogOptions.ParseLogFormat),
             line.Parse("--shutdown-timeout", "30", ParseSeconds),
@@ -92,6 +96,14 @@ public sealed record BlockStoreServerOptions(
         "always" => ReflinkMode.Always,
         "never" => ReflinkMode.Never,
         _ => throw new FormatException($"'{value}' is not a reflink mode; allowed: auto, always, never"),
+    };
+
+    private static DirectIoMode ParseDirectIo(string value) => value.ToLowerInvariant() switch
+    {
+        "off" => DirectIoMode.Off,
+        "auto" => DirectIoMode.Auto,
+        "on" => DirectIoMode.On,
+        _ => throw new FormatException($"'{value}' is not a direct-io mode; allowed: off, auto, on"),
     };
 
     private static TimeSpan ParseSeconds(string value) =>

@@ -15,6 +15,7 @@ public sealed class HostTests
     [InlineData(new[] { "--listen", "tcp://127.0.0.1:1", "--root", "relative" }, "--root: 'relative' is not an absolute path")]
     [InlineData(new[] { "--listen", "tcp://127.0.0.1:1", "--root", "/nonexistent/ublk" }, "--root: directory '/nonexistent/ublk' does not exist")]
     [InlineData(new[] { "--listen", "tcp://127.0.0.1:1", "--root", "/tmp", "--reflink", "maybe" }, "--reflink: 'maybe' is not a reflink mode; allowed: auto, always, never")]
+    [InlineData(new[] { "--listen", "tcp://127.0.0.1:1", "--root", "/tmp", "--direct-io", "sometimes" }, "--direct-io: 'sometimes' is not a direct-io mode; allowed: off, auto, on")]
     [InlineData(new[] { "--listen", "tcp://127.0.0.1:1", "--root", "/tmp", "--token-file", "token.txt" }, "--token-file: 'token.txt' is not an absolute path")]
     [InlineData(new[] { "--listen", "tcp://127.0.0.1:1", "--root", "/tmp", "--shutdown-timeout", "-1" }, "--shutdown-timeout: '-1' is not a number of seconds")]
     [InlineData(new[] { "--port", "9400" }, "--port: unknown option")]

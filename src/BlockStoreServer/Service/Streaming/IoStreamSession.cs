@@ -44,6 +44,7 @@ internal sealed partial class IoStreamSession
         var writer = WriteResponsesAsync(responses);
         using var readUntil = CancellationTokenSource.CreateLinkedTokenSource(_context.CancellationToken, serverStopping);
         var stopping = false;
+        var ready = new List<StreamIo>(IoStreamFields.MaxBatchEntries);
         try
         {
             while (!_volume.IsDeleted && await requests.MoveNext(readUntil.Token).ConfigureAwait(false))
@@ -52,10 +53,22 @@ internal sealed partial class IoStreamSession
                 foreach (var io in batch.Items)
                 {
                     Interlocked.Increment(ref _running);
-                    _ = ExecuteAsync(io);
+                    var execution = ExecuteAsync(io);
+                    if (execution.IsCompleted)
+                    {
+                        // Answered already (page-cache I/O): queued with the rest of the message's
+                        // answers below, so the writer loop wakes once per message, not once per request.
+                        ready.Add(io);
+                    }
+                    else
+                    {
+                        _ = AnswerWhenDoneAsync(execution, io);
+                    }
                 }
 
                 batch.Return();
+                Answer(ready);
+                ready.Clear();
             }
         }
         catch (OperationCanceledException) when (serverStopping.IsCancellationRequested && !_context.CancellationToken.IsCancellationRequested)
@@ -80,6 +93,23 @@ internal sealed partial class IoStreamSession
         }
     }
 
+    private async Task AnswerWhenDoneAsync(Task execution, StreamIo io)
+    {
+        await execution.ConfigureAwait(false);
+        _responses.Writer.TryWrite(io);
+        Finished();
+    }
+
+    private void Answer(List<StreamIo> answered)
+    {
+        foreach (var io in answered)
+        {
+            _responses.Writer.TryWrite(io);
+            Finished();
+        }
+    }
+
+    /// <summary>Runs one request and turns it into its response (it never throws); queuing the response is the caller's.</summary>
     private async Task ExecuteAsync(StreamIo io)
     {
         try
@@ -140,9 +170,6 @@ internal sealed partial class IoStreamSession
         {
             io.DropData();
         }
-
-        _responses.Writer.TryWrite(io);
-        Finished();
     }
 
     /// <summary>A mutation inside the volume's fence: a superseded writer is refused, a retry first waits for every mutation already running.</summary>

@@ -26,7 +26,7 @@ namespace UblkCsi.Stores.Rpc.Streaming;
 /// new stream. The OPEN carries the writer generation of the volume's read-write open; once the server
 /// refuses a mutation because a later writer took the volume over, <see cref="TakenOver"/> says so.
 /// </remarks>
-internal sealed class IoStream : IAsyncDisposable
+internal sealed class IoStream : IAsyncDisposable, IQueueBatchListener
 {
     private readonly BlockStoreConnection _connection;
     private readonly string _volumeId;
@@ -37,6 +37,10 @@ internal sealed class IoStream : IAsyncDisposable
     private readonly IoRequestBatch _outgoing = new();
     private readonly IoResponseBatch _answered = new();
     private readonly Dictionary<ulong, IoOperation> _inFlight = [];
+
+    // Requests an engine queue thread submitted during its current dispatch batch: queued for the
+    // writer loop together at the batch's end, so the loop wakes once and sends them as one message.
+    private readonly List<IoOperation> _staged = new(IoStreamFields.MaxBatchEntries);
     private readonly Lock _lock = new();
     private readonly CancellationTokenSource _disposing = new();
     private Channel<IoOperation> _sendQueue = NewQueue();
@@ -72,11 +76,34 @@ internal sealed class IoStream : IAsyncDisposable
 
             op.Id = ++_nextId;
             _inFlight.Add(op.Id, op);
-            _sendQueue.Writer.TryWrite(op);
+            if (QueueIo.Current is { } queue)
+            {
+                _staged.Add(op);
+                queue.CallAtBatchEnd(this);
+            }
+            else
+            {
+                _sendQueue.Writer.TryWrite(op);
+            }
+
             _supervisor ??= Task.Run(SuperviseAsync);
         }
 
         return completion;
+    }
+
+    /// <summary>Queue thread, after its batch: hands the writer loop what the batch submitted.</summary>
+    public void OnQueueBatchEnd()
+    {
+        lock (_lock)
+        {
+            foreach (var op in _staged)
+            {
+                _sendQueue.Writer.TryWrite(op);
+            }
+
+            _staged.Clear();
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -268,8 +295,10 @@ internal sealed class IoStream : IAsyncDisposable
                 return;
             }
 
-            // The old queue may still hold requests the broken stream never sent: they are in flight too.
+            // The old queue may still hold requests the broken stream never sent, and some may still be
+            // staged: they are in flight too, so all of them go out once, from the new queue.
             _sendQueue = NewQueue();
+            _staged.Clear();
             _reconnects.Reconnected();
             _reconnects.Resending(_inFlight.Count);
             foreach (var op in _inFlight.Values)
@@ -291,6 +320,7 @@ internal sealed class IoStream : IAsyncDisposable
         {
             failed = [.. _inFlight.Values];
             _inFlight.Clear();
+            _staged.Clear();
             if (!_disposed)
             {
                 _sendQueue = NewQueue();
