@@ -18,7 +18,8 @@ namespace UblkCsi.Cli;
 /// <item><c>{"error": "..."}</c> for a line that is not a valid call (the single-call form's exit-2 errors).</item>
 /// </list>
 /// Calls run one at a time, each with its own deadline; one channel per endpoint is kept for the next
-/// call. EOF on stdin ends the process with 0.
+/// call (it connects again by itself after the plugin restarts on the same socket, with no reconnect
+/// backoff: the tests probe that). EOF on stdin ends the process with 0.
 /// </summary>
 internal static class CsiCallBatch
 {
@@ -74,14 +75,6 @@ internal static class CsiCallBatch
         }
         catch (RpcException e)
         {
-            if (e.StatusCode == StatusCode.Unavailable)
-            {
-                // The plugin went away (killed, restarted on the same socket): the next call gets a fresh
-                // channel instead of one that may still hold the dead connection or a reconnect backoff.
-                channels.Remove(socketPath);
-                channel.Dispose();
-            }
-
             return "{\"code\": " + Quote(CsiCallCommand.CodeName(e.StatusCode)) + ", \"message\": " + Quote(e.Status.Detail) + "}";
         }
     }

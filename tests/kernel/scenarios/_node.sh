@@ -43,6 +43,8 @@ trap cleanup_node EXIT
 # ones because bash closes a coprocess's own in pipelines and background jobs.
 coproc CSI_BATCH { exec "$UBLK_CSI" csi-call --batch 2> "$SCENARIO_DIR/csi-call-batch.err"; }
 CSI_BATCH_PROCESS=$CSI_BATCH_PID
+# Out of the job table: cleanup_node's kill must not print a job notice into the scenario's output.
+disown "$CSI_BATCH_PROCESS"
 exec {CSI_BATCH_TO}>&"${CSI_BATCH[1]}" {CSI_BATCH_FROM}<&"${CSI_BATCH[0]}"
 # Seconds an answer may take beyond the call's own deadline (the batch process's first start under a
 # loaded TCG host included: seen 52 s) before the call is declared hung.
