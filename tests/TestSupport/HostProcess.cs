@@ -68,6 +68,42 @@ public sealed class HostProcess : IDisposable
         }
     }
 
+    /// <summary>Writes one line to the process's stdin.</summary>
+    public async Task WriteLineAsync(string line)
+    {
+        await _process.StandardInput.WriteLineAsync(line);
+        await _process.StandardInput.FlushAsync();
+    }
+
+    /// <summary>Closes the process's stdin (EOF).</summary>
+    public void CloseInput() => _process.StandardInput.Close();
+
+    /// <summary>The first <paramref name="count"/> non-empty stdout lines, once printed; fails if the process exits or the time runs out first.</summary>
+    public async Task<string[]> WaitForLinesAsync(int count, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var lines = Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            if (lines.Length >= count)
+            {
+                return lines[..count];
+            }
+
+            if (_process.HasExited)
+            {
+                throw new InvalidOperationException($"exited with {_process.ExitCode} after {lines.Length} of {count} lines: {Stderr}");
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"{lines.Length} of {count} lines after {timeout}: {Stdout}{Stderr}");
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
     public void SendSigterm()
     {
         if (Libc.Kill(_process.Id, 15) != 0)

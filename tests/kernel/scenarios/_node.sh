@@ -28,12 +28,55 @@ setup_kubelet_dir() {
 # already exited, a mount already gone).
 cleanup_node() {
   if [[ -n $PLUGIN_PID ]]; then kill -KILL "$PLUGIN_PID" 2>/dev/null || true; fi
+  kill -KILL "$CSI_BATCH_PROCESS" 2>/dev/null || true
   for m in $(findmnt -rn -o TARGET | grep "^$KUBELET/" | sort -r); do umount -l "$m" 2>/dev/null || true; done
   umount -l "$KUBELET" 2>/dev/null || true
   if [[ -n $VAR_LIB_MOUNTED ]]; then umount -l /var/lib 2>/dev/null || true; fi
   cleanup_servers
 }
 trap cleanup_node EXIT
+
+# Every CSI call of a scenario goes through one `ublk-csi csi-call --batch` process (one call per
+# line, one answer per line): under TCG each process start costs ~5 s, the call itself milliseconds.
+# It starts here, in the scenario's own shell, because a coprocess started inside $(...) would be lost
+# to the next call; its start then overlaps the servers' starts. Its descriptors are copied to plain
+# ones because bash closes a coprocess's own in pipelines and background jobs.
+coproc CSI_BATCH { exec "$UBLK_CSI" csi-call --batch 2> "$SCENARIO_DIR/csi-call-batch.err"; }
+CSI_BATCH_PROCESS=$CSI_BATCH_PID
+# Out of the job table: cleanup_node's kill must not print a job notice into the scenario's output.
+disown "$CSI_BATCH_PROCESS"
+exec {CSI_BATCH_TO}>&"${CSI_BATCH[1]}" {CSI_BATCH_FROM}<&"${CSI_BATCH[0]}"
+# Seconds an answer may take beyond the call's own deadline (the batch process's first start under a
+# loaded TCG host included: seen 52 s) before the call is declared hung.
+CSI_BATCH_GRACE=180
+
+# csi_call SOCKET TIMEOUT METHOD [JSON]: one CSI call through the batch process, with the single-call
+# form's outputs and exit statuses: the response on stdout (0), `CODE: message` on stderr for an error
+# status (3), `ublk-csi csi-call: ...` for a request it rejects (2). A dead batch process, or one
+# silent past the deadline (then killed, so no late answer is taken for the next call's), fails with
+# a message saying so (1). One call at a time.
+csi_call() {
+  local socket=$1 timeout=$2 method=$3 request=${4:-'{}'} answer rc=0
+  kill -0 "$CSI_BATCH_PROCESS" 2>/dev/null \
+    || { echo "ublk-csi csi-call --batch (pid $CSI_BATCH_PROCESS) is not running; its stderr: $(cat "$SCENARIO_DIR/csi-call-batch.err")" >&2; return 1; }
+  # A raw line break cannot be inside a JSON string, so joining the request's lines keeps its meaning.
+  request=${request//$'\n'/ }
+  printf '{"endpoint":"unix://%s","method":"%s","timeout":%s,"request":%s}\n' "$socket" "$method" "$timeout" "$request" >&"$CSI_BATCH_TO" \
+    || { echo "ublk-csi csi-call --batch (pid $CSI_BATCH_PROCESS) does not take calls; its stderr: $(cat "$SCENARIO_DIR/csi-call-batch.err")" >&2; return 1; }
+  read -r -t $((timeout + CSI_BATCH_GRACE)) -u "$CSI_BATCH_FROM" answer || rc=$?
+  if (( rc > 128 )); then
+    kill -KILL "$CSI_BATCH_PROCESS" 2>/dev/null || true
+    echo "$method: no answer from ublk-csi csi-call --batch within $((timeout + CSI_BATCH_GRACE)) s; stopped it" >&2; return 1
+  elif (( rc != 0 )); then
+    echo "$method: ublk-csi csi-call --batch (pid $CSI_BATCH_PROCESS) exited without answering; its stderr: $(cat "$SCENARIO_DIR/csi-call-batch.err")" >&2; return 1
+  fi
+  case $answer in
+    '{"response": '*) answer=${answer#'{"response": '}; echo "${answer%'}'}" ;;
+    '{"code": '*) jq -r '"\(.code): \(.message)"' <<< "$answer" >&2; return 3 ;;
+    '{"error": '*) echo "ublk-csi csi-call: $(jq -r .error <<< "$answer")" >&2; return 2 ;;
+    *) echo "$method: unexpected answer from ublk-csi csi-call --batch: $answer" >&2; return 1 ;;
+  esac
+}
 
 # start_plugin NAME [OPTION...]: the node plugin in a new mount namespace (like its container), with
 # only the options a DaemonSet must pass (plus OPTIONs); waits until Probe reports ready (adoption
@@ -60,7 +103,7 @@ await_ready() {
   local deadline=$(( $(date +%s) + ${PLUGIN_READY_TIMEOUT:-600} ))
   while (( $(date +%s) < deadline )); do
     kill -0 "$pid" 2>/dev/null || { cat "$log_file"; fail "$what exited during start"; }
-    ready=$("$UBLK_CSI" csi-call --endpoint "unix://$socket" --timeout 60 Probe 2>&1 || true)
+    ready=$(csi_call "$socket" 60 Probe 2>&1 || true)
     [[ $ready == *'"ready": true'* ]] && return 0
     sleep 0.2
   done
@@ -76,14 +119,14 @@ csi() { csi_on "$SOCKET" "$@"; }
 # csi_on SOCKET METHOD JSON: the same on any plugin socket.
 csi_on() {
   local socket=$1 out; shift
-  out=$("$UBLK_CSI" csi-call --endpoint "unix://$socket" --timeout "$CSI_CALL_TIMEOUT" "$@" 2>&1) || { echo "$out"; fail "$1 failed"; }
+  out=$(csi_call "$socket" "$CSI_CALL_TIMEOUT" "$@" 2>&1) || { echo "$out"; fail "$1 failed"; }
   echo "$out"
 }
 
 # csi_expect CODE METHOD JSON: the call must fail with CODE.
 csi_expect() {
   local code=$1 out; shift
-  if out=$("$UBLK_CSI" csi-call --endpoint "unix://$SOCKET" --timeout "$CSI_CALL_TIMEOUT" "$@" 2>&1); then fail "$1 succeeded, expected $code"; fi
+  if out=$(csi_call "$SOCKET" "$CSI_CALL_TIMEOUT" "$@" 2>&1); then fail "$1 succeeded, expected $code"; fi
   [[ $out == "$code:"* ]] || fail "$1: expected $code, got: $out"
   log "$1 -> $out"
 }

@@ -59,7 +59,7 @@ snapshot() {
 # NodePublish into the pod. Sets STAGING, TARGET and DEVICE.
 publish_to_pod() {
   local id=$1 context=$2 secrets=$3 pod=$4 out publish_context
-  out=$("$UBLK_CSI" csi-call --endpoint "unix://$CONTROLLER_SOCKET" --timeout "$CSI_CALL_TIMEOUT" ControllerPublishVolume "$(jq -cn --arg id "$id" --arg node "$NODE_ID" \
+  out=$(csi_call "$CONTROLLER_SOCKET" "$CSI_CALL_TIMEOUT" ControllerPublishVolume "$(jq -cn --arg id "$id" --arg node "$NODE_ID" \
     --argjson capability "$EXT4_CAPABILITY" --argjson context "$context" --argjson secrets "$secrets" \
     '{volumeId: $id, nodeId: $node, volumeCapability: $capability, volumeContext: $context, secrets: $secrets}')" 2>&1) \
     || { [[ $out == "FAILED_PRECONDITION:"*"keeps no publication records"* ]] || fail "ControllerPublishVolume $id: $out"; log "ControllerPublishVolume $id -> $out"; out='{}'; }

@@ -23,8 +23,8 @@ mkdir -p "$SCENARIO_DIR/file-root"
 start_controller
 start_plugin node
 
-# What one csi-call costs without the driver doing anything (process start under TCG dominates), so
-# the create-to-mounted figures can be read both ways.
+# What one call costs the client without the driver doing anything (a Probe through the batch
+# csi-call process: shell, pipe, gRPC round trip), so the create-to-mounted figures can be read both ways.
 probe_start=$(date +%s%N)
 for _ in 1 2 3; do ctl Probe > /dev/null; done
 call_ms=$(( $(elapsed_ms "$probe_start") / 3 ))
@@ -121,7 +121,7 @@ umount "$SCENARIO_DIR/loop-mount"
 losetup -d "$loop"
 for store in file s3 rpc; do
   ms=${mounted_ms[$store]}
-  figure "CreateVolume-to-mounted ($store, 1 GiB ext4; CreateVolume + ControllerPublish + NodeStage + NodePublish): $ms ms, $(( ms - 4 * call_ms )) ms without the 4 csi-call process starts (${call_ms} ms each); loop device losetup + mkfs.ext4 + mount: $loop_ms ms; ratio $(awk -v a="$ms" -v b="$loop_ms" 'BEGIN { printf "%.1f", a / b }') ($(awk -v a="$(( ms - 4 * call_ms ))" -v b="$loop_ms" 'BEGIN { printf "%.1f", a / b }') without the client starts)"
+  figure "CreateVolume-to-mounted ($store, 1 GiB ext4; CreateVolume + ControllerPublish + NodeStage + NodePublish): $ms ms, $(( ms - 4 * call_ms )) ms without the 4 client round trips (${call_ms} ms each); loop device losetup + mkfs.ext4 + mount: $loop_ms ms; ratio $(awk -v a="$ms" -v b="$loop_ms" 'BEGIN { printf "%.1f", a / b }') ($(awk -v a="$(( ms - 4 * call_ms ))" -v b="$loop_ms" 'BEGIN { printf "%.1f", a / b }') without the client round trips)"
 done
 
 kill_plugin TERM

@@ -54,7 +54,7 @@ before=$(fio_read node-400 iops)
 
 SOCKET=$controller_socket csi ControllerModifyVolume '{"volumeId":"'"$volume_id"'","mutableParameters":{"maxIops":"800","burstSeconds":"1"}}' > /dev/null
 # The 30 s run from the call's answer (the limits are in the store's record then): under a loaded TCG
-# host starting the csi-call process alone can take longer than that.
+# host the call alone can take longer than that.
 modified=$(date +%s%N)
 applied_ms=""
 while (( $(date +%s%N) - modified < 30000000000 )); do
