@@ -52,6 +52,9 @@ internal sealed class NbdConnection : IAsyncDisposable
 
     public string Server { get; }
 
+    /// <summary>Send batches written by engine queue threads and by the sender thread (tests: which path carried the I/O).</summary>
+    public (long OnQueueThreads, long OnSenderThread) SentBatches => (_sender.QueueThreadBatches, _sender.SenderThreadBatches);
+
     public bool IsFailed
     {
         get

@@ -1,6 +1,7 @@
 using UblkCsi.Engine;
 using UblkCsi.Engine.Buffers;
 using UblkCsi.Engine.IoUring;
+using UblkCsi.Stores.Nbd;
 
 namespace UblkCsi.Stores.Tests.Nbd;
 
@@ -32,6 +33,9 @@ public sealed class NbdQueueThreadTests
 
             queue.EndBatchAndWait(server.Volume.ReadAsync(8192, back.Memory[..4096]));
             Assert.True(data.Memory.Span[..4096].SequenceEqual(back.Memory.Span[..4096]));
+            var (onQueueThreads, onSenderThread) = server.Client.SentBatches();
+            Assert.Equal(2, onQueueThreads);
+            Assert.Equal(0, onSenderThread);
         }
         finally
         {
@@ -65,6 +69,10 @@ public sealed class NbdQueueThreadTests
             {
                 BoundQueue.Wait(write);
             }
+
+            var (onQueueThreads, onSenderThread) = server.Client.SentBatches();
+            Assert.Equal(1, onQueueThreads);
+            Assert.True(onSenderThread >= 1, "the socket took the whole batch without blocking; the hand-off was not exercised");
 
             for (var i = 0; i < writes; i++)
             {
@@ -132,6 +140,8 @@ public sealed class NbdQueueThreadTests
         }
 
         public IBlockBackend Volume { get; }
+
+        public NbdClient Client => ((NbdVolume)Volume).Client;
 
         public void Dispose()
         {
