@@ -32,8 +32,6 @@ public static unsafe partial class Libc
     public const int MSG_DONTWAIT = 0x40;
     public const int MSG_NOSIGNAL = 0x4000;
 
-    public const short POLLIN = 0x1;
-
     public const long SYS_io_uring_setup = 425;
     public const long SYS_io_uring_enter = 426;
     public const long SYS_prctl = 157;
@@ -55,15 +53,6 @@ public static unsafe partial class Libc
     {
         public byte* Base;
         public nuint Length;
-    }
-
-    /// <summary>struct pollfd.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    public struct PollFd
-    {
-        public int Fd;
-        public short Events;
-        public short ReturnedEvents;
     }
 
     /// <summary>glibc's struct statvfs on 64-bit Linux (112 bytes).</summary>
@@ -167,11 +156,4 @@ public static unsafe partial class Libc
     /// <summary>send(2) on a socket .NET opened: .NET has no per-call non-blocking send (MSG_DONTWAIT).</summary>
     [LibraryImport(Library, EntryPoint = "send", SetLastError = true)]
     public static partial nint Send(System.Net.Sockets.SafeSocketHandle socket, byte* buffer, nuint length, int flags);
-
-    /// <summary>recv(2) on a socket .NET opened, by descriptor number: the caller holds a reference on the handle across its poll and recv.</summary>
-    [LibraryImport(Library, EntryPoint = "recv", SetLastError = true)]
-    public static partial nint Recv(int fd, byte* buffer, nuint length, int flags);
-
-    [LibraryImport(Library, EntryPoint = "poll", SetLastError = true)]
-    public static partial int Poll(PollFd* fds, nuint count, int timeoutMilliseconds);
 }

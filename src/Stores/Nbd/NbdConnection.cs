@@ -42,8 +42,7 @@ internal sealed class NbdConnection : IAsyncDisposable
         Export = export;
         Server = server;
         _owner = owner;
-        // TLS keeps the stream's own (asynchronous) reads: only the stream can decrypt its records.
-        _receive = new NbdReceiveBuffer(stream is NetworkStream ? new NbdSocketReader(socket, server) : stream, server);
+        _receive = new NbdReceiveBuffer(stream, server);
         // A TLS stream is written by the sender thread alone: only the stream can frame its records.
         _sender = new NbdSender(socket, stream, sendsOnQueueThreads: stream is NetworkStream, server, e => Fail(Lost(e, "sending")));
         _requestTimeoutTicks = (long)(requestTimeout.TotalSeconds * Stopwatch.Frequency);
@@ -70,8 +69,7 @@ internal sealed class NbdConnection : IAsyncDisposable
     public void Start(TimeSpan watchdogPeriod)
     {
         _sender.Start();
-        // A thread of its own: over NbdSocketReader the whole loop runs on it, blocked in poll(2) between replies.
-        _receiveLoop = Task.Factory.StartNew(ReceiveLoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        _receiveLoop = Task.Run(ReceiveLoopAsync);
         _watchdog = new Timer(static state => ((NbdConnection)state!).CheckForLostReplies(), this, watchdogPeriod, watchdogPeriod);
     }
 
