@@ -28,6 +28,10 @@ public static unsafe partial class Libc
     public const int AF_UNIX = 1;
     public const int SOCK_STREAM = 1;
 
+    /// <summary>send() flags: this call alone does not block (the socket keeps its mode); no SIGPIPE on a closed peer.</summary>
+    public const int MSG_DONTWAIT = 0x40;
+    public const int MSG_NOSIGNAL = 0x4000;
+
     public const long SYS_io_uring_setup = 425;
     public const long SYS_io_uring_enter = 426;
     public const long SYS_prctl = 157;
@@ -148,4 +152,8 @@ public static unsafe partial class Libc
 
     [LibraryImport(Library, EntryPoint = "listen", SetLastError = true)]
     public static partial int Listen(int fd, int backlog);
+
+    /// <summary>send(2) on a socket .NET opened: .NET has no per-call non-blocking send (MSG_DONTWAIT).</summary>
+    [LibraryImport(Library, EntryPoint = "send", SetLastError = true)]
+    public static partial nint Send(System.Net.Sockets.SafeSocketHandle socket, byte* buffer, nuint length, int flags);
 }

@@ -40,6 +40,18 @@ internal sealed class NbdChannel : INbdConnectionOwner
 
     public int Index { get; }
 
+    /// <summary>The live connection, if any (tests).</summary>
+    public NbdConnection? Current
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _current;
+            }
+        }
+    }
+
     public void Submit(NbdRequest request)
     {
         while (true)

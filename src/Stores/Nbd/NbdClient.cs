@@ -55,6 +55,22 @@ public sealed class NbdClient : IAsyncDisposable
 
     internal ILogger Logger { get; }
 
+    /// <summary>Send batches of the live connections, by the thread that wrote them (tests).</summary>
+    internal (long OnQueueThreads, long OnSenderThread) SentBatches()
+    {
+        long onQueueThreads = 0, onSenderThread = 0;
+        foreach (var channel in _channels)
+        {
+            if (channel?.Current is { } connection)
+            {
+                onQueueThreads += connection.SentBatches.OnQueueThreads;
+                onSenderThread += connection.SentBatches.OnSenderThread;
+            }
+        }
+
+        return (onQueueThreads, onSenderThread);
+    }
+
     internal CancellationToken Stopping => _stopping.Token;
 
     /// <summary>Why the data path is failing, or that it is healthy (for the CSI VolumeCondition).</summary>

@@ -13,27 +13,17 @@ internal interface INbdConnectionOwner
 /// <summary>
 /// One connection in the transmission phase. Many requests are in flight at once, each under a
 /// handle naming its slot in a table (plus a generation, so a stale or invented handle is caught);
-/// a send loop writes queued requests in batches and a receive loop matches replies, simple or
+/// an <see cref="NbdSender"/> writes queued requests in batches and a receive loop matches replies, simple or
 /// structured, to their requests. Anything wrong on the stream (closed, a broken reply, no reply
 /// within the request timeout) ends the connection: the owner gets every unanswered request back.
 /// </summary>
 internal sealed class NbdConnection : IAsyncDisposable
 {
-    private const int SendBufferBytes = 256 * 1024;
-
-    /// <summary>Writes up to this size are copied into the send buffer (one system call for many requests).</summary>
-    private const int CopyWritesUpTo = 64 * 1024;
-
     private readonly Socket _socket;
     private readonly Stream _stream;
     private readonly INbdConnectionOwner _owner;
     private readonly NbdReceiveBuffer _receive;
-    // A plain queue under a monitor and a dedicated sender thread: ConcurrentQueue-based channels
-    // allocate a new segment every so many items, and waking an async reader allocates a work item.
-    private readonly Queue<NbdRequest> _sendQueue = new(256);
-    private readonly Queue<NbdRequest> _sending = new(256);
-    private bool _sendQueueClosed;
-    private readonly byte[] _sendBuffer = new byte[SendBufferBytes];
+    private readonly NbdSender _sender;
     private readonly byte[] _replyHeader = new byte[NbdProtocol.StructuredReplyHeaderSize];
     private readonly byte[] _scratch = new byte[NbdProtocol.MaxControlPayload];
     private readonly Lock _lock = new();
@@ -42,7 +32,6 @@ internal sealed class NbdConnection : IAsyncDisposable
     private uint[] _generations = new uint[64];
     private readonly Stack<int> _freeSlots = new(Enumerable.Range(0, 64).Reverse());
     private bool _failed;
-    private Thread? _sender;
     private Task _receiveLoop = Task.CompletedTask;
     private Timer? _watchdog;
 
@@ -54,12 +43,17 @@ internal sealed class NbdConnection : IAsyncDisposable
         Server = server;
         _owner = owner;
         _receive = new NbdReceiveBuffer(stream, server);
+        // A TLS stream is written by the sender thread alone: only the stream can frame its records.
+        _sender = new NbdSender(socket, stream, sendsOnQueueThreads: stream is NetworkStream, server, e => Fail(Lost(e, "sending")));
         _requestTimeoutTicks = (long)(requestTimeout.TotalSeconds * Stopwatch.Frequency);
     }
 
     public NbdExport Export { get; }
 
     public string Server { get; }
+
+    /// <summary>Send batches written by engine queue threads and by the sender thread (tests: which path carried the I/O).</summary>
+    public (long OnQueueThreads, long OnSenderThread) SentBatches => (_sender.QueueThreadBatches, _sender.SenderThreadBatches);
 
     public bool IsFailed
     {
@@ -74,7 +68,6 @@ internal sealed class NbdConnection : IAsyncDisposable
 
     public void Start(TimeSpan watchdogPeriod)
     {
-        _sender = new Thread(SendLoop) { IsBackground = true, Name = "nbd-send" };
         _sender.Start();
         _receiveLoop = Task.Run(ReceiveLoopAsync);
         _watchdog = new Timer(static state => ((NbdConnection)state!).CheckForLostReplies(), this, watchdogPeriod, watchdogPeriod);
@@ -105,18 +98,7 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
 
         // After a failure the request is in the slot table, so the failure hands it to the owner either way.
-        lock (_sendQueue)
-        {
-            if (!_sendQueueClosed)
-            {
-                _sendQueue.Enqueue(request);
-                if (_sendQueue.Count == 1)
-                {
-                    Monitor.Pulse(_sendQueue);
-                }
-            }
-        }
-
+        _sender.Enqueue(request);
         return true;
     }
 
@@ -163,9 +145,9 @@ internal sealed class NbdConnection : IAsyncDisposable
             try
             {
                 var header = new byte[NbdProtocol.RequestHeaderSize];
-                WriteHeader(header, NbdCommand.Disconnect, NbdCommandFlags.None, 0, 0, 0);
-                CloseSendQueue();
-                await Task.Run(() => _sender?.Join(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
+                NbdProtocol.WriteRequestHeader(header, NbdCommand.Disconnect, NbdCommandFlags.None, 0, 0, 0);
+                _sender.Close();
+                await Task.Run(() => _sender.Join(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
                 using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
                 await _stream.WriteAsync(header, timeout.Token).ConfigureAwait(false);
             }
@@ -176,22 +158,13 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
 
         Fail(new ObjectDisposedException(nameof(NbdConnection), "the connection was closed"));
-        await Task.Run(() => _sender?.Join(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+        await Task.Run(() => _sender.Join(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
         await _receiveLoop.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-    }
-
-    private void CloseSendQueue()
-    {
-        lock (_sendQueue)
-        {
-            _sendQueueClosed = true;
-            Monitor.PulseAll(_sendQueue);
-        }
     }
 
     private void Close()
     {
-        CloseSendQueue();
+        _sender.Close();
         _watchdog?.Dispose();
         _socket.Dispose();
         _stream.Dispose();
@@ -260,84 +233,6 @@ internal sealed class NbdConnection : IAsyncDisposable
         {
             Fail(new TimeoutException(
                 $"{Server} did not answer a {late.Command} of {late.Length} bytes at {late.Offset} within {_requestTimeoutTicks / Stopwatch.Frequency} s"));
-        }
-    }
-
-    private static void WriteHeader(Span<byte> destination, NbdCommand command, NbdCommandFlags flags, ulong handle, long offset, uint length)
-    {
-        BinaryPrimitives.WriteUInt32BigEndian(destination, NbdProtocol.RequestMagic);
-        BinaryPrimitives.WriteUInt16BigEndian(destination[4..], (ushort)flags);
-        BinaryPrimitives.WriteUInt16BigEndian(destination[6..], (ushort)command);
-        BinaryPrimitives.WriteUInt64BigEndian(destination[8..], handle);
-        BinaryPrimitives.WriteUInt64BigEndian(destination[16..], (ulong)offset);
-        BinaryPrimitives.WriteUInt32BigEndian(destination[24..], length);
-    }
-
-    private void SendLoop()
-    {
-        var used = 0;
-        try
-        {
-            while (true)
-            {
-                lock (_sendQueue)
-                {
-                    while (_sendQueue.Count == 0 && !_sendQueueClosed)
-                    {
-                        Monitor.Wait(_sendQueue);
-                    }
-
-                    if (_sendQueue.Count == 0)
-                    {
-                        return;
-                    }
-
-                    // Everything queued since the last wake-up goes out in as few writes as possible.
-                    while (_sendQueue.TryDequeue(out var queued))
-                    {
-                        _sending.Enqueue(queued);
-                    }
-                }
-
-                while (_sending.TryDequeue(out var request))
-                {
-                    if (used + NbdProtocol.RequestHeaderSize > _sendBuffer.Length)
-                    {
-                        _stream.Write(_sendBuffer, 0, used);
-                        used = 0;
-                    }
-
-                    WriteHeader(_sendBuffer.AsSpan(used), request.Command, request.Flags, request.Handle, request.Offset, request.Length);
-                    used += NbdProtocol.RequestHeaderSize;
-                    if (request.Command != NbdCommand.Write)
-                    {
-                        continue;
-                    }
-
-                    var data = request.WriteData;
-                    if (data.Length <= CopyWritesUpTo && data.Length <= _sendBuffer.Length - used)
-                    {
-                        data.Span.CopyTo(_sendBuffer.AsSpan(used));
-                        used += data.Length;
-                    }
-                    else
-                    {
-                        _stream.Write(_sendBuffer, 0, used);
-                        used = 0;
-                        _stream.Write(data.Span);
-                    }
-                }
-
-                if (used > 0)
-                {
-                    _stream.Write(_sendBuffer, 0, used);
-                    used = 0;
-                }
-            }
-        }
-        catch (Exception e)
-        {
-            Fail(Lost(e, "sending"));
         }
     }
 

@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+
 namespace UblkCsi.Stores.Nbd;
 
 /// <summary>
@@ -33,6 +35,17 @@ internal static class NbdProtocol
 
     /// <summary>Longest string the protocol allows (export names, messages).</summary>
     public const int MaxStringBytes = 4096;
+
+    /// <summary>Writes a transmission request header (<see cref="RequestHeaderSize"/> bytes).</summary>
+    public static void WriteRequestHeader(Span<byte> destination, NbdCommand command, NbdCommandFlags flags, ulong handle, long offset, uint length)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(destination, RequestMagic);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[4..], (ushort)flags);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[6..], (ushort)command);
+        BinaryPrimitives.WriteUInt64BigEndian(destination[8..], handle);
+        BinaryPrimitives.WriteUInt64BigEndian(destination[16..], (ulong)offset);
+        BinaryPrimitives.WriteUInt32BigEndian(destination[24..], length);
+    }
 
     /// <summary>
     /// Largest option reply or non-data reply chunk this client accepts. Real ones are tens of bytes;

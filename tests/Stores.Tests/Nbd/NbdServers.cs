@@ -71,9 +71,13 @@ public sealed class NbdServerProcess : IAsyncDisposable
     }
 
     /// <summary>qemu-nbd serving an image file under an export name on a unix socket; <paramref name="options"/> go before the image (e.g. --object and --tls-creds).</summary>
+    /// <remarks>
+    /// Room for two volumes open at once with the client's default of 8 connections each, plus one:
+    /// qemu-nbd does not accept a connection past its limit, which looks like a server that never negotiates.
+    /// </remarks>
     public static Task<NbdServerProcess> StartQemuNbdAsync(string image, string format, string export, string socketPath, params string[] options)
     {
-        List<string> args = ["--fork", "--persistent", "--shared=8", "-f", format, "-x", export, "-k", socketPath, "--cache=writeback", .. options, image];
+        List<string> args = ["--fork", "--persistent", "--shared=24", "-f", format, "-x", export, "-k", socketPath, "--cache=writeback", .. options, image];
         return StartAsync(Find("qemu-nbd")!, args, GrpcEndpoint.Unix(socketPath));
     }
 

@@ -1,0 +1,295 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using UblkCsi.Engine;
+using UblkCsi.Linux;
+using UblkCsi.Stores.Internal;
+
+namespace UblkCsi.Stores.Nbd;
+
+/// <summary>
+/// Writes a connection's requests to its socket, whole and in order. A request submitted on an engine
+/// queue thread is sent by that thread once the queue has dispatched its batch: one non-blocking send
+/// carries everything the batch queued (ublksrv's nbd target), so the request costs no thread wake-up.
+/// A sender thread writes what other threads submit, what is left when the socket buffer is full, and
+/// everything on a TLS stream (only the stream can write its records). Whoever writes holds the writer
+/// role, so two writers never interleave their bytes.
+/// </summary>
+internal sealed unsafe class NbdSender : IQueueBatchListener
+{
+    private const int BufferBytes = 256 * 1024;
+
+    /// <summary>Writes up to this size are copied into the buffer (one system call for many requests).</summary>
+    private const int CopyWritesUpTo = 64 * 1024;
+
+    private readonly Socket _socket;
+    private readonly Stream _stream;
+    private readonly bool _sendsOnQueueThreads;
+    private readonly string _server;
+    private readonly Action<Exception> _onFailure;
+
+    // A plain queue under its monitor, not a ConcurrentQueue: that allocates a new segment every so many items.
+    private readonly Queue<NbdRequest> _queued = new(256);
+    private bool _writerBusy;
+    private bool _handOff;
+    private bool _closed;
+
+    // Owned by the writer role: requests taken from the queue but not yet serialized, and the bytes
+    // serialized but not yet sent (the buffer's unsent part, then a large WRITE's own payload).
+    private readonly Queue<NbdRequest> _taken = new(256);
+    private readonly byte[] _buffer = new byte[BufferBytes];
+    private int _bufferSent;
+    private int _bufferUsed;
+    private ReadOnlyMemory<byte> _payload;
+
+    private readonly Thread _thread;
+    private long _queueThreadBatches;
+    private long _senderThreadBatches;
+
+    /// <param name="sendsOnQueueThreads">False for TLS: the sender thread writes every request through the stream.</param>
+    public NbdSender(Socket socket, Stream stream, bool sendsOnQueueThreads, string server, Action<Exception> onFailure)
+    {
+        _socket = socket;
+        _stream = stream;
+        _sendsOnQueueThreads = sendsOnQueueThreads;
+        _server = server;
+        _onFailure = onFailure;
+        _thread = new Thread(Run) { IsBackground = true, Name = "nbd-send" };
+    }
+
+    /// <summary>Batches an engine queue thread sent itself (tests: the wake-up-free path is taken).</summary>
+    public long QueueThreadBatches => Interlocked.Read(ref _queueThreadBatches);
+
+    /// <summary>Batches the sender thread sent.</summary>
+    public long SenderThreadBatches => Interlocked.Read(ref _senderThreadBatches);
+
+    public void Start() => _thread.Start();
+
+    /// <summary>Queues <paramref name="request"/> (its handle set); dropped when closed (the connection's failure hands it back).</summary>
+    public void Enqueue(NbdRequest request)
+    {
+        var queueIo = _sendsOnQueueThreads ? QueueIo.Current : null;
+        lock (_queued)
+        {
+            if (_closed)
+            {
+                return;
+            }
+
+            _queued.Enqueue(request);
+            if (queueIo is null && !_writerBusy)
+            {
+                Monitor.Pulse(_queued);
+            }
+        }
+
+        // Sent at the batch end, with every other request of the batch; if a writer holds the role
+        // now, it takes this one before it lets go, and the batch end finds nothing to do.
+        queueIo?.CallAtBatchEnd(this);
+    }
+
+    /// <summary>Queue thread, after its batch: sends what is queued without blocking; the sender thread finishes what does not fit.</summary>
+    public void OnQueueBatchEnd()
+    {
+        lock (_queued)
+        {
+            if (_writerBusy || _closed || _queued.Count == 0)
+            {
+                return;
+            }
+
+            _writerBusy = true;
+        }
+
+        try
+        {
+            Interlocked.Increment(ref _queueThreadBatches);
+            if (Pump(blocking: false))
+            {
+                return;
+            }
+
+            lock (_queued)
+            {
+                // The socket buffer is full: the role passes to the sender thread, which may block.
+                _handOff = true;
+                Monitor.Pulse(_queued);
+            }
+        }
+        catch (Exception e)
+        {
+            _onFailure(e);
+        }
+    }
+
+    /// <summary>Stops sending; queued requests stay with the connection (its failure hands them back).</summary>
+    public void Close()
+    {
+        lock (_queued)
+        {
+            _closed = true;
+            Monitor.PulseAll(_queued);
+        }
+    }
+
+    public bool Join(TimeSpan timeout) => !_thread.IsAlive || _thread.Join(timeout);
+
+    private void Run()
+    {
+        try
+        {
+            while (true)
+            {
+                lock (_queued)
+                {
+                    while (!_closed && !_handOff && (_writerBusy || _queued.Count == 0))
+                    {
+                        Monitor.Wait(_queued);
+                    }
+
+                    if (_closed)
+                    {
+                        return;
+                    }
+
+                    if (_handOff)
+                    {
+                        _handOff = false; // the role came with it
+                    }
+                    else
+                    {
+                        _writerBusy = true;
+                    }
+                }
+
+                Interlocked.Increment(ref _senderThreadBatches);
+                Pump(blocking: true);
+            }
+        }
+        catch (Exception e)
+        {
+            _onFailure(e);
+        }
+    }
+
+    /// <summary>
+    /// Writer role: sends until nothing is queued (the role is then released; true) or, when not
+    /// <paramref name="blocking"/>, until the socket takes no more (false; the role is kept for the hand-off).
+    /// </summary>
+    private bool Pump(bool blocking)
+    {
+        while (true)
+        {
+            if (!SendSerialized(blocking))
+            {
+                return false;
+            }
+
+            if (_taken.Count == 0)
+            {
+                lock (_queued)
+                {
+                    if (_queued.Count == 0 || _closed)
+                    {
+                        _writerBusy = false;
+                        return true;
+                    }
+
+                    while (_queued.TryDequeue(out var request))
+                    {
+                        _taken.Enqueue(request);
+                    }
+                }
+            }
+
+            Serialize();
+        }
+    }
+
+    /// <summary>Fills the buffer with taken requests, up to its end or a WRITE whose payload is sent from its own memory.</summary>
+    private void Serialize()
+    {
+        _bufferSent = 0;
+        _bufferUsed = 0;
+        while (_bufferUsed + NbdProtocol.RequestHeaderSize <= _buffer.Length && _taken.TryDequeue(out var request))
+        {
+            NbdProtocol.WriteRequestHeader(_buffer.AsSpan(_bufferUsed), request.Command, request.Flags, request.Handle, request.Offset, request.Length);
+            _bufferUsed += NbdProtocol.RequestHeaderSize;
+            if (request.Command != NbdCommand.Write)
+            {
+                continue;
+            }
+
+            var data = request.WriteData;
+            if (data.Length <= CopyWritesUpTo && data.Length <= _buffer.Length - _bufferUsed)
+            {
+                data.Span.CopyTo(_buffer.AsSpan(_bufferUsed));
+                _bufferUsed += data.Length;
+                continue;
+            }
+
+            _payload = data;
+            return;
+        }
+    }
+
+    /// <summary>Sends what is serialized; false when a non-blocking send found the socket buffer full.</summary>
+    private bool SendSerialized(bool blocking)
+    {
+        while (_bufferSent < _bufferUsed)
+        {
+            var sent = Send(_buffer.AsSpan(_bufferSent, _bufferUsed - _bufferSent), blocking);
+            if (sent == 0)
+            {
+                return false;
+            }
+
+            _bufferSent += sent;
+        }
+
+        while (!_payload.IsEmpty)
+        {
+            var sent = Send(_payload.Span, blocking);
+            if (sent == 0)
+            {
+                return false;
+            }
+
+            _payload = _payload[sent..];
+        }
+
+        return true;
+    }
+
+    /// <summary>Bytes the socket took (all of them when blocking); 0 when it would block.</summary>
+    private int Send(ReadOnlySpan<byte> bytes, bool blocking)
+    {
+        if (blocking)
+        {
+            _stream.Write(bytes);
+            return bytes.Length;
+        }
+
+        fixed (byte* start = bytes)
+        {
+            while (true)
+            {
+                var sent = Libc.Send(_socket.SafeHandle, start, (nuint)bytes.Length, Libc.MSG_DONTWAIT | Libc.MSG_NOSIGNAL);
+                if (sent >= 0)
+                {
+                    return (int)sent;
+                }
+
+                var errno = Libc.LastErrno;
+                if (errno == LinuxFile.EAGAIN)
+                {
+                    return 0;
+                }
+
+                if (errno != LinuxFile.EINTR)
+                {
+                    throw new IOException($"connection to {_server} lost while sending: send failed with errno {errno}");
+                }
+            }
+        }
+    }
+}

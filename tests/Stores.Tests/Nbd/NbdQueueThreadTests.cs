@@ -1,0 +1,152 @@
+using UblkCsi.Engine;
+using UblkCsi.Engine.Buffers;
+using UblkCsi.Engine.IoUring;
+using UblkCsi.Stores.Nbd;
+
+namespace UblkCsi.Stores.Tests.Nbd;
+
+/// <summary>
+/// On an engine queue thread the nbd store sends a batch's requests itself at the batch end (one
+/// non-blocking send, no wake-up of the sender thread). The test thread plays the queue thread: it
+/// binds a QueueIo and ends batches as the queue loop does. Synchronous tests, so every call stays on
+/// the thread the QueueIo is bound to.
+/// </summary>
+public sealed class NbdQueueThreadTests
+{
+    private const int MiB = 1 << 20;
+
+    [NbdkitFact]
+    public void RequestsOfABatchAreSentAtItsEndByTheQueueThread()
+    {
+        using var server = new SyncServer("memory", "size=4M");
+        using var queue = new BoundQueue();
+        var data = IoBufferPool.Shared.Rent(4096);
+        var back = IoBufferPool.Shared.Rent(4096);
+        try
+        {
+            Random.Shared.NextBytes(data.Memory.Span[..4096]);
+            var write = server.Volume.WriteAsync(8192, data.Memory[..4096]);
+            // Nothing is sent before the batch ends: a sender-thread send would have been answered by now.
+            Thread.Sleep(300);
+            Assert.False(write.IsCompleted);
+            queue.EndBatchAndWait(write);
+
+            queue.EndBatchAndWait(server.Volume.ReadAsync(8192, back.Memory[..4096]));
+            Assert.True(data.Memory.Span[..4096].SequenceEqual(back.Memory.Span[..4096]));
+            var (onQueueThreads, onSenderThread) = server.Client.SentBatches();
+            Assert.Equal(2, onQueueThreads);
+            Assert.Equal(0, onSenderThread);
+        }
+        finally
+        {
+            IoBufferPool.Shared.Return(data);
+            IoBufferPool.Shared.Return(back);
+        }
+    }
+
+    [NbdkitFact]
+    public void ABatchLargerThanTheSocketBufferIsFinishedByTheSenderThreadInOrder()
+    {
+        // 32 MiB of writes in one batch: far more than a socket takes without blocking, so the queue
+        // thread's non-blocking send stops part-way and the sender thread sends the rest.
+        const int writes = 32;
+        using var server = new SyncServer("memory", $"size={writes}M");
+        using var queue = new BoundQueue();
+        var buffers = new IoBuffer[writes];
+        var pending = new ValueTask[writes];
+        var back = IoBufferPool.Shared.Rent(MiB);
+        try
+        {
+            for (var i = 0; i < writes; i++)
+            {
+                buffers[i] = IoBufferPool.Shared.Rent(MiB);
+                Random.Shared.NextBytes(buffers[i].Memory.Span[..MiB]);
+                pending[i] = server.Volume.WriteAsync((long)i * MiB, buffers[i].Memory[..MiB]);
+            }
+
+            queue.EndBatch();
+            foreach (var write in pending)
+            {
+                BoundQueue.Wait(write);
+            }
+
+            var (onQueueThreads, onSenderThread) = server.Client.SentBatches();
+            Assert.Equal(1, onQueueThreads);
+            Assert.True(onSenderThread >= 1, "the socket took the whole batch without blocking; the hand-off was not exercised");
+
+            for (var i = 0; i < writes; i++)
+            {
+                queue.EndBatchAndWait(server.Volume.ReadAsync((long)i * MiB, back.Memory[..MiB]));
+                Assert.True(buffers[i].Memory.Span[..MiB].SequenceEqual(back.Memory.Span[..MiB]), $"MiB {i} reads back different");
+            }
+        }
+        finally
+        {
+            foreach (var buffer in buffers)
+            {
+                if (buffer is not null)
+                {
+                    IoBufferPool.Shared.Return(buffer);
+                }
+            }
+
+            IoBufferPool.Shared.Return(back);
+        }
+    }
+
+    /// <summary>The test thread as an engine queue thread.</summary>
+    private sealed class BoundQueue : IDisposable
+    {
+        private readonly Ring _ring = Ring.Create(8, IoUringSetupFlags.None, cqEntries: 64);
+        private readonly QueueIo _queueIo;
+
+        public BoundQueue()
+        {
+            _queueIo = new QueueIo(_ring, 8);
+            _queueIo.BindToCurrentThread();
+        }
+
+        public static void Wait(ValueTask pending)
+        {
+            Assert.True(SpinWait.SpinUntil(() => pending.IsCompleted, TimeSpan.FromSeconds(30)), "no reply within 30 s");
+            pending.GetAwaiter().GetResult();
+        }
+
+        public void EndBatch() => _queueIo.EndBatch();
+
+        public void EndBatchAndWait(ValueTask pending)
+        {
+            _queueIo.EndBatch();
+            Wait(pending);
+        }
+
+        public void Dispose()
+        {
+            QueueIo.UnbindCurrentThread();
+            _ring.Dispose();
+        }
+    }
+
+    /// <summary>nbdkit and a one-connection volume on it, set up and torn down without leaving the test thread.</summary>
+    private sealed class SyncServer : IDisposable
+    {
+        private readonly NbdServerProcess _server;
+
+        public SyncServer(params string[] pluginAndArgs)
+        {
+            _server = NbdServerProcess.StartNbdkitAsync(pluginAndArgs).GetAwaiter().GetResult();
+            Volume = StoreRegistry.Open("nbd", new Dictionary<string, string> { ["endpoint"] = _server.Endpoint.ToString(), ["connections"] = "1" })
+                .OpenVolumeAsync("x").GetAwaiter().GetResult();
+        }
+
+        public IBlockBackend Volume { get; }
+
+        public NbdClient Client => ((NbdVolume)Volume).Client;
+
+        public void Dispose()
+        {
+            Volume.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            _server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
+    }
+}
