@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # What a pod gets from the node plugin: fio 4k random read/write at QD32 and 1 MiB sequential
 # read/write inside the ext4 the plugin staged on a file volume, against the same filesystem on the
-# same backing file through the kernel loop driver, same boot. Under TCG only the ratios mean
-# anything (goal: >= 0.9x loop).
+# same backing file through the kernel loop driver, same boot, like for like in both caching modes:
+# the plugin's default (O_DIRECT image, 1 and 2 queues) against `losetup --direct-io=on`, and
+# `directIo: off` (the image through the page cache) against the default, buffered loop device.
+# Under TCG only the ratios mean anything (goal: >= 0.9x loop).
 source "$(dirname "$0")/_lib.sh"
 source "$(dirname "$0")/_node.sh"
 
@@ -31,34 +33,50 @@ run_jobs() {
   log "$label: 4k randread QD32 $IOPS_RR IOPS, 4k randwrite QD32 $IOPS_RW IOPS, 1M read $BW_SR KiB/s, 1M write $BW_SW KiB/s"
 }
 
-# bench_plugin QUEUES: stage and publish with QUEUES queues per device, run the jobs, tear down.
+# bench_plugin QUEUES DIRECT_IO: stage and publish with QUEUES queues per device and the file store's
+# directIo parameter, run the jobs, tear down.
 bench_plugin() {
-  start_plugin "bench-q$1" --device-queues "$1"
-  csi NodeStageVolume '{"volumeId":"'$volume_id'","stagingTargetPath":"'$staging'",'$cap',"volumeContext":{"store":"file","root":"'$store'"}}' > /dev/null
+  start_plugin "bench-q$1-$2" --device-queues "$1"
+  csi NodeStageVolume '{"volumeId":"'$volume_id'","stagingTargetPath":"'$staging'",'$cap',"volumeContext":{"store":"file","root":"'$store'","directIo":"'$2'"}}' > /dev/null
   csi NodePublishVolume '{"volumeId":"'$volume_id'","stagingTargetPath":"'$staging'","targetPath":"'$target'",'$cap'}' > /dev/null
-  run_jobs "$target" "ublk (node plugin, file store, $1 queue(s) per device)"
+  run_jobs "$target" "ublk (node plugin, file store, $1 queue(s) per device, directIo $2)"
   csi NodeUnpublishVolume '{"volumeId":"'$volume_id'","targetPath":"'$target'"}' > /dev/null
   csi NodeUnstageVolume '{"volumeId":"'$volume_id'","stagingTargetPath":"'$staging'"}' > /dev/null
   kill_plugin TERM
   PLUGIN_PID=""
 }
 
-bench_plugin 1
-q1=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
-bench_plugin 2
-q2=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
+bench_plugin 1 on
+direct_q1=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
+bench_plugin 2 on
+direct_q2=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
+bench_plugin 1 off
+buffered_q1=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
 
-loop=$(losetup -f --show "$image")
-mkdir -p "$SCENARIO_DIR/loopmnt"
-mount -t ext4 "$loop" "$SCENARIO_DIR/loopmnt"
-run_jobs "$SCENARIO_DIR/loopmnt" "loop (same file, same ext4)"
-umount "$SCENARIO_DIR/loopmnt"
-losetup -d "$loop"
+# bench_loop LABEL LOSETUP-OPTION...: the same ext4 on a loop device over the same image.
+bench_loop() {
+  local label=$1 loop
+  shift
+  loop=$(losetup -f --show "$@" "$image")
+  mkdir -p "$SCENARIO_DIR/loopmnt"
+  mount -t ext4 "$loop" "$SCENARIO_DIR/loopmnt"
+  run_jobs "$SCENARIO_DIR/loopmnt" "loop $label (same file, same ext4)"
+  umount "$SCENARIO_DIR/loopmnt"
+  losetup -d "$loop"
+}
+bench_loop "--direct-io=on" --direct-io=on
+loop_direct=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
+bench_loop "(buffered, the default)"
+loop_buffered=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-for q in 1 2; do
-  declare -n u=q$q
-  figure "node ext4 ($q queue(s)/device) vs loop, same file and fs, ${seconds}s each (TCG: ratios only): 4k randread QD32 $(ratio "${u[0]}" "$IOPS_RR")x (${u[0]} vs $IOPS_RR IOPS), 4k randwrite QD32 $(ratio "${u[1]}" "$IOPS_RW")x (${u[1]} vs $IOPS_RW IOPS), 1M seq read $(ratio "${u[2]}" "$BW_SR")x (${u[2]} vs $BW_SR KiB/s), 1M seq write $(ratio "${u[3]}" "$BW_SW")x (${u[3]} vs $BW_SW KiB/s)"
-  unset -n u
-done
+# compare LABEL UBLK-ARRAY LOOP-ARRAY
+compare() {
+  declare -n u=$2 l=$3
+  figure "node ext4 $1, same file and fs, ${seconds}s each (TCG: ratios only): 4k randread QD32 $(ratio "${u[0]}" "${l[0]}")x (${u[0]} vs ${l[0]} IOPS), 4k randwrite QD32 $(ratio "${u[1]}" "${l[1]}")x (${u[1]} vs ${l[1]} IOPS), 1M seq read $(ratio "${u[2]}" "${l[2]}")x (${u[2]} vs ${l[2]} KiB/s), 1M seq write $(ratio "${u[3]}" "${l[3]}")x (${u[3]} vs ${l[3]} KiB/s)"
+  unset -n u l
+}
+compare "(direct image, 1 queue/device) vs loop --direct-io=on" direct_q1 loop_direct
+compare "(direct image, 2 queues/device) vs loop --direct-io=on" direct_q2 loop_direct
+compare "(directIo off, 1 queue/device) vs loop buffered (the default)" buffered_q1 loop_buffered
 log "PASS bench-node-ext4-vs-loop"
