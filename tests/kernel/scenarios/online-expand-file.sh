@@ -41,7 +41,7 @@ size_after=$(df -B1 --output=size "$TARGET" | tail -1)
 [[ $size_after -gt $((size_before + 200 * MIB)) ]] || fail "ext4 did not grow online ($size_before -> $size_after bytes)"
 wait "$fio_pid" || { cat "$SCENARIO_DIR/fio.txt"; fail "fio failed across the online expansion"; }
 grep -Eq "err= *0" "$SCENARIO_DIR/fio.txt" || { cat "$SCENARIO_DIR/fio.txt"; fail "fio reported errors"; }
-figure "online expansion 256 -> 512 MiB under fio randwrite + crc32c verify: NodeExpandVolume took $expand_ms ms (incl. one csi-call start), ext4 $size_before -> $size_after bytes, fio err=0"
+figure "online expansion 256 -> 512 MiB under fio randwrite + crc32c verify: NodeExpandVolume took $expand_ms ms (one CSI call through the batch client), ext4 $size_before -> $size_after bytes, fio err=0"
 
 # A new plugin process adopts the grown device at its new size.
 kill_plugin KILL
