@@ -185,7 +185,7 @@ public sealed class FileVolume : StoreVolume
     {
         if (_direct != null && IsAligned(offset, buffer.Length))
         {
-            return CanUseQueueRing(buffer) && QueueIo.Current!.TryRead(DirectFd, buffer, offset, out var pending)
+            return QueueRingFor(buffer) is { } queueIo && queueIo.TryRead(DirectFd, buffer, offset, out var pending)
                 ? pending
                 : _workers.Run(DirectReadCall, this, offset, 0, buffer);
         }
@@ -219,7 +219,7 @@ public sealed class FileVolume : StoreVolume
         if (_direct != null && IsAligned(offset, data.Length))
         {
             // FUA writes stay on the workers: they need RWF_DSYNC and its fallback.
-            return !fua && CanUseQueueRing(MemoryMarshal.AsMemory(data)) && QueueIo.Current!.TryWrite(DirectFd, data, offset, out var pending)
+            return !fua && QueueRingFor(MemoryMarshal.AsMemory(data)) is { } queueIo && queueIo.TryWrite(DirectFd, data, offset, out var pending)
                 ? pending
                 : _workers.Run(DirectWriteCall, this, offset, fua ? 1 : 0, data);
         }
@@ -308,18 +308,19 @@ public sealed class FileVolume : StoreVolume
     private int BufferedFd => (int)_file.DangerousGetHandle();
 
     /// <summary>
-    /// On an engine queue thread, aligned direct I/O goes on the queue's own io_uring: the kernel
-    /// completes it there, with no worker hand-off and no wake-up (unaligned buffers bounce on a worker).
+    /// The calling engine queue's ring when aligned direct I/O can go on it (null off a queue thread or for a
+    /// buffer that is not aligned, which bounces on a worker): the kernel
+    /// completes it there, with no worker hand-off and no wake-up.
     /// </summary>
-    private static unsafe bool CanUseQueueRing(Memory<byte> buffer)
+    private static unsafe QueueIo? QueueRingFor(Memory<byte> buffer)
     {
-        if (QueueIo.Current == null)
+        if (QueueIo.Current is not { } queueIo)
         {
-            return false;
+            return null;
         }
 
         using var pin = buffer.Pin();
-        return IsAligned((byte*)pin.Pointer);
+        return IsAligned((byte*)pin.Pointer) ? queueIo : null;
     }
 
     private static bool IsAligned(long offset, int length) =>

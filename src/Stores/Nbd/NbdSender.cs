@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Net.Sockets;
 using UblkCsi.Engine;
 using UblkCsi.Linux;
