@@ -34,6 +34,10 @@ internal sealed unsafe class RequestDispatcher : IDisposable
     private readonly DeviceFailureLog? _failures;
     private readonly int _queueThreadId = Environment.CurrentManagedThreadId;
 
+    /// <summary>Set under UBLK_F_AUTO_BUF_REG with a backend that serves registered buffers: the queue ring holding them.</summary>
+    private readonly QueueIo? _registeredRing;
+    private readonly IRegisteredBufferBackend? _registeredBackend;
+
     public RequestDispatcher(
         int depth,
         IBlockBackend backend,
@@ -43,9 +47,18 @@ internal sealed unsafe class RequestDispatcher : IDisposable
         IoBufferPool pool,
         ICommitSink sink,
         EventFdWaker waker,
-        DeviceFailureLog? failures = null)
+        DeviceFailureLog? failures = null,
+        QueueIo? registeredRing = null)
     {
         _failures = failures;
+        // The kernel registers every data request's pages at its tag in the ring's table; a backend that
+        // can use them reads and writes there, any other request is copied through the user-copy channel.
+        if (registeredRing != null && userCopy != null && backend is IRegisteredBufferBackend { ServesRegisteredBuffers: true } registered)
+        {
+            _registeredRing = registeredRing;
+            _registeredBackend = registered;
+        }
+
         _backend = backend;
         _capacity = capacity;
         _maxIoBytes = maxIoBytes;
@@ -182,6 +195,19 @@ internal sealed unsafe class RequestDispatcher : IDisposable
     private ValueTask Start(TagOperation op, in UblksrvIoDesc desc, long offset, long length)
     {
         var token = _abandonSource.Token;
+        if (_registeredBackend != null && desc.Op is (UblkIoOp.Read or UblkIoOp.Write) && (desc.OpFlags & UblkAbi.IoFlagNeedRegBuf) == 0)
+        {
+            var registered = new RegisteredBuffer(_registeredRing!, (ushort)op.Tag, CheckTransferLength(length));
+            var started = desc.Op == UblkIoOp.Read
+                ? _registeredBackend.TryReadRegistered(offset, registered, token, out var pending)
+                : _registeredBackend.TryWriteRegistered(offset, registered, WriteFlags(desc), token, out pending);
+            if (started)
+            {
+                op.ZeroCopy = true;
+                return pending;
+            }
+        }
+
         switch (desc.Op)
         {
             case UblkIoOp.Read:
@@ -198,8 +224,7 @@ internal sealed unsafe class RequestDispatcher : IDisposable
                     }
                 }
 
-                var flags = (desc.OpFlags & UblkAbi.IoFlagFua) != 0 ? BlockWriteFlags.Fua : BlockWriteFlags.None;
-                return _backend.WriteAsync(offset, memory, flags, token);
+                return _backend.WriteAsync(offset, memory, WriteFlags(desc), token);
             }
 
             case UblkIoOp.Flush:
@@ -212,6 +237,9 @@ internal sealed unsafe class RequestDispatcher : IDisposable
                 throw new BlockBackendException(Errno.EOPNOTSUPP, "operation not supported");
         }
     }
+
+    private static BlockWriteFlags WriteFlags(in UblksrvIoDesc desc) =>
+        (desc.OpFlags & UblkAbi.IoFlagFua) != 0 ? BlockWriteFlags.Fua : BlockWriteFlags.None;
 
     private int CheckTransferLength(long length)
     {
@@ -231,7 +259,7 @@ internal sealed unsafe class RequestDispatcher : IDisposable
         {
             op.Pending.GetAwaiter().GetResult();
             result = op.Op is UblkIoOp.Read or UblkIoOp.Write ? op.Length : 0;
-            if (op.Op == UblkIoOp.Read && _userCopy != null)
+            if (op.Op == UblkIoOp.Read && _userCopy != null && !op.ZeroCopy)
             {
                 var copied = _userCopy.WriteRequestData(op.Tag, op.BufferPointer, op.Length);
                 if (copied < 0)
@@ -301,12 +329,16 @@ internal sealed unsafe class RequestDispatcher : IDisposable
 
         public ValueTask Pending { get; set; }
 
+        /// <summary>The backend moved the data straight to or from the request's registered pages: nothing to copy.</summary>
+        public bool ZeroCopy { get; set; }
+
         public byte* BufferPointer => _buffer!.Pointer;
 
         public void Begin(UblkIoOp op, int length)
         {
             Op = op;
             Length = length;
+            ZeroCopy = false;
             _state = Idle;
         }
 

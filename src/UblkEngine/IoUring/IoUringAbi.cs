@@ -31,6 +31,8 @@ internal enum IoUringOp : byte
 {
     Nop = 0,
     Fsync = 3,
+    ReadFixed = 4,
+    WriteFixed = 5,
     Read = 22,
     Write = 23,
     UringCmd = 46,
@@ -46,6 +48,23 @@ internal static class IoUringConstants
 
     /// <summary>Where the command area of an SQE starts (16 bytes, or 80 with SQE128).</summary>
     public const int SqeCommandOffset = 48;
+
+    /// <summary>io_uring_register opcode IORING_REGISTER_BUFFERS2 (5.13+): a buffer table described by <see cref="IoUringRsrcRegister"/>.</summary>
+    public const uint RegisterBuffers2 = 15;
+
+    /// <summary>IORING_RSRC_REGISTER_SPARSE: the table's slots start empty (kernel-registered request buffers fill them).</summary>
+    public const uint RsrcRegisterSparse = 1;
+}
+
+/// <summary><c>struct io_uring_rsrc_register</c> (32 bytes): the argument of IORING_REGISTER_BUFFERS2.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct IoUringRsrcRegister
+{
+    [FieldOffset(0)] public uint Count;
+    [FieldOffset(4)] public uint Flags;
+    [FieldOffset(8)] public ulong Reserved2;
+    [FieldOffset(16)] public ulong Data;
+    [FieldOffset(24)] public ulong Tags;
 }
 
 [StructLayout(LayoutKind.Explicit, Size = 40)]
@@ -134,6 +153,33 @@ internal unsafe struct IoUringSqe
         Address = (ulong)buffer;
         Length = length;
         Offset = offset;
+        UserData = userData;
+    }
+
+    /// <summary>
+    /// A read into the fixed buffer <paramref name="bufferIndex"/> of the ring's table, starting
+    /// <paramref name="bufferOffset"/> bytes into it (a kernel-registered request buffer starts at address 0).
+    /// </summary>
+    public void PrepareReadFixed(int fd, ushort bufferIndex, ulong bufferOffset, uint length, ulong offset, ulong userData)
+    {
+        Opcode = IoUringOp.ReadFixed;
+        Fd = fd;
+        Address = bufferOffset;
+        Length = length;
+        Offset = offset;
+        BufIndex = bufferIndex;
+        UserData = userData;
+    }
+
+    /// <summary>A write from the fixed buffer <paramref name="bufferIndex"/>; as <see cref="PrepareReadFixed"/>.</summary>
+    public void PrepareWriteFixed(int fd, ushort bufferIndex, ulong bufferOffset, uint length, ulong offset, ulong userData)
+    {
+        Opcode = IoUringOp.WriteFixed;
+        Fd = fd;
+        Address = bufferOffset;
+        Length = length;
+        Offset = offset;
+        BufIndex = bufferIndex;
         UserData = userData;
     }
 
