@@ -19,7 +19,8 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
     /// <summary>Keeps the engine's recovery records in <paramref name="recordDirectory"/>.</summary>
     /// <param name="recordDirectory">Where the engine's per-device recovery records live.</param>
     /// <param name="queues">Queues per device (adopted devices keep the count they were created with).</param>
-    public UblkVolumeDevices(string recordDirectory, int queues = 1)
+    /// <param name="zeroCopy">Ask for zero copy (AUTO_BUF_REG) for backends that serve it; adopted devices keep what they were created with.</param>
+    public UblkVolumeDevices(string recordDirectory, int queues = 1, bool zeroCopy = true)
     {
         _records = new UblkRecoveryStore(recordDirectory);
 
@@ -31,6 +32,7 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
             Depth = 128,
             EnableRecovery = true,
             RecoveryStateDirectory = _records.Directory,
+            AutoBufferRegistration = zeroCopy,
         };
     }
 
