@@ -11,6 +11,9 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
 {
     private const int NoSuchDevice = 19; // ENODEV
 
+    /// <summary>Largest request of a device whose store serves registered buffers (EXPERIMENT).</summary>
+    private const int ZeroCopyMaxIoBytes = 1 << 20;
+
     private readonly UblkDeviceOptions _options;
     private readonly UblkRecoveryStore _records;
     private readonly Lock _gate = new();
@@ -53,7 +56,13 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
     /// <inheritdoc />
     public async Task<IServedDevice> CreateAsync(IBlockBackend backend, string description, CancellationToken cancellationToken)
     {
-        var device = await UblkDevice.CreateAsync(Control, backend, _options with { BackendDescription = description }, cancellationToken).ConfigureAwait(false);
+        var options = _options with { BackendDescription = description };
+        if (backend is IRegisteredBufferBackend { ServesRegisteredBuffers: true })
+        {
+            options = options with { MaxIoBytes = ZeroCopyMaxIoBytes };
+        }
+
+        var device = await UblkDevice.CreateAsync(Control, backend, options, cancellationToken).ConfigureAwait(false);
         if (!device.RecoveryEnabled)
         {
             // Without user recovery a plugin restart would fail every pod's I/O: refuse to stage.

@@ -112,27 +112,8 @@ internal sealed unsafe class RequestDispatcher : IDisposable
             return;
         }
 
-        op.Begin(desc.Op, (int)Math.Min(length, int.MaxValue));
-        ValueTask pending;
-        try
-        {
-            pending = Start(op, desc, offset, length);
-        }
-        catch (Exception e)
-        {
-            pending = ValueTask.FromException(e);
-        }
-
-        if (pending.IsCompleted)
-        {
-            op.Pending = pending;
-            Finish(op);
-            return;
-        }
-
-        InFlight++;
-        op.Pending = pending;
-        op.AwaitBackend();
+        op.Begin(desc.Op, offset, (int)Math.Min(length, int.MaxValue), WriteFlags(desc));
+        Launch(op, StartGuarded(op, zeroCopy: (desc.OpFlags & UblkAbi.IoFlagNeedRegBuf) == 0, length));
     }
 
     /// <summary>Commits every request whose backend operation completed on another thread.</summary>
@@ -192,15 +173,45 @@ internal sealed unsafe class RequestDispatcher : IDisposable
         _abandonSource.Dispose();
     }
 
-    private ValueTask Start(TagOperation op, in UblksrvIoDesc desc, long offset, long length)
+    /// <summary>Commits at once when the backend completed inline, else waits for it (<see cref="TagOperation.AwaitBackend"/>).</summary>
+    private void Launch(TagOperation op, ValueTask pending)
+    {
+        op.Pending = pending;
+        if (pending.IsCompleted)
+        {
+            Finish(op);
+            return;
+        }
+
+        InFlight++;
+        op.AwaitBackend();
+    }
+
+    private ValueTask StartGuarded(TagOperation op, bool zeroCopy, long length)
+    {
+        try
+        {
+            return Start(op, zeroCopy, op.Offset, length);
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    /// <summary>
+    /// Hands the request to the backend: straight from its registered pages when <paramref name="zeroCopy"/>
+    /// allows and the backend takes it, else through a buffer (user copy or the per-tag buffer).
+    /// </summary>
+    private ValueTask Start(TagOperation op, bool zeroCopy, long offset, long length)
     {
         var token = _abandonSource.Token;
-        if (_registeredBackend != null && desc.Op is (UblkIoOp.Read or UblkIoOp.Write) && (desc.OpFlags & UblkAbi.IoFlagNeedRegBuf) == 0)
+        if (zeroCopy && _registeredBackend != null && op.Op is (UblkIoOp.Read or UblkIoOp.Write))
         {
             var registered = new RegisteredBuffer(_registeredRing!, (ushort)op.Tag, CheckTransferLength(length));
-            var started = desc.Op == UblkIoOp.Read
+            var started = op.Op == UblkIoOp.Read
                 ? _registeredBackend.TryReadRegistered(offset, registered, token, out var pending)
-                : _registeredBackend.TryWriteRegistered(offset, registered, WriteFlags(desc), token, out pending);
+                : _registeredBackend.TryWriteRegistered(offset, registered, op.WriteFlags, token, out pending);
             if (started)
             {
                 op.ZeroCopy = true;
@@ -208,7 +219,7 @@ internal sealed unsafe class RequestDispatcher : IDisposable
             }
         }
 
-        switch (desc.Op)
+        switch (op.Op)
         {
             case UblkIoOp.Read:
                 return _backend.ReadAsync(offset, op.AcquireBuffer(_pool, CheckTransferLength(length)), token);
@@ -224,7 +235,7 @@ internal sealed unsafe class RequestDispatcher : IDisposable
                     }
                 }
 
-                return _backend.WriteAsync(offset, memory, WriteFlags(desc), token);
+                return _backend.WriteAsync(offset, memory, op.WriteFlags, token);
             }
 
             case UblkIoOp.Flush:
@@ -267,6 +278,14 @@ internal sealed unsafe class RequestDispatcher : IDisposable
                     result = copied;
                 }
             }
+        }
+        catch (BlockBackendException e) when (op.ZeroCopy && e.Errno == Errno.EINVAL)
+        {
+            // The request's pages are not aligned as the store's O_DIRECT needs (the device only
+            // promises the block layer's 4-byte DMA alignment): serve it once more through a buffer.
+            op.ZeroCopy = false;
+            Launch(op, StartGuarded(op, zeroCopy: false, op.Length));
+            return;
         }
         catch (BlockBackendException e) when (e.Errno is > 0 and < 4096)
         {
@@ -334,10 +353,16 @@ internal sealed unsafe class RequestDispatcher : IDisposable
 
         public byte* BufferPointer => _buffer!.Pointer;
 
-        public void Begin(UblkIoOp op, int length)
+        public long Offset { get; private set; }
+
+        public BlockWriteFlags WriteFlags { get; private set; }
+
+        public void Begin(UblkIoOp op, long offset, int length, BlockWriteFlags writeFlags)
         {
             Op = op;
+            Offset = offset;
             Length = length;
+            WriteFlags = writeFlags;
             ZeroCopy = false;
             _state = Idle;
         }

@@ -263,4 +263,23 @@ public class RequestDispatcherTests
         Assert.Equal(["copy-read 0 len 4096"], notServing.Calls);
         Assert.Equal(["copy-read 0 len 4096"], serving.Calls);
     }
+
+    [Fact]
+    public void AZeroCopyRequestTheStoreRejectsAsMisalignedIsServedAgainByCopy()
+    {
+        using var ring = Ring.Create(4);
+        var backend = new RegisteredBufferStub(serves: true, registeredErrno: 22); // EINVAL: O_DIRECT and unaligned pages
+        using var harness = new DispatcherHarness(backend, registeredRing: new QueueIo(ring, 4));
+        harness.OfferWriteData(2, new byte[4096]);
+
+        harness.Dispatch(1, UblkIoOp.Read, offset: 0, 4096);
+        harness.Dispatch(2, UblkIoOp.Write, offset: 4096, 4096);
+
+        Assert.Equal(
+            ["registered-read 0 slot 1 len 4096", "copy-read 0 len 4096", "registered-write 4096 slot 2 len 4096", "copy-write 4096 len 4096"],
+            backend.Calls);
+        Assert.Equal([(1, 4096, 0UL), (2, 4096, 0UL)], harness.Commits);
+        Assert.All(harness.DeliveredReadData(1, 4096), b => Assert.Equal(0x5A, b));
+        Assert.Equal(0, harness.Dispatcher.BackendErrors);
+    }
 }

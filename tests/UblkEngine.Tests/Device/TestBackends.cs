@@ -97,7 +97,7 @@ internal sealed class FailingBackend(Exception error) : IBlockBackend
 /// A backend that says whether it serves registered buffers and, when asked to, accepts them: it
 /// records every call (zero-copy or copy path) and completes at once.
 /// </summary>
-internal sealed class RegisteredBufferStub(bool serves, bool accepts = true) : IRegisteredBufferBackend
+internal sealed class RegisteredBufferStub(bool serves, bool accepts = true, int registeredErrno = 0) : IRegisteredBufferBackend
 {
     public BlockBackendInfo Info { get; } = new(1 << 20, 512, 4096, BlockBackendFeatures.Fua);
 
@@ -108,14 +108,14 @@ internal sealed class RegisteredBufferStub(bool serves, bool accepts = true) : I
 
     public bool TryReadRegistered(long offset, RegisteredBuffer buffer, CancellationToken cancellationToken, out ValueTask pending)
     {
-        pending = default;
+        pending = Outcome();
         Calls.Add($"registered-read {offset} slot {buffer.Index} len {buffer.Length}");
         return accepts;
     }
 
     public bool TryWriteRegistered(long offset, RegisteredBuffer buffer, BlockWriteFlags flags, CancellationToken cancellationToken, out ValueTask pending)
     {
-        pending = default;
+        pending = Outcome();
         Calls.Add($"registered-write {offset} slot {buffer.Index} len {buffer.Length}{(flags == BlockWriteFlags.Fua ? " fua" : string.Empty)}");
         return accepts && flags != BlockWriteFlags.Fua;
     }
@@ -140,4 +140,7 @@ internal sealed class RegisteredBufferStub(bool serves, bool accepts = true) : I
     public ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default) => default;
 
     public ValueTask DisposeAsync() => default;
+
+    private ValueTask Outcome() =>
+        registeredErrno == 0 ? default : ValueTask.FromException(new BlockBackendException(registeredErrno, "registered I/O failed"));
 }
