@@ -38,30 +38,18 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
 
     public ValueTask Start(RingOperationKind kind, int fd, Memory<byte> buffer, long offset)
     {
-        _core.Reset();
-        _kind = kind;
-        _fd = fd;
         _pin = buffer.Pin();
         _buffer = (byte*)_pin.Pointer;
-        _length = buffer.Length;
-        _done = 0;
-        _offset = offset;
-        return new ValueTask(this, _core.Version);
+        return Begin(kind, fd, buffer.Length, offset);
     }
 
     /// <summary>Starts an operation on the registered buffer <paramref name="bufferIndex"/> of the ring's table (nothing to pin).</summary>
     public ValueTask StartRegistered(RingOperationKind kind, int fd, ushort bufferIndex, int length, long offset)
     {
-        _core.Reset();
-        _kind = kind;
-        _fd = fd;
         _pin = default;
         _buffer = null;
         _bufferIndex = bufferIndex;
-        _length = length;
-        _done = 0;
-        _offset = offset;
-        return new ValueTask(this, _core.Version);
+        return Begin(kind, fd, length, offset);
     }
 
     /// <summary>Fills <paramref name="sqe"/> for what is left of the operation.</summary>
@@ -147,6 +135,17 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
         {
             owner.Release(index);
         }
+    }
+
+    private ValueTask Begin(RingOperationKind kind, int fd, int length, long offset)
+    {
+        _core.Reset();
+        _kind = kind;
+        _fd = fd;
+        _length = length;
+        _done = 0;
+        _offset = offset;
+        return new ValueTask(this, _core.Version);
     }
 
     private void Complete(Exception? error)

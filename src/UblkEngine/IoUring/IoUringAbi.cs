@@ -136,25 +136,11 @@ internal unsafe struct IoUringSqe
         UserData = userData;
     }
 
-    public void PrepareRead(int fd, void* buffer, uint length, ulong offset, ulong userData)
-    {
-        Opcode = IoUringOp.Read;
-        Fd = fd;
-        Address = (ulong)buffer;
-        Length = length;
-        Offset = offset;
-        UserData = userData;
-    }
+    public void PrepareRead(int fd, void* buffer, uint length, ulong offset, ulong userData) =>
+        PrepareTransfer(IoUringOp.Read, fd, (ulong)buffer, length, offset, userData);
 
-    public void PrepareWrite(int fd, void* buffer, uint length, ulong offset, ulong userData)
-    {
-        Opcode = IoUringOp.Write;
-        Fd = fd;
-        Address = (ulong)buffer;
-        Length = length;
-        Offset = offset;
-        UserData = userData;
-    }
+    public void PrepareWrite(int fd, void* buffer, uint length, ulong offset, ulong userData) =>
+        PrepareTransfer(IoUringOp.Write, fd, (ulong)buffer, length, offset, userData);
 
     /// <summary>
     /// A read into the fixed buffer <paramref name="bufferIndex"/> of the ring's table, starting
@@ -162,25 +148,15 @@ internal unsafe struct IoUringSqe
     /// </summary>
     public void PrepareReadFixed(int fd, ushort bufferIndex, ulong bufferOffset, uint length, ulong offset, ulong userData)
     {
-        Opcode = IoUringOp.ReadFixed;
-        Fd = fd;
-        Address = bufferOffset;
-        Length = length;
-        Offset = offset;
+        PrepareTransfer(IoUringOp.ReadFixed, fd, bufferOffset, length, offset, userData);
         BufIndex = bufferIndex;
-        UserData = userData;
     }
 
     /// <summary>A write from the fixed buffer <paramref name="bufferIndex"/>; as <see cref="PrepareReadFixed"/>.</summary>
     public void PrepareWriteFixed(int fd, ushort bufferIndex, ulong bufferOffset, uint length, ulong offset, ulong userData)
     {
-        Opcode = IoUringOp.WriteFixed;
-        Fd = fd;
-        Address = bufferOffset;
-        Length = length;
-        Offset = offset;
+        PrepareTransfer(IoUringOp.WriteFixed, fd, bufferOffset, length, offset, userData);
         BufIndex = bufferIndex;
-        UserData = userData;
     }
 
     public void PrepareFsync(int fd, bool dataOnly, ulong userData)
@@ -203,6 +179,16 @@ internal unsafe struct IoUringSqe
 
     /// <summary>The command area at offset 48 of the SQE at <paramref name="sqe"/>.</summary>
     public static byte* CommandArea(IoUringSqe* sqe) => (byte*)sqe + IoUringConstants.SqeCommandOffset;
+
+    private void PrepareTransfer(IoUringOp opcode, int fd, ulong address, uint length, ulong offset, ulong userData)
+    {
+        Opcode = opcode;
+        Fd = fd;
+        Address = address;
+        Length = length;
+        Offset = offset;
+        UserData = userData;
+    }
 }
 
 [StructLayout(LayoutKind.Explicit, Size = 16)]
