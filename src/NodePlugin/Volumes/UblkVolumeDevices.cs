@@ -61,8 +61,10 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
     public async Task<IServedDevice> CreateAsync(IBlockBackend backend, string description, CancellationToken cancellationToken)
     {
         var options = _options with { BackendDescription = description };
-        if (backend is IRegisteredBufferBackend { ServesRegisteredBuffers: true })
+        if (_options.AutoBufferRegistration && (Control.Features & UblkFeatures.AutoBufReg) != 0
+            && backend is IRegisteredBufferBackend { ServesRegisteredBuffers: true })
         {
+            // Zero copy: larger requests cost no buffer. Elsewhere (6.12, --zero-copy off) devices stay as they were.
             options = options with { MaxIoBytes = ZeroCopyMaxIoBytes };
         }
 
