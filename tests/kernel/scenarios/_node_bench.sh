@@ -8,13 +8,9 @@ BENCH_SECONDS=${BENCH_SECONDS:-5}
 # bench_setup: a 512 MiB file volume for the benchmark; sets BENCH_STORE, BENCH_IMAGE and the paths.
 bench_setup() {
   BENCH_STORE=$SCENARIO_DIR/bench-store
-  mkdir -p "$BENCH_STORE"
-  "$UBLK_CSI" create-volume --store file --param "root=$BENCH_STORE" --name bench --size 512M > /dev/null
+  file_volume "$BENCH_STORE" bench 512M pod-bench pv-bench
   BENCH_IMAGE=$BENCH_STORE/volumes/bench.img
-  BENCH_VOLUME_ID=file-node/bench
-  BENCH_STAGING=$(staging_path "$BENCH_VOLUME_ID")
-  BENCH_TARGET=$(target_path pod-bench pv-bench)
-  mkdir -p "$BENCH_STAGING" "$(dirname "$BENCH_TARGET")"
+  BENCH_VOLUME_ID=$FILE_VOLUME_ID BENCH_STAGING=$FILE_STAGING BENCH_TARGET=$FILE_TARGET
 }
 
 # run_jobs DIR LABEL: the four jobs on one 256 MiB file in DIR; sets IOPS_RR IOPS_RW BW_SR BW_SW (KiB/s).

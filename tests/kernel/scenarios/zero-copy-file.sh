@@ -14,12 +14,8 @@ source "$(dirname "$0")/_node_bench.sh"
 
 setup_kubelet_dir
 store=$SCENARIO_DIR/store
-mkdir -p "$store"
-"$UBLK_CSI" create-volume --store file --param "root=$store" --name zc --size 160M > /dev/null
-volume_id=file-node/zc
-staging=$(staging_path "$volume_id")
-target=$(target_path pod-zc pv-zc)
-mkdir -p "$staging" "$(dirname "$target")"
+file_volume "$store" zc 160M pod-zc pv-zc
+volume_id=$FILE_VOLUME_ID staging=$FILE_STAGING target=$FILE_TARGET
 
 start_plugin first
 capability='"volumeCapability":{"mount":{"fsType":"ext4"},"accessMode":{"mode":"SINGLE_NODE_WRITER"}}'
