@@ -34,6 +34,7 @@ public static unsafe partial class Libc
 
     public const long SYS_io_uring_setup = 425;
     public const long SYS_io_uring_enter = 426;
+    public const long SYS_io_uring_register = 427;
     public const long SYS_prctl = 157;
     public const long SYS_sched_setaffinity = 203;
     public const long SYS_sched_getaffinity = 204;

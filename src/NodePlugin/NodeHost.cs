@@ -41,7 +41,7 @@ public static class NodeHost
         try
         {
             runtime = NodeRuntime.Start(
-                new NodeRuntimeSettings(options.DriverName, options.NodeId, options.StateDirectory, options.KubeletDirectory, options.MaxVolumesPerNode, options.DeviceQueues),
+                new NodeRuntimeSettings(options.DriverName, options.NodeId, options.StateDirectory, options.KubeletDirectory, options.MaxVolumesPerNode, options.DeviceQueues, options.ZeroCopy),
                 loggerFactory,
                 system);
         }

@@ -19,6 +19,7 @@ namespace UblkCsi.NodePlugin;
 /// Where to serve the node-local controller (distributed provisioning of file volumes), or null for none.
 /// </param>
 /// <param name="ControllerDriverName">The driver name served at <paramref name="ControllerEndpoint"/>.</param>
+/// <param name="ZeroCopy">Let devices use zero copy (UBLK_F_AUTO_BUF_REG, Linux 6.16+) where the store serves it; false keeps the copy path.</param>
 public sealed record NodeOptions(
     GrpcHostOptions Grpc,
     LogOptions Logging,
@@ -29,7 +30,8 @@ public sealed record NodeOptions(
     long MaxVolumesPerNode = 0,
     int DeviceQueues = 1,
     GrpcEndpoint? ControllerEndpoint = null,
-    string? ControllerDriverName = null)
+    string? ControllerDriverName = null,
+    bool ZeroCopy = true)
 {
     /// <summary>The prefix of the node-local driver name: <c>local.&lt;driver-name&gt;</c>.</summary>
     public const string LocalDriverPrefix = "local.";
@@ -54,6 +56,7 @@ public sealed record NodeOptions(
         new("--kubelet-dir", "KUBELET_DIR", $"kubelet's root directory, a shared mount (default {DefaultKubeletDirectory})"),
         new("--max-volumes-per-node", "MAX_VOLUMES_PER_NODE", "most volumes the scheduler may place on this node; 0 = no limit (default 0)"),
         new("--device-queues", "DEVICE_QUEUES", "queues (serving threads) per ublk device, 1 to 16: more for throughput, fewer for many idle volumes (default 1)"),
+        new("--zero-copy", "ZERO_COPY", "auto: zero-copy I/O (Linux 6.16+ UBLK_F_AUTO_BUF_REG) for volumes whose store serves it, the file store with O_DIRECT; off: always copy through user memory (default auto)"),
         new("--controller-endpoint", "CONTROLLER_ENDPOINT", "also serve the node-local controller (file volumes of this node) at unix:///path.sock or tcp://host:port (default: off)"),
         new("--controller-driver-name", "CONTROLLER_DRIVER_NAME", $"driver name served at --controller-endpoint (default {LocalDriverPrefix}<driver-name>)"),
     ];
@@ -70,6 +73,7 @@ public sealed record NodeOptions(
         var kubeletDirectory = line.Parse("--kubelet-dir", DefaultKubeletDirectory, ValidateStateDirectory);
         var maxVolumes = line.Parse("--max-volumes-per-node", "0", ValidateMaxVolumes);
         var queues = line.Parse("--device-queues", "1", ValidateQueues);
+        var zeroCopy = line.Parse("--zero-copy", "auto", ParseZeroCopy);
         var controllerEndpoint = line.Get("--controller-endpoint") is { } endpoint ? line.Parse("--controller-endpoint", endpoint, GrpcEndpoint.Parse) : null;
         if (controllerEndpoint is not null && controllerEndpoint.ToString() == grpc.Endpoint.ToString())
         {
@@ -80,8 +84,15 @@ public sealed record NodeOptions(
         var controllerDriverName = controllerEndpoint is not null || line.Get("--controller-driver-name") is not null
             ? line.Parse("--controller-driver-name", LocalDriverPrefix + driverName, CsiDriverName.Validate)
             : null;
-        return new NodeOptions(grpc, logging, driverName, nodeId, stateDirectory, kubeletDirectory, maxVolumes, queues, controllerEndpoint, controllerEndpoint is null ? null : controllerDriverName);
+        return new NodeOptions(grpc, logging, driverName, nodeId, stateDirectory, kubeletDirectory, maxVolumes, queues, controllerEndpoint, controllerEndpoint is null ? null : controllerDriverName, zeroCopy);
     }
+
+    private static bool ParseZeroCopy(string value) => value switch
+    {
+        "auto" => true,
+        "off" => false,
+        _ => throw new FormatException($"'{value}' is not one of: auto, off"),
+    };
 
     private static string ValidateNodeId(string value)
     {

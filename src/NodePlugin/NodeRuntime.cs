@@ -13,7 +13,8 @@ namespace UblkCsi.NodePlugin;
 /// <param name="KubeletDirectory">kubelet's root directory.</param>
 /// <param name="MaxVolumesPerNode">NodeGetInfo's max_volumes_per_node (0: unlimited).</param>
 /// <param name="DeviceQueues">Queues per ublk device.</param>
-public sealed record NodeRuntimeSettings(string DriverName, string NodeId, string StateDirectory, string KubeletDirectory, long MaxVolumesPerNode, int DeviceQueues = 1);
+/// <param name="ZeroCopy">Let devices use zero copy where the kernel and the store offer it.</param>
+public sealed record NodeRuntimeSettings(string DriverName, string NodeId, string StateDirectory, string KubeletDirectory, long MaxVolumesPerNode, int DeviceQueues = 1, bool ZeroCopy = true);
 
 /// <summary>Replaceable system parts, for tests; null members use the real ones.</summary>
 public sealed record NodeSystem
@@ -69,7 +70,7 @@ public sealed partial class NodeRuntime : IAsyncDisposable
 
         Directory.CreateDirectory(settings.StateDirectory);
         var filesystems = system.Filesystems ?? new LinuxFilesystemTools();
-        _devices = system.Devices ?? new UblkVolumeDevices(Path.Combine(settings.StateDirectory, "devices"), settings.DeviceQueues);
+        _devices = system.Devices ?? new UblkVolumeDevices(Path.Combine(settings.StateDirectory, "devices"), settings.DeviceQueues, settings.ZeroCopy);
         var staged = new StagedVolumes();
         _staged = staged;
         _stager = new VolumeStager(

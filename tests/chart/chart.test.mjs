@@ -191,7 +191,7 @@ for (const [name, sets] of Object.entries(scenarios)) {
 // GrpcHostOptions, LogOptions): an unknown one makes the process exit 2.
 const hostOptions = ['--endpoint', '--max-message-bytes', '--metrics-address', '--log-level', '--log-format', '--driver-name'];
 const nodeOptions = [...hostOptions, '--node-id', '--state-dir', '--kubelet-dir', '--max-volumes-per-node', '--device-queues',
-  '--controller-endpoint', '--controller-driver-name'];
+  '--zero-copy', '--controller-endpoint', '--controller-driver-name'];
 const controllerOptions = [...hostOptions, '--known-nodes'];
 
 test('the plugins are given only options they declare', () => {

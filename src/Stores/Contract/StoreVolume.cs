@@ -9,7 +9,7 @@ namespace UblkCsi.Stores;
 /// store's implementation. Invalid requests fail with <see cref="BlockBackendException"/> (EINVAL, or
 /// EROFS on a read-only volume) naming the offending value. The checks allocate nothing.
 /// </summary>
-public abstract class StoreVolume : IBlockBackend
+public abstract class StoreVolume : IRegisteredBufferBackend
 {
     private readonly BlockBackendInfo _info;
     private long _sizeBytes;
@@ -76,6 +76,22 @@ public abstract class StoreVolume : IBlockBackend
         return length == 0 ? default : WriteZeroesCoreAsync(offset, length, cancellationToken);
     }
 
+    /// <summary>False unless the store can move data straight to and from a request's registered pages (zero copy; the file store with O_DIRECT).</summary>
+    public virtual bool ServesRegisteredBuffers => false;
+
+    public bool TryReadRegistered(long offset, RegisteredBuffer buffer, CancellationToken cancellationToken, out ValueTask pending)
+    {
+        CheckRange(offset, buffer.Length);
+        return TryReadRegisteredCore(offset, buffer, cancellationToken, out pending);
+    }
+
+    public bool TryWriteRegistered(long offset, RegisteredBuffer buffer, BlockWriteFlags flags, CancellationToken cancellationToken, out ValueTask pending)
+    {
+        CheckWritable();
+        CheckRange(offset, buffer.Length);
+        return TryWriteRegisteredCore(offset, buffer, (flags & BlockWriteFlags.Fua) != 0, cancellationToken, out pending);
+    }
+
     public abstract ValueTask DisposeAsync();
 
     /// <summary>
@@ -106,6 +122,20 @@ public abstract class StoreVolume : IBlockBackend
     protected abstract ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken);
 
     protected abstract ValueTask WriteZeroesCoreAsync(long offset, long length, CancellationToken cancellationToken);
+
+    /// <summary>A store that sets <see cref="ServesRegisteredBuffers"/> starts a zero-copy read here; false lets the engine copy instead.</summary>
+    protected virtual bool TryReadRegisteredCore(long offset, RegisteredBuffer buffer, CancellationToken cancellationToken, out ValueTask pending)
+    {
+        pending = default;
+        return false;
+    }
+
+    /// <summary>A store that sets <see cref="ServesRegisteredBuffers"/> starts a zero-copy write here; false lets the engine copy instead.</summary>
+    protected virtual bool TryWriteRegisteredCore(long offset, RegisteredBuffer buffer, bool fua, CancellationToken cancellationToken, out ValueTask pending)
+    {
+        pending = default;
+        return false;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void CheckRange(long offset, long length)

@@ -240,6 +240,22 @@ public sealed class FileVolume : StoreVolume
         }
     }
 
+    /// <summary>With O_DIRECT the image is read and written straight from a request's registered pages (zero copy).</summary>
+    public override bool ServesRegisteredBuffers => _direct != null;
+
+    protected override bool TryReadRegisteredCore(long offset, RegisteredBuffer buffer, CancellationToken cancellationToken, out ValueTask pending)
+    {
+        pending = default;
+        return _direct != null && IsAligned(offset, buffer.Length) && buffer.Ring.TryReadRegistered(DirectFd, buffer, offset, out pending);
+    }
+
+    protected override bool TryWriteRegisteredCore(long offset, RegisteredBuffer buffer, bool fua, CancellationToken cancellationToken, out ValueTask pending)
+    {
+        // FUA writes stay on the workers (RWF_DSYNC and its fallback), with the data copied to them.
+        pending = default;
+        return !fua && _direct != null && IsAligned(offset, buffer.Length) && buffer.Ring.TryWriteRegistered(DirectFd, buffer, offset, out pending);
+    }
+
     protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken) =>
         QueueIo.Current is { } queueIo && queueIo.TryDataSync(BufferedFd, out var pending)
             ? pending

@@ -69,6 +69,12 @@ internal static class UblkAbi
     public const uint IoFlagFua = 1u << 13;
     public const uint IoFlagNoUnmap = 1u << 15;
 
+    /// <summary>UBLK_IO_F_NEED_REG_BUF: automatic buffer registration failed for this request (only with <see cref="AutoBufRegFallback"/>); nothing is registered at its index.</summary>
+    public const uint IoFlagNeedRegBuf = 1u << 17;
+
+    /// <summary>UBLK_AUTO_BUF_REG_FALLBACK (struct ublk_auto_buf_reg.flags): deliver the request with <see cref="IoFlagNeedRegBuf"/> instead of failing it when registration fails.</summary>
+    public const byte AutoBufRegFallback = 1;
+
     public const uint AttrReadOnly = 1u << 0;
     public const uint AttrRotational = 1u << 1;
     public const uint AttrVolatileCache = 1u << 2;
@@ -116,6 +122,13 @@ internal static class UblkAbi
 
     /// <summary>Length of the descriptor mapping of a queue of <paramref name="depth"/> tags.</summary>
     public static long DescriptorMapLength(int depth) => RoundUpToPage(depth * IoDescSize);
+
+    /// <summary>
+    /// The SQE <c>addr</c> (offset 16, not the command's own addr) of a FETCH or COMMIT_AND_FETCH under
+    /// UBLK_F_AUTO_BUF_REG: <c>struct ublk_auto_buf_reg</c> packed as index (bits 0-15), flags (16-23),
+    /// reserved0 (24-31) and reserved1 (32-63); the reserved bits must be zero or the command fails with EINVAL.
+    /// </summary>
+    public static ulong AutoBufRegAddress(ushort index, byte flags) => index | ((ulong)flags << 16);
 
     public static long UserCopyOffset(int queueId, int tag) =>
         UserCopyBase + ((long)queueId << UserCopyQueueShift) + ((long)tag << UserCopyTagShift);

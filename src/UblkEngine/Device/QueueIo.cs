@@ -58,6 +58,19 @@ public sealed unsafe class QueueIo
     public bool TryWrite(int fd, ReadOnlyMemory<byte> data, long offset, out ValueTask pending) =>
         TryStart(RingOperationKind.Write, fd, MemoryMarshal.AsMemory(data), offset, out pending);
 
+    /// <summary>
+    /// Submits a read of <paramref name="buffer"/>.Length bytes at <paramref name="offset"/> of
+    /// <paramref name="fd"/> straight into the request's registered pages (IORING_OP_READ_FIXED);
+    /// as <see cref="TryRead"/>, except that a read past the file's end fails with EIO (the pages
+    /// cannot be zeroed from here). False also when <paramref name="buffer"/> belongs to another queue.
+    /// </summary>
+    public bool TryReadRegistered(int fd, RegisteredBuffer buffer, long offset, out ValueTask pending) =>
+        TryStartRegistered(RingOperationKind.ReadFixed, fd, buffer, offset, out pending);
+
+    /// <summary>Submits a write of the request's registered pages at <paramref name="offset"/> (IORING_OP_WRITE_FIXED); as <see cref="TryReadRegistered"/>.</summary>
+    public bool TryWriteRegistered(int fd, RegisteredBuffer buffer, long offset, out ValueTask pending) =>
+        TryStartRegistered(RingOperationKind.WriteFixed, fd, buffer, offset, out pending);
+
     /// <summary>Submits an fdatasync of <paramref name="fd"/>; as <see cref="TryRead"/>.</summary>
     public bool TryDataSync(int fd, out ValueTask pending) =>
         TryStart(RingOperationKind.DataSync, fd, Memory<byte>.Empty, 0, out pending);
@@ -125,25 +138,48 @@ public sealed unsafe class QueueIo
 
     private bool TryStart(RingOperationKind kind, int fd, Memory<byte> buffer, long offset, out ValueTask pending)
     {
-        if (t_current != this || fd < 0)
+        if (!TryTakeSlot(fd, out var operation, out var index))
         {
             pending = default;
             return false;
         }
 
-        int index;
+        pending = operation.Start(kind, fd, buffer, offset);
+        operation.Prepare(_ring.GetSqe(), OperationMark | (uint)index);
+        return true;
+    }
+
+    private bool TryStartRegistered(RingOperationKind kind, int fd, RegisteredBuffer buffer, long offset, out ValueTask pending)
+    {
+        if (buffer.Ring != this || buffer.Length <= 0 || !TryTakeSlot(fd, out var operation, out var index))
+        {
+            pending = default;
+            return false;
+        }
+
+        pending = operation.StartRegistered(kind, fd, buffer.Index, buffer.Length, offset);
+        operation.Prepare(_ring.GetSqe(), OperationMark | (uint)index);
+        return true;
+    }
+
+    private bool TryTakeSlot(int fd, out RingOperation operation, out int index)
+    {
+        operation = null!;
+        if (t_current != this || fd < 0)
+        {
+            index = -1;
+            return false;
+        }
+
         lock (_freeLock)
         {
             if (!_free.TryPop(out index))
             {
-                pending = default;
                 return false;
             }
         }
 
-        var operation = _operations[index] ??= new RingOperation(this, index);
-        pending = operation.Start(kind, fd, buffer, offset);
-        operation.Prepare(_ring.GetSqe(), OperationMark | (uint)index);
+        operation = _operations[index] ??= new RingOperation(this, index);
         return true;
     }
 }

@@ -34,6 +34,10 @@ internal sealed unsafe class RequestDispatcher : IDisposable
     private readonly DeviceFailureLog? _failures;
     private readonly int _queueThreadId = Environment.CurrentManagedThreadId;
 
+    /// <summary>Set under UBLK_F_AUTO_BUF_REG with a backend that serves registered buffers: the queue ring holding them.</summary>
+    private readonly QueueIo? _registeredRing;
+    private readonly IRegisteredBufferBackend? _registeredBackend;
+
     public RequestDispatcher(
         int depth,
         IBlockBackend backend,
@@ -43,9 +47,18 @@ internal sealed unsafe class RequestDispatcher : IDisposable
         IoBufferPool pool,
         ICommitSink sink,
         EventFdWaker waker,
-        DeviceFailureLog? failures = null)
+        DeviceFailureLog? failures = null,
+        QueueIo? registeredRing = null)
     {
         _failures = failures;
+        // The kernel registers every data request's pages at its tag in the ring's table; a backend that
+        // can use them reads and writes there, any other request is copied through the user-copy channel.
+        if (registeredRing != null && userCopy != null && backend is IRegisteredBufferBackend { ServesRegisteredBuffers: true } registered)
+        {
+            _registeredRing = registeredRing;
+            _registeredBackend = registered;
+        }
+
         _backend = backend;
         _capacity = capacity;
         _maxIoBytes = maxIoBytes;
@@ -99,27 +112,8 @@ internal sealed unsafe class RequestDispatcher : IDisposable
             return;
         }
 
-        op.Begin(desc.Op, (int)Math.Min(length, int.MaxValue));
-        ValueTask pending;
-        try
-        {
-            pending = Start(op, desc, offset, length);
-        }
-        catch (Exception e)
-        {
-            pending = ValueTask.FromException(e);
-        }
-
-        if (pending.IsCompleted)
-        {
-            op.Pending = pending;
-            Finish(op);
-            return;
-        }
-
-        InFlight++;
-        op.Pending = pending;
-        op.AwaitBackend();
+        op.Begin(desc.Op, offset, (int)Math.Min(length, int.MaxValue), WriteFlags(desc));
+        Launch(op, StartGuarded(op, zeroCopy: (desc.OpFlags & UblkAbi.IoFlagNeedRegBuf) == 0, length));
     }
 
     /// <summary>Commits every request whose backend operation completed on another thread.</summary>
@@ -179,10 +173,53 @@ internal sealed unsafe class RequestDispatcher : IDisposable
         _abandonSource.Dispose();
     }
 
-    private ValueTask Start(TagOperation op, in UblksrvIoDesc desc, long offset, long length)
+    /// <summary>Commits at once when the backend completed inline, else waits for it (<see cref="TagOperation.AwaitBackend"/>).</summary>
+    private void Launch(TagOperation op, ValueTask pending)
+    {
+        op.Pending = pending;
+        if (pending.IsCompleted)
+        {
+            Finish(op);
+            return;
+        }
+
+        InFlight++;
+        op.AwaitBackend();
+    }
+
+    private ValueTask StartGuarded(TagOperation op, bool zeroCopy, long length)
+    {
+        try
+        {
+            return Start(op, zeroCopy, op.Offset, length);
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    /// <summary>
+    /// Hands the request to the backend: straight from its registered pages when <paramref name="zeroCopy"/>
+    /// allows and the backend takes it, else through a buffer (user copy or the per-tag buffer).
+    /// </summary>
+    private ValueTask Start(TagOperation op, bool zeroCopy, long offset, long length)
     {
         var token = _abandonSource.Token;
-        switch (desc.Op)
+        if (zeroCopy && _registeredBackend != null && op.Op is (UblkIoOp.Read or UblkIoOp.Write))
+        {
+            var registered = new RegisteredBuffer(_registeredRing!, (ushort)op.Tag, CheckTransferLength(length));
+            var started = op.Op == UblkIoOp.Read
+                ? _registeredBackend.TryReadRegistered(offset, registered, token, out var pending)
+                : _registeredBackend.TryWriteRegistered(offset, registered, op.WriteFlags, token, out pending);
+            if (started)
+            {
+                op.ZeroCopy = true;
+                return pending;
+            }
+        }
+
+        switch (op.Op)
         {
             case UblkIoOp.Read:
                 return _backend.ReadAsync(offset, op.AcquireBuffer(_pool, CheckTransferLength(length)), token);
@@ -198,8 +235,7 @@ internal sealed unsafe class RequestDispatcher : IDisposable
                     }
                 }
 
-                var flags = (desc.OpFlags & UblkAbi.IoFlagFua) != 0 ? BlockWriteFlags.Fua : BlockWriteFlags.None;
-                return _backend.WriteAsync(offset, memory, flags, token);
+                return _backend.WriteAsync(offset, memory, op.WriteFlags, token);
             }
 
             case UblkIoOp.Flush:
@@ -212,6 +248,9 @@ internal sealed unsafe class RequestDispatcher : IDisposable
                 throw new BlockBackendException(Errno.EOPNOTSUPP, "operation not supported");
         }
     }
+
+    private static BlockWriteFlags WriteFlags(in UblksrvIoDesc desc) =>
+        (desc.OpFlags & UblkAbi.IoFlagFua) != 0 ? BlockWriteFlags.Fua : BlockWriteFlags.None;
 
     private int CheckTransferLength(long length)
     {
@@ -231,7 +270,7 @@ internal sealed unsafe class RequestDispatcher : IDisposable
         {
             op.Pending.GetAwaiter().GetResult();
             result = op.Op is UblkIoOp.Read or UblkIoOp.Write ? op.Length : 0;
-            if (op.Op == UblkIoOp.Read && _userCopy != null)
+            if (op.Op == UblkIoOp.Read && _userCopy != null && !op.ZeroCopy)
             {
                 var copied = _userCopy.WriteRequestData(op.Tag, op.BufferPointer, op.Length);
                 if (copied < 0)
@@ -239,6 +278,14 @@ internal sealed unsafe class RequestDispatcher : IDisposable
                     result = copied;
                 }
             }
+        }
+        catch (BlockBackendException e) when (op.ZeroCopy && e.Errno == Errno.EINVAL)
+        {
+            // The request's pages are not aligned as the store's O_DIRECT needs (the device only
+            // promises the block layer's 4-byte DMA alignment): serve it once more through a buffer.
+            op.ZeroCopy = false;
+            Launch(op, StartGuarded(op, zeroCopy: false, op.Length));
+            return;
         }
         catch (BlockBackendException e) when (e.Errno is > 0 and < 4096)
         {
@@ -301,12 +348,22 @@ internal sealed unsafe class RequestDispatcher : IDisposable
 
         public ValueTask Pending { get; set; }
 
+        /// <summary>The backend moved the data straight to or from the request's registered pages: nothing to copy.</summary>
+        public bool ZeroCopy { get; set; }
+
         public byte* BufferPointer => _buffer!.Pointer;
 
-        public void Begin(UblkIoOp op, int length)
+        public long Offset { get; private set; }
+
+        public BlockWriteFlags WriteFlags { get; private set; }
+
+        public void Begin(UblkIoOp op, long offset, int length, BlockWriteFlags writeFlags)
         {
             Op = op;
+            Offset = offset;
             Length = length;
+            WriteFlags = writeFlags;
+            ZeroCopy = false;
             _state = Idle;
         }
 

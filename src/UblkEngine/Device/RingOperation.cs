@@ -10,6 +10,12 @@ internal enum RingOperationKind
     Read,
     Write,
     DataSync,
+
+    /// <summary>IORING_OP_READ_FIXED into a request buffer the kernel registered (UBLK_F_AUTO_BUF_REG).</summary>
+    ReadFixed,
+
+    /// <summary>IORING_OP_WRITE_FIXED from a request buffer the kernel registered.</summary>
+    WriteFixed,
 }
 
 /// <summary>
@@ -28,18 +34,22 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
     private int _length;
     private int _done;
     private long _offset;
+    private ushort _bufferIndex;
 
     public ValueTask Start(RingOperationKind kind, int fd, Memory<byte> buffer, long offset)
     {
-        _core.Reset();
-        _kind = kind;
-        _fd = fd;
         _pin = buffer.Pin();
         _buffer = (byte*)_pin.Pointer;
-        _length = buffer.Length;
-        _done = 0;
-        _offset = offset;
-        return new ValueTask(this, _core.Version);
+        return Begin(kind, fd, buffer.Length, offset);
+    }
+
+    /// <summary>Starts an operation on the registered buffer <paramref name="bufferIndex"/> of the ring's table (nothing to pin).</summary>
+    public ValueTask StartRegistered(RingOperationKind kind, int fd, ushort bufferIndex, int length, long offset)
+    {
+        _pin = default;
+        _buffer = null;
+        _bufferIndex = bufferIndex;
+        return Begin(kind, fd, length, offset);
     }
 
     /// <summary>Fills <paramref name="sqe"/> for what is left of the operation.</summary>
@@ -52,6 +62,13 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
                 break;
             case RingOperationKind.Write:
                 sqe->PrepareWrite(_fd, _buffer + _done, (uint)(_length - _done), (ulong)(_offset + _done), userData);
+                break;
+            case RingOperationKind.ReadFixed:
+                // A kernel-registered request buffer starts at address 0: the address is the offset into it.
+                sqe->PrepareReadFixed(_fd, _bufferIndex, (ulong)_done, (uint)(_length - _done), (ulong)(_offset + _done), userData);
+                break;
+            case RingOperationKind.WriteFixed:
+                sqe->PrepareWriteFixed(_fd, _bufferIndex, (ulong)_done, (uint)(_length - _done), (ulong)(_offset + _done), userData);
                 break;
             default:
                 sqe->PrepareFsync(_fd, dataOnly: true, userData);
@@ -91,7 +108,7 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
             return true;
         }
 
-        if (_kind == RingOperationKind.Read)
+        if (_kind == RingOperationKind.Read && _buffer != null)
         {
             // The file's end (only if it was truncated behind the volume's back): zeros.
             new Span<byte>(_buffer + _done, _length - _done).Clear();
@@ -99,7 +116,7 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
             return false;
         }
 
-        Complete(new BlockBackendException(Errno.EIO, $"{Describe()} wrote nothing at offset {_offset + _done}"));
+        Complete(new BlockBackendException(Errno.EIO, $"{Describe()} transferred nothing at offset {_offset + _done}"));
         return false;
     }
 
@@ -118,6 +135,17 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
         {
             owner.Release(index);
         }
+    }
+
+    private ValueTask Begin(RingOperationKind kind, int fd, int length, long offset)
+    {
+        _core.Reset();
+        _kind = kind;
+        _fd = fd;
+        _length = length;
+        _done = 0;
+        _offset = offset;
+        return new ValueTask(this, _core.Version);
     }
 
     private void Complete(Exception? error)
@@ -139,6 +167,8 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
     {
         RingOperationKind.Read => $"read of {_length} bytes at offset {_offset}",
         RingOperationKind.Write => $"write of {_length} bytes at offset {_offset}",
+        RingOperationKind.ReadFixed => $"zero-copy read of {_length} bytes at offset {_offset}",
+        RingOperationKind.WriteFixed => $"zero-copy write of {_length} bytes at offset {_offset}",
         _ => "fdatasync",
     };
 }

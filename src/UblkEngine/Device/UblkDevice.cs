@@ -52,6 +52,7 @@ public sealed class UblkDevice : IAsyncDisposable
             : null;
 
         var userCopy = (info.Flags & UblkFeatures.UserCopy) != 0;
+        var autoBufReg = UsesAutoBufferRegistration(info.Flags);
         var ioctlEncoded = (info.Flags & UblkFeatures.CmdIoctlEncode) != 0;
         var pool = options.BufferPool ?? IoBufferPool.Shared;
         var logger = options.Logger ?? NullLogger.Instance;
@@ -62,7 +63,7 @@ public sealed class UblkDevice : IAsyncDisposable
         {
             _queues[q] = new UblkQueue(new QueueSetup(
                 info.Id, q, info.Depth, Math.Min(info.MaxIoBytes, parameters.MaxIoBytes), _capacity,
-                userCopy, ioctlEncoded, charDevice, backend, pool, QueueAffinity(control, info.Id, q, logger), logger, failures));
+                userCopy, autoBufReg, ioctlEncoded, charDevice, backend, pool, QueueAffinity(control, info.Id, q, logger), logger, failures));
         }
 
         _allQueuesExited = Task.WhenAll(_queues.Select(q => q.Exited));
@@ -85,6 +86,12 @@ public sealed class UblkDevice : IAsyncDisposable
     public bool CanGrowLive => (_control.Features & UblkFeatures.UpdateSize) != 0;
 
     public IBlockBackend Backend { get; }
+
+    /// <summary>
+    /// True when the device has UBLK_F_AUTO_BUF_REG: the kernel registers each request's pages in the
+    /// queue ring, and a backend that serves registered buffers moves data with no user copy.
+    /// </summary>
+    public bool ZeroCopy => UsesAutoBufferRegistration(Info.Flags);
 
     /// <summary>True when the kernel gave USER_RECOVERY|REISSUE: a crash leaves the device for another process to adopt.</summary>
     public bool RecoveryEnabled => (Info.Flags & (UblkFeatures.UserRecovery | UblkFeatures.UserRecoveryReissue))
@@ -110,7 +117,7 @@ public sealed class UblkDevice : IAsyncDisposable
         var parameters = UblkDeviceParameters.ForBackend(backend.Info, options.MaxIoBytes);
         parameters.Validate();
 
-        var info = control.AddDevice(options.DeviceId ?? -1, options.EffectiveQueues, options.Depth, options.MaxIoBytes, RequestedFlags(control.Features, options));
+        var info = control.AddDevice(options.DeviceId ?? -1, options.EffectiveQueues, options.Depth, options.MaxIoBytes, RequestedFlags(control.Features, options, backend));
         UblkDevice? device = null;
         try
         {
@@ -161,9 +168,16 @@ public sealed class UblkDevice : IAsyncDisposable
             throw new UblkException($"cannot adopt ublk device {id}: its size is {parameters.SizeBytes} bytes but the backend has {backend.Info.SizeBytes}");
         }
 
-        if ((control.GetDeviceInfo(id).Flags & UblkFeatures.UserRecovery) == 0)
+        var flags = control.GetDeviceInfo(id).Flags;
+        if ((flags & UblkFeatures.UserRecovery) == 0)
         {
             throw new UblkException($"cannot adopt ublk device {id}: it was created without user recovery", Errno.EINVAL);
+        }
+
+        if ((flags & UblkFeatures.AutoBufReg) != 0 && (flags & UblkFeatures.UserCopy) == 0)
+        {
+            // Requests the backend cannot serve from registered pages need the user-copy channel.
+            throw new UblkException($"cannot adopt ublk device {id}: it has AUTO_BUF_REG without USER_COPY, which this engine does not serve", Errno.EINVAL);
         }
 
         await StartUserRecoveryAsync(control, id, options.RecoveryTimeout, cancellationToken).ConfigureAwait(false);
@@ -255,13 +269,25 @@ public sealed class UblkDevice : IAsyncDisposable
         WriteRecoveryRecord(TryReadExisting()?.RecoveredAt);
     }
 
-    private static UblkFeatures RequestedFlags(UblkFeatures offered, UblkDeviceOptions options)
+    /// <summary>
+    /// The flags ADD_DEV asks for. AUTO_BUF_REG only together with USER_COPY (requests the backend
+    /// declines, e.g. FUA or unaligned ones, are copied through it) and only for a backend that
+    /// serves registered buffers: for any other, per-request registration would be pure cost.
+    /// </summary>
+    internal static UblkFeatures RequestedFlags(UblkFeatures offered, UblkDeviceOptions options, IBlockBackend backend)
     {
         var flags = UblkFeatures.UringCmdCompInTask;
         flags |= offered & UblkFeatures.CmdIoctlEncode;
         if (options.PreferUserCopy)
         {
             flags |= offered & UblkFeatures.UserCopy;
+        }
+
+        var zeroCopy = UblkFeatures.UserCopy | UblkFeatures.AutoBufReg;
+        if (options.PreferUserCopy && options.AutoBufferRegistration && (offered & zeroCopy) == zeroCopy
+            && backend is IRegisteredBufferBackend { ServesRegisteredBuffers: true })
+        {
+            flags |= UblkFeatures.AutoBufReg;
         }
 
         var recovery = UblkFeatures.UserRecovery | UblkFeatures.UserRecoveryReissue;
@@ -272,6 +298,9 @@ public sealed class UblkDevice : IAsyncDisposable
 
         return flags;
     }
+
+    private static bool UsesAutoBufferRegistration(UblkFeatures granted) =>
+        (granted & (UblkFeatures.AutoBufReg | UblkFeatures.UserCopy)) == (UblkFeatures.AutoBufReg | UblkFeatures.UserCopy);
 
     /// <summary>The queue's CPUs, or null (thread left unpinned) when the kernel will not say.</summary>
     private static CpuSet? QueueAffinity(UblkControl control, int id, int queueId, ILogger logger)
@@ -482,6 +511,7 @@ public sealed class UblkDevice : IAsyncDisposable
         {
             RecoveredAt = recoveredAt,
             ServerPid = Environment.ProcessId,
+            AutoBufferRegistration = ZeroCopy,
         };
         try
         {

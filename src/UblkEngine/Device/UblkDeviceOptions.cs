@@ -26,6 +26,13 @@ public sealed record UblkDeviceOptions
     /// </summary>
     public bool PreferUserCopy { get; init; } = true;
 
+    /// <summary>
+    /// Ask for UBLK_F_AUTO_BUF_REG (Linux 6.16+) when the backend serves registered buffers
+    /// (<see cref="IRegisteredBufferBackend"/>): data then moves between the store and the request's
+    /// pages with no user copy. Needs <see cref="PreferUserCopy"/>. False keeps the copy path (for A/B measurements).
+    /// </summary>
+    public bool AutoBufferRegistration { get; init; } = true;
+
     /// <summary>Create the device with USER_RECOVERY|REISSUE so another process can adopt it after a crash.</summary>
     public bool EnableRecovery { get; init; } = true;
 

@@ -16,6 +16,7 @@ internal sealed record QueueSetup(
     int MaxIoBytes,
     DeviceCapacity Capacity,
     bool UserCopy,
+    bool AutoBufReg,
     bool IoctlEncoded,
     FileDescriptorHandle CharDevice,
     IBlockBackend Backend,
@@ -164,6 +165,12 @@ internal sealed unsafe class UblkQueue : ICommitSink
             IoUringSetupFlags.CoopTaskRun | IoUringSetupFlags.SingleIssuer,
             cqEntries: outstanding);
         _queueIo = new QueueIo(_ring, depth);
+        if (_setup.AutoBufReg)
+        {
+            // The driver registers each request's pages at its tag in this ring's table (FETCH and
+            // COMMIT_AND_FETCH name the slot) and unregisters them at the commit.
+            _ring.RegisterSparseBuffers((uint)depth);
+        }
 
         _descriptorBytes = (nuint)UblkAbi.DescriptorMapLength(depth);
         var mapping = Libc.Mmap(0, _descriptorBytes, Libc.PROT_READ, Libc.MAP_SHARED | Libc.MAP_POPULATE, _setup.CharDevice.Fd, UblkAbi.DescriptorMapOffset(_setup.QueueId));
@@ -175,7 +182,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
 
         _descriptors = (UblksrvIoDesc*)mapping;
         var userCopy = _setup.UserCopy ? new UserCopyChannel(_setup.CharDevice.Fd, _setup.QueueId) : null;
-        _dispatcher = new RequestDispatcher(depth, _setup.Backend, _setup.Capacity, _setup.MaxIoBytes, userCopy, _setup.BufferPool, this, _waker, _setup.Failures);
+        _dispatcher = new RequestDispatcher(depth, _setup.Backend, _setup.Capacity, _setup.MaxIoBytes, userCopy, _setup.BufferPool, this, _waker, _setup.Failures, _setup.AutoBufReg ? _queueIo : null);
 
         _waker.Arm(_ring, WakeUserData);
         for (var tag = 0; tag < depth; tag++)
@@ -277,6 +284,12 @@ internal sealed unsafe class UblkQueue : ICommitSink
         cmd->Tag = (ushort)tag;
         cmd->Result = result;
         cmd->Address = bufferAddress;
+        if (_setup.AutoBufReg)
+        {
+            // Where the next request's pages go; with FALLBACK a failed registration delivers the
+            // request flagged NEED_REG_BUF (served by user copy) instead of failing it.
+            sqe->Address = UblkAbi.AutoBufRegAddress((ushort)tag, UblkAbi.AutoBufRegFallback);
+        }
     }
 
     private void Cleanup()

@@ -31,6 +31,8 @@ internal enum IoUringOp : byte
 {
     Nop = 0,
     Fsync = 3,
+    ReadFixed = 4,
+    WriteFixed = 5,
     Read = 22,
     Write = 23,
     UringCmd = 46,
@@ -46,6 +48,23 @@ internal static class IoUringConstants
 
     /// <summary>Where the command area of an SQE starts (16 bytes, or 80 with SQE128).</summary>
     public const int SqeCommandOffset = 48;
+
+    /// <summary>io_uring_register opcode IORING_REGISTER_BUFFERS2 (5.13+): a buffer table described by <see cref="IoUringRsrcRegister"/>.</summary>
+    public const uint RegisterBuffers2 = 15;
+
+    /// <summary>IORING_RSRC_REGISTER_SPARSE: the table's slots start empty (kernel-registered request buffers fill them).</summary>
+    public const uint RsrcRegisterSparse = 1;
+}
+
+/// <summary><c>struct io_uring_rsrc_register</c> (32 bytes): the argument of IORING_REGISTER_BUFFERS2.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct IoUringRsrcRegister
+{
+    [FieldOffset(0)] public uint Count;
+    [FieldOffset(4)] public uint Flags;
+    [FieldOffset(8)] public ulong Reserved2;
+    [FieldOffset(16)] public ulong Data;
+    [FieldOffset(24)] public ulong Tags;
 }
 
 [StructLayout(LayoutKind.Explicit, Size = 40)]
@@ -117,24 +136,27 @@ internal unsafe struct IoUringSqe
         UserData = userData;
     }
 
-    public void PrepareRead(int fd, void* buffer, uint length, ulong offset, ulong userData)
+    public void PrepareRead(int fd, void* buffer, uint length, ulong offset, ulong userData) =>
+        PrepareTransfer(IoUringOp.Read, fd, (ulong)buffer, length, offset, userData);
+
+    public void PrepareWrite(int fd, void* buffer, uint length, ulong offset, ulong userData) =>
+        PrepareTransfer(IoUringOp.Write, fd, (ulong)buffer, length, offset, userData);
+
+    /// <summary>
+    /// A read into the fixed buffer <paramref name="bufferIndex"/> of the ring's table, starting
+    /// <paramref name="bufferOffset"/> bytes into it (a kernel-registered request buffer starts at address 0).
+    /// </summary>
+    public void PrepareReadFixed(int fd, ushort bufferIndex, ulong bufferOffset, uint length, ulong offset, ulong userData)
     {
-        Opcode = IoUringOp.Read;
-        Fd = fd;
-        Address = (ulong)buffer;
-        Length = length;
-        Offset = offset;
-        UserData = userData;
+        PrepareTransfer(IoUringOp.ReadFixed, fd, bufferOffset, length, offset, userData);
+        BufIndex = bufferIndex;
     }
 
-    public void PrepareWrite(int fd, void* buffer, uint length, ulong offset, ulong userData)
+    /// <summary>A write from the fixed buffer <paramref name="bufferIndex"/>; as <see cref="PrepareReadFixed"/>.</summary>
+    public void PrepareWriteFixed(int fd, ushort bufferIndex, ulong bufferOffset, uint length, ulong offset, ulong userData)
     {
-        Opcode = IoUringOp.Write;
-        Fd = fd;
-        Address = (ulong)buffer;
-        Length = length;
-        Offset = offset;
-        UserData = userData;
+        PrepareTransfer(IoUringOp.WriteFixed, fd, bufferOffset, length, offset, userData);
+        BufIndex = bufferIndex;
     }
 
     public void PrepareFsync(int fd, bool dataOnly, ulong userData)
@@ -157,6 +179,16 @@ internal unsafe struct IoUringSqe
 
     /// <summary>The command area at offset 48 of the SQE at <paramref name="sqe"/>.</summary>
     public static byte* CommandArea(IoUringSqe* sqe) => (byte*)sqe + IoUringConstants.SqeCommandOffset;
+
+    private void PrepareTransfer(IoUringOp opcode, int fd, ulong address, uint length, ulong offset, ulong userData)
+    {
+        Opcode = opcode;
+        Fd = fd;
+        Address = address;
+        Length = length;
+        Offset = offset;
+        UserData = userData;
+    }
 }
 
 [StructLayout(LayoutKind.Explicit, Size = 16)]

@@ -256,6 +256,24 @@ internal sealed unsafe class Ring : IDisposable
         return cqe;
     }
 
+    /// <summary>
+    /// Registers an empty fixed-buffer table of <paramref name="slots"/> entries (IORING_REGISTER_BUFFERS2
+    /// with IORING_RSRC_REGISTER_SPARSE), which the ublk driver fills with request buffers under
+    /// UBLK_F_AUTO_BUF_REG. Call from the ring's submitter thread, before the first submission that needs it.
+    /// </summary>
+    public void RegisterSparseBuffers(uint slots)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(slots);
+        IoUringRsrcRegister request = default;
+        request.Count = slots;
+        request.Flags = IoUringConstants.RsrcRegisterSparse;
+        var result = Libc.Syscall(Libc.SYS_io_uring_register, _fd, IoUringConstants.RegisterBuffers2, (long)&request, sizeof(IoUringRsrcRegister), 0, 0);
+        if (result < 0)
+        {
+            throw new IoUringException($"io_uring_register(IORING_REGISTER_BUFFERS2, sparse, {slots} slots)", Libc.LastErrno);
+        }
+    }
+
     public void Dispose()
     {
         if (_disposed)

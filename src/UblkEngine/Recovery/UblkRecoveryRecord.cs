@@ -22,6 +22,13 @@ public sealed record UblkRecoveryRecord(
 
     /// <summary>Pid of the process serving the device when the record was written.</summary>
     public int ServerPid { get; init; }
+
+    /// <summary>
+    /// The device was created with UBLK_F_AUTO_BUF_REG (zero copy): an adopting server must register a
+    /// sparse buffer table on each queue ring and name each tag's slot in FETCH / COMMIT_AND_FETCH.
+    /// Absent (false) in records of older versions, whose devices never had the flag.
+    /// </summary>
+    public bool AutoBufferRegistration { get; init; }
 }
 
 [JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]

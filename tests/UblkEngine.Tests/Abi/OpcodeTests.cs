@@ -54,4 +54,27 @@ public class OpcodeTests
         Assert.Equal(4096L, UblkAbi.DescriptorMapLength(128));
         Assert.Equal(8192L, UblkAbi.DescriptorMapLength(200));
     }
+
+    [Theory]
+    [InlineData((ushort)0, (byte)0, 0x0UL)]
+    [InlineData((ushort)5, (byte)1, 0x1_0005UL)] // UBLK_AUTO_BUF_REG_FALLBACK in bits 16-23
+    [InlineData((ushort)0xFFFF, (byte)1, 0x1_FFFFUL)]
+    public void AutoBufRegIsPackedAsTheKernelUnpacksIt(ushort index, byte flags, ulong expected)
+    {
+        var address = UblkAbi.AutoBufRegAddress(index, flags);
+        Assert.Equal(expected, address);
+        // ublk_sqe_addr_to_auto_buf_reg: index = bits 0-15, flags = 16-23, reserved0 = 24-31 and
+        // reserved1 = 32-63 must be zero (else FETCH / COMMIT_AND_FETCH fail with EINVAL).
+        Assert.Equal(index, (ushort)address);
+        Assert.Equal(flags, (byte)(address >> 16));
+        Assert.Equal(0UL, address >> 24);
+    }
+
+    [Fact]
+    public void AutoBufRegFlagsMatchTheUapiHeader()
+    {
+        Assert.Equal(1, UblkAbi.AutoBufRegFallback);
+        Assert.Equal(1u << 17, UblkAbi.IoFlagNeedRegBuf);
+        Assert.Equal(1UL << 11, (ulong)UblkCsi.Engine.UblkFeatures.AutoBufReg);
+    }
 }

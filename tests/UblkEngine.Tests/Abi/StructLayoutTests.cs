@@ -78,5 +78,8 @@ public class StructLayoutTests
     public void IoDesc() => AssertLayout<UblksrvIoDesc>(24, ("OpFlags", 0), ("NrSectors", 4), ("StartSector", 8), ("Address", 16));
 
     [Fact]
+    public void RsrcRegister() => AssertLayout<IoUringRsrcRegister>(32, ("Count", 0), ("Flags", 4), ("Reserved2", 8), ("Data", 16), ("Tags", 24));
+
+    [Fact]
     public void IoCmd() => AssertLayout<UblksrvIoCmd>(16, ("QueueId", 0), ("Tag", 2), ("Result", 4), ("Address", 8));
 }

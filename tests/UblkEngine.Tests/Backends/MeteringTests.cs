@@ -1,6 +1,9 @@
 using UblkCsi.Engine;
 using UblkCsi.Engine.Backends;
 using UblkCsi.Engine.Backends.Metering;
+using UblkCsi.Engine.Backends.Qos;
+using UblkCsi.Engine.IoUring;
+using UblkCsi.UblkEngine.Tests.Device;
 
 namespace UblkCsi.Engine.Tests.Backends;
 
@@ -120,5 +123,46 @@ public sealed class MeteringTests
         public ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default) => inner.WriteZeroesAsync(offset, length, cancellationToken);
 
         public ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task ZeroCopyPassesThroughTheMeterAndAnUnlimitedQosStageAndIsMetered()
+    {
+        using var ring = Ring.Create(4);
+        var buffer = new RegisteredBuffer(new QueueIo(ring, 4), 2, 8192);
+        var meter = new IoMeter();
+        var stub = new RegisteredBufferStub(serves: true);
+        var backend = new MeteredBackend(new ThrottledBackend(stub, QosLimits.Unlimited), meter);
+
+        Assert.True(backend.ServesRegisteredBuffers);
+        Assert.True(backend.TryReadRegistered(0, buffer, default, out var read));
+        await read;
+        Assert.True(backend.TryWriteRegistered(8192, buffer, BlockWriteFlags.None, default, out var write));
+        await write;
+
+        Assert.Equal(["registered-read 0 slot 2 len 8192", "registered-write 8192 slot 2 len 8192"], stub.Calls);
+        var snapshot = meter.Snapshot();
+        Assert.Equal(8192, snapshot[IoOperation.Read].Bytes);
+        Assert.Equal(8192, snapshot[IoOperation.Write].Bytes);
+        Assert.Equal(0, snapshot.InFlight);
+    }
+
+    [Fact]
+    public void ALimitedVolumeOrADecliningStoreTakesTheCopyPathAndLeavesNothingInFlight()
+    {
+        using var ring = Ring.Create(4);
+        var buffer = new RegisteredBuffer(new QueueIo(ring, 4), 0, 4096);
+        var meter = new IoMeter();
+        var stub = new RegisteredBufferStub(serves: true);
+        var limited = new MeteredBackend(new ThrottledBackend(stub, new QosLimits { MaxIops = 100 }), meter);
+
+        Assert.False(limited.TryReadRegistered(0, buffer, default, out _));
+        Assert.Empty(stub.Calls); // the limiter reserves once, on the copy path that follows
+
+        var declining = new MeteredBackend(new RegisteredBufferStub(serves: true, accepts: false), meter);
+        Assert.False(declining.TryReadRegistered(0, buffer, default, out _));
+        Assert.Equal(0, meter.Snapshot().InFlight);
+        Assert.Equal(0, meter.Snapshot()[IoOperation.Read].Count);
+        Assert.False(new MeteredBackend(new MemoryBackend(1 << 20), meter).ServesRegisteredBuffers);
     }
 }

@@ -1,5 +1,7 @@
 using UblkCsi.Engine;
 using UblkCsi.Engine.Abi;
+using UblkCsi.Engine.Backends;
+using UblkCsi.UblkEngine.Tests.Device;
 
 namespace UblkCsi.UblkEngine.Tests.Control;
 
@@ -89,5 +91,34 @@ public class ControlAndOptionsTests
         Assert.Equal(128, options.Depth);
         Assert.True(options.EnableRecovery);
         Assert.Equal("/var/lib/ublk-csi/devices", options.RecoveryStateDirectory);
+    }
+
+    private const UblkFeatures Kernel617 = UblkFeatures.UserCopy | UblkFeatures.UserRecovery | UblkFeatures.UserRecoveryReissue
+        | UblkFeatures.CmdIoctlEncode | UblkFeatures.AutoBufReg | UblkFeatures.UpdateSize | UblkFeatures.Quiesce;
+
+    private const UblkFeatures Kernel612 = UblkFeatures.UserCopy | UblkFeatures.UserRecovery | UblkFeatures.UserRecoveryReissue
+        | UblkFeatures.CmdIoctlEncode | UblkFeatures.NeedGetData | UblkFeatures.Zoned;
+
+    [Fact]
+    public void ZeroCopyIsAskedForOnlyWhenTheKernelOffersItAndTheBackendServesIt()
+    {
+        var options = new UblkDeviceOptions();
+        var serving = new RegisteredBufferStub(serves: true);
+
+        var flags = UblkDevice.RequestedFlags(Kernel617, options, serving);
+        Assert.Equal(UblkFeatures.AutoBufReg | UblkFeatures.UserCopy, flags & (UblkFeatures.AutoBufReg | UblkFeatures.UserCopy));
+
+        // Any other backend, and 6.12, stay exactly as before: user copy, no registration.
+        Assert.Equal(UblkFeatures.None, UblkDevice.RequestedFlags(Kernel617, options, new RegisteredBufferStub(serves: false)) & UblkFeatures.AutoBufReg);
+        Assert.Equal(UblkFeatures.None, UblkDevice.RequestedFlags(Kernel617, options, new NullBackend(1 << 20)) & UblkFeatures.AutoBufReg);
+        Assert.Equal(
+            UblkDevice.RequestedFlags(Kernel612, options, new NullBackend(1 << 20)),
+            UblkDevice.RequestedFlags(Kernel612, options, serving));
+        Assert.Equal(UblkFeatures.None, UblkDevice.RequestedFlags(Kernel612, options, serving) & UblkFeatures.AutoBufReg);
+
+        // Turned off, or without user copy (the path for requests the backend declines): no registration.
+        Assert.Equal(UblkFeatures.None, UblkDevice.RequestedFlags(Kernel617, options with { AutoBufferRegistration = false }, serving) & UblkFeatures.AutoBufReg);
+        Assert.Equal(UblkFeatures.None, UblkDevice.RequestedFlags(Kernel617, options with { PreferUserCopy = false }, serving) & UblkFeatures.AutoBufReg);
+        Assert.Equal(UblkFeatures.None, UblkDevice.RequestedFlags(Kernel617 & ~UblkFeatures.UserCopy, options, serving) & UblkFeatures.AutoBufReg);
     }
 }

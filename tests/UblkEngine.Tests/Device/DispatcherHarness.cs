@@ -20,7 +20,7 @@ internal sealed unsafe class DispatcherHarness : ICommitSink, IDisposable
     private readonly FileDescriptorHandle _window;
     private readonly EventFdWaker _waker = new();
 
-    public DispatcherHarness(IBlockBackend backend, int depth = 8, int maxIoBytes = 256 * 1024, bool userCopy = true, IoBufferPool? pool = null, DeviceFailureLog? failures = null, long? deviceBytes = null)
+    public DispatcherHarness(IBlockBackend backend, int depth = 8, int maxIoBytes = 256 * 1024, bool userCopy = true, IoBufferPool? pool = null, DeviceFailureLog? failures = null, long? deviceBytes = null, QueueIo? registeredRing = null)
     {
         _window = FileDescriptorHandle.Open(_windowPath, Libc.O_RDWR | 0x40 /* O_CREAT */);
         Pool = pool ?? new IoBufferPool(16L << 20);
@@ -28,7 +28,7 @@ internal sealed unsafe class DispatcherHarness : ICommitSink, IDisposable
         Dispatcher = new RequestDispatcher(
             depth, backend, Capacity, maxIoBytes,
             userCopy ? new UserCopyChannel(_window.Fd, QueueId) : null,
-            Pool, this, _waker, failures);
+            Pool, this, _waker, failures, registeredRing);
     }
 
     public RequestDispatcher Dispatcher { get; }

@@ -117,6 +117,38 @@ public sealed class QueueIoTests : IDisposable
     }
 
     [Fact]
+    public void ARegisteredReadGoesToItsSlotOfTheRingsBufferTable()
+    {
+        // The table is sparse, as under UBLK_F_AUTO_BUF_REG before the driver fills a slot: a
+        // READ_FIXED naming an empty slot fails with EFAULT, which proves it was a fixed read there.
+        _ring.RegisterSparseBuffers(4);
+        var io = Bind(operations: 2);
+        File.WriteAllBytes(_path, new byte[8192]);
+        using var file = File.OpenHandle(_path);
+
+        Assert.True(io.TryReadRegistered(Fd(file), new RegisteredBuffer(io, 3, 4096), 0, out var read));
+        var error = Assert.Throws<BlockBackendException>(() => Reap(io, read));
+        Assert.Equal(14, error.Errno); // EFAULT: nothing registered at slot 3
+        Assert.Contains("zero-copy read of 4096 bytes at offset 0", error.Message);
+
+        Assert.True(io.TryWriteRegistered(Fd(file), new RegisteredBuffer(io, 3, 4096), 4096, out var write));
+        Assert.Equal(14, Assert.Throws<BlockBackendException>(() => Reap(io, write)).Errno);
+    }
+
+    [Fact]
+    public void ARegisteredBufferOfAnotherQueueIsRefused()
+    {
+        var io = Bind(operations: 2);
+        using var otherRing = Ring.Create(4);
+        var other = new QueueIo(otherRing, 2);
+        File.WriteAllBytes(_path, new byte[4096]);
+        using var file = File.OpenHandle(_path);
+
+        Assert.False(io.TryReadRegistered(Fd(file), new RegisteredBuffer(other, 0, 4096), 0, out _));
+        Assert.False(io.TryWriteRegistered(Fd(file), new RegisteredBuffer(io, 0, 0), 0, out _));
+    }
+
+    [Fact]
     public void BatchListenersRunOnceAtTheBatchEnd()
     {
         var io = Bind(operations: 1);

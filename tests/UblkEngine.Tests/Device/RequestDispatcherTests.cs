@@ -1,6 +1,7 @@
 using UblkCsi.Engine;
 using UblkCsi.Engine.Abi;
 using UblkCsi.Engine.Backends;
+using UblkCsi.Engine.IoUring;
 
 namespace UblkCsi.UblkEngine.Tests.Device;
 
@@ -203,5 +204,82 @@ public class RequestDispatcherTests
         Assert.Equal(20_000, harness.Commits.Count);
         Assert.DoesNotContain(harness.Commits, c => c.Result < 0);
         Assert.Equal(0, allocated);
+    }
+
+    [Fact]
+    public void UnderAutoBufRegTheBackendServesTheRegisteredPagesAndNothingIsCopied()
+    {
+        using var ring = Ring.Create(4);
+        var backend = new RegisteredBufferStub(serves: true);
+        using var harness = new DispatcherHarness(backend, registeredRing: new QueueIo(ring, 4));
+        harness.OfferWriteData(3, new byte[8192]);
+
+        harness.Dispatch(3, UblkIoOp.Read, offset: 8192, 8192);
+        harness.Dispatch(4, UblkIoOp.Write, offset: 0, 4096);
+
+        // The slot is the tag: the driver registered the request's pages there.
+        Assert.Equal(["registered-read 8192 slot 3 len 8192", "registered-write 0 slot 4 len 4096"], backend.Calls);
+        Assert.Equal([(3, 8192, 0UL), (4, 4096, 0UL)], harness.Commits);
+        Assert.All(harness.DeliveredReadData(3, 8192), b => Assert.Equal(0, b)); // no user copy for the read
+    }
+
+    [Fact]
+    public void RequestsTheBackendDeclinesOrTheKernelCouldNotRegisterAreCopied()
+    {
+        using var ring = Ring.Create(4);
+        var backend = new RegisteredBufferStub(serves: true, accepts: false);
+        using var harness = new DispatcherHarness(backend, registeredRing: new QueueIo(ring, 4));
+        harness.OfferWriteData(2, new byte[4096]);
+
+        harness.Dispatch(1, UblkIoOp.Read, offset: 0, 4096);
+        harness.Dispatch(2, UblkIoOp.Write, offset: 4096, 4096);
+        // UBLK_IO_F_NEED_REG_BUF: the FALLBACK delivery, nothing registered at the slot.
+        harness.Dispatch(5, UblkIoOp.Read, offset: 0, 4096, UblkAbi.IoFlagNeedRegBuf);
+
+        Assert.Equal(
+            ["registered-read 0 slot 1 len 4096", "copy-read 0 len 4096", "registered-write 4096 slot 2 len 4096", "copy-write 4096 len 4096", "copy-read 0 len 4096"],
+            backend.Calls);
+        Assert.All(harness.Commits, c => Assert.Equal(4096, c.Result));
+        Assert.All(harness.DeliveredReadData(1, 4096), b => Assert.Equal(0x5A, b));
+        Assert.All(harness.DeliveredReadData(5, 4096), b => Assert.Equal(0x5A, b));
+    }
+
+    [Fact]
+    public void WithoutAutoBufRegOrABackendThatServesItEverythingIsCopied()
+    {
+        using var ring = Ring.Create(4);
+        var notServing = new RegisteredBufferStub(serves: false);
+        using (var harness = new DispatcherHarness(notServing, registeredRing: new QueueIo(ring, 4)))
+        {
+            harness.Dispatch(0, UblkIoOp.Read, offset: 0, 4096);
+        }
+
+        var serving = new RegisteredBufferStub(serves: true);
+        using (var harness = new DispatcherHarness(serving))
+        {
+            harness.Dispatch(0, UblkIoOp.Read, offset: 0, 4096); // no registered ring: a 6.12 device
+        }
+
+        Assert.Equal(["copy-read 0 len 4096"], notServing.Calls);
+        Assert.Equal(["copy-read 0 len 4096"], serving.Calls);
+    }
+
+    [Fact]
+    public void AZeroCopyRequestTheStoreRejectsAsMisalignedIsServedAgainByCopy()
+    {
+        using var ring = Ring.Create(4);
+        var backend = new RegisteredBufferStub(serves: true, registeredErrno: 22); // EINVAL: O_DIRECT and unaligned pages
+        using var harness = new DispatcherHarness(backend, registeredRing: new QueueIo(ring, 4));
+        harness.OfferWriteData(2, new byte[4096]);
+
+        harness.Dispatch(1, UblkIoOp.Read, offset: 0, 4096);
+        harness.Dispatch(2, UblkIoOp.Write, offset: 4096, 4096);
+
+        Assert.Equal(
+            ["registered-read 0 slot 1 len 4096", "copy-read 0 len 4096", "registered-write 4096 slot 2 len 4096", "copy-write 4096 len 4096"],
+            backend.Calls);
+        Assert.Equal([(1, 4096, 0UL), (2, 4096, 0UL)], harness.Commits);
+        Assert.All(harness.DeliveredReadData(1, 4096), b => Assert.Equal(0x5A, b));
+        Assert.Equal(0, harness.Dispatcher.BackendErrors);
     }
 }

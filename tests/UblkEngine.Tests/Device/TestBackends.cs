@@ -92,3 +92,55 @@ internal sealed class FailingBackend(Exception error) : IBlockBackend
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }
+
+/// <summary>
+/// A backend that says whether it serves registered buffers and, when asked to, accepts them: it
+/// records every call (zero-copy or copy path) and completes at once.
+/// </summary>
+internal sealed class RegisteredBufferStub(bool serves, bool accepts = true, int registeredErrno = 0) : IRegisteredBufferBackend
+{
+    public BlockBackendInfo Info { get; } = new(1 << 20, 512, 4096, BlockBackendFeatures.Fua);
+
+    public bool ServesRegisteredBuffers => serves;
+
+    /// <summary>Calls in order, e.g. "registered-read 4096 slot 3 len 8192" or "copy-write 0 len 4096".</summary>
+    public List<string> Calls { get; } = [];
+
+    public bool TryReadRegistered(long offset, RegisteredBuffer buffer, CancellationToken cancellationToken, out ValueTask pending)
+    {
+        pending = Outcome();
+        Calls.Add($"registered-read {offset} slot {buffer.Index} len {buffer.Length}");
+        return accepts;
+    }
+
+    public bool TryWriteRegistered(long offset, RegisteredBuffer buffer, BlockWriteFlags flags, CancellationToken cancellationToken, out ValueTask pending)
+    {
+        pending = Outcome();
+        Calls.Add($"registered-write {offset} slot {buffer.Index} len {buffer.Length}{(flags == BlockWriteFlags.Fua ? " fua" : string.Empty)}");
+        return accepts && flags != BlockWriteFlags.Fua;
+    }
+
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        Calls.Add($"copy-read {offset} len {buffer.Length}");
+        buffer.Span.Fill(0x5A);
+        return default;
+    }
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, BlockWriteFlags flags = BlockWriteFlags.None, CancellationToken cancellationToken = default)
+    {
+        Calls.Add($"copy-write {offset} len {data.Length}");
+        return default;
+    }
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default) => default;
+
+    public ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default) => default;
+
+    public ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default) => default;
+
+    public ValueTask DisposeAsync() => default;
+
+    private ValueTask Outcome() =>
+        registeredErrno == 0 ? default : ValueTask.FromException(new BlockBackendException(registeredErrno, "registered I/O failed"));
+}

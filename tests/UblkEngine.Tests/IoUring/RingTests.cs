@@ -226,4 +226,16 @@ public sealed unsafe class RingTests : IDisposable
         // With the read re-armed and nothing signalled, the ring stays quiet.
         Assert.False(ring.TryGetCompletion(out _));
     }
+
+    [Fact]
+    public void ASparseBufferTableIsRegisteredOnce()
+    {
+        using var ring = Ring.Create(4);
+        ring.RegisterSparseBuffers(128);
+
+        // A ring has one buffer table: a second registration is refused (EBUSY), so the first took.
+        var error = Assert.Throws<IoUringException>(() => ring.RegisterSparseBuffers(128));
+        Assert.Equal(16, error.Errno);
+        Assert.Contains("IORING_REGISTER_BUFFERS2", error.Message);
+    }
 }

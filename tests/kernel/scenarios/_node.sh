@@ -135,6 +135,17 @@ csi_expect() {
 staging_path() { echo "$KUBELET/plugins/kubernetes.io/csi/$DRIVER/$(printf %s "$1" | sha256sum | cut -d' ' -f1)/globalmount"; }
 target_path() { echo "$KUBELET/pods/$1/volumes/kubernetes.io~csi/$2/mount"; }
 
+# file_volume ROOT NAME SIZE POD PV: a file-store volume NAME in ROOT (created), and kubelet's staging
+# and target directories for it in pod POD as volume PV; sets FILE_VOLUME_ID, FILE_STAGING, FILE_TARGET.
+file_volume() {
+  mkdir -p "$1"
+  "$UBLK_CSI" create-volume --store file --param "root=$1" --name "$2" --size "$3" > /dev/null
+  FILE_VOLUME_ID=file-node/$2
+  FILE_STAGING=$(staging_path "$FILE_VOLUME_ID")
+  FILE_TARGET=$(target_path "$4" "$5")
+  mkdir -p "$FILE_STAGING" "$(dirname "$FILE_TARGET")"   # kubelet creates these
+}
+
 # writes_on DEVICE: write requests the block layer completed on it.
 writes_on() { awk '{ print $5 }' "/sys/block/${1#/dev/}/stat"; }
 

@@ -67,6 +67,9 @@ public sealed class IoMeter
         Interlocked.Decrement(ref _slots[stripe + InFlightSlot]);
     }
 
+    /// <summary>Undoes <see cref="Started"/> for a request that was not issued after all (a declined zero-copy attempt; its copy-path retry is metered on its own).</summary>
+    public void Abandoned() => Interlocked.Decrement(ref _slots[Stripe() + InFlightSlot]);
+
     /// <summary>Records a request that failed with <paramref name="errno"/> (positive Linux errno).</summary>
     public void Failed(IoOperation operation, long startedTimestamp, int errno)
     {

@@ -7,7 +7,7 @@ namespace UblkCsi.Engine.Backends.Metering;
 /// completes synchronously is recorded inline; one that completes later is awaited in a pooled async
 /// method, so steady-state I/O allocates nothing either way.
 /// </summary>
-public sealed class MeteredBackend(IBlockBackend inner, IoMeter meter) : IBlockBackend
+public sealed class MeteredBackend(IBlockBackend inner, IoMeter meter) : IRegisteredBufferBackend
 {
     public IBlockBackend Inner { get; } = inner ?? throw new ArgumentNullException(nameof(inner));
 
@@ -98,6 +98,53 @@ public sealed class MeteredBackend(IBlockBackend inner, IoMeter meter) : IBlockB
         }
 
         return Track(IoOperation.WriteZeroes, started, 0, pending);
+    }
+
+    public bool ServesRegisteredBuffers => Inner is IRegisteredBufferBackend { ServesRegisteredBuffers: true };
+
+    public bool TryReadRegistered(long offset, RegisteredBuffer buffer, CancellationToken cancellationToken, out ValueTask pending)
+    {
+        var started = Meter.Started();
+        try
+        {
+            if (Inner is not IRegisteredBufferBackend registered || !registered.TryReadRegistered(offset, buffer, cancellationToken, out pending))
+            {
+                // Declined: the copy path that follows is metered as an ordinary read.
+                Meter.Abandoned();
+                pending = default;
+                return false;
+            }
+        }
+        catch (Exception e)
+        {
+            Meter.Failed(IoOperation.Read, started, ErrnoOf(e));
+            throw;
+        }
+
+        pending = Track(IoOperation.Read, started, buffer.Length, pending);
+        return true;
+    }
+
+    public bool TryWriteRegistered(long offset, RegisteredBuffer buffer, BlockWriteFlags flags, CancellationToken cancellationToken, out ValueTask pending)
+    {
+        var started = Meter.Started();
+        try
+        {
+            if (Inner is not IRegisteredBufferBackend registered || !registered.TryWriteRegistered(offset, buffer, flags, cancellationToken, out pending))
+            {
+                Meter.Abandoned();
+                pending = default;
+                return false;
+            }
+        }
+        catch (Exception e)
+        {
+            Meter.Failed(IoOperation.Write, started, ErrnoOf(e));
+            throw;
+        }
+
+        pending = Track(IoOperation.Write, started, buffer.Length, pending);
+        return true;
     }
 
     public ValueTask DisposeAsync() => Inner.DisposeAsync();

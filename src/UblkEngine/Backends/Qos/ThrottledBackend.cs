@@ -10,7 +10,7 @@ namespace UblkCsi.Engine.Backends.Qos;
 /// request: the wait is a pooled <see cref="DelayScheduler"/> waiter and the continuation a pooled
 /// async method.
 /// </summary>
-public sealed class ThrottledBackend : IBlockBackend
+public sealed class ThrottledBackend : IRegisteredBufferBackend
 {
     private readonly RateLimiter _limiter;
     private readonly DelayScheduler _delays = new();
@@ -60,6 +60,27 @@ public sealed class ThrottledBackend : IBlockBackend
     {
         var start = _limiter.Reserve(isRead: false, 0);
         return IsDue(start) ? Inner.WriteZeroesAsync(offset, length, cancellationToken) : WriteZeroesLaterAsync(start, offset, length, cancellationToken);
+    }
+
+    public bool ServesRegisteredBuffers => Inner is IRegisteredBufferBackend { ServesRegisteredBuffers: true };
+
+    /// <summary>
+    /// Zero copy only while the volume has no limits: a request that may have to wait cannot keep the
+    /// kernel's registered pages for later on another thread, so limited volumes take the copy path
+    /// (where the limiter reserves, once).
+    /// </summary>
+    public bool TryReadRegistered(long offset, RegisteredBuffer buffer, CancellationToken cancellationToken, out ValueTask pending)
+    {
+        pending = default;
+        return _limiter.Limits.IsUnlimited && Inner is IRegisteredBufferBackend registered
+            && registered.TryReadRegistered(offset, buffer, cancellationToken, out pending);
+    }
+
+    public bool TryWriteRegistered(long offset, RegisteredBuffer buffer, BlockWriteFlags flags, CancellationToken cancellationToken, out ValueTask pending)
+    {
+        pending = default;
+        return _limiter.Limits.IsUnlimited && Inner is IRegisteredBufferBackend registered
+            && registered.TryWriteRegistered(offset, buffer, flags, cancellationToken, out pending);
     }
 
     public async ValueTask DisposeAsync()
