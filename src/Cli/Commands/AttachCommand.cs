@@ -31,7 +31,7 @@ internal static class AttachCommand
         long? size = null;
         int? queues = null;
         var depth = UblkDeviceOptions.DefaultDepth;
-        var maxIo = UblkDeviceOptions.DefaultMaxIoBytes;
+        int? maxIo = null; // the store's preference, else the engine's default
         var stateDir = UblkDeviceOptions.DefaultRecoveryStateDirectory;
         var recovery = true;
         var stats = false;

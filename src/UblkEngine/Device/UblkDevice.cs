@@ -107,10 +107,12 @@ public sealed class UblkDevice : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(backend);
         options ??= new UblkDeviceOptions();
         options.Validate();
-        var parameters = UblkDeviceParameters.ForBackend(backend.Info, options.MaxIoBytes);
+        var flags = RequestedFlags(control.Features, options);
+        var maxIoBytes = options.EffectiveMaxIoBytes(backend.Info, userCopy: (flags & UblkFeatures.UserCopy) != 0);
+        var parameters = UblkDeviceParameters.ForBackend(backend.Info, maxIoBytes);
         parameters.Validate();
 
-        var info = control.AddDevice(options.DeviceId ?? -1, options.EffectiveQueues, options.Depth, options.MaxIoBytes, RequestedFlags(control.Features, options));
+        var info = control.AddDevice(options.DeviceId ?? -1, options.EffectiveQueues, options.Depth, maxIoBytes, flags);
         UblkDevice? device = null;
         try
         {

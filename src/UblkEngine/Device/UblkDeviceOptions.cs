@@ -14,8 +14,11 @@ public sealed record UblkDeviceOptions
     /// <summary>Requests in flight per queue, 1..4096.</summary>
     public int Depth { get; init; } = DefaultDepth;
 
-    /// <summary>Largest single request in bytes: a multiple of 4096 from 4 KiB to 32 MiB.</summary>
-    public int MaxIoBytes { get; init; } = DefaultMaxIoBytes;
+    /// <summary>
+    /// Largest single request in bytes: a multiple of 4096 from 4 KiB to 32 MiB. Null: the backend's
+    /// <see cref="BlockBackendInfo.PreferredMaxIoBytes"/>, or <see cref="DefaultMaxIoBytes"/> without one.
+    /// </summary>
+    public int? MaxIoBytes { get; init; }
 
     /// <summary>Ask the kernel for this device id; null lets it allocate one.</summary>
     public int? DeviceId { get; init; }
@@ -52,6 +55,16 @@ public sealed record UblkDeviceOptions
 
     internal int EffectiveQueues => Queues ?? Math.Min(Environment.ProcessorCount, 4);
 
+    /// <summary>
+    /// The request size limit for a device serving <paramref name="backend"/>. The backend's preference
+    /// counts only with USER_COPY, where buffers are rented per request: per-tag buffers of that size
+    /// would cost depth times as much memory. A preference outside the valid range is ignored.
+    /// </summary>
+    internal int EffectiveMaxIoBytes(BlockBackendInfo backend, bool userCopy) =>
+        MaxIoBytes ?? (userCopy && IsValidMaxIoBytes(backend.PreferredMaxIoBytes) ? backend.PreferredMaxIoBytes : DefaultMaxIoBytes);
+
+    private static bool IsValidMaxIoBytes(int bytes) => bytes >= 4096 && bytes <= Abi.UblkAbi.UserCopyMaxBytes && bytes % 4096 == 0;
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid option and its allowed values.</summary>
     public void Validate()
     {
@@ -65,9 +78,9 @@ public sealed record UblkDeviceOptions
             throw new ArgumentOutOfRangeException(nameof(Depth), Depth, $"Depth must be between 1 and {Abi.UblkAbi.MaxQueueDepth}");
         }
 
-        if (MaxIoBytes < 4096 || MaxIoBytes > Abi.UblkAbi.UserCopyMaxBytes || MaxIoBytes % 4096 != 0)
+        if (MaxIoBytes is { } maxIo && !IsValidMaxIoBytes(maxIo))
         {
-            throw new ArgumentOutOfRangeException(nameof(MaxIoBytes), MaxIoBytes, "MaxIoBytes must be a multiple of 4096 from 4096 to 33554432 (32 MiB)");
+            throw new ArgumentOutOfRangeException(nameof(MaxIoBytes), maxIo, "MaxIoBytes must be a multiple of 4096 from 4096 to 33554432 (32 MiB)");
         }
 
         if (DeviceId is { } id && (id < 0 || id >= (1 << 20)))
