@@ -90,4 +90,16 @@ public class ControlAndOptionsTests
         Assert.True(options.EnableRecovery);
         Assert.Equal("/var/lib/ublk-csi/devices", options.RecoveryStateDirectory);
     }
+
+    [Theory]
+    [InlineData(null, 1 << 20, true, 1 << 20)] // the backend's preference, buffers rented per request
+    [InlineData(null, 1 << 20, false, UblkDeviceOptions.DefaultMaxIoBytes)] // per-tag buffers: no preference
+    [InlineData(null, 0, true, UblkDeviceOptions.DefaultMaxIoBytes)] // no preference stated
+    [InlineData(null, 1000, true, UblkDeviceOptions.DefaultMaxIoBytes)] // an invalid preference is ignored
+    [InlineData(256 * 1024, 1 << 20, true, 256 * 1024)] // the options win
+    public void RequestSizeIsTheOptionElseTheBackendsPreferenceWithUserCopy(int? option, int preferred, bool userCopy, int expected)
+    {
+        var backend = new BlockBackendInfo(1 << 30, 4096, 4096, BlockBackendFeatures.None, PreferredMaxIoBytes: preferred);
+        Assert.Equal(expected, new UblkDeviceOptions { MaxIoBytes = option }.EffectiveMaxIoBytes(backend, userCopy));
+    }
 }
