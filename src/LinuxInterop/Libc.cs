@@ -17,6 +17,18 @@ public static unsafe partial class Libc
     public const int O_DIRECT = 0x4000;
     public const int O_DIRECTORY = 0x10000;
     public const int O_CLOEXEC = 0x80000;
+    public const int O_NONBLOCK = 0x800;
+
+    /// <summary>fcntl commands: the file status flags; a pipe's capacity in bytes.</summary>
+    public const int F_GETFL = 3;
+    public const int F_SETPIPE_SZ = 1031;
+
+    /// <summary>setsockopt: socket level; bytes a receive waits for before the socket reads as ready.</summary>
+    public const int SOL_SOCKET = 1;
+    public const int SO_RCVLOWAT = 18;
+
+    /// <summary>splice/vmsplice flag: the pipe side of this call does not block.</summary>
+    public const uint SPLICE_F_NONBLOCK = 2;
 
     public const int PROT_READ = 1;
     public const int PROT_WRITE = 2;
@@ -157,4 +169,25 @@ public static unsafe partial class Libc
     /// <summary>send(2) on a socket .NET opened: .NET has no per-call non-blocking send (MSG_DONTWAIT).</summary>
     [LibraryImport(Library, EntryPoint = "send", SetLastError = true)]
     public static partial nint Send(System.Net.Sockets.SafeSocketHandle socket, byte* buffer, nuint length, int flags);
+
+    [LibraryImport(Library, EntryPoint = "pipe2", SetLastError = true)]
+    public static partial int Pipe2(int* fds, int flags);
+
+    /// <summary>fcntl(2) with an int argument (F_SETPIPE_SZ) or none (F_GETFL).</summary>
+    [LibraryImport(Library, EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(SafeFileHandle fd, int command, int argument);
+
+    [LibraryImport(Library, EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(System.Net.Sockets.SafeSocketHandle socket, int command, int argument);
+
+    /// <summary>vmsplice(2): references to the pages of user memory into a pipe, without copying them.</summary>
+    [LibraryImport(Library, EntryPoint = "vmsplice", SetLastError = true)]
+    public static partial nint Vmsplice(SafeFileHandle pipe, IoVec* segments, nuint count, uint flags);
+
+    /// <summary>splice(2) from a pipe into a socket: the socket takes the pipe's page references.</summary>
+    [LibraryImport(Library, EntryPoint = "splice", SetLastError = true)]
+    public static partial nint Splice(SafeFileHandle pipe, long* pipeOffset, System.Net.Sockets.SafeSocketHandle socket, long* socketOffset, nuint length, uint flags);
+
+    [LibraryImport(Library, EntryPoint = "setsockopt", SetLastError = true)]
+    public static partial int SetSockOpt(System.Net.Sockets.SafeSocketHandle socket, int level, int name, int* value, int length);
 }

@@ -41,12 +41,18 @@ public enum BlockWriteFlags
 /// <param name="PhysicalBlockSize">Preferred write unit, at least the logical block size.</param>
 /// <param name="Features">Optional operations the backend supports.</param>
 /// <param name="DiscardGranularity">Discard alignment hint in bytes (0: logical block size).</param>
+/// <param name="PreferredMaxIoBytes">
+/// Largest request the backend serves best, used when <see cref="UblkDeviceOptions.MaxIoBytes"/> is
+/// not set (0: no preference). A network backend that answers a request in one round trip sets it so
+/// that a 1 MiB I/O is one request, not two.
+/// </param>
 public readonly record struct BlockBackendInfo(
     long SizeBytes,
     int LogicalBlockSize,
     int PhysicalBlockSize,
     BlockBackendFeatures Features,
-    int DiscardGranularity = 0);
+    int DiscardGranularity = 0,
+    int PreferredMaxIoBytes = 0);
 
 /// <summary>
 /// The data path every store implements and the engine serves: asynchronous operations at byte

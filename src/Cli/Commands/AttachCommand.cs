@@ -20,6 +20,7 @@ internal static class AttachCommand
         "                       [--state-dir DIR] [--no-recovery] [--keep-on-exit] [--no-user-copy] [--stats] [--qos LIMITS]\n" +
         "  SPEC: " + StoreSpec.Forms + "\n" +
         "  SIZE: bytes with an optional K, M, G or T suffix (powers of 1024); required for null and memory\n" +
+        "  --max-io SIZE: largest request; default the store's preference (nbd: 1M), else 512K\n" +
         "  --keep-on-exit: on SIGINT/SIGTERM leave the device for 'ublk-csi recover' instead of removing it\n" +
         "  --no-user-copy: per-tag kernel-copied buffers instead of USER_COPY (more memory; for old kernels and tests)\n" +
         "  --qos LIMITS: KEY=VALUE,... with keys maxIops, maxBytesPerSecond, maxReadIops, maxWriteIops,\n" +
@@ -31,7 +32,7 @@ internal static class AttachCommand
         long? size = null;
         int? queues = null;
         var depth = UblkDeviceOptions.DefaultDepth;
-        var maxIo = UblkDeviceOptions.DefaultMaxIoBytes;
+        int? maxIo = null; // the store's preference, else the engine's default
         var stateDir = UblkDeviceOptions.DefaultRecoveryStateDirectory;
         var recovery = true;
         var stats = false;

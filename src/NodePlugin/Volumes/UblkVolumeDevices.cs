@@ -11,13 +11,6 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
 {
     private const int NoSuchDevice = 19; // ENODEV
 
-    /// <summary>
-    /// Largest request of a device whose store serves registered buffers (the file store with O_DIRECT):
-    /// 1 MiB, so a 1 MiB I/O is one request, not two (loop allows 1280 KiB); it measured better than
-    /// 512 KiB (docs/design.md, Engine). Zero copy needs no buffer of that size.
-    /// </summary>
-    private const int ZeroCopyMaxIoBytes = 1 << 20;
-
     private readonly UblkDeviceOptions _options;
     private readonly UblkRecoveryStore _records;
     private readonly Lock _gate = new();
@@ -61,13 +54,6 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
     public async Task<IServedDevice> CreateAsync(IBlockBackend backend, string description, CancellationToken cancellationToken)
     {
         var options = _options with { BackendDescription = description };
-        if (_options.AutoBufferRegistration && (Control.Features & UblkFeatures.AutoBufReg) != 0
-            && backend is IRegisteredBufferBackend { ServesRegisteredBuffers: true })
-        {
-            // Zero copy: larger requests cost no buffer. Elsewhere (6.12, --zero-copy off) devices stay as they were.
-            options = options with { MaxIoBytes = ZeroCopyMaxIoBytes };
-        }
-
         var device = await UblkDevice.CreateAsync(Control, backend, options, cancellationToken).ConfigureAwait(false);
         if (!device.RecoveryEnabled)
         {

@@ -71,6 +71,9 @@ public sealed class NbdClient : IAsyncDisposable
         return (onQueueThreads, onSenderThread);
     }
 
+    /// <summary>WRITE payload bytes the live connections sent without copying them (<see cref="NbdPayloadPipe"/>; tests).</summary>
+    internal long PipedBytes() => _channels.Sum(channel => channel?.Current?.PipedBytes ?? 0);
+
     internal CancellationToken Stopping => _stopping.Token;
 
     /// <summary>Why the data path is failing, or that it is healthy (for the CSI VolumeCondition).</summary>

@@ -42,7 +42,7 @@ internal sealed class NbdConnection : IAsyncDisposable
         Export = export;
         Server = server;
         _owner = owner;
-        _receive = new NbdReceiveBuffer(stream, server);
+        _receive = new NbdReceiveBuffer(stream, server, lowWaterSocket: stream is NetworkStream && socket.ProtocolType == ProtocolType.Tcp ? socket : null);
         // A TLS stream is written by the sender thread alone: only the stream can frame its records.
         _sender = new NbdSender(socket, stream, sendsOnQueueThreads: stream is NetworkStream, server, e => Fail(Lost(e, "sending")));
         _requestTimeoutTicks = (long)(requestTimeout.TotalSeconds * Stopwatch.Frequency);
@@ -54,6 +54,9 @@ internal sealed class NbdConnection : IAsyncDisposable
 
     /// <summary>Send batches written by engine queue threads and by the sender thread (tests: which path carried the I/O).</summary>
     public (long OnQueueThreads, long OnSenderThread) SentBatches => (_sender.QueueThreadBatches, _sender.SenderThreadBatches);
+
+    /// <summary>WRITE payload bytes sent through the payload pipe (tests).</summary>
+    public long PipedBytes => _sender.PipedBytes;
 
     public bool IsFailed
     {

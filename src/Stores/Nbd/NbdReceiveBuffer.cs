@@ -1,17 +1,34 @@
+using System.Net.Sockets;
 using System.Runtime.CompilerServices;
+using UblkCsi.Linux;
 
 namespace UblkCsi.Stores.Nbd;
 
 /// <summary>
 /// Buffered reads of exact lengths from a connection. Reply headers and small payloads come out of
 /// one receive buffer (many replies per read system call under load); large payloads go straight
-/// into the caller's destination, so a 1 MiB read is copied once, by the socket.
+/// into the caller's destination, so a 1 MiB read is copied once, by the socket. While replies carry
+/// large payloads, the buffer is filled a little at a time: a full fill would pull up to its capacity
+/// of the next payload through the buffer, one more copy of it.
+/// <para>
+/// On a plain TCP socket a large payload is awaited whole: SO_RCVLOWAT makes the socket read as ready
+/// only once the rest of the payload has arrived, so a 1 MiB reply costs one wake-up of the receive
+/// loop instead of one per segment batch (the kernel's client blocks in one receive the same way).
+/// Never on TLS: the stream may hold bytes of the socket already, and the socket might then never
+/// reach the mark.
+/// </para>
 /// </summary>
-internal sealed class NbdReceiveBuffer(Stream stream, string server, int capacity = 256 * 1024)
+/// <param name="lowWaterSocket">The socket under a plain stream, for SO_RCVLOWAT; null for TLS.</param>
+internal sealed class NbdReceiveBuffer(Stream stream, string server, Socket? lowWaterSocket, int capacity = 256 * 1024)
 {
+    /// <summary>Fill size after a large payload: a few replies' headers, little of a payload.</summary>
+    private const int SmallFill = 4096;
+
     private readonly byte[] _buffer = new byte[capacity];
     private int _start;
     private int _end;
+    private bool _largePayloads;
+    private int _lowWater = 1;
 
     /// <summary>Fills <paramref name="destination"/>; completes synchronously when the bytes are already buffered.</summary>
     public ValueTask ReadExactAsync(Memory<byte> destination, CancellationToken cancellationToken)
@@ -48,20 +65,40 @@ internal sealed class NbdReceiveBuffer(Stream stream, string server, int capacit
         {
             if (destination.Length >= _buffer.Length / 2)
             {
+                SetLowWater(destination.Length);
                 var direct = await stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
                 ThrowIfClosed(direct);
+                _largePayloads = true;
                 destination = destination[direct..];
                 continue;
             }
 
-            var n = await stream.ReadAsync(_buffer, cancellationToken).ConfigureAwait(false);
+            // Back to any byte before a header is awaited: the next reply may be a short one.
+            SetLowWater(1);
+
+            var n = await stream.ReadAsync(_buffer.AsMemory(0, _largePayloads ? Math.Max(SmallFill, destination.Length) : _buffer.Length), cancellationToken).ConfigureAwait(false);
             ThrowIfClosed(n);
+            _largePayloads = false;
             var take = Math.Min(n, destination.Length);
             _buffer.AsSpan(0, take).CopyTo(destination.Span);
             destination = destination[take..];
             _start = take;
             _end = n;
         }
+
+        SetLowWater(1);
+    }
+
+    /// <summary>SO_RCVLOWAT (the kernel caps it at half the largest receive buffer); a failure only costs wake-ups.</summary>
+    private unsafe void SetLowWater(int bytes)
+    {
+        if (lowWaterSocket is null || bytes == _lowWater)
+        {
+            return;
+        }
+
+        _lowWater = bytes;
+        _ = Libc.SetSockOpt(lowWaterSocket.SafeHandle, Libc.SOL_SOCKET, Libc.SO_RCVLOWAT, &bytes, sizeof(int));
     }
 
     private void ThrowIfClosed(int read)

@@ -39,10 +39,12 @@ internal sealed unsafe class NbdSender : IQueueBatchListener
     private int _bufferSent;
     private int _bufferUsed;
     private ReadOnlyMemory<byte> _payload;
+    private readonly NbdPayloadPipe? _pipe;
 
     private readonly Thread _thread;
     private long _queueThreadBatches;
     private long _senderThreadBatches;
+    private long _pipedBytes;
 
     /// <param name="sendsOnQueueThreads">False for TLS: the sender thread writes every request through the stream.</param>
     public NbdSender(Socket socket, Stream stream, bool sendsOnQueueThreads, string server, Action<Exception> onFailure)
@@ -52,6 +54,7 @@ internal sealed unsafe class NbdSender : IQueueBatchListener
         _sendsOnQueueThreads = sendsOnQueueThreads;
         _server = server;
         _onFailure = onFailure;
+        _pipe = sendsOnQueueThreads ? NbdPayloadPipe.TryCreate(socket.SafeHandle) : null;
         _thread = new Thread(Run) { IsBackground = true, Name = "nbd-send" };
     }
 
@@ -60,6 +63,9 @@ internal sealed unsafe class NbdSender : IQueueBatchListener
 
     /// <summary>Batches the sender thread sent.</summary>
     public long SenderThreadBatches => Interlocked.Read(ref _senderThreadBatches);
+
+    /// <summary>WRITE payload bytes that went through the pipe, not copied by send (tests: the copy-free path is taken).</summary>
+    public long PipedBytes => Interlocked.Read(ref _pipedBytes);
 
     public void Start() => _thread.Start();
 
@@ -128,6 +134,9 @@ internal sealed unsafe class NbdSender : IQueueBatchListener
             _closed = true;
             Monitor.PulseAll(_queued);
         }
+
+        // A writer still splicing keeps the descriptors open until its call returns (SafeHandle).
+        _pipe?.Dispose();
     }
 
     public bool Join(TimeSpan timeout) => !_thread.IsAlive || _thread.Join(timeout);
@@ -245,8 +254,25 @@ internal sealed unsafe class NbdSender : IQueueBatchListener
             _bufferSent += sent;
         }
 
-        while (!_payload.IsEmpty)
+        while (!_payload.IsEmpty || _pipe is { Buffered: > 0 })
         {
+            if (_pipe is { Buffered: 0 } && _pipe.CanCarry(_payload))
+            {
+                var piped = _pipe.Fill(_payload.Span);
+                _payload = _payload[piped..];
+                Interlocked.Add(ref _pipedBytes, piped);
+            }
+
+            if (_pipe is { Buffered: > 0 })
+            {
+                if (_pipe.Drain() == 0 && !WaitUntilWritable(blocking))
+                {
+                    return false;
+                }
+
+                continue;
+            }
+
             var sent = Send(_payload.Span, blocking);
             if (sent == 0)
             {
@@ -254,6 +280,26 @@ internal sealed unsafe class NbdSender : IQueueBatchListener
             }
 
             _payload = _payload[sent..];
+        }
+
+        return true;
+    }
+
+    /// <summary>The socket is full: false when not <paramref name="blocking"/>, else waits until it takes bytes again.</summary>
+    private bool WaitUntilWritable(bool blocking)
+    {
+        if (!blocking)
+        {
+            return false;
+        }
+
+        // Bounded waits: a connection closed meanwhile must end the sender thread.
+        while (!_socket.Poll(TimeSpan.FromMilliseconds(200), SelectMode.SelectWrite))
+        {
+            if (Volatile.Read(ref _closed))
+            {
+                throw new IOException($"connection to {_server} closed while sending");
+            }
         }
 
         return true;

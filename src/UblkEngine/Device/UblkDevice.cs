@@ -114,10 +114,12 @@ public sealed class UblkDevice : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(backend);
         options ??= new UblkDeviceOptions();
         options.Validate();
-        var parameters = UblkDeviceParameters.ForBackend(backend.Info, options.MaxIoBytes);
+        var flags = RequestedFlags(control.Features, options, backend);
+        var maxIoBytes = options.EffectiveMaxIoBytes(backend.Info, flags);
+        var parameters = UblkDeviceParameters.ForBackend(backend.Info, maxIoBytes);
         parameters.Validate();
 
-        var info = control.AddDevice(options.DeviceId ?? -1, options.EffectiveQueues, options.Depth, options.MaxIoBytes, RequestedFlags(control.Features, options, backend));
+        var info = control.AddDevice(options.DeviceId ?? -1, options.EffectiveQueues, options.Depth, maxIoBytes, flags);
         UblkDevice? device = null;
         try
         {

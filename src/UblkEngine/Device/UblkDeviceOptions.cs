@@ -8,14 +8,24 @@ public sealed record UblkDeviceOptions
     public const int DefaultDepth = 128;
     public const int DefaultMaxIoBytes = 512 * 1024;
 
+    /// <summary>
+    /// Request size of a zero-copy device: a 1 MiB I/O stays one request, as on loop (1280 KiB), and
+    /// measured better than 512 KiB in the 6.17 VM (docs/design.md, Engine).
+    /// </summary>
+    public const int ZeroCopyMaxIoBytes = 1 << 20;
+
     /// <summary>Hardware queues, each served by its own thread. Null: min(CPUs, 4). The kernel caps it at the CPU count.</summary>
     public int? Queues { get; init; }
 
     /// <summary>Requests in flight per queue, 1..4096.</summary>
     public int Depth { get; init; } = DefaultDepth;
 
-    /// <summary>Largest single request in bytes: a multiple of 4096 from 4 KiB to 32 MiB.</summary>
-    public int MaxIoBytes { get; init; } = DefaultMaxIoBytes;
+    /// <summary>
+    /// Largest single request in bytes: a multiple of 4096 from 4 KiB to 32 MiB. Null: <see cref="ZeroCopyMaxIoBytes"/>
+    /// for a zero-copy device, else the backend's <see cref="BlockBackendInfo.PreferredMaxIoBytes"/>, or
+    /// <see cref="DefaultMaxIoBytes"/> without one.
+    /// </summary>
+    public int? MaxIoBytes { get; init; }
 
     /// <summary>Ask the kernel for this device id; null lets it allocate one.</summary>
     public int? DeviceId { get; init; }
@@ -59,6 +69,30 @@ public sealed record UblkDeviceOptions
 
     internal int EffectiveQueues => Queues ?? Math.Min(Environment.ProcessorCount, 4);
 
+    /// <summary>
+    /// The request size limit for a device serving <paramref name="backend"/> with the <paramref name="flags"/>
+    /// ADD_DEV asks for. Zero copy (AUTO_BUF_REG) needs no buffer at all, so its devices take
+    /// <see cref="ZeroCopyMaxIoBytes"/>. The backend's preference counts only with USER_COPY, where
+    /// buffers are rented per request: per-tag buffers of that size would cost depth times as much
+    /// memory. A preference outside the valid range is ignored.
+    /// </summary>
+    internal int EffectiveMaxIoBytes(BlockBackendInfo backend, UblkFeatures flags)
+    {
+        if (MaxIoBytes is { } chosen)
+        {
+            return chosen;
+        }
+
+        if ((flags & UblkFeatures.AutoBufReg) != 0)
+        {
+            return ZeroCopyMaxIoBytes;
+        }
+
+        return (flags & UblkFeatures.UserCopy) != 0 && IsValidMaxIoBytes(backend.PreferredMaxIoBytes) ? backend.PreferredMaxIoBytes : DefaultMaxIoBytes;
+    }
+
+    private static bool IsValidMaxIoBytes(int bytes) => bytes >= 4096 && bytes <= Abi.UblkAbi.UserCopyMaxBytes && bytes % 4096 == 0;
+
     /// <summary>Throws an <see cref="ArgumentException"/> naming the first invalid option and its allowed values.</summary>
     public void Validate()
     {
@@ -72,9 +106,9 @@ public sealed record UblkDeviceOptions
             throw new ArgumentOutOfRangeException(nameof(Depth), Depth, $"Depth must be between 1 and {Abi.UblkAbi.MaxQueueDepth}");
         }
 
-        if (MaxIoBytes < 4096 || MaxIoBytes > Abi.UblkAbi.UserCopyMaxBytes || MaxIoBytes % 4096 != 0)
+        if (MaxIoBytes is { } maxIo && !IsValidMaxIoBytes(maxIo))
         {
-            throw new ArgumentOutOfRangeException(nameof(MaxIoBytes), MaxIoBytes, "MaxIoBytes must be a multiple of 4096 from 4096 to 33554432 (32 MiB)");
+            throw new ArgumentOutOfRangeException(nameof(MaxIoBytes), maxIo, "MaxIoBytes must be a multiple of 4096 from 4096 to 33554432 (32 MiB)");
         }
 
         if (DeviceId is { } id && (id < 0 || id >= (1 << 20)))

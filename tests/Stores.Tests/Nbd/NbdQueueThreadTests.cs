@@ -73,6 +73,8 @@ public sealed class NbdQueueThreadTests
             var (onQueueThreads, onSenderThread) = server.Client.SentBatches();
             Assert.Equal(1, onQueueThreads);
             Assert.True(onSenderThread >= 1, "the socket took the whole batch without blocking; the hand-off was not exercised");
+            // Engine buffers go through the payload pipe (no copy by send), on both threads.
+            Assert.Equal((long)writes * MiB, server.Client.PipedBytes());
 
             for (var i = 0; i < writes; i++)
             {
@@ -92,6 +94,22 @@ public sealed class NbdQueueThreadTests
 
             IoBufferPool.Shared.Return(back);
         }
+    }
+
+    [NbdkitFact]
+    public void AManagedArrayIsSentByCopyNeverThroughThePipe()
+    {
+        // The GC may move an array while the socket still holds references to its pages: only
+        // native engine buffers may be spliced.
+        using var server = new SyncServer("memory", "size=4M");
+        using var queue = new BoundQueue();
+        var data = new byte[256 * 1024];
+        var back = new byte[data.Length];
+        Random.Shared.NextBytes(data);
+        queue.EndBatchAndWait(server.Volume.WriteAsync(MiB, data));
+        queue.EndBatchAndWait(server.Volume.ReadAsync(MiB, back));
+        Assert.True(data.AsSpan().SequenceEqual(back));
+        Assert.Equal(0, server.Client.PipedBytes());
     }
 
     /// <summary>The test thread as an engine queue thread.</summary>

@@ -21,6 +21,9 @@ public sealed class NbdRealServerTests
         Assert.True(export.CanFlush && export.CanFua && export.CanTrim && export.CanWriteZeroes && export.CanMultiConn, export.ToString());
         var features = volume.Info.Features;
         Assert.Equal(BlockBackendFeatures.VolatileCache | BlockBackendFeatures.Fua | BlockBackendFeatures.Discard | BlockBackendFeatures.WriteZeroes, features);
+        // nbdkit takes 32 MiB payloads: the device is asked for 1 MiB requests, one NBD command each.
+        Assert.True(export.MaximumPayload >= MiB, export.ToString());
+        Assert.Equal((int)MiB, volume.Info.PreferredMaxIoBytes);
         await NbdDataPathChecks.RandomOperationsMatchModelAsync(volume, seed: 1, size: 32 * MiB);
         await NbdDataPathChecks.ConcurrentWritersAllLandAsync(volume);
         Assert.InRange(volume.Client.MaxConnections, 2, NbdClientOptions.DefaultMaxConnections);

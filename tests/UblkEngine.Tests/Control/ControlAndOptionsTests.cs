@@ -121,4 +121,18 @@ public class ControlAndOptionsTests
         Assert.Equal(UblkFeatures.None, UblkDevice.RequestedFlags(Kernel617, options with { PreferUserCopy = false }, serving) & UblkFeatures.AutoBufReg);
         Assert.Equal(UblkFeatures.None, UblkDevice.RequestedFlags(Kernel617 & ~UblkFeatures.UserCopy, options, serving) & UblkFeatures.AutoBufReg);
     }
+
+    [Theory]
+    [InlineData(null, 1 << 20, UblkFeatures.UserCopy, 1 << 20)] // the backend's preference, buffers rented per request
+    [InlineData(null, 1 << 20, UblkFeatures.None, UblkDeviceOptions.DefaultMaxIoBytes)] // per-tag buffers: no preference
+    [InlineData(null, 0, UblkFeatures.UserCopy, UblkDeviceOptions.DefaultMaxIoBytes)] // no preference stated
+    [InlineData(null, 1000, UblkFeatures.UserCopy, UblkDeviceOptions.DefaultMaxIoBytes)] // an invalid preference is ignored
+    [InlineData(null, 0, UblkFeatures.UserCopy | UblkFeatures.AutoBufReg, UblkDeviceOptions.ZeroCopyMaxIoBytes)] // zero copy needs no buffer
+    [InlineData(256 * 1024, 1 << 20, UblkFeatures.UserCopy, 256 * 1024)] // the options win
+    [InlineData(256 * 1024, 0, UblkFeatures.UserCopy | UblkFeatures.AutoBufReg, 256 * 1024)] // also over zero copy
+    public void RequestSizeIsTheOptionElseZeroCopysElseTheBackendsPreferenceWithUserCopy(int? option, int preferred, UblkFeatures flags, int expected)
+    {
+        var backend = new BlockBackendInfo(1 << 30, 4096, 4096, BlockBackendFeatures.None, PreferredMaxIoBytes: preferred);
+        Assert.Equal(expected, new UblkDeviceOptions { MaxIoBytes = option }.EffectiveMaxIoBytes(backend, flags));
+    }
 }
