@@ -73,7 +73,7 @@ public static class ProtoWire
 
     /// <summary>
     /// Writes a varint field even when it is 0, its value padded to <see cref="FixedVarintWidth"/> bytes
-    /// (continuation bits on leading zero groups, which every protobuf parser reads as the same value):
+    /// (zero high-order groups with the continuation bit set, which every protobuf parser reads as the same value):
     /// for a value known only after the message's size was set. Returns the bytes written.
     /// </summary>
     public static int WriteFixedWidthVarintField(Span<byte> span, int field, uint value)
