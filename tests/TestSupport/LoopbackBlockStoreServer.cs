@@ -17,11 +17,13 @@ public sealed class LoopbackBlockStoreServer : IAsyncDisposable
     private readonly GrpcServer _server;
     private readonly string _root;
     private readonly string? _token;
+    private readonly DirectIoMode _directIo;
 
-    private LoopbackBlockStoreServer(string root, string? token, FileStore store, BlockStoreService service, GrpcServer server)
+    private LoopbackBlockStoreServer(string root, string? token, DirectIoMode directIo, FileStore store, BlockStoreService service, GrpcServer server)
     {
         _root = root;
         _token = token;
+        _directIo = directIo;
         _store = store;
         _service = service;
         _server = server;
@@ -29,10 +31,13 @@ public sealed class LoopbackBlockStoreServer : IAsyncDisposable
 
     public GrpcEndpoint Endpoint => _server.Endpoint;
 
-    /// <summary>Starts a server for the file store at <paramref name="root"/>; port 0 picks a free port.</summary>
-    public static async Task<LoopbackBlockStoreServer> StartAsync(string root, string? token, int port = 0)
+    /// <summary>
+    /// Starts a server for the file store at <paramref name="root"/>; port 0 picks a free port;
+    /// <paramref name="directIo"/> is how the store reaches its images (ublk-blockstore-server's default is Off).
+    /// </summary>
+    public static async Task<LoopbackBlockStoreServer> StartAsync(string root, string? token, int port = 0, DirectIoMode directIo = DirectIoMode.Auto)
     {
-        var store = new FileStore(new FileStoreOptions(root));
+        var store = new FileStore(new FileStoreOptions(root, DirectIo: directIo));
         var service = new BlockStoreService(store, new BlockStoreServiceOptions { Token = token }, NullLogger<BlockStoreService>.Instance);
         var server = new GrpcServer(new GrpcServerOptions
         {
@@ -42,7 +47,7 @@ public sealed class LoopbackBlockStoreServer : IAsyncDisposable
         }, NullLoggerFactory.Instance);
         server.AddService(service);
         await server.StartAsync();
-        return new LoopbackBlockStoreServer(root, token, store, service, server);
+        return new LoopbackBlockStoreServer(root, token, directIo, store, service, server);
     }
 
     /// <summary>Stops this server and starts a fresh one (new store, service and listener) on the same port.</summary>
@@ -50,7 +55,7 @@ public sealed class LoopbackBlockStoreServer : IAsyncDisposable
     {
         var port = Endpoint.Port;
         await DisposeAsync();
-        return await StartAsync(_root, _token, port);
+        return await StartAsync(_root, _token, port, _directIo);
     }
 
     public async ValueTask DisposeAsync()

@@ -24,10 +24,11 @@ internal static class BenchStoresCommand
     public const string Summary = "benchmark store data paths (file, s3, memory) against raw baselines";
 
     private const string Usage =
-        "usage: ublk-csi bench-stores [--store file|s3|memory|rpc|all] [--seconds N] [--size BYTES] [--dir PATH]\n" +
+        "usage: ublk-csi bench-stores [--store file|s3|memory|rpc|all] [--seconds N] [--size BYTES] [--depth N] [--dir PATH]\n" +
         "  --store     which store to measure (default all)\n" +
         "  --seconds   duration of each workload (default 3, 1..600)\n" +
         "  --size      volume size (default 256Mi; sequential runs wrap around)\n" +
+        "  --depth     I/Os in flight at once (default 1, 1..256); a store that batches (rpc) shows it only at depth\n" +
         "  --dir       directory for file-store volumes and caches (default: the temp directory)\n" +
         "s3 runs against an s3rver started by the command (tools/s3rver, installed with 'npm ci').";
 
@@ -51,6 +52,7 @@ internal static class BenchStoresCommand
     {
         var which = "all";
         var seconds = 3;
+        var depth = 1;
         long size = 256L << 20;
         var dir = Path.GetTempPath();
         for (var i = 0; i < args.Length; i++)
@@ -79,6 +81,13 @@ internal static class BenchStoresCommand
                     }
 
                     break;
+                case "--depth":
+                    if (!int.TryParse(Value(args, ref i), NumberStyles.None, CultureInfo.InvariantCulture, out depth) || depth is < 1 or > 256)
+                    {
+                        throw new CliException("--depth: expected an integer from 1 to 256", 2);
+                    }
+
+                    break;
                 case "--dir":
                     dir = Value(args, ref i);
                     if (!Directory.Exists(dir))
@@ -98,11 +107,12 @@ internal static class BenchStoresCommand
         var work = Directory.CreateDirectory(Path.Combine(Path.GetFullPath(dir), $"ublk-bench-stores-{Guid.NewGuid():N}"));
         try
         {
-            var context = new BenchContext(work.FullName, size, TimeSpan.FromSeconds(seconds));
-            Console.Out.WriteLine($"bench-stores: {seconds}s per workload, volume {ByteSize.Format(size)}, queue depth 1, {Environment.ProcessorCount} CPUs, work dir {work.FullName}");
-            Console.Out.WriteLine("each store row is followed by its raw baseline measured in this run; 'ratio' = store / baseline throughput");
+            var context = new BenchContext(work.FullName, size, TimeSpan.FromSeconds(seconds), depth);
+            Console.Out.WriteLine($"bench-stores: {seconds}s per workload, volume {ByteSize.Format(size)}, queue depth {depth}, {Environment.ProcessorCount} CPUs, work dir {work.FullName}");
+            Console.Out.WriteLine("each store row is followed by its raw baseline measured in this run; 'ratio' = store / baseline throughput;");
+            Console.Out.WriteLine("'cpu us/op' and 'alloc B/op' are the whole process's (for rpc: client and server together) during the store's runs");
             Console.Out.WriteLine();
-            Console.Out.WriteLine($"{"store",-8} {"workload",-22} {"MiB/s",10} {"IOPS",10}   {"baseline",-30} {"MiB/s",10} {"IOPS",10} {"ratio",7}");
+            Console.Out.WriteLine($"{"store",-8} {"workload",-22} {"MiB/s",10} {"IOPS",10}   {"baseline",-30} {"MiB/s",10} {"IOPS",10} {"ratio",7} {"cpu us/op",10} {"alloc B/op",10}");
             foreach (var (name, open) in Targets)
             {
                 if (which is "all" || which == name)
@@ -148,15 +158,14 @@ internal static class BenchStoresCommand
                 i => target.Baseline.ReadAsync(i % sequentialSlots * SequentialBlock, readBuffer), null);
             Print(name, "seq read 1MiB", store, target.Baseline.Name, raw);
 
-            var random = new Random(42);
             (store, raw) = await CompareAsync(context, RandomBlock,
-                _ => backend.WriteAsync(random.NextInt64(randomSlots) * RandomBlock, randomBuffer), () => backend.FlushAsync(),
-                _ => target.Baseline.WriteAsync(random.NextInt64(randomSlots) * RandomBlock, randomBuffer), target.Baseline.FlushAsync);
+                i => backend.WriteAsync(Scatter(i, randomSlots) * RandomBlock, randomBuffer), () => backend.FlushAsync(),
+                i => target.Baseline.WriteAsync(Scatter(i, randomSlots) * RandomBlock, randomBuffer), target.Baseline.FlushAsync);
             Print(name, "rand write 4KiB+flush", store, target.Baseline.Name, raw);
 
             (store, raw) = await CompareAsync(context, RandomBlock,
-                _ => backend.ReadAsync(random.NextInt64(randomSlots) * RandomBlock, readBuffer.AsMemory(0, RandomBlock)), null,
-                _ => target.Baseline.ReadAsync(random.NextInt64(randomSlots) * RandomBlock, readBuffer.AsMemory(0, RandomBlock)), null);
+                i => backend.ReadAsync(Scatter(i, randomSlots) * RandomBlock, readBuffer.AsMemory(0, RandomBlock)), null,
+                i => target.Baseline.ReadAsync(Scatter(i, randomSlots) * RandomBlock, readBuffer.AsMemory(0, RandomBlock)), null);
             Print(name, "rand read 4KiB", store, target.Baseline.Name, raw);
         }
 
@@ -191,29 +200,54 @@ internal static class BenchStoresCommand
         return (store, baseline);
     }
 
+    /// <summary>
+    /// Runs <paramref name="operation"/> from <see cref="BenchContext.Depth"/> workers at once, each taking
+    /// the next operation index, until the duration is up or <paramref name="maxOps"/> were started.
+    /// </summary>
     private static async Task<Measurement> MeasureAsync(BenchContext context, int blockBytes, Func<long, ValueTask> operation, Func<ValueTask>? finish, long maxOps = long.MaxValue)
     {
+        var cpuBefore = Environment.CpuUsage.TotalTime;
+        var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         var watch = Stopwatch.StartNew();
-        long ops = 0;
-        while (watch.Elapsed < context.Duration && ops < maxOps)
+        long started = -1, done = 0;
+        async Task WorkAsync()
         {
-            await operation(ops);
-            ops++;
+            while (watch.Elapsed < context.Duration)
+            {
+                var i = Interlocked.Increment(ref started);
+                if (i >= maxOps)
+                {
+                    return;
+                }
+
+                await operation(i);
+                Interlocked.Increment(ref done);
+            }
         }
 
+        var workers = new Task[context.Depth];
+        for (var w = 0; w < workers.Length; w++)
+        {
+            workers[w] = WorkAsync();
+        }
+
+        await Task.WhenAll(workers);
         if (finish is not null)
         {
             await finish();
         }
 
-        return new Measurement(ops, (long)ops * blockBytes, watch.Elapsed);
+        return new Measurement(done, done * blockBytes, watch.Elapsed, Environment.CpuUsage.TotalTime - cpuBefore, GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore);
     }
+
+    /// <summary>Operation <paramref name="i"/>'s slot out of <paramref name="slots"/>, scattered (the same sequence on every run and side).</summary>
+    private static long Scatter(long i, long slots) => (long)((ulong)(i + 1) * 0x9E3779B97F4A7C15UL % (ulong)slots);
 
     private static void Print(string store, string workload, Measurement measured, string baselineName, Measurement baseline)
     {
         var ratio = baseline.MiBPerSecond > 0 ? measured.MiBPerSecond / baseline.MiBPerSecond : double.NaN;
         Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{store,-8} {workload,-22} {measured.MiBPerSecond,10:F1} {measured.Iops,10:F0}   {baselineName,-30} {baseline.MiBPerSecond,10:F1} {baseline.Iops,10:F0} {ratio,7:F2}"));
+            $"{store,-8} {workload,-22} {measured.MiBPerSecond,10:F1} {measured.Iops,10:F0}   {baselineName,-30} {baseline.MiBPerSecond,10:F1} {baseline.Iops,10:F0} {ratio,7:F2} {measured.CpuMicrosecondsPerOp,10:F1} {measured.AllocatedBytesPerOp,10:F0}"));
     }
 
     private static async Task<BenchTarget> OpenMemoryAsync(BenchContext context)
@@ -266,15 +300,21 @@ internal static class BenchStoresCommand
     private static string Value(string[] args, ref int i) =>
         ++i < args.Length ? args[i] : throw new CliException($"{args[i - 1]} needs a value", 2);
 
-    private sealed record BenchContext(string WorkDirectory, long SizeBytes, TimeSpan Duration);
+    private sealed record BenchContext(string WorkDirectory, long SizeBytes, TimeSpan Duration, int Depth);
 
-    private readonly record struct Measurement(long Ops, long Bytes, TimeSpan Elapsed)
+    /// <summary>Operations done, their bytes and time, and the process's CPU time and allocations meanwhile.</summary>
+    private readonly record struct Measurement(long Ops, long Bytes, TimeSpan Elapsed, TimeSpan Cpu, long Allocated)
     {
         public double MiBPerSecond => Bytes / 1048576.0 / Elapsed.TotalSeconds;
 
         public double Iops => Ops / Elapsed.TotalSeconds;
 
-        public static Measurement operator +(Measurement a, Measurement b) => new(a.Ops + b.Ops, a.Bytes + b.Bytes, a.Elapsed + b.Elapsed);
+        public double CpuMicrosecondsPerOp => Ops == 0 ? double.NaN : Cpu.TotalMicroseconds / Ops;
+
+        public double AllocatedBytesPerOp => Ops == 0 ? double.NaN : (double)Allocated / Ops;
+
+        public static Measurement operator +(Measurement a, Measurement b) =>
+            new(a.Ops + b.Ops, a.Bytes + b.Bytes, a.Elapsed + b.Elapsed, a.Cpu + b.Cpu, a.Allocated + b.Allocated);
     }
 
     /// <summary>A store under test, its raw baseline, and optionally a way to reopen a volume with a cold cache.</summary>

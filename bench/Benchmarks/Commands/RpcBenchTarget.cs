@@ -16,7 +16,7 @@ namespace UblkCsi.Benchmarks;
 /// <summary>
 /// The rpc row of <c>ublk-csi bench-stores</c>: a block-store server (the file store behind the
 /// protocol, as ublk-blockstore-server runs it) on a loopback TCP port in this process, the rpc
-/// store connected to it, and, as the raw baseline, a volume of a file store opened directly in a
+/// store connected to it (the server reads through its page cache, as it does by default), and, as the raw baseline, a volume of a file store opened directly in a
 /// sibling directory of the same filesystem. The difference between the two is the protocol's cost:
 /// serialization, HTTP/2 framing, loopback TCP and the server's dispatch.
 /// </summary>
@@ -49,7 +49,8 @@ internal sealed class RpcBenchTarget : IAsyncDisposable
     /// <summary>Starts the server under <paramref name="workDirectory"/> and opens both sides.</summary>
     public static async Task<RpcBenchTarget> StartAsync(string workDirectory, long sizeBytes)
     {
-        var servedStore = new FileStore(new FileStoreOptions(Directory.CreateDirectory(Path.Combine(workDirectory, "rpc-served")).FullName));
+        // Through the page cache, as ublk-blockstore-server runs by default.
+        var servedStore = new FileStore(new FileStoreOptions(Directory.CreateDirectory(Path.Combine(workDirectory, "rpc-served")).FullName, DirectIo: DirectIoMode.Off));
         var directStore = new FileStore(new FileStoreOptions(Directory.CreateDirectory(Path.Combine(workDirectory, "rpc-baseline")).FullName));
         var service = new BlockStoreService(servedStore, new BlockStoreServiceOptions(), NullLogger<BlockStoreService>.Instance);
         var server = new GrpcServer(new GrpcServerOptions

@@ -1,4 +1,5 @@
 using UblkCsi.Stores;
+using UblkCsi.Stores.Files;
 using UblkCsi.TestSupport;
 
 namespace UblkCsi.Stores.Tests.Conformance;
@@ -8,17 +9,20 @@ namespace UblkCsi.Stores.Tests.Conformance;
 /// protocol's service, with token authentication on. Reopening restarts the server (a new process
 /// would see the same: nothing but the files survives) and connects a new client.
 /// </summary>
-public sealed class RpcStoreFixture : StoreFixture
+public class RpcStoreFixture : StoreFixture
 {
     private const string Token = "conformance-token-7f3a";
     private readonly Dictionary<StoreContext, LoopbackBlockStoreServer> _servers = [];
 
     public override string Type => "rpc";
 
+    /// <summary>How the server's file store reaches its images: O_DIRECT where the filesystem allows it.</summary>
+    protected virtual DirectIoMode ServerDirectIo => DirectIoMode.Auto;
+
     public override async Task<StoreContext> CreateStoreAsync()
     {
         var root = TempDirectory.Create("rpc-store");
-        var server = await LoopbackBlockStoreServer.StartAsync(root, Token);
+        var server = await LoopbackBlockStoreServer.StartAsync(root, Token, directIo: ServerDirectIo);
         var parameters = new Dictionary<string, string> { ["endpoint"] = server.Endpoint.ToString() };
         var secrets = new Dictionary<string, string> { ["token"] = Token };
         var context = new StoreContext(StoreRegistry.Open(Type, parameters, secrets), parameters, secrets);
@@ -76,3 +80,14 @@ public sealed class RpcStoreFixture : StoreFixture
 }
 
 public sealed class RpcStoreConformance(RpcStoreFixture fixture) : StoreConformanceTests(fixture), IClassFixture<RpcStoreFixture>;
+
+/// <summary>
+/// The same against a server that reads through its page cache (ublk-blockstore-server's default), which
+/// answers a stream read by reading straight into the response's transport buffer.
+/// </summary>
+public sealed class RpcPageCacheStoreFixture : RpcStoreFixture
+{
+    protected override DirectIoMode ServerDirectIo => DirectIoMode.Off;
+}
+
+public sealed class RpcPageCacheStoreConformance(RpcPageCacheStoreFixture fixture) : StoreConformanceTests(fixture), IClassFixture<RpcPageCacheStoreFixture>;

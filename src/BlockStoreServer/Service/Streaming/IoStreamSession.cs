@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.Engine;
 using UblkCsi.Stores;
+using UblkCsi.Stores.Files;
 using UblkCsi.Stores.Rpc;
 using UblkCsi.Stores.Rpc.Streaming;
 
@@ -128,6 +129,12 @@ internal sealed partial class IoStreamSession
                         break;
                     }
 
+                    if (ReadsInline(backend, io))
+                    {
+                        io.ReadInResponse(backend);
+                        break;
+                    }
+
                     await backend.ReadAsync(io.Offset, io.RentData((int)io.Length), CancellationToken.None).ConfigureAwait(false);
                     break;
                 case IoOp.Write:
@@ -171,6 +178,16 @@ internal sealed partial class IoStreamSession
             io.DropData();
         }
     }
+
+    /// <summary>
+    /// True when <paramref name="io"/> can be read while its response is written (<see cref="StreamIo.ReadInResponse"/>):
+    /// the volume reads through the page cache, so a read completes inline in microseconds, and the range
+    /// is valid and not empty (an invalid one is refused now, with the volume's own message).
+    /// </summary>
+    private static bool ReadsInline(IBlockBackend backend, StreamIo io) =>
+        backend is FileVolume { DirectIo: false } volume
+        && io.Length > 0 && ((io.Offset | io.Length) & (StoreLimits.IoAlignment - 1)) == 0
+        && io.Offset >= 0 && io.Offset <= volume.SizeBytes - io.Length;
 
     /// <summary>A mutation inside the volume's fence: a superseded writer is refused, a retry first waits for every mutation already running.</summary>
     private async ValueTask MutateAsync(StreamIo io, Func<IBlockBackend, StreamIo, ValueTask> mutation)

@@ -3,6 +3,8 @@ using System.Collections.Concurrent;
 using System.Text;
 using Grpc.Core;
 using UblkCsi.BlockStore.V1;
+using UblkCsi.Engine;
+using UblkCsi.Stores.Rpc;
 using UblkCsi.Stores.Rpc.Streaming;
 using static UblkCsi.Stores.Rpc.Streaming.IoStreamFields;
 
@@ -11,9 +13,10 @@ namespace UblkCsi.BlockStoreServer.Service.Streaming;
 /// <summary>
 /// One request of a Stream call on the server, and then its response: parsed straight from the
 /// transport's buffer (a write's payload lands in a pooled array, the one copy there is), executed, and
-/// written back straight into the transport's buffer (a read's payload comes from a pooled array). The
-/// objects and arrays return to their pools once the response is written, so the server copies each
-/// payload once and allocates no message object for it.
+/// written back straight into the transport's buffer. A read's payload comes from a pooled array, or,
+/// for a volume read through the page cache (<see cref="ReadInResponse"/>), is read straight into the
+/// transport's buffer while the response is written. The objects and arrays return to their pools once
+/// the response is written, so the server copies each payload once and allocates no message object for it.
 /// </summary>
 public sealed class StreamIo
 {
@@ -22,6 +25,9 @@ public sealed class StreamIo
 
     private byte[]? _data;
     private int _dataLength;
+
+    // READ answered by reading while its response is written: the volume it reads (see ReadInResponse).
+    private IBlockBackend? _readInResponse;
 
     // The response's encoded size, computed once per batch message for its length prefix.
     private int _encodedSize;
@@ -75,6 +81,19 @@ public sealed class StreamIo
         return Data;
     }
 
+    /// <summary>
+    /// READ of a volume whose reads complete inline (page cache): nothing is read now; the data is read
+    /// straight into the transport's buffer while the response is written, one copy less than through a
+    /// pooled array. The range must be valid and not empty (the caller checked it). Its status follows its
+    /// data on the wire, at a fixed width, so a read that fails then is still answered on its own.
+    /// </summary>
+    public void ReadInResponse(IBlockBackend backend)
+    {
+        ReturnData();
+        _readInResponse = backend;
+        _dataLength = (int)Length;
+    }
+
     /// <summary>Turns the request into an error response (its payload, if any, is dropped).</summary>
     public void SetError(StatusCode code, string message, int errno = 0)
     {
@@ -113,8 +132,10 @@ public sealed class StreamIo
         {
             ArrayPool<byte>.Shared.Return(_data);
             _data = null;
-            _dataLength = 0;
         }
+
+        _readInResponse = null;
+        _dataLength = 0;
     }
 
     private static StreamIo Rent() => Pool.TryDequeue(out var io) ? io : new StreamIo();
@@ -266,6 +287,14 @@ public sealed class StreamIo
     private int ResponseHeaderSize()
     {
         var dataLength = ResponseDataLength;
+        if (_readInResponse is not null)
+        {
+            return ProtoWire.VarintFieldSize(ResponseId, Id)
+                + ProtoWire.BytesFieldSize(ResponseData, dataLength) - dataLength
+                + ProtoWire.FixedWidthVarintFieldSize(ResponseCode)
+                + ProtoWire.FixedWidthVarintFieldSize(ResponseErrno);
+        }
+
         return ProtoWire.VarintFieldSize(ResponseId, Id)
             + ProtoWire.VarintFieldSize(ResponseCode, (ulong)Code)
             + ProtoWire.VarintFieldSize(ResponseErrno, (ulong)Errno)
@@ -275,6 +304,12 @@ public sealed class StreamIo
 
     private void WriteResponse(IBufferWriter<byte> writer)
     {
+        if (_readInResponse is { } backend)
+        {
+            WriteReadInResponse(writer, backend);
+            return;
+        }
+
         var dataLength = ResponseDataLength;
         var messageLength = MessageLength;
         var span = writer.GetSpan(ResponseHeaderSize());
@@ -296,6 +331,71 @@ public sealed class StreamIo
         if (dataLength > 0)
         {
             ProtoWire.WriteRaw(writer, _data.AsSpan(0, dataLength));
+        }
+    }
+
+    /// <summary>Writes a <see cref="ReadInResponse"/> response: id, the data read into the transport's buffer, then code and errno.</summary>
+    private void WriteReadInResponse(IBufferWriter<byte> writer, IBlockBackend backend)
+    {
+        var span = writer.GetSpan(32);
+        var n = ProtoWire.WriteVarintField(span, ResponseId, Id);
+        n += ProtoWire.WriteBytesHeader(span[n..], ResponseData, _dataLength);
+        writer.Advance(n);
+
+        // One contiguous piece is what a pipe hands out for this size hint; anything else reads through a pooled array.
+        var buffer = writer.GetMemory(_dataLength);
+        StatusCode code;
+        int errno;
+        if (buffer.Length >= _dataLength)
+        {
+            (code, errno) = Read(backend, buffer[.._dataLength]);
+            writer.Advance(_dataLength);
+        }
+        else
+        {
+            (code, errno) = ReadThroughPooledArray(backend, writer);
+        }
+
+        span = writer.GetSpan(2 * ProtoWire.FixedWidthVarintFieldSize(ResponseCode));
+        n = ProtoWire.WriteFixedWidthVarintField(span, ResponseCode, (uint)code);
+        n += ProtoWire.WriteFixedWidthVarintField(span[n..], ResponseErrno, (uint)errno);
+        writer.Advance(n);
+    }
+
+    private (StatusCode Code, int Errno) ReadThroughPooledArray(IBlockBackend backend, IBufferWriter<byte> writer)
+    {
+        var array = ArrayPool<byte>.Shared.Rent(_dataLength);
+        try
+        {
+            var result = Read(backend, array.AsMemory(0, _dataLength));
+            ProtoWire.WriteRaw(writer, array.AsSpan(0, _dataLength));
+            return result;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(array);
+        }
+    }
+
+    /// <summary>Reads this request's range into <paramref name="buffer"/>; a failure zeroes it and is returned as the response's status.</summary>
+    private (StatusCode Code, int Errno) Read(IBlockBackend backend, Memory<byte> buffer)
+    {
+        try
+        {
+            var read = backend.ReadAsync(Offset, buffer, CancellationToken.None);
+            if (read.IsCompletedSuccessfully)
+            {
+                return (StatusCode.OK, 0);
+            }
+
+            // Page-cache reads complete inline; should one not, the writer waits for it rather than answer wrong data.
+            read.AsTask().GetAwaiter().GetResult();
+            return (StatusCode.OK, 0);
+        }
+        catch (BlockBackendException e)
+        {
+            buffer.Span.Clear();
+            return (RpcErrorCodec.StatusFor(e), e.Errno);
         }
     }
 }

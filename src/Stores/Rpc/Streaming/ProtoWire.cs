@@ -65,6 +65,30 @@ public static class ProtoWire
         return n + WriteVarint(span[n..], value);
     }
 
+    /// <summary>Bytes of a value in <see cref="WriteFixedWidthVarintField"/>.</summary>
+    public const int FixedVarintWidth = 5;
+
+    /// <summary>Bytes a field of <see cref="WriteFixedWidthVarintField"/> takes (tag and value).</summary>
+    public static int FixedWidthVarintFieldSize(int field) => VarintSize(Tag(field, VarintType)) + FixedVarintWidth;
+
+    /// <summary>
+    /// Writes a varint field even when it is 0, its value padded to <see cref="FixedVarintWidth"/> bytes
+    /// (zero high-order groups with the continuation bit set, which every protobuf parser reads as the same value):
+    /// for a value known only after the message's size was set. Returns the bytes written.
+    /// </summary>
+    public static int WriteFixedWidthVarintField(Span<byte> span, int field, uint value)
+    {
+        var n = WriteVarint(span, Tag(field, VarintType));
+        for (var i = 1; i < FixedVarintWidth; i++)
+        {
+            span[n++] = (byte)(value | 0x80);
+            value >>= 7;
+        }
+
+        span[n++] = (byte)value; // a uint has 4 bits left after four groups of 7: no continuation bit
+        return n;
+    }
+
     /// <summary>Writes the tag and length of a length-delimited field (the caller writes the bytes); returns the bytes written.</summary>
     public static int WriteBytesHeader(Span<byte> span, int field, int length)
     {
