@@ -39,6 +39,7 @@ public static unsafe partial class Libc
 
     public const int AF_UNIX = 1;
     public const int SOCK_STREAM = 1;
+    public const int SOCK_CLOEXEC = 0x80000;
 
     /// <summary>send() flags: this call alone does not block (the socket keeps its mode); no SIGPIPE on a closed peer.</summary>
     public const int MSG_DONTWAIT = 0x40;

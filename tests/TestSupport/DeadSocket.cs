@@ -11,7 +11,9 @@ public static class DeadSocket
 {
     public static unsafe void LeaveBehind(string path)
     {
-        var fd = Libc.Socket(Libc.AF_UNIX, Libc.SOCK_STREAM, 0);
+        // Close-on-exec: a process that another test starts while this descriptor is open would
+        // otherwise inherit it and keep the "dead" socket listening for as long as it runs.
+        var fd = Libc.Socket(Libc.AF_UNIX, Libc.SOCK_STREAM | Libc.SOCK_CLOEXEC, 0);
         if (fd < 0)
         {
             throw new IOException("socket() failed");
