@@ -171,6 +171,10 @@ public static unsafe partial class Libc
     [LibraryImport(Library, EntryPoint = "send", SetLastError = true)]
     public static partial nint Send(System.Net.Sockets.SafeSocketHandle socket, byte* buffer, nuint length, int flags);
 
+    /// <summary>recv(2) on a socket .NET opened, for a non-blocking read (MSG_DONTWAIT) on an engine queue thread.</summary>
+    [LibraryImport(Library, EntryPoint = "recv", SetLastError = true)]
+    public static partial nint Recv(System.Net.Sockets.SafeSocketHandle socket, byte* buffer, nuint length, int flags);
+
     [LibraryImport(Library, EntryPoint = "pipe2", SetLastError = true)]
     public static partial int Pipe2(int* fds, int flags);
 

@@ -74,6 +74,9 @@ public sealed class NbdClient : IAsyncDisposable
     /// <summary>WRITE payload bytes the live connections sent without copying them (<see cref="NbdPayloadPipe"/>; tests).</summary>
     internal long PipedBytes() => _channels.Sum(channel => channel?.Current?.PipedBytes ?? 0);
 
+    /// <summary>Socket reads the live connections did on an engine queue thread's ring (<see cref="NbdSocketReceiver"/>; tests).</summary>
+    internal long ReadsOnQueueThread() => _channels.Sum(channel => channel?.Current?.ReadsOnQueueThread ?? 0);
+
     internal CancellationToken Stopping => _stopping.Token;
 
     /// <summary>Why the data path is failing, or that it is healthy (for the CSI VolumeCondition).</summary>

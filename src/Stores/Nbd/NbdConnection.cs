@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.Sockets;
+using UblkCsi.Engine;
 
 namespace UblkCsi.Stores.Nbd;
 
@@ -22,6 +23,7 @@ internal sealed class NbdConnection : IAsyncDisposable
     private readonly Socket _socket;
     private readonly Stream _stream;
     private readonly INbdConnectionOwner _owner;
+    private readonly NbdSocketReceiver _receiver;
     private readonly NbdReceiveBuffer _receive;
     private readonly NbdSender _sender;
     private readonly byte[] _replyHeader = new byte[NbdProtocol.StructuredReplyHeaderSize];
@@ -42,7 +44,8 @@ internal sealed class NbdConnection : IAsyncDisposable
         Export = export;
         Server = server;
         _owner = owner;
-        _receive = new NbdReceiveBuffer(stream, server, lowWaterSocket: stream is NetworkStream && socket.ProtocolType == ProtocolType.Tcp ? socket : null);
+        _receiver = new NbdSocketReceiver(socket, stream, canMoveToQueue: stream is NetworkStream);
+        _receive = new NbdReceiveBuffer(_receiver, server, lowWaterSocket: stream is NetworkStream && socket.ProtocolType == ProtocolType.Tcp ? socket : null);
         // A TLS stream is written by the sender thread alone: only the stream can frame its records.
         _sender = new NbdSender(socket, stream, sendsOnQueueThreads: stream is NetworkStream, server, e => Fail(Lost(e, "sending")));
         _requestTimeoutTicks = (long)(requestTimeout.TotalSeconds * Stopwatch.Frequency);
@@ -57,6 +60,9 @@ internal sealed class NbdConnection : IAsyncDisposable
 
     /// <summary>WRITE payload bytes sent through the payload pipe (tests).</summary>
     public long PipedBytes => _sender.PipedBytes;
+
+    /// <summary>Socket reads done on an engine queue thread's ring (tests).</summary>
+    public long ReadsOnQueueThread => _receiver.ReadsOnQueueThread;
 
     public bool IsFailed
     {
@@ -102,6 +108,12 @@ internal sealed class NbdConnection : IAsyncDisposable
 
         // After a failure the request is in the slot table, so the failure hands it to the owner either way.
         _sender.Enqueue(request);
+        if (QueueIo.Current is { } queue)
+        {
+            // Replies are then received on that queue thread, which commits them.
+            _receiver.OfferHome(queue);
+        }
+
         return true;
     }
 
@@ -169,6 +181,17 @@ internal sealed class NbdConnection : IAsyncDisposable
     {
         _sender.Close();
         _watchdog?.Dispose();
+        try
+        {
+            // Shut down before closing: a poll on a queue ring holds the socket open and only ends
+            // (and lets the receive loop see the end) when the socket is shut down.
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // Already disconnected.
+        }
+
         _socket.Dispose();
         _stream.Dispose();
     }

@@ -18,8 +18,9 @@ namespace UblkCsi.Stores.Nbd;
 /// reach the mark.
 /// </para>
 /// </summary>
+/// <param name="source">The connection's bytes (on an engine queue thread's ring or through the stream).</param>
 /// <param name="lowWaterSocket">The socket under a plain stream, for SO_RCVLOWAT; null for TLS.</param>
-internal sealed class NbdReceiveBuffer(Stream stream, string server, Socket? lowWaterSocket, int capacity = 256 * 1024)
+internal sealed class NbdReceiveBuffer(NbdSocketReceiver source, string server, Socket? lowWaterSocket, int capacity = 256 * 1024)
 {
     /// <summary>Fill size after a large payload: a few replies' headers, little of a payload.</summary>
     private const int SmallFill = 4096;
@@ -66,7 +67,7 @@ internal sealed class NbdReceiveBuffer(Stream stream, string server, Socket? low
             if (destination.Length >= _buffer.Length / 2)
             {
                 SetLowWater(destination.Length);
-                var direct = await stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
+                var direct = await source.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
                 ThrowIfClosed(direct);
                 _largePayloads = true;
                 destination = destination[direct..];
@@ -76,7 +77,7 @@ internal sealed class NbdReceiveBuffer(Stream stream, string server, Socket? low
             // Back to any byte before a header is awaited: the next reply may be a short one.
             SetLowWater(1);
 
-            var n = await stream.ReadAsync(_buffer.AsMemory(0, _largePayloads ? Math.Max(SmallFill, destination.Length) : _buffer.Length), cancellationToken).ConfigureAwait(false);
+            var n = await source.ReadAsync(_buffer.AsMemory(0, _largePayloads ? Math.Max(SmallFill, destination.Length) : _buffer.Length), cancellationToken).ConfigureAwait(false);
             ThrowIfClosed(n);
             _largePayloads = false;
             var take = Math.Min(n, destination.Length);

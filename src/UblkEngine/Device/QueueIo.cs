@@ -12,7 +12,9 @@ namespace UblkCsi.Engine;
 /// call was delayed onto another thread (QoS) or when every operation slot is busy.
 /// <para>
 /// A backend may also ask to be called back once the queue has dispatched everything that arrived
-/// together (<see cref="CallAtBatchEnd"/>), to send what those requests queued in one system call.
+/// together (<see cref="CallAtBatchEnd"/>), to send what those requests queued in one system call,
+/// and any thread may ask for such a call (<see cref="TryPost"/>) to move work onto the queue
+/// thread, for example a socket's receive loop that then waits on the ring (<see cref="TryWaitReadable"/>).
 /// </para>
 /// </summary>
 public sealed unsafe class QueueIo
@@ -29,10 +31,18 @@ public sealed unsafe class QueueIo
     private readonly Lock _freeLock = new();
     private List<IQueueBatchListener> _batchListeners = new(4);
     private List<IQueueBatchListener> _endingBatch = new(4);
+    private readonly EventFdWaker? _waker;
+    private readonly Lock _postLock = new();
+    private List<IQueueBatchListener> _posted = new(4);
+    private List<IQueueBatchListener> _runningPosted = new(4);
+    private int _postedCount;
+    private bool _stopped;
 
-    internal QueueIo(Ring ring, int operations)
+    /// <param name="waker">Wakes the queue thread for <see cref="TryPost"/> (tests without one end batches themselves).</param>
+    internal QueueIo(Ring ring, int operations, EventFdWaker? waker = null)
     {
         _ring = ring;
+        _waker = waker;
         _operations = new RingOperation[operations];
         _free = new Stack<int>(operations);
         for (var index = operations - 1; index >= 0; index--)
@@ -76,6 +86,47 @@ public sealed unsafe class QueueIo
         TryStart(RingOperationKind.DataSync, fd, Memory<byte>.Empty, 0, out pending);
 
     /// <summary>
+    /// Submits a one-shot wait for <paramref name="fd"/> to become readable (IORING_OP_POLL_ADD,
+    /// POLLIN); the task completes on this queue thread when it is (or hung up, or has an error).
+    /// It may also complete early, when the queue stops: the caller then finds nothing to read and
+    /// is off the queue thread, so it reads another way. As <see cref="TryRead"/> otherwise.
+    /// </summary>
+    public bool TryWaitReadable(int fd, out ValueTask pending)
+    {
+        if (!TryTakeSlot(fd, out var operation, out var index))
+        {
+            pending = default;
+            return false;
+        }
+
+        pending = operation.StartWaitReadable(fd);
+        operation.Prepare(_ring.GetSqe(), OperationMark | (uint)index);
+        return true;
+    }
+
+    /// <summary>
+    /// From any thread: calls <paramref name="listener"/> once on this queue thread, at the end of its
+    /// next batch (waking it if it waits), or, if the queue stops first, on its way out (off
+    /// <see cref="Current"/>). False when the queue has stopped already.
+    /// </summary>
+    public bool TryPost(IQueueBatchListener listener)
+    {
+        lock (_postLock)
+        {
+            if (_stopped)
+            {
+                return false;
+            }
+
+            _posted.Add(listener);
+            _postedCount = _posted.Count;
+        }
+
+        _waker?.Signal();
+        return true;
+    }
+
+    /// <summary>
     /// Calls <paramref name="listener"/> once, on this queue thread, after the queue has dispatched
     /// every request that arrived with the current one and before it next waits for the kernel.
     /// Registering again in the same batch is ignored.
@@ -113,6 +164,11 @@ public sealed unsafe class QueueIo
     /// <summary>Queue thread, before it waits: runs the batch-end callbacks registered since the last one.</summary>
     internal void EndBatch()
     {
+        if (Volatile.Read(ref _postedCount) != 0)
+        {
+            RunPosted();
+        }
+
         if (_batchListeners.Count == 0)
         {
             return;
@@ -126,6 +182,44 @@ public sealed unsafe class QueueIo
         }
 
         _endingBatch.Clear();
+    }
+
+    /// <summary>
+    /// Queue thread, on exit, after it left <see cref="Current"/>: refuses later posts, ends every
+    /// readiness wait still in the kernel and runs what was posted, so nobody waits for a thread that is gone.
+    /// </summary>
+    internal void Stop()
+    {
+        lock (_postLock)
+        {
+            _stopped = true;
+        }
+
+        foreach (var operation in _operations)
+        {
+            if (operation is { IsWaitingForReadable: true })
+            {
+                operation.EndWaitEarly();
+            }
+        }
+
+        RunPosted();
+    }
+
+    private void RunPosted()
+    {
+        lock (_postLock)
+        {
+            (_runningPosted, _posted) = (_posted, _runningPosted);
+            _postedCount = 0;
+        }
+
+        foreach (var listener in _runningPosted)
+        {
+            listener.OnQueueBatchEnd();
+        }
+
+        _runningPosted.Clear();
     }
 
     internal void Release(int index)

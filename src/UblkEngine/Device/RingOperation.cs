@@ -16,6 +16,9 @@ internal enum RingOperationKind
 
     /// <summary>IORING_OP_WRITE_FIXED from a request buffer the kernel registered.</summary>
     WriteFixed,
+
+    /// <summary>IORING_OP_POLL_ADD for POLLIN: completes when the descriptor has something to read (or hung up).</summary>
+    WaitReadable,
 }
 
 /// <summary>
@@ -26,6 +29,8 @@ internal enum RingOperationKind
 /// </summary>
 internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTaskSource
 {
+    private const uint PollIn = 0x0001;
+
     private ManualResetValueTaskSourceCore<bool> _core;
     private MemoryHandle _pin;
     private RingOperationKind _kind;
@@ -52,6 +57,23 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
         return Begin(kind, fd, length, offset);
     }
 
+    /// <summary>Starts a wait for <paramref name="fd"/> to become readable (nothing is transferred).</summary>
+    public ValueTask StartWaitReadable(int fd)
+    {
+        _pin = default;
+        _buffer = null;
+        return Begin(RingOperationKind.WaitReadable, fd, 0, 0);
+    }
+
+    /// <summary>A readiness wait the kernel has not answered yet.</summary>
+    public bool IsWaitingForReadable => _kind == RingOperationKind.WaitReadable && _core.GetStatus(_core.Version) == ValueTaskSourceStatus.Pending;
+
+    /// <summary>
+    /// Queue stopping: ends a readiness wait as if the descriptor were readable. Harmless by poll's
+    /// own rules (a reader re-checks and finds nothing yet), and nothing was read, so no byte is lost.
+    /// </summary>
+    public void EndWaitEarly() => Complete(null);
+
     /// <summary>Fills <paramref name="sqe"/> for what is left of the operation.</summary>
     public void Prepare(IoUringSqe* sqe, ulong userData)
     {
@@ -69,6 +91,9 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
                 break;
             case RingOperationKind.WriteFixed:
                 sqe->PrepareWriteFixed(_fd, _bufferIndex, (ulong)_done, (uint)(_length - _done), (ulong)(_offset + _done), userData);
+                break;
+            case RingOperationKind.WaitReadable:
+                sqe->PreparePollAdd(_fd, PollIn, userData);
                 break;
             default:
                 sqe->PrepareFsync(_fd, dataOnly: true, userData);
@@ -90,7 +115,7 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
             return false;
         }
 
-        if (_kind == RingOperationKind.DataSync)
+        if (_kind is RingOperationKind.DataSync or RingOperationKind.WaitReadable)
         {
             Complete(null);
             return false;
@@ -169,6 +194,7 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
         RingOperationKind.Write => $"write of {_length} bytes at offset {_offset}",
         RingOperationKind.ReadFixed => $"zero-copy read of {_length} bytes at offset {_offset}",
         RingOperationKind.WriteFixed => $"zero-copy write of {_length} bytes at offset {_offset}",
+        RingOperationKind.WaitReadable => $"wait for descriptor {_fd} to become readable",
         _ => "fdatasync",
     };
 }

@@ -164,7 +164,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
             IoUringSetupFlags.None,
             IoUringSetupFlags.CoopTaskRun | IoUringSetupFlags.SingleIssuer,
             cqEntries: outstanding);
-        _queueIo = new QueueIo(_ring, depth);
+        _queueIo = new QueueIo(_ring, depth, _waker);
         if (_setup.AutoBufReg)
         {
             // The driver registers each request's pages at its tag in this ring's table (FETCH and
@@ -298,6 +298,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
         // eventfd's read buffer and the descriptor mapping go. A backend operation an abandoned
         // request left in flight keeps its buffer (the abandoned request never returns it).
         QueueIo.UnbindCurrentThread();
+        _queueIo?.Stop();
         _ring?.Dispose();
         _dispatcher?.Dispose();
         _waker.Dispose();

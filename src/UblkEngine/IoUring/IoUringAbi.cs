@@ -33,6 +33,7 @@ internal enum IoUringOp : byte
     Fsync = 3,
     ReadFixed = 4,
     WriteFixed = 5,
+    PollAdd = 6,
     Read = 22,
     Write = 23,
     UringCmd = 46,
@@ -157,6 +158,15 @@ internal unsafe struct IoUringSqe
     {
         PrepareTransfer(IoUringOp.WriteFixed, fd, bufferOffset, length, offset, userData);
         BufIndex = bufferIndex;
+    }
+
+    /// <summary>A one-shot poll of <paramref name="fd"/> for <paramref name="events"/> (poll(2) bits; the CQE's result is the ready mask).</summary>
+    public void PreparePollAdd(int fd, uint events, ulong userData)
+    {
+        Opcode = IoUringOp.PollAdd;
+        Fd = fd;
+        OpFlags = events;
+        UserData = userData;
     }
 
     public void PrepareFsync(int fd, bool dataOnly, ulong userData)

@@ -1,3 +1,5 @@
+using System.IO.Pipes;
+using Microsoft.Win32.SafeHandles;
 using UblkCsi.Engine;
 using UblkCsi.Engine.IoUring;
 
@@ -167,6 +169,57 @@ public sealed class QueueIoTests : IDisposable
         Assert.Equal(3, listener.Calls);
     }
 
+    [Fact]
+    public void AReadinessWaitCompletesWhenThePipeHasDataAndConsumesNothing()
+    {
+        var io = Bind(operations: 1);
+        using var writer = new AnonymousPipeServerStream(PipeDirection.Out);
+        using var reader = new AnonymousPipeClientStream(PipeDirection.In, writer.ClientSafePipeHandle);
+
+        Assert.True(io.TryWaitReadable(Fd(reader.SafePipeHandle), out var readable));
+        _ring.Submit();
+        Thread.Sleep(100);
+        Assert.Equal(0, DrainWithoutWaiting(io)); // nothing written yet: the poll is still in the kernel
+        Assert.False(readable.IsCompleted);
+
+        writer.Write([42]);
+        Reap(io, readable);
+        Assert.Equal(42, reader.ReadByte()); // the poll left the byte where it was
+    }
+
+    [Fact]
+    public void StoppingEndsReadinessWaitsAndRunsWhatWasPosted()
+    {
+        var io = Bind(operations: 2);
+        using var writer = new AnonymousPipeServerStream(PipeDirection.Out);
+        using var reader = new AnonymousPipeClientStream(PipeDirection.In, writer.ClientSafePipeHandle);
+        Assert.True(io.TryWaitReadable(Fd(reader.SafePipeHandle), out var readable));
+        _ring.Submit();
+        var posted = new CountingListener(io) { Stop = true };
+        Assert.True(io.TryPost(posted));
+
+        QueueIo.UnbindCurrentThread();
+        io.Stop();
+
+        Assert.True(readable.IsCompletedSuccessfully); // early, with nothing to read: the reader re-checks elsewhere
+        Assert.Equal(1, posted.Calls);
+        Assert.False(io.TryPost(posted)); // nobody is left to run it
+    }
+
+    [Fact]
+    public void APostFromAnotherThreadRunsOnTheQueueThreadAtTheBatchEnd()
+    {
+        var io = Bind(operations: 1);
+        var listener = new ThreadRecordingListener();
+        var other = new Thread(() => Assert.True(io.TryPost(listener)));
+        other.Start();
+        other.Join();
+        Assert.Equal(-1, listener.CalledOnThread);
+
+        io.EndBatch();
+        Assert.Equal(Environment.CurrentManagedThreadId, listener.CalledOnThread);
+    }
+
     private QueueIo Bind(int operations)
     {
         var io = new QueueIo(_ring, operations);
@@ -198,6 +251,28 @@ public sealed class QueueIoTests : IDisposable
     private static int Fd(Microsoft.Win32.SafeHandles.SafeFileHandle handle) => (int)handle.DangerousGetHandle();
 
     private static int Fd(FileStream file) => Fd(file.SafeFileHandle);
+
+    private static int Fd(SafePipeHandle handle) => (int)handle.DangerousGetHandle();
+
+    /// <summary>Routes the CQEs already there; returns how many.</summary>
+    private int DrainWithoutWaiting(QueueIo io)
+    {
+        var count = 0;
+        while (_ring.TryGetCompletion(out var cqe))
+        {
+            io.OnCompletion(cqe.UserData, cqe.Result);
+            count++;
+        }
+
+        return count;
+    }
+
+    private sealed class ThreadRecordingListener : IQueueBatchListener
+    {
+        public int CalledOnThread { get; private set; } = -1;
+
+        public void OnQueueBatchEnd() => CalledOnThread = Environment.CurrentManagedThreadId;
+    }
 
     private sealed class CountingListener(QueueIo io) : IQueueBatchListener
     {

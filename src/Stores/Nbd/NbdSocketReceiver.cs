@@ -1,0 +1,146 @@
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using System.Threading.Tasks.Sources;
+using UblkCsi.Engine;
+using UblkCsi.Linux;
+using UblkCsi.Stores.Internal;
+
+namespace UblkCsi.Stores.Nbd;
+
+/// <summary>
+/// Where a connection's receive loop gets its bytes. Once an engine queue thread has sent on a plain
+/// socket connection, the loop moves onto that thread: it waits for the socket on the queue's own
+/// io_uring (a poll) and reads it with non-blocking recv, so a reply completes its request on the
+/// thread that commits it to the kernel, with no thread-pool worker, no eventfd write and no thread
+/// hop in between (ublksrv's nbd target receives on its queue ring too). A poll consumes nothing, so
+/// a queue that stops while the loop waits loses no byte: the loop then reads through the stream on
+/// the thread pool again, as it does before any queue thread sent, and always on TLS (only the stream
+/// can decrypt).
+/// </summary>
+internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<bool>
+{
+    private readonly Socket _socket;
+    private readonly Stream _stream;
+    private readonly bool _canMoveToQueue;
+    private QueueIo? _home;
+    private ManualResetValueTaskSourceCore<bool> _arrival;
+    private long _readsOnQueueThread;
+
+    /// <param name="canMoveToQueue">False for TLS: every read goes through the stream.</param>
+    public NbdSocketReceiver(Socket socket, Stream stream, bool canMoveToQueue)
+    {
+        _socket = socket;
+        _stream = stream;
+        _canMoveToQueue = canMoveToQueue;
+        // Arriving on the queue thread is the point: the loop continues there, inline.
+        _arrival.RunContinuationsAsynchronously = false;
+    }
+
+    /// <summary>Reads that were served on an engine queue thread (tests: the hop-free path is taken).</summary>
+    public long ReadsOnQueueThread => Interlocked.Read(ref _readsOnQueueThread);
+
+    /// <summary>Engine queue thread that just sent on the connection: the first one to do so becomes the loop's home.</summary>
+    public void OfferHome(QueueIo queue)
+    {
+        if (_canMoveToQueue && _home is null)
+        {
+            Interlocked.CompareExchange(ref _home, queue, null);
+        }
+    }
+
+    /// <summary>Reads at least one byte into <paramref name="destination"/>; 0 when the server closed the connection.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var home = Volatile.Read(ref _home);
+            if (home is null)
+            {
+                return await _stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (QueueIo.Current != home)
+            {
+                if (!await MoveToAsync(home).ConfigureAwait(false))
+                {
+                    // The queue stopped: back to the thread pool (a later queue thread may offer itself).
+                    Interlocked.CompareExchange(ref _home, null, home);
+                }
+
+                continue;
+            }
+
+            var received = TryReceive(destination.Span);
+            if (received >= 0)
+            {
+                Interlocked.Increment(ref _readsOnQueueThread);
+                return received;
+            }
+
+            // The descriptor is referenced while the poll is in the kernel, so its number cannot pass
+            // to another file meanwhile; closing the connection shuts the socket down first, which ends the poll.
+            var socket = _socket.SafeHandle;
+            var referenced = false;
+            socket.DangerousAddRef(ref referenced);
+            try
+            {
+                if (!home.TryWaitReadable((int)socket.DangerousGetHandle(), out var readable))
+                {
+                    // Every operation slot of the queue is busy: this one read waits on the thread pool.
+                    return await _stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
+                }
+
+                await readable.ConfigureAwait(false);
+            }
+            finally
+            {
+                socket.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Queue thread: the loop's move has arrived; it continues here, inline.</summary>
+    public void OnQueueBatchEnd() => _arrival.SetResult(true);
+
+    public bool GetResult(short token) => _arrival.GetResult(token);
+
+    public ValueTaskSourceStatus GetStatus(short token) => _arrival.GetStatus(token);
+
+    public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _arrival.OnCompleted(continuation, state, token, flags);
+
+    /// <summary>Continues on <paramref name="home"/>'s thread; false when that queue has stopped.</summary>
+    private ValueTask<bool> MoveToAsync(QueueIo home)
+    {
+        _arrival.Reset();
+        return home.TryPost(this) ? new ValueTask<bool>(this, _arrival.Version) : new ValueTask<bool>(false);
+    }
+
+    /// <summary>Non-blocking recv: the byte count (0 = closed), or -1 when nothing has arrived yet.</summary>
+    private unsafe int TryReceive(Span<byte> destination)
+    {
+        fixed (byte* target = destination)
+        {
+            while (true)
+            {
+                var n = Libc.Recv(_socket.SafeHandle, target, (nuint)destination.Length, Libc.MSG_DONTWAIT);
+                if (n >= 0)
+                {
+                    return (int)n;
+                }
+
+                var errno = Libc.LastErrno;
+                if (errno == LinuxFile.EAGAIN)
+                {
+                    return -1;
+                }
+
+                if (errno != LinuxFile.EINTR)
+                {
+                    throw new IOException($"recv failed with errno {errno}");
+                }
+            }
+        }
+    }
+}
