@@ -233,6 +233,7 @@ internal sealed class NbdChannel : INbdConnectionOwner
 
             NbdRequest[] resend;
             long downMs;
+            var replacesLost = false;
             lock (_lock)
             {
                 if (_disposed)
@@ -244,6 +245,7 @@ internal sealed class NbdChannel : INbdConnectionOwner
                 {
                     _current = connection;
                     _reconnecting = false;
+                    replacesLost = _lost;
                     if (_lost)
                     {
                         _lost = false;
@@ -264,9 +266,14 @@ internal sealed class NbdChannel : INbdConnectionOwner
             }
 
             _client.ReportConnected();
-            if (attempt > 1 || resend.Length > 0)
+            if (replacesLost || attempt > 1)
             {
                 NbdLog.Reconnected(_client.Logger, _client.Options.Server, Index, downMs, attempt, resend.Length);
+            }
+            else
+            {
+                // The channel's first connection, opened when a thread first used it: nothing was lost.
+                NbdLog.Connected(_client.Logger, _client.Options.Server, Index, connection.Export);
             }
 
             foreach (var request in resend)
