@@ -56,7 +56,7 @@ public sealed record NodeOptions(
         new("--kubelet-dir", "KUBELET_DIR", $"kubelet's root directory, a shared mount (default {DefaultKubeletDirectory})"),
         new("--max-volumes-per-node", "MAX_VOLUMES_PER_NODE", "most volumes the scheduler may place on this node; 0 = no limit (default 0)"),
         new("--device-queues", "DEVICE_QUEUES", "queues (serving threads) per ublk device, 1 to 16: more for throughput, fewer for many idle volumes (default 1)"),
-        new("--zero-copy", "ZERO_COPY", "auto: zero-copy I/O (Linux 6.16+ UBLK_F_AUTO_BUF_REG) for volumes whose store serves it, the file store with O_DIRECT; off: always copy through user memory (default auto)"),
+        new("--zero-copy", "ZERO_COPY", "auto: zero-copy I/O (Linux 6.16+ UBLK_F_AUTO_BUF_REG) for volumes whose store serves it (the file store with O_DIRECT, the nbd store without TLS); off: always copy through user memory (default auto)"),
         new("--controller-endpoint", "CONTROLLER_ENDPOINT", "also serve the node-local controller (file volumes of this node) at unix:///path.sock or tcp://host:port (default: off)"),
         new("--controller-driver-name", "CONTROLLER_DRIVER_NAME", $"driver name served at --controller-endpoint (default {LocalDriverPrefix}<driver-name>)"),
     ];

@@ -9,11 +9,13 @@ namespace UblkCsi.Engine;
 /// </summary>
 public readonly struct RegisteredBuffer
 {
-    internal RegisteredBuffer(QueueIo ring, ushort index, int length)
+    /// <param name="baseAddress">Where the slot's buffer starts in the table's address space: 0 for a request buffer the kernel registered, the user address for one registered from user memory (tests).</param>
+    internal RegisteredBuffer(QueueIo ring, ushort index, int length, ulong baseAddress = 0)
     {
         Ring = ring;
         Index = index;
         Length = length;
+        BaseAddress = baseAddress;
     }
 
     /// <summary>The queue ring whose buffer table holds the pages; submit the I/O there.</summary>
@@ -24,6 +26,32 @@ public readonly struct RegisteredBuffer
 
     /// <summary>Slot in the ring's fixed-buffer table (the request's tag).</summary>
     internal ushort Index { get; }
+
+    /// <summary>Address of the buffer's first byte as fixed-buffer operations name it (0 for kernel-registered request pages).</summary>
+    internal ulong BaseAddress { get; }
+
+    /// <summary>
+    /// Copies <paramref name="data"/> into the request's pages, <paramref name="offset"/> bytes in,
+    /// through the ublk char device (USER_COPY, which zero-copy devices keep): for the few bytes a
+    /// backend already holds in user memory, from any thread. Throws <see cref="BlockBackendException"/>.
+    /// </summary>
+    public unsafe void CopyIn(int offset, ReadOnlySpan<byte> data)
+    {
+        if (offset < 0 || data.Length > Length - offset)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, +{data.Length}) lies outside the request's {Length} bytes");
+        }
+
+        var channel = Ring.UserCopy ?? throw new InvalidOperationException("the queue has no user-copy channel");
+        fixed (byte* source = data)
+        {
+            var result = channel.WriteRequestData(Index, offset, source, data.Length);
+            if (result < 0)
+            {
+                throw new BlockBackendException(-result, $"copying {data.Length} bytes into the request at {offset} failed: {Interop.Errno.Describe(-result)}");
+            }
+        }
+    }
 }
 
 /// <summary>

@@ -17,12 +17,14 @@ internal static class AttachCommand
 
     private const string Usage =
         "usage: ublk-csi attach --store SPEC [--size SIZE] [--queues N] [--depth N] [--max-io SIZE]\n" +
-        "                       [--state-dir DIR] [--no-recovery] [--keep-on-exit] [--no-user-copy] [--stats] [--qos LIMITS]\n" +
+        "                       [--state-dir DIR] [--no-recovery] [--keep-on-exit] [--no-user-copy] [--no-zero-copy]\n" +
+        "                       [--stats] [--qos LIMITS]\n" +
         "  SPEC: " + StoreSpec.Forms + "\n" +
         "  SIZE: bytes with an optional K, M, G or T suffix (powers of 1024); required for null and memory\n" +
         "  --max-io SIZE: largest request; default the store's preference (nbd: 1M), else 512K\n" +
         "  --keep-on-exit: on SIGINT/SIGTERM leave the device for 'ublk-csi recover' instead of removing it\n" +
         "  --no-user-copy: per-tag kernel-copied buffers instead of USER_COPY (more memory; for old kernels and tests)\n" +
+        "  --no-zero-copy: copy through user memory even where zero copy is offered (Linux 6.16+, file with O_DIRECT, nbd)\n" +
         "  --qos LIMITS: KEY=VALUE,... with keys maxIops, maxBytesPerSecond, maxReadIops, maxWriteIops,\n" +
         "                maxReadBytesPerSecond, maxWriteBytesPerSecond, burstSeconds (as in StorageClass parameters)";
 
@@ -38,6 +40,7 @@ internal static class AttachCommand
         var stats = false;
         var keepOnExit = false;
         var userCopy = true;
+        var zeroCopy = true;
         QosLimits? qos = null;
         for (var i = 0; i < args.Length; i++)
         {
@@ -53,6 +56,7 @@ internal static class AttachCommand
                 case "--stats": stats = true; break;
                 case "--keep-on-exit": keepOnExit = true; break;
                 case "--no-user-copy": userCopy = false; break;
+                case "--no-zero-copy": zeroCopy = false; break;
                 case "--qos": qos = ParseQos(CommandOptions.Value(args, ref i)); break;
                 case "-h" or "--help": Console.Out.WriteLine(Usage); return 0;
                 default: throw new CliException($"unknown option '{args[i]}'\n{Usage}", 2);
@@ -82,6 +86,7 @@ internal static class AttachCommand
             MaxIoBytes = maxIo,
             EnableRecovery = recovery,
             PreferUserCopy = userCopy,
+            AutoBufferRegistration = zeroCopy,
             RecoveryStateDirectory = stateDir,
             BackendDescription = spec.Description,
         };

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using UblkCsi.Engine;
 using Microsoft.Extensions.Logging.Abstractions;
 using UblkCsi.Stores.Metrics;
 
@@ -15,6 +16,9 @@ namespace UblkCsi.Stores.Nbd;
 /// </summary>
 public sealed class NbdClient : IAsyncDisposable
 {
+    /// <summary>Smallest READ served into registered pages (<see cref="TryReadRegistered"/>).</summary>
+    public const int ZeroCopyReadMinBytes = 64 * 1024;
+
     [ThreadStatic]
     private static NbdClient? t_client;
 
@@ -73,6 +77,9 @@ public sealed class NbdClient : IAsyncDisposable
 
     /// <summary>WRITE payload bytes the live connections sent without copying them (<see cref="NbdPayloadPipe"/>; tests).</summary>
     internal long PipedBytes() => _channels.Sum(channel => channel?.Current?.PipedBytes ?? 0);
+
+    /// <summary>READ payloads the live connections received straight into registered request pages (tests).</summary>
+    internal long ZeroCopyReceives() => _channels.Sum(channel => channel?.Current?.ZeroCopyReceives ?? 0);
 
     /// <summary>Socket reads the live connections did on an engine queue thread's ring (<see cref="NbdSocketReceiver"/>; tests).</summary>
     internal long ReadsOnQueueThread() => _channels.Sum(channel => channel?.Current?.ReadsOnQueueThread ?? 0);
@@ -197,6 +204,30 @@ public sealed class NbdClient : IAsyncDisposable
             ? Submit(NbdCommand.Read, NbdCommandFlags.None, offset, (uint)buffer.Length, buffer, default)
             : SplitReadAsync(offset, buffer);
 
+    /// <summary>
+    /// Zero copy (UBLK_F_AUTO_BUF_REG, Linux 6.16+) is offered on plain connections: TLS must decrypt
+    /// through user memory.
+    /// </summary>
+    public bool ServesRegisteredBuffers => Options.Tls is null;
+
+    /// <summary>
+    /// Starts a READ whose payload the receive loop puts straight into the request's registered
+    /// pages (a receive into them on the queue's ring: the socket's copy is the only one). False for
+    /// reads below <see cref="ZeroCopyReadMinBytes"/> (small replies are cheaper read many at a time
+    /// through the receive buffer, then copied), above the server's maximum payload, or over TLS.
+    /// </summary>
+    public bool TryReadRegistered(long offset, RegisteredBuffer buffer, out ValueTask pending)
+    {
+        if (!ServesRegisteredBuffers || buffer.Length < ZeroCopyReadMinBytes || buffer.Length > Export.MaximumPayload)
+        {
+            pending = default;
+            return false;
+        }
+
+        pending = Submit(NbdCommand.Read, NbdCommandFlags.None, offset, (uint)buffer.Length, default, default, buffer);
+        return true;
+    }
+
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua)
     {
         var flags = fua ? NbdCommandFlags.Fua : NbdCommandFlags.None;
@@ -306,7 +337,7 @@ public sealed class NbdClient : IAsyncDisposable
         }
     }
 
-    private ValueTask Submit(NbdCommand command, NbdCommandFlags flags, long offset, uint length, Memory<byte> readBuffer, ReadOnlyMemory<byte> writeData)
+    private ValueTask Submit(NbdCommand command, NbdCommandFlags flags, long offset, uint length, Memory<byte> readBuffer, ReadOnlyMemory<byte> writeData, RegisteredBuffer? registered = null)
     {
         NbdRequest? request;
         lock (_poolLock)
@@ -316,7 +347,7 @@ public sealed class NbdClient : IAsyncDisposable
 
         request ??= new NbdRequest(this);
 
-        request.Prepare(command, flags, offset, length, readBuffer, writeData);
+        request.Prepare(command, flags, offset, length, readBuffer, writeData, registered);
         ChannelForThisThread().Submit(request);
         return request.AsValueTask();
     }

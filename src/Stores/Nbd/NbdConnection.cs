@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.Sockets;
 using UblkCsi.Engine;
+using UblkCsi.Stores.Internal;
 
 namespace UblkCsi.Stores.Nbd;
 
@@ -60,6 +61,9 @@ internal sealed class NbdConnection : IAsyncDisposable
 
     /// <summary>WRITE payload bytes sent through the payload pipe (tests).</summary>
     public long PipedBytes => _sender.PipedBytes;
+
+    /// <summary>READ payloads received straight into registered request pages (tests).</summary>
+    public long ZeroCopyReceives => _receiver.ZeroCopyReceives;
 
     /// <summary>Socket reads done on an engine queue thread's ring (tests).</summary>
     public long ReadsOnQueueThread => _receiver.ReadsOnQueueThread;
@@ -303,7 +307,7 @@ internal sealed class NbdConnection : IAsyncDisposable
 
         if (error == 0 && request.Command == NbdCommand.Read)
         {
-            await _receive.ReadExactAsync(request.ReadBuffer[..(int)request.Length], token).ConfigureAwait(false);
+            await ReceivePayloadAsync(request, 0, (int)request.Length, token).ConfigureAwait(false);
         }
 
         request.ReplyErrno = (int)Math.Min(error, int.MaxValue);
@@ -326,7 +330,7 @@ internal sealed class NbdConnection : IAsyncDisposable
 
                 await _receive.ReadExactAsync(_scratch.AsMemory(0, 8), token).ConfigureAwait(false);
                 var dataOffset = CheckChunkRange(request, BinaryPrimitives.ReadUInt64BigEndian(_scratch), length - 8);
-                await _receive.ReadExactAsync(request.ReadBuffer.Slice(dataOffset, (int)(length - 8)), token).ConfigureAwait(false);
+                await ReceivePayloadAsync(request, dataOffset, (int)(length - 8), token).ConfigureAwait(false);
                 request.BytesCovered += length - 8;
                 break;
             case NbdReplyType.OffsetHole:
@@ -338,7 +342,7 @@ internal sealed class NbdConnection : IAsyncDisposable
                 await _receive.ReadExactAsync(_scratch.AsMemory(0, 12), token).ConfigureAwait(false);
                 var holeLength = BinaryPrimitives.ReadUInt32BigEndian(_scratch.AsSpan(8));
                 var holeOffset = CheckChunkRange(request, BinaryPrimitives.ReadUInt64BigEndian(_scratch), holeLength);
-                request.ReadBuffer.Span.Slice(holeOffset, (int)holeLength).Clear();
+                ZeroRange(request, holeOffset, (int)holeLength);
                 request.BytesCovered += holeLength;
                 break;
             case NbdReplyType.None:
@@ -372,6 +376,26 @@ internal sealed class NbdConnection : IAsyncDisposable
             }
 
             Finish(request);
+        }
+    }
+
+    /// <summary>A READ's data, <paramref name="offset"/> bytes into the request: into its buffer, or its registered pages (zero copy).</summary>
+    private ValueTask ReceivePayloadAsync(NbdRequest request, int offset, int length, CancellationToken token) =>
+        request.Registered is { } registered
+            ? _receive.ReadIntoRegisteredAsync(registered, offset, length, token)
+            : _receive.ReadExactAsync(request.ReadBuffer.Slice(offset, length), token);
+
+    private static void ZeroRange(NbdRequest request, int offset, int length)
+    {
+        if (request.Registered is not { } registered)
+        {
+            request.ReadBuffer.Span.Slice(offset, length).Clear();
+            return;
+        }
+
+        for (var done = 0; done < length; done += ZeroBlock.Memory.Length)
+        {
+            registered.CopyIn(offset + done, ZeroBlock.Memory.Span[..Math.Min(ZeroBlock.Memory.Length, length - done)]);
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
+using UblkCsi.Engine;
 using UblkCsi.Linux;
 
 namespace UblkCsi.Stores.Nbd;
@@ -42,6 +43,45 @@ internal sealed class NbdReceiveBuffer(NbdSocketReceiver source, string server, 
         }
 
         return ReadSlowAsync(destination, cancellationToken);
+    }
+
+    /// <summary>
+    /// Fills <paramref name="length"/> bytes of a request's registered pages, <paramref name="offset"/>
+    /// bytes in. What is buffered already (a few KiB at most while payloads are large) is copied in
+    /// through the char device; the rest is received straight into the pages on the queue's ring.
+    /// Off that queue's thread (the loop has not moved yet, or it serves another queue's request) the
+    /// rest comes through this buffer and is copied in: correct, one copy more.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public async ValueTask ReadIntoRegisteredAsync(RegisteredBuffer target, int offset, int length, CancellationToken cancellationToken)
+    {
+        var buffered = Math.Min(length, _end - _start);
+        if (buffered > 0)
+        {
+            target.CopyIn(offset, _buffer.AsSpan(_start, buffered));
+            _start += buffered;
+            offset += buffered;
+            length -= buffered;
+        }
+
+        while (length > 0)
+        {
+            SetLowWater(length);
+            if (await source.TryReceiveRegisteredAsync(target, offset, length).ConfigureAwait(false))
+            {
+                break;
+            }
+
+            _start = _end = 0;
+            var n = await source.ReadAsync(_buffer.AsMemory(0, Math.Min(length, _buffer.Length)), cancellationToken).ConfigureAwait(false);
+            ThrowIfClosed(n);
+            target.CopyIn(offset, _buffer.AsSpan(0, n));
+            offset += n;
+            length -= n;
+        }
+
+        _largePayloads = true;
+        SetLowWater(1);
     }
 
     /// <summary>Reads and drops <paramref name="length"/> bytes (payloads of chunk types this client does not use).</summary>

@@ -35,6 +35,9 @@ internal sealed class NbdRequest : IValueTaskSource
     /// <summary>Destination of a READ.</summary>
     public Memory<byte> ReadBuffer { get; private set; }
 
+    /// <summary>Destination of a zero-copy READ: the ublk request's registered pages (then <see cref="ReadBuffer"/> is empty).</summary>
+    public RegisteredBuffer? Registered { get; private set; }
+
     /// <summary>Payload of a WRITE.</summary>
     public ReadOnlyMemory<byte> WriteData { get; private set; }
 
@@ -58,8 +61,9 @@ internal sealed class NbdRequest : IValueTaskSource
 
     public short Version => _core.Version;
 
-    public void Prepare(NbdCommand command, NbdCommandFlags flags, long offset, uint length, Memory<byte> readBuffer, ReadOnlyMemory<byte> writeData)
+    public void Prepare(NbdCommand command, NbdCommandFlags flags, long offset, uint length, Memory<byte> readBuffer, ReadOnlyMemory<byte> writeData, RegisteredBuffer? registered)
     {
+        Registered = registered;
         Command = command;
         Flags = flags;
         Offset = offset;
@@ -96,6 +100,7 @@ internal sealed class NbdRequest : IValueTaskSource
         // Back to the pool before throwing: the buffers belong to the caller again either way.
         ReadBuffer = default;
         WriteData = default;
+        Registered = null;
         _error = null;
         _core.Reset();
         Owner.Return(this);

@@ -25,6 +25,7 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
     private QueueIo? _home;
     private ManualResetValueTaskSourceCore<bool> _arrival;
     private long _readsOnQueueThread;
+    private long _zeroCopyReceives;
 
     /// <param name="canMoveToQueue">False for TLS: every read goes through the stream.</param>
     public NbdSocketReceiver(Socket socket, Stream stream, bool canMoveToQueue)
@@ -38,6 +39,9 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
 
     /// <summary>Reads that were served on an engine queue thread (tests: the hop-free path is taken).</summary>
     public long ReadsOnQueueThread => Interlocked.Read(ref _readsOnQueueThread);
+
+    /// <summary>Payloads received straight into a request's registered pages (tests and the kernel suite: zero copy is taken).</summary>
+    public long ZeroCopyReceives => Interlocked.Read(ref _zeroCopyReceives);
 
     /// <summary>Engine queue thread that just sent on the connection: the first one to do so becomes the loop's home.</summary>
     public void OfferHome(QueueIo queue)
@@ -97,6 +101,39 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
             {
                 socket.DangerousRelease();
             }
+        }
+    }
+
+    /// <summary>
+    /// On the queue thread that owns <paramref name="target"/>: receives exactly <paramref name="length"/>
+    /// bytes into the request's registered pages, <paramref name="offset"/> bytes in (READ_FIXED on the
+    /// socket), and returns true. False, having read nothing, anywhere else or when the ring has no free slot.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<bool> TryReceiveRegisteredAsync(RegisteredBuffer target, int offset, int length)
+    {
+        if (!_canMoveToQueue || QueueIo.Current != target.Ring)
+        {
+            return false;
+        }
+
+        var socket = _socket.SafeHandle;
+        var referenced = false;
+        socket.DangerousAddRef(ref referenced);
+        try
+        {
+            if (!target.Ring.TryReceiveRegistered((int)socket.DangerousGetHandle(), target, offset, length, out var receive))
+            {
+                return false;
+            }
+
+            await receive.ConfigureAwait(false);
+            Interlocked.Increment(ref _zeroCopyReceives);
+            return true;
+        }
+        finally
+        {
+            socket.DangerousRelease();
         }
     }
 

@@ -43,8 +43,14 @@ public sealed class NbdVolume : StoreVolume, IStoreVolumeMetrics
         }
     }
 
+    public override bool ServesRegisteredBuffers => _client.ServesRegisteredBuffers;
+
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken) =>
         _client.ReadAsync(offset, buffer);
+
+    /// <summary>Large reads land in the request's pages; writes keep the copy path, whose payload pipe already spares a copy.</summary>
+    protected override bool TryReadRegisteredCore(long offset, RegisteredBuffer buffer, CancellationToken cancellationToken, out ValueTask pending) =>
+        _client.TryReadRegistered(offset, buffer, out pending);
 
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using UblkCsi.Engine.Device;
 using UblkCsi.Engine.IoUring;
 
 namespace UblkCsi.Engine;
@@ -51,6 +52,9 @@ public sealed unsafe class QueueIo
         }
     }
 
+    /// <summary>The device's USER_COPY window of this queue (zero-copy devices keep it), for <see cref="RegisteredBuffer.CopyIn"/>.</summary>
+    internal UserCopyChannel? UserCopy { get; init; }
+
     /// <summary>The queue the calling thread serves, or null when it is not an engine queue thread.</summary>
     public static QueueIo? Current => t_current;
 
@@ -76,6 +80,25 @@ public sealed unsafe class QueueIo
     /// </summary>
     public bool TryReadRegistered(int fd, RegisteredBuffer buffer, long offset, out ValueTask pending) =>
         TryStartRegistered(RingOperationKind.ReadFixed, fd, buffer, offset, out pending);
+
+    /// <summary>
+    /// Submits a receive of <paramref name="length"/> bytes from the stream socket <paramref name="fd"/>
+    /// into the request's registered pages, <paramref name="bufferOffset"/> bytes in (IORING_OP_READ_FIXED
+    /// on the socket: the network's only copy lands in the request). The task completes once all of it
+    /// arrived; the peer closing first fails it with EIO. As <see cref="TryReadRegistered"/> otherwise.
+    /// </summary>
+    public bool TryReceiveRegistered(int fd, RegisteredBuffer buffer, int bufferOffset, int length, out ValueTask pending)
+    {
+        if (buffer.Ring != this || bufferOffset < 0 || length <= 0 || length > buffer.Length - bufferOffset || !TryTakeSlot(fd, out var operation, out var index))
+        {
+            pending = default;
+            return false;
+        }
+
+        pending = operation.StartReceiveRegistered(fd, buffer, bufferOffset, length);
+        operation.Prepare(_ring.GetSqe(), OperationMark | (uint)index);
+        return true;
+    }
 
     /// <summary>Submits a write of the request's registered pages at <paramref name="offset"/> (IORING_OP_WRITE_FIXED); as <see cref="TryReadRegistered"/>.</summary>
     public bool TryWriteRegistered(int fd, RegisteredBuffer buffer, long offset, out ValueTask pending) =>
@@ -251,7 +274,7 @@ public sealed unsafe class QueueIo
             return false;
         }
 
-        pending = operation.StartRegistered(kind, fd, buffer.Index, buffer.Length, offset);
+        pending = operation.StartRegistered(kind, fd, buffer, offset);
         operation.Prepare(_ring.GetSqe(), OperationMark | (uint)index);
         return true;
     }

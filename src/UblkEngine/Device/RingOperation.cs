@@ -17,6 +17,9 @@ internal enum RingOperationKind
     /// <summary>IORING_OP_WRITE_FIXED from a request buffer the kernel registered.</summary>
     WriteFixed,
 
+    /// <summary>IORING_OP_READ_FIXED from a stream socket (always at file offset 0) into a request buffer the kernel registered.</summary>
+    ReceiveFixed,
+
     /// <summary>IORING_OP_POLL_ADD for POLLIN: completes when the descriptor has something to read (or hung up).</summary>
     WaitReadable,
 }
@@ -40,6 +43,7 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
     private int _done;
     private long _offset;
     private ushort _bufferIndex;
+    private ulong _bufferBase;
 
     public ValueTask Start(RingOperationKind kind, int fd, Memory<byte> buffer, long offset)
     {
@@ -49,12 +53,25 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
     }
 
     /// <summary>Starts an operation on the registered buffer <paramref name="bufferIndex"/> of the ring's table (nothing to pin).</summary>
-    public ValueTask StartRegistered(RingOperationKind kind, int fd, ushort bufferIndex, int length, long offset)
+    public ValueTask StartRegistered(RingOperationKind kind, int fd, RegisteredBuffer registered, long offset)
     {
         _pin = default;
         _buffer = null;
-        _bufferIndex = bufferIndex;
+        _bufferIndex = registered.Index;
+        _bufferBase = registered.BaseAddress;
+        var length = registered.Length;
         return Begin(kind, fd, length, offset);
+    }
+
+    /// <summary>Starts a receive from a stream socket into the registered buffer <paramref name="bufferIndex"/>, <paramref name="bufferOffset"/> bytes in.</summary>
+    public ValueTask StartReceiveRegistered(int fd, RegisteredBuffer registered, int bufferOffset, int length)
+    {
+        _pin = default;
+        _buffer = null;
+        _bufferIndex = registered.Index;
+        _bufferBase = registered.BaseAddress;
+        // The buffer offset rides in _offset: a socket has no file offset (it must be 0).
+        return Begin(RingOperationKind.ReceiveFixed, fd, length, bufferOffset);
     }
 
     /// <summary>Starts a wait for <paramref name="fd"/> to become readable (nothing is transferred).</summary>
@@ -87,10 +104,13 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
                 break;
             case RingOperationKind.ReadFixed:
                 // A kernel-registered request buffer starts at address 0: the address is the offset into it.
-                sqe->PrepareReadFixed(_fd, _bufferIndex, (ulong)_done, (uint)(_length - _done), (ulong)(_offset + _done), userData);
+                sqe->PrepareReadFixed(_fd, _bufferIndex, _bufferBase + (ulong)_done, (uint)(_length - _done), (ulong)(_offset + _done), userData);
                 break;
             case RingOperationKind.WriteFixed:
-                sqe->PrepareWriteFixed(_fd, _bufferIndex, (ulong)_done, (uint)(_length - _done), (ulong)(_offset + _done), userData);
+                sqe->PrepareWriteFixed(_fd, _bufferIndex, _bufferBase + (ulong)_done, (uint)(_length - _done), (ulong)(_offset + _done), userData);
+                break;
+            case RingOperationKind.ReceiveFixed:
+                sqe->PrepareReadFixed(_fd, _bufferIndex, _bufferBase + (ulong)(_offset + _done), (uint)(_length - _done), 0, userData);
                 break;
             case RingOperationKind.WaitReadable:
                 sqe->PreparePollAdd(_fd, PollIn, userData);
@@ -141,7 +161,9 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
             return false;
         }
 
-        Complete(new BlockBackendException(Errno.EIO, $"{Describe()} transferred nothing at offset {_offset + _done}"));
+        Complete(new BlockBackendException(Errno.EIO, _kind == RingOperationKind.ReceiveFixed
+            ? $"{Describe()}: the peer closed the connection after {_done} bytes"
+            : $"{Describe()} transferred nothing at offset {_offset + _done}"));
         return false;
     }
 
@@ -194,6 +216,7 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
         RingOperationKind.Write => $"write of {_length} bytes at offset {_offset}",
         RingOperationKind.ReadFixed => $"zero-copy read of {_length} bytes at offset {_offset}",
         RingOperationKind.WriteFixed => $"zero-copy write of {_length} bytes at offset {_offset}",
+        RingOperationKind.ReceiveFixed => $"zero-copy receive of {_length} bytes from socket {_fd}",
         RingOperationKind.WaitReadable => $"wait for descriptor {_fd} to become readable",
         _ => "fdatasync",
     };

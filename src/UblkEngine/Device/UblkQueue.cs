@@ -164,7 +164,10 @@ internal sealed unsafe class UblkQueue : ICommitSink
             IoUringSetupFlags.None,
             IoUringSetupFlags.CoopTaskRun | IoUringSetupFlags.SingleIssuer,
             cqEntries: outstanding);
-        _queueIo = new QueueIo(_ring, depth, _waker);
+        _queueIo = new QueueIo(_ring, depth, _waker)
+        {
+            UserCopy = _setup.UserCopy ? new UserCopyChannel(_setup.CharDevice.Fd, _setup.QueueId) : null,
+        };
         if (_setup.AutoBufReg)
         {
             // The driver registers each request's pages at its tag in this ring's table (FETCH and
@@ -181,8 +184,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
         }
 
         _descriptors = (UblksrvIoDesc*)mapping;
-        var userCopy = _setup.UserCopy ? new UserCopyChannel(_setup.CharDevice.Fd, _setup.QueueId) : null;
-        _dispatcher = new RequestDispatcher(depth, _setup.Backend, _setup.Capacity, _setup.MaxIoBytes, userCopy, _setup.BufferPool, this, _waker, _setup.Failures, _setup.AutoBufReg ? _queueIo : null);
+        _dispatcher = new RequestDispatcher(depth, _setup.Backend, _setup.Capacity, _setup.MaxIoBytes, _queueIo.UserCopy, _setup.BufferPool, this, _waker, _setup.Failures, _setup.AutoBufReg ? _queueIo : null);
 
         _waker.Arm(_ring, WakeUserData);
         for (var tag = 0; tag < depth; tag++)

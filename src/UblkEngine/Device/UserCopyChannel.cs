@@ -19,9 +19,12 @@ internal sealed unsafe class UserCopyChannel(int fd, int queueId)
     /// <summary>Copies <paramref name="source"/> into the READ request of <paramref name="tag"/>. Returns 0 or a negative errno.</summary>
     public int WriteRequestData(int tag, byte* source, int length) => Transfer(&Libc.Pwrite, tag, source, length);
 
-    private int Transfer(delegate*<int, void*, nuint, long, nint> io, int tag, byte* buffer, int length)
+    /// <summary>Copies <paramref name="source"/> into the READ request of <paramref name="tag"/>, <paramref name="offset"/> bytes in. Any thread may call it while the request is the server's.</summary>
+    public int WriteRequestData(int tag, int offset, byte* source, int length) => Transfer(&Libc.Pwrite, tag, source, length, offset);
+
+    private int Transfer(delegate*<int, void*, nuint, long, nint> io, int tag, byte* buffer, int length, int offset = 0)
     {
-        var window = UblkAbi.UserCopyOffset(QueueId, tag);
+        var window = UblkAbi.UserCopyOffset(QueueId, tag) + offset;
         var done = 0;
         while (done < length)
         {

@@ -50,6 +50,9 @@ internal static class IoUringConstants
     /// <summary>Where the command area of an SQE starts (16 bytes, or 80 with SQE128).</summary>
     public const int SqeCommandOffset = 48;
 
+    /// <summary>io_uring_register opcode IORING_REGISTER_BUFFERS: an array of iovecs, one per slot.</summary>
+    public const uint RegisterBuffers = 0;
+
     /// <summary>io_uring_register opcode IORING_REGISTER_BUFFERS2 (5.13+): a buffer table described by <see cref="IoUringRsrcRegister"/>.</summary>
     public const uint RegisterBuffers2 = 15;
 

@@ -274,6 +274,21 @@ internal sealed unsafe class Ring : IDisposable
         }
     }
 
+    /// <summary>
+    /// Registers one user buffer as slot 0 of the fixed-buffer table (IORING_REGISTER_BUFFERS). The
+    /// engine never does (the kernel registers request pages, <see cref="RegisterSparseBuffers"/>);
+    /// tests use it to move real data through the fixed-buffer operations on this host.
+    /// </summary>
+    internal void RegisterBuffer(void* address, nuint length)
+    {
+        var segment = new Libc.IoVec { Base = (byte*)address, Length = length };
+        var result = Libc.Syscall(Libc.SYS_io_uring_register, _fd, IoUringConstants.RegisterBuffers, (long)&segment, 1, 0, 0);
+        if (result < 0)
+        {
+            throw new IoUringException("io_uring_register(IORING_REGISTER_BUFFERS)", Libc.LastErrno);
+        }
+    }
+
     public void Dispose()
     {
         if (_disposed)

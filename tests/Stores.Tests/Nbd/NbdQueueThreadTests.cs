@@ -1,4 +1,6 @@
 using UblkCsi.Engine;
+using UblkCsi.Engine.Abi;
+using UblkCsi.Engine.Device;
 using UblkCsi.Engine.Buffers;
 using UblkCsi.Engine.IoUring;
 using UblkCsi.Stores.Nbd;
@@ -177,6 +179,54 @@ public sealed class NbdQueueThreadTests
         Assert.True(data.AsSpan().SequenceEqual(back));
     }
 
+    [NbdkitFact]
+    public unsafe void ALargeReadLandsInTheRequestsRegisteredPages()
+    {
+        // The request's pages: a user buffer registered at slot 0 stands in for the kernel's
+        // registration, and the user-copy window (for bytes the receive buffer already held) is a
+        // sparse file here instead of the ublk char device. Every byte must arrive in one of the two.
+        const int length = 512 * 1024;
+        using var server = new SyncServer("memory", "size=4M");
+        var copyFile = Path.Combine(Path.GetTempPath(), $"nbd-usercopy-{Guid.NewGuid():N}");
+        var pages = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(length, 4096);
+        try
+        {
+            using var copyWindow = File.OpenHandle(copyFile, FileMode.CreateNew, FileAccess.ReadWrite);
+            using var queue = new BoundQueue(new UserCopyChannel((int)copyWindow.DangerousGetHandle(), 0));
+            queue.RegisterBuffer(pages, length);
+            var data = Enumerable.Range(0, length).Select(i => (byte)((i * 13) | 1)).ToArray(); // no zero byte
+            queue.EndBatchAndWait(server.Volume.WriteAsync(MiB, data));
+            // Move the receive loop onto this thread first (the first replies come through the pool).
+            queue.EndBatchAndWait(server.Volume.ReadAsync(0, new byte[4096]));
+            queue.RunFor(TimeSpan.FromMilliseconds(200));
+
+            for (var round = 0; round < 3; round++)
+            {
+                new Span<byte>(pages, length).Clear();
+                RandomAccess.Write(copyWindow, new byte[length], UblkAbi.UserCopyOffset(0, 0));
+                var target = queue.Registered(length, (ulong)pages);
+                Assert.True(((StoreVolume)server.Volume).TryReadRegistered(MiB, target, CancellationToken.None, out var read));
+                queue.EndBatchAndWait(read);
+
+                var copied = new byte[length];
+                RandomAccess.Read(copyWindow, copied, UblkAbi.UserCopyOffset(0, 0));
+                var received = new ReadOnlySpan<byte>(pages, length);
+                for (var i = 0; i < length; i++)
+                {
+                    var got = copied[i] != 0 ? copied[i] : received[i];
+                    Assert.True(got == data[i], $"round {round}: byte {i} is {got}, wrote {data[i]}");
+                }
+            }
+
+            Assert.True(server.Client.ZeroCopyReceives() > 0, "no payload was received straight into the registered pages");
+        }
+        finally
+        {
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(pages);
+            File.Delete(copyFile);
+        }
+    }
+
     /// <summary>The test thread as an engine queue thread: it submits, routes its ring's completions and ends batches as the queue loop does.</summary>
     private sealed class BoundQueue : IDisposable
     {
@@ -184,11 +234,16 @@ public sealed class NbdQueueThreadTests
         private readonly QueueIo _queueIo;
         private bool _stopped;
 
-        public BoundQueue()
+        public BoundQueue(UserCopyChannel? userCopy = null)
         {
-            _queueIo = new QueueIo(_ring, 8);
+            _queueIo = new QueueIo(_ring, 8) { UserCopy = userCopy };
             _queueIo.BindToCurrentThread();
         }
+
+        public unsafe void RegisterBuffer(byte* pages, int length) => _ring.RegisterBuffer(pages, (nuint)length);
+
+        /// <summary>Slot 0, as the engine hands it to a backend.</summary>
+        public RegisteredBuffer Registered(int length, ulong baseAddress) => new(_queueIo, 0, length, baseAddress);
 
         public void EndBatch() => _queueIo.EndBatch();
 

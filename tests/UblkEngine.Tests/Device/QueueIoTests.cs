@@ -220,6 +220,74 @@ public sealed class QueueIoTests : IDisposable
         Assert.Equal(Environment.CurrentManagedThreadId, listener.CalledOnThread);
     }
 
+    [Fact]
+    public unsafe void AReceiveIntoARegisteredBufferWaitsForEveryByteFromTheSocket()
+    {
+        // A stream socket takes no file offset (0, or ESPIPE) and returns what has arrived: the
+        // operation continues into the rest of the buffer until all of it came, in order.
+        const int length = 192 * 1024;
+        var pages = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(256 * 1024, 4096);
+        try
+        {
+            new Span<byte>(pages, 256 * 1024).Fill(0xEE);
+            _ring.RegisterBuffer(pages, 256 * 1024);
+            var io = Bind(operations: 1);
+            using var pair = SocketPair.Create();
+            var data = Enumerable.Range(0, length).Select(i => (byte)(i * 13)).ToArray();
+
+            Assert.True(io.TryReceiveRegistered(pair.ReceiverFd, new RegisteredBuffer(io, 0, 256 * 1024, (ulong)pages), 4096, length, out var receive));
+            var writer = new Thread(() =>
+            {
+                try
+                {
+                    for (var sent = 0; sent < length; sent += 48 * 1024)
+                    {
+                        pair.Sender.Send(data.AsSpan(sent, 48 * 1024));
+                        Thread.Sleep(50);
+                    }
+                }
+                catch (System.Net.Sockets.SocketException)
+                {
+                    // The test failed and closed the pair; its assertion says why.
+                }
+            });
+            writer.Start();
+            Reap(io, receive);
+            writer.Join();
+
+            Assert.True(new ReadOnlySpan<byte>(pages + 4096, length).SequenceEqual(data));
+            Assert.Equal(0xEE, pages[4095]);
+            Assert.Equal(0xEE, pages[4096 + length]);
+        }
+        finally
+        {
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(pages);
+        }
+    }
+
+    [Fact]
+    public unsafe void AReceiveThatThePeerEndsEarlyFailsWithEio()
+    {
+        var pages = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(4096, 4096);
+        try
+        {
+            _ring.RegisterBuffer(pages, 4096);
+            var io = Bind(operations: 1);
+            using var pair = SocketPair.Create();
+            pair.Sender.Send(new byte[1000]);
+            pair.Sender.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+
+            Assert.True(io.TryReceiveRegistered(pair.ReceiverFd, new RegisteredBuffer(io, 0, 4096, (ulong)pages), 0, 4096, out var receive));
+            var error = Assert.Throws<BlockBackendException>(() => Reap(io, receive));
+            Assert.Equal(5, error.Errno);
+            Assert.Contains("the peer closed the connection after 1000 bytes", error.Message);
+        }
+        finally
+        {
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(pages);
+        }
+    }
+
     private QueueIo Bind(int operations)
     {
         var io = new QueueIo(_ring, operations);
@@ -265,6 +333,41 @@ public sealed class QueueIoTests : IDisposable
         }
 
         return count;
+    }
+
+    /// <summary>A connected pair of unix stream sockets.</summary>
+    private sealed class SocketPair : IDisposable
+    {
+        private SocketPair(System.Net.Sockets.Socket sender, System.Net.Sockets.Socket receiver)
+        {
+            Sender = sender;
+            Receiver = receiver;
+        }
+
+        public System.Net.Sockets.Socket Sender { get; }
+
+        public System.Net.Sockets.Socket Receiver { get; }
+
+        public int ReceiverFd => (int)Receiver.SafeHandle.DangerousGetHandle();
+
+        public static SocketPair Create()
+        {
+            var path = Path.Combine(Path.GetTempPath(), $"qio-{Guid.NewGuid():N}.sock");
+            using var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+            listener.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+            listener.Listen(1);
+            var sender = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+            sender.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+            var receiver = listener.Accept();
+            File.Delete(path);
+            return new SocketPair(sender, receiver);
+        }
+
+        public void Dispose()
+        {
+            Sender.Dispose();
+            Receiver.Dispose();
+        }
     }
 
     private sealed class ThreadRecordingListener : IQueueBatchListener

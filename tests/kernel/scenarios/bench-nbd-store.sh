@@ -8,73 +8,7 @@
 source "$(dirname "$0")/_lib.sh"
 keep_scenario_files
 
-command -v nbd-client > /dev/null || { figure "bench-nbd-store: nbd-client not installed, skipped"; exit 0; }
-[[ -b /dev/nbd0 ]] || modprobe nbd 2>/dev/null || true
-[[ -b /dev/nbd0 ]] || { figure "bench-nbd-store: no nbd driver (/dev/nbd0), skipped"; exit 0; }
-
-port=10811
-seconds=${BENCH_SECONDS:-5}
-image=$SCENARIO_DIR/bench.img
-truncate -s 256M "$image"
-start_nbdkit "$port" "$image"
-
-# fio_run NAME DEVICE ARGS...: a time-based job in the foreground (no subshell: a failure must end
-# the scenario, and no fio may outlive it); sets IOPS and BW (KiB/s) of the direction that moved data.
-fio_run() {
-  local name=$1 dev=$2; shift 2
-  fio --name="$name" --filename="$dev" --direct=1 --ioengine=libaio --time_based --runtime="$seconds" \
-      --ramp_time=1 --group_reporting --output-format=json "$@" > "$SCENARIO_DIR/$name.json" 2> "$SCENARIO_DIR/$name.err" \
-    || { cat "$SCENARIO_DIR/$name.err"; fail "fio $name failed"; }
-  read -r IOPS BW <<< "$(python3 -c 'import json,sys
-j = json.load(open(sys.argv[1]))["jobs"][0]
-d = j["write"] if j["write"]["io_bytes"] > 0 else j["read"]
-print(round(d["iops"]), d["bw"])' "$SCENARIO_DIR/$name.json")"
-  [[ -n ${IOPS:-} ]] || { cat "$SCENARIO_DIR/$name.json"; fail "fio $name gave no result"; }
-}
-
-workloads=(
-  "randwrite-4k-qd32|--rw=randwrite --bs=4k --iodepth=32 --numjobs=2 --size=256M|iops"
-  "randread-4k-qd32|--rw=randread --bs=4k --iodepth=32 --numjobs=2 --size=256M|iops"
-  "seqwrite-1m|--rw=write --bs=1M --iodepth=4 --size=256M|bw"
-  "seqread-1m|--rw=read --bs=1M --iodepth=4 --size=256M|bw"
-)
-
-declare -A ublk kernel
-log "nbdkit on 127.0.0.1:$port (pid $NBDKIT_PID)"
-start_server bench attach --store "nbd://127.0.0.1:$port/" --queues 2 --depth 64 --state-dir "$STATE_DIR"
-log "ublk device $DEVICE (max_sectors_kb $(cat "/sys/block/${DEVICE#/dev/}/queue/max_sectors_kb"))"
-# Fill the image once so reads hit data (not holes) on both clients.
-fio --name=fill --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 --size=256M > "$SCENARIO_DIR/fill.txt" 2>&1
-nbd-client 127.0.0.1 "$port" /dev/nbd0 -N disk -timeout 30 > "$SCENARIO_DIR/nbd-client.log" 2>&1 \
-  || { cat "$SCENARIO_DIR/nbd-client.log"; fail "nbd-client could not connect"; }
-log "kernel device /dev/nbd0 (max_sectors_kb $(cat /sys/block/nbd0/queue/max_sectors_kb))"
-# Both clients stay connected; each workload runs on one right after the other, the order
-# alternating, so a change in the host's load between runs cannot favour one side (TCG shares the
-# host's cores with other builds and VMs).
-first=ublk
-for w in "${workloads[@]}"; do
-  IFS='|' read -r name args metric <<< "$w"
-  for side in $first $([[ $first == ublk ]] && echo kernel || echo ublk); do
-    if [[ $side == ublk ]]; then
-      fio_run "ublk-$name" "$DEVICE" $args
-      ublk[$name]=$([[ $metric == iops ]] && echo "$IOPS" || echo "$BW")
-      log "ublk nbd store $name: $IOPS IOPS, $BW KiB/s"
-    else
-      fio_run "kernel-$name" /dev/nbd0 $args
-      kernel[$name]=$([[ $metric == iops ]] && echo "$IOPS" || echo "$BW")
-      log "kernel nbd-client $name: $IOPS IOPS, $BW KiB/s"
-    fi
-  done
-  first=$([[ $first == ublk ]] && echo kernel || echo ublk)
-done
-nbd-client -d /dev/nbd0 > /dev/null 2>&1 || true
-stop_server "$SERVER_PID" bench
-kill -TERM "$NBDKIT_PID" 2>/dev/null || true
-
-for w in "${workloads[@]}"; do
-  IFS='|' read -r name _ metric <<< "$w"
-  unit=$([[ $metric == iops ]] && echo IOPS || echo KiB/s)
-  ratio=$(awk -v a="${ublk[$name]}" -v b="${kernel[$name]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-  figure "nbd $name: ublk nbd store ${ublk[$name]} $unit vs kernel nbd-client ${kernel[$name]} $unit = ${ratio}x"
-done
+source "$(dirname "$0")/_nbd_bench.sh"
+nbd_bench_available bench-nbd-store || exit 0
+nbd_bench_vs_kernel
 log "PASS bench-nbd-store"
