@@ -1,5 +1,4 @@
 using System.IO.Pipes;
-using Microsoft.Win32.SafeHandles;
 using UblkCsi.Engine;
 using UblkCsi.Engine.IoUring;
 
@@ -173,27 +172,25 @@ public sealed class QueueIoTests : IDisposable
     public void AReadinessWaitCompletesWhenThePipeHasDataAndConsumesNothing()
     {
         var io = Bind(operations: 1);
-        using var writer = new AnonymousPipeServerStream(PipeDirection.Out);
-        using var reader = new AnonymousPipeClientStream(PipeDirection.In, writer.ClientSafePipeHandle);
+        using var pipe = new Pipe();
 
-        Assert.True(io.TryWaitReadable(Fd(reader.SafePipeHandle), out var readable));
+        Assert.True(io.TryWaitReadable(pipe.ReaderFd, out var readable));
         _ring.Submit();
         Thread.Sleep(100);
         Assert.Equal(0, DrainWithoutWaiting(io)); // nothing written yet: the poll is still in the kernel
         Assert.False(readable.IsCompleted);
 
-        writer.Write([42]);
+        pipe.Writer.Write([42]);
         Reap(io, readable);
-        Assert.Equal(42, reader.ReadByte()); // the poll left the byte where it was
+        Assert.Equal(42, pipe.Reader.ReadByte()); // the poll left the byte where it was
     }
 
     [Fact]
     public void StoppingEndsReadinessWaitsAndRunsWhatWasPosted()
     {
         var io = Bind(operations: 2);
-        using var writer = new AnonymousPipeServerStream(PipeDirection.Out);
-        using var reader = new AnonymousPipeClientStream(PipeDirection.In, writer.ClientSafePipeHandle);
-        Assert.True(io.TryWaitReadable(Fd(reader.SafePipeHandle), out var readable));
+        using var pipe = new Pipe();
+        Assert.True(io.TryWaitReadable(pipe.ReaderFd, out var readable));
         _ring.Submit();
         var posted = new CountingListener(io) { Stop = true };
         Assert.True(io.TryPost(posted));
@@ -320,7 +317,6 @@ public sealed class QueueIoTests : IDisposable
 
     private static int Fd(FileStream file) => Fd(file.SafeFileHandle);
 
-    private static int Fd(SafePipeHandle handle) => (int)handle.DangerousGetHandle();
 
     /// <summary>Routes the CQEs already there; returns how many.</summary>
     private int DrainWithoutWaiting(QueueIo io)
@@ -333,6 +329,28 @@ public sealed class QueueIoTests : IDisposable
         }
 
         return count;
+    }
+
+    /// <summary>An anonymous pipe: what is written to <see cref="Writer"/> makes <see cref="ReaderFd"/> readable.</summary>
+    private sealed class Pipe : IDisposable
+    {
+        public Pipe()
+        {
+            Writer = new AnonymousPipeServerStream(PipeDirection.Out);
+            Reader = new AnonymousPipeClientStream(PipeDirection.In, Writer.ClientSafePipeHandle);
+        }
+
+        public AnonymousPipeServerStream Writer { get; }
+
+        public AnonymousPipeClientStream Reader { get; }
+
+        public int ReaderFd => (int)Reader.SafePipeHandle.DangerousGetHandle();
+
+        public void Dispose()
+        {
+            Reader.Dispose();
+            Writer.Dispose();
+        }
     }
 
     /// <summary>A connected pair of unix stream sockets.</summary>

@@ -158,6 +158,27 @@ start_nbdkit() {
   SERVER_PIDS+=("$NBDKIT_PID")
 }
 
+# nbdkit_fault_under_fio NAME PORT IMAGE OUTAGE MIN_WRITES DEVICE FIO_ARGS...: fio (output in
+# NAME.txt) runs on DEVICE; once MIN_WRITES writes have completed nbdkit is SIGKILLed, and restarted
+# OUTAGE seconds later; fio must then end with status 0 and err=0 (every block verified).
+nbdkit_fault_under_fio() {
+  local name=$1 port=$2 image=$3 outage=$4 min_writes=$5 device=$6; shift 6
+  fio --name="$name" --filename="$device" "$@" > "$SCENARIO_DIR/$name.txt" 2>&1 &
+  local fio_pid=$! fio_rc=0
+  FIO_PIDS+=("$fio_pid")
+  wait_for_writes "$device" "$min_writes"
+  kill -0 "$fio_pid" 2>/dev/null || fail "fio finished before the fault; make it longer"
+  kill -KILL "$NBDKIT_PID"
+  log "killed nbdkit (SIGKILL) under fio; restarting it in $outage s"
+  sleep "$outage"
+  start_nbdkit "$port" "$image"
+  log "nbdkit restarted (pid $NBDKIT_PID)"
+  wait "$fio_pid" || fio_rc=$?
+  grep -E "^ *(READ|WRITE):|err=" "$SCENARIO_DIR/$name.txt"
+  [[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/$name.txt"; fail "fio exited with $fio_rc across the nbdkit restart"; }
+  grep -Eq "err= *0" "$SCENARIO_DIR/$name.txt" || fail "fio reported I/O or verify errors on $device"
+}
+
 FIO_PIDS=()
 # keep_scenario_files: on exit, copy the scenario's logs to the host ($UBLK_VM_OUT/SCENARIO/), kill
 # what it started (with the node plugin's mounts when _node.sh is sourced) and disconnect /dev/nbd0,

@@ -22,22 +22,7 @@ log "nbd device $DEVICE"
 
 fio_args=(--direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 --numjobs=2 --offset_increment=128M
           --size=24M --verify=crc32c --verify_fatal=1 --do_verify=1 --group_reporting)
-fio --name=nbd-fault --filename="$DEVICE" "${fio_args[@]}" > "$SCENARIO_DIR/fio-ublk.txt" 2>&1 &
-fio_pid=$!
-FIO_PIDS+=("$fio_pid")
-wait_for_writes "$DEVICE" 500
-kill -0 "$fio_pid" 2>/dev/null || fail "fio finished before the fault; make it longer"
-kill -KILL "$NBDKIT_PID"
-killed_at=$(date +%s%N)
-log "killed nbdkit (SIGKILL) under fio; restarting it in $outage s"
-sleep "$outage"
-start_nbdkit "$ublk_port" "$image"
-log "nbdkit restarted (pid $NBDKIT_PID)"
-fio_rc=0
-wait "$fio_pid" || fio_rc=$?
-grep -E "^ *(READ|WRITE):|err=" "$SCENARIO_DIR/fio-ublk.txt"
-[[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/fio-ublk.txt"; fail "fio exited with $fio_rc across the nbdkit restart"; }
-grep -Eq "err= *0" "$SCENARIO_DIR/fio-ublk.txt" || fail "fio reported I/O or verify errors on the nbd store device"
+nbdkit_fault_under_fio fio-ublk "$ublk_port" "$image" "$outage" 500 "$DEVICE" "${fio_args[@]}"
 figure "nbd store (ublk): nbdkit SIGKILLed and restarted after ${outage}s under fio randwrite+crc32c verify: err=0, verify passed"
 stop_server "$SERVER_PID" nbd
 kill -TERM "$NBDKIT_PID" 2>/dev/null || true

@@ -21,22 +21,9 @@ flags=$(sed -n 's/.*flags \(.*\), recovery .*/\1/p' "$SCENARIO_DIR/zc.err" | hea
 flags_have_auto_buf_reg "$flags" || fail "the nbd device was not created with UBLK_F_AUTO_BUF_REG (flags: $flags)"
 log "nbd device $DEVICE with zero copy (flags $flags)"
 
-fio --name=zc-fault --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrite --bs=256k --iodepth=8 --numjobs=2 \
-    --offset_increment=128M --size=48M --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_backlog=16 --group_reporting \
-    > "$SCENARIO_DIR/fio-zc.txt" 2>&1 &
-fio_pid=$!
-FIO_PIDS+=("$fio_pid")
-wait_for_writes "$DEVICE" 40
-kill -0 "$fio_pid" 2>/dev/null || fail "fio finished before the fault; make it longer"
-kill -KILL "$NBDKIT_PID"
-log "killed nbdkit (SIGKILL) under fio; restarting it in 2 s"
-sleep 2
-start_nbdkit "$port" "$image"
-fio_rc=0
-wait "$fio_pid" || fio_rc=$?
-grep -E "^ *(READ|WRITE):|err=" "$SCENARIO_DIR/fio-zc.txt"
-[[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/fio-zc.txt"; fail "fio exited with $fio_rc across the nbdkit restart"; }
-grep -Eq "err= *0" "$SCENARIO_DIR/fio-zc.txt" || fail "fio reported I/O or verify errors on the zero-copy nbd device"
+nbdkit_fault_under_fio fio-zc "$port" "$image" 2 40 "$DEVICE" --direct=1 --ioengine=libaio --rw=randwrite --bs=256k \
+  --iodepth=8 --numjobs=2 --offset_increment=128M --size=48M --verify=crc32c --verify_fatal=1 --do_verify=1 \
+  --verify_backlog=16 --group_reporting
 figure "nbd store, zero copy: nbdkit SIGKILLed and restarted after 2s under fio 256k randwrite+crc32c verify: err=0, verify passed"
 stop_server "$SERVER_PID" zc
 kill -TERM "$NBDKIT_PID" 2>/dev/null || true
