@@ -49,7 +49,7 @@ nbd-client 127.0.0.1 "$kernel_port" /dev/nbd0 -N disk -timeout "$nbd_timeout" > 
 for _ in $(seq 50); do [[ $(cat /sys/block/nbd0/size) -gt 0 ]] && break; sleep 0.1; done
 fio --name=nbd-fault --filename=/dev/nbd0 "${fio_args[@]}" > "$SCENARIO_DIR/fio-kernel.txt" 2>&1 &
 kfio_pid=$!
-FIO_PIDS+=("$fio_pid")
+FIO_PIDS+=("$kfio_pid")
 wait_for_writes /dev/nbd0 500
 kill -KILL "$NBDKIT_PID"
 log "killed nbdkit under fio on /dev/nbd0 (nbd-client -timeout $nbd_timeout); restarting it in $outage s"
