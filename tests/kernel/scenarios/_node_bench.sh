@@ -27,7 +27,7 @@ bench_setup() {
 # bench_teardown: unmounts the RAM disk's filesystem and gives its pages back.
 bench_teardown() {
   umount "$BENCH_MEDIUM"
-  blkdiscard /dev/ram0
+  blkdiscard -f /dev/ram0
 }
 
 # run_jobs DIR LABEL: the four jobs on one 256 MiB file in DIR; sets IOPS_RR IOPS_RW BW_SR BW_SW (KiB/s).
