@@ -159,15 +159,10 @@ internal sealed unsafe class UblkQueue : ICommitSink
         // it. SQ: a batch of commits; when more are prepared in one loop the ring submits early
         // (GetSqe), so a small SQ only costs an extra enter on bursts.
         var outstanding = (2 * (uint)depth) + 1;
-        // Only this thread submits (SINGLE_ISSUER), so the kernel may defer the task work that
-        // delivers ublk requests and completes file I/O until this thread waits in io_uring_enter
-        // (DEFER_TASKRUN): it then runs as one batch in that call, with no interrupt of the running
-        // thread and no separate wake-up for each piece. Serve always waits with GETEVENTS, which is
-        // what runs it. 4k QD32 through a zero-copy file volume on 6.17: +11-15% (docs/design.md).
         _ring = Ring.CreateWithFallback(
             Math.Min(outstanding, MaxSubmissionBatch),
             IoUringSetupFlags.None,
-            IoUringSetupFlags.CoopTaskRun | IoUringSetupFlags.SingleIssuer | IoUringSetupFlags.DeferTaskRun,
+            IoUringSetupFlags.CoopTaskRun | IoUringSetupFlags.SingleIssuer,
             cqEntries: outstanding);
         _queueIo = new QueueIo(_ring, depth);
         if (_setup.AutoBufReg)
