@@ -15,7 +15,11 @@ cd "$vm_dir"
 # The modules the guest loads, in any order: dependencies are resolved below from modules.dep.
 # nbd: the kernel NBD client, the baseline of the rpc and nbd stores' benchmarks.
 # A|B: the first that the kernel ships (the crypto API's crc32c moved to crc32c-cryptoapi in 6.15).
-wanted_modules=(9p 9pnet_virtio overlay ublk_drv "crc32c_generic|crc32c-cryptoapi" ext4 xfs loop nbd)
+# brd: one RAM disk for a disk-like filesystem under the file store's benchmark images (tmpfs, the
+# guest's /tmp, cannot serve io_uring without a worker thread per I/O; see _node_bench.sh).
+wanted_modules=(9p 9pnet_virtio overlay ublk_drv "crc32c_generic|crc32c-cryptoapi" ext4 xfs loop nbd brd)
+# Parameters insmod gives a module (pages are allocated only when written).
+declare -A module_params=([brd]="rd_nr=1 rd_size=1048576")
 
 series=${UBLK_VM_KERNEL_SERIES:-6.12}
 suite=${UBLK_VM_SUITE:-trixie}
@@ -83,7 +87,8 @@ fi
 for rel in "${order[@]}"; do
   name=$(basename "$rel"); name=${name%.xz}
   xz -dc "$moddir/$rel" > "initramfs/modules/$name"
-  echo "$name" >> initramfs/modules/order
+  base=${name%.ko}
+  echo "$name ${module_params[$base]:-}" >> initramfs/modules/order
 done
 cp "$repo/scripts/vm/init" initramfs/init
 chmod +x initramfs/init

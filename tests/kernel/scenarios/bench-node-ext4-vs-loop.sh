@@ -27,4 +27,5 @@ loop_buffered=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
 compare "(direct image, 1 queue/device) vs loop --direct-io=on" direct_q1 loop_direct
 compare "(direct image, 2 queues/device) vs loop --direct-io=on" direct_q2 loop_direct
 compare "(directIo off, 1 queue/device) vs loop buffered (the default)" buffered_q1 loop_buffered
+bench_teardown
 log "PASS bench-node-ext4-vs-loop"

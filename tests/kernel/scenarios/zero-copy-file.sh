@@ -54,4 +54,5 @@ loop_direct=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
 log "max_sectors_kb: ublk $ublk_max_kb, loop $BENCH_MAX_SECTORS_KB"
 compare "(direct image, 1 queue/device, zero copy) vs loop --direct-io=on" zero_copy loop_direct
 compare "(direct image, 1 queue/device, user copy) vs loop --direct-io=on" user_copy loop_direct
+bench_teardown
 log "PASS zero-copy-file"
