@@ -45,10 +45,12 @@ internal sealed class NbdConnection : IAsyncDisposable
         Export = export;
         Server = server;
         _owner = owner;
-        _receiver = new NbdSocketReceiver(socket, stream, canMoveToQueue: stream is NetworkStream);
-        _receive = new NbdReceiveBuffer(_receiver, server, lowWaterSocket: stream is NetworkStream && socket.ProtocolType == ProtocolType.Tcp ? socket : null);
-        // A TLS stream is written by the sender thread alone: only the stream can frame its records.
-        _sender = new NbdSender(socket, stream, sendsOnQueueThreads: stream is NetworkStream, server, e => Fail(Lost(e, "sending")));
+        // A plain stream, not TLS: only TLS needs the stream itself to frame and decrypt its records, so
+        // plain connections are read and written on the socket by engine queue threads.
+        var plain = stream is NetworkStream;
+        _receiver = new NbdSocketReceiver(socket, stream, canMoveToQueue: plain);
+        _receive = new NbdReceiveBuffer(_receiver, server, lowWaterSocket: plain && socket.ProtocolType == ProtocolType.Tcp ? socket : null);
+        _sender = new NbdSender(socket, stream, sendsOnQueueThreads: plain, server, e => Fail(Lost(e, "sending")));
         _requestTimeoutTicks = (long)(requestTimeout.TotalSeconds * Stopwatch.Frequency);
     }
 

@@ -82,14 +82,10 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
                 return received;
             }
 
-            // The descriptor is referenced while the poll is in the kernel, so its number cannot pass
-            // to another file meanwhile; closing the connection shuts the socket down first, which ends the poll.
-            var socket = _socket.SafeHandle;
-            var referenced = false;
-            socket.DangerousAddRef(ref referenced);
+            var fd = ReferenceSocket();
             try
             {
-                if (!home.TryWaitReadable((int)socket.DangerousGetHandle(), out var readable))
+                if (!home.TryWaitReadable(fd, out var readable))
                 {
                     // Every operation slot of the queue is busy: this one read waits on the thread pool.
                     return await _stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
@@ -99,7 +95,7 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
             }
             finally
             {
-                socket.DangerousRelease();
+                _socket.SafeHandle.DangerousRelease();
             }
         }
     }
@@ -117,12 +113,10 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
             return false;
         }
 
-        var socket = _socket.SafeHandle;
-        var referenced = false;
-        socket.DangerousAddRef(ref referenced);
+        var fd = ReferenceSocket();
         try
         {
-            if (!target.Ring.TryReceiveRegistered((int)socket.DangerousGetHandle(), target, offset, length, out var receive))
+            if (!target.Ring.TryReceiveRegistered(fd, target, offset, length, out var receive))
             {
                 return false;
             }
@@ -133,7 +127,7 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
         }
         finally
         {
-            socket.DangerousRelease();
+            _socket.SafeHandle.DangerousRelease();
         }
     }
 
@@ -152,6 +146,19 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
     {
         _arrival.Reset();
         return home.TryPost(this) ? new ValueTask<bool>(this, _arrival.Version) : new ValueTask<bool>(false);
+    }
+
+    /// <summary>
+    /// The socket's descriptor for an operation on a queue ring, referenced until the caller releases
+    /// it (<c>SafeHandle.DangerousRelease</c>) after the operation ended: its number cannot pass to
+    /// another file meanwhile. Closing the connection shuts the socket down first, which ends a poll
+    /// or a receive still in the kernel.
+    /// </summary>
+    private int ReferenceSocket()
+    {
+        var referenced = false;
+        _socket.SafeHandle.DangerousAddRef(ref referenced);
+        return (int)_socket.SafeHandle.DangerousGetHandle();
     }
 
     /// <summary>Non-blocking recv: the byte count (0 = closed), or -1 when nothing has arrived yet.</summary>

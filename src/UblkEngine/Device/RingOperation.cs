@@ -52,24 +52,17 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
         return Begin(kind, fd, buffer.Length, offset);
     }
 
-    /// <summary>Starts an operation on the registered buffer <paramref name="bufferIndex"/> of the ring's table (nothing to pin).</summary>
+    /// <summary>Starts an operation on all of <paramref name="registered"/>, a slot of the ring's buffer table (nothing to pin).</summary>
     public ValueTask StartRegistered(RingOperationKind kind, int fd, RegisteredBuffer registered, long offset)
     {
-        _pin = default;
-        _buffer = null;
-        _bufferIndex = registered.Index;
-        _bufferBase = registered.BaseAddress;
-        var length = registered.Length;
-        return Begin(kind, fd, length, offset);
+        UseRegistered(registered);
+        return Begin(kind, fd, registered.Length, offset);
     }
 
-    /// <summary>Starts a receive from a stream socket into the registered buffer <paramref name="bufferIndex"/>, <paramref name="bufferOffset"/> bytes in.</summary>
+    /// <summary>Starts a receive from a stream socket into <paramref name="registered"/>, <paramref name="bufferOffset"/> bytes in.</summary>
     public ValueTask StartReceiveRegistered(int fd, RegisteredBuffer registered, int bufferOffset, int length)
     {
-        _pin = default;
-        _buffer = null;
-        _bufferIndex = registered.Index;
-        _bufferBase = registered.BaseAddress;
+        UseRegistered(registered);
         // The buffer offset rides in _offset: a socket has no file offset (it must be 0).
         return Begin(RingOperationKind.ReceiveFixed, fd, length, bufferOffset);
     }
@@ -182,6 +175,15 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
         {
             owner.Release(index);
         }
+    }
+
+    /// <summary>The operation's data is a slot of the ring's buffer table, not user memory: nothing to pin.</summary>
+    private void UseRegistered(RegisteredBuffer registered)
+    {
+        _pin = default;
+        _buffer = null;
+        _bufferIndex = registered.Index;
+        _bufferBase = registered.BaseAddress;
     }
 
     private ValueTask Begin(RingOperationKind kind, int fd, int length, long offset)

@@ -13,6 +13,9 @@ nbd_bench_available() {
   [[ -b /dev/nbd0 ]] || { figure "$1: no nbd driver (/dev/nbd0), skipped"; return 1; }
 }
 
+# attach_flags NAME: the device flags the attach started with start_server NAME printed.
+attach_flags() { sed -n 's/.*flags \(.*\), recovery .*/\1/p' "$SCENARIO_DIR/$1.err" | head -1; }
+
 # flags_have_auto_buf_reg FLAGS: the attach line's device flags (names, or a number when the kernel
 # set a bit the engine has no name for) include UBLK_F_AUTO_BUF_REG (bit 11).
 flags_have_auto_buf_reg() {
@@ -59,7 +62,7 @@ nbd_bench_vs_kernel() {
   declare -A ublk kernel cpu
   log "nbdkit on 127.0.0.1:$port (pid $NBDKIT_PID)"
   start_server bench attach --store "nbd://127.0.0.1:$port/" --queues 2 --depth 64 --state-dir "$STATE_DIR" "$@"
-  NBD_BENCH_FLAGS=$(sed -n 's/.*flags \(.*\), recovery .*/\1/p' "$SCENARIO_DIR/bench.err" | head -1)
+  NBD_BENCH_FLAGS=$(attach_flags bench)
   log "ublk device $DEVICE (max_sectors_kb $(cat "/sys/block/${DEVICE#/dev/}/queue/max_sectors_kb"); flags $NBD_BENCH_FLAGS)"
   # Fill the image once so reads hit data (not holes) on both clients.
   fio --name=fill --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=write --bs=1M --iodepth=4 --size=256M > "$SCENARIO_DIR/fill.txt" 2>&1

@@ -17,7 +17,7 @@ image=$SCENARIO_DIR/zc.img
 truncate -s 256M "$image"
 start_nbdkit "$port" "$image"
 start_server zc attach --store "nbd://127.0.0.1:$port/" --queues 2 --depth 32 --state-dir "$STATE_DIR"
-flags=$(sed -n 's/.*flags \(.*\), recovery .*/\1/p' "$SCENARIO_DIR/zc.err" | head -1)
+flags=$(attach_flags zc)
 flags_have_auto_buf_reg "$flags" || fail "the nbd device was not created with UBLK_F_AUTO_BUF_REG (flags: $flags)"
 log "nbd device $DEVICE with zero copy (flags $flags)"
 
