@@ -154,7 +154,7 @@ internal static class AttachCommand
         Console.Out.Flush();
         Console.Error.WriteLine(
             $"ublk-csi: serving {device.BlockDevicePath} ({device.Parameters.SizeBytes} bytes, {device.Info.Queues} queue(s) x {device.Info.Depth}, " +
-            $"flags {device.Info.Flags}, recovery {(device.RecoveryEnabled ? "on" : "off")}; ready in {startClock.ElapsedMilliseconds} ms); " +
+            $"flags {device.Info.Flags.Describe()}, recovery {(device.RecoveryEnabled ? "on" : "off")}; ready in {startClock.ElapsedMilliseconds} ms); " +
             (keepOnExit ? "SIGINT/SIGTERM leaves it for recover" : "SIGINT/SIGTERM removes it"));
 
         var finished = await Task.WhenAny(stopRequested.Task, device.Completion);

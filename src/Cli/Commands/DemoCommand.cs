@@ -69,7 +69,7 @@ internal static class DemoCommand
             };
             var device = await steps.TimeAsync("attach (ADD_DEV, SET_PARAMS, queues, START_DEV)", () => UblkDevice.CreateAsync(control, backend, options));
             var devicePath = device.BlockDevicePath;
-            Console.Out.WriteLine($"demo: serving {devicePath} ({device.Info.Queues} queue(s) x {device.Info.Depth}, flags {device.Info.Flags})");
+            Console.Out.WriteLine($"demo: serving {devicePath} ({device.Info.Queues} queue(s) x {device.Info.Depth}, flags {device.Info.Flags.Describe()})");
             try
             {
                 await steps.TimeAsync("mkfs.ext4", () => ExternalProgram.RunAsync("mkfs.ext4", "-q", "-F", devicePath));

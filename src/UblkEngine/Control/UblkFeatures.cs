@@ -19,6 +19,36 @@ public enum UblkFeatures : ulong
     AutoBufReg = 1UL << 11,
     Quiesce = 1UL << 12,
     PerIoDaemon = 1UL << 13,
+    BufRegOffDaemon = 1UL << 14,
+}
+
+/// <summary>How ublk feature flags read in logs and tool output.</summary>
+public static class UblkFeaturesText
+{
+    /// <summary>
+    /// The names of the set flags and the raw value, e.g. "UserCopy, AutoBufReg, bit 15 (0x8880)": a
+    /// newer kernel sets bits this engine has no name for, and the enum's own ToString then prints one
+    /// bare number, hiding the flags it does know.
+    /// </summary>
+    public static string Describe(this UblkFeatures flags)
+    {
+        if (flags == UblkFeatures.None)
+        {
+            return "none (0x0)";
+        }
+
+        var parts = new List<string>();
+        for (var bit = 0; bit < 64; bit++)
+        {
+            var flag = (UblkFeatures)(1UL << bit);
+            if ((flags & flag) != 0)
+            {
+                parts.Add(Enum.IsDefined(flag) ? flag.ToString() : $"bit {bit}");
+            }
+        }
+
+        return $"{string.Join(", ", parts)} (0x{(ulong)flags:x})";
+    }
 }
 
 /// <summary>Kernel state of a ublk device.</summary>

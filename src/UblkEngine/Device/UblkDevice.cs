@@ -129,7 +129,7 @@ public sealed class UblkDevice : IAsyncDisposable
             var charDevice = await OpenCharDeviceAsync(info, cancellationToken).ConfigureAwait(false);
             device = new UblkDevice(control, info, parameters, backend, options, charDevice);
             await device.StartQueuesAsync().ConfigureAwait(false);
-            device.WriteRecoveryRecord(recoveredAt: null);
+            device.WriteRecoveryRecord(previous: null, recoveredAt: null);
             await Task.Run(() => control.StartDevice(info.Id, Environment.ProcessId), CancellationToken.None).ConfigureAwait(false);
             return device;
         }
@@ -198,7 +198,7 @@ public sealed class UblkDevice : IAsyncDisposable
             throw;
         }
 
-        device.WriteRecoveryRecord(recoveredAt: DateTimeOffset.UtcNow);
+        device.WriteRecoveryRecord(device.TryReadExisting(), recoveredAt: DateTimeOffset.UtcNow);
         return device;
     }
 
@@ -268,7 +268,8 @@ public sealed class UblkDevice : IAsyncDisposable
         _capacity.GrowTo(sizeBytes);
         await Task.Run(() => _control.UpdateSize(Id, sizeBytes >> 9), cancellationToken).ConfigureAwait(false);
         Parameters = Parameters with { SizeBytes = sizeBytes };
-        WriteRecoveryRecord(TryReadExisting()?.RecoveredAt);
+        var previous = TryReadExisting();
+        WriteRecoveryRecord(previous, previous?.RecoveredAt);
     }
 
     /// <summary>
@@ -492,15 +493,18 @@ public sealed class UblkDevice : IAsyncDisposable
         _recoveryStore?.Delete(Id);
     }
 
-    private void WriteRecoveryRecord(DateTimeOffset? recoveredAt)
+    /// <summary>
+    /// Writes this device's record; <paramref name="previous"/> (the record read before, if any) keeps
+    /// its creation time and, when these options name none, its backend description.
+    /// </summary>
+    private void WriteRecoveryRecord(UblkRecoveryRecord? previous, DateTimeOffset? recoveredAt)
     {
         if (_recoveryStore == null)
         {
             return;
         }
 
-        var existing = recoveredAt == null ? null : TryReadExisting();
-        var description = _options.BackendDescription ?? existing?.Backend;
+        var description = _options.BackendDescription ?? previous?.Backend;
         var record = new UblkRecoveryRecord(
             Id,
             Info.Queues,
@@ -509,7 +513,7 @@ public sealed class UblkDevice : IAsyncDisposable
             // Stored as given: it is the store's own secret-free spec, and recovery reopens the store from
             // it (a token-file path must survive; rewriting it would make the device unrecoverable).
             description,
-            existing?.CreatedAt ?? DateTimeOffset.UtcNow)
+            previous?.CreatedAt ?? DateTimeOffset.UtcNow)
         {
             RecoveredAt = recoveredAt,
             ServerPid = Environment.ProcessId,

@@ -100,6 +100,16 @@ public class ControlAndOptionsTests
         | UblkFeatures.CmdIoctlEncode | UblkFeatures.NeedGetData | UblkFeatures.Zoned;
 
     [Fact]
+    public void FeatureFlagsReadAsNamesWithTheRawValueEvenWithBitsThisEngineCannotName()
+    {
+        // What 6.17.13 granted an attach: 0x68c2. A bit no enum member names must not hide the others.
+        const UblkFeatures granted = (UblkFeatures)0x68c2;
+        Assert.Equal("UringCmdCompInTask, CmdIoctlEncode, UserCopy, AutoBufReg, PerIoDaemon, BufRegOffDaemon (0x68c2)", granted.Describe());
+        Assert.Equal("UserCopy, bit 40 (0x10000000080)", (UblkFeatures.UserCopy | (UblkFeatures)(1UL << 40)).Describe());
+        Assert.Equal("none (0x0)", UblkFeatures.None.Describe());
+    }
+
+    [Fact]
     public void ZeroCopyIsAskedForOnlyWhenTheKernelOffersItAndTheBackendServesIt()
     {
         var options = new UblkDeviceOptions();

@@ -16,12 +16,8 @@ nbd_bench_available() {
 # attach_flags NAME: the device flags the attach started with start_server NAME printed.
 attach_flags() { sed -n 's/.*flags \(.*\), recovery .*/\1/p' "$SCENARIO_DIR/$1.err" | head -1; }
 
-# flags_have_auto_buf_reg FLAGS: the attach line's device flags (names, or a number when the kernel
-# set a bit the engine has no name for) include UBLK_F_AUTO_BUF_REG (bit 11).
-flags_have_auto_buf_reg() {
-  [[ $1 == *AutoBufReg* ]] && return 0
-  [[ $1 =~ ^[0-9]+$ ]] && (( ($1 & 2048) != 0 ))
-}
+# flags_have_auto_buf_reg FLAGS: the attach line's device flags include UBLK_F_AUTO_BUF_REG.
+flags_have_auto_buf_reg() { [[ $1 == *AutoBufReg* ]]; }
 
 # fio_run NAME DEVICE ARGS...: a time-based job in the foreground (no subshell: a failure must end
 # the scenario, and no fio may outlive it); sets IOPS and BW (KiB/s) of the direction that moved data.
