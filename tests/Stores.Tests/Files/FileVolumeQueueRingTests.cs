@@ -1,6 +1,6 @@
 using UblkCsi.Engine;
 using UblkCsi.Engine.Buffers;
-using UblkCsi.Engine.IoUring;
+using UblkCsi.Tests.Shared;
 using UblkCsi.Engine.Threading;
 using UblkCsi.Stores.Files;
 using UblkCsi.Stores.Tests.Conformance;
@@ -16,19 +16,11 @@ public sealed class FileVolumeQueueRingTests : IDisposable
 {
     private const int Bytes = 1 << 20;
     private readonly string _root = TempDirectory.Create("queue-ring");
-    private readonly Ring _ring = Ring.Create(8, IoUringSetupFlags.None, cqEntries: 64);
-    private readonly QueueIo _queueIo;
-
-    public FileVolumeQueueRingTests()
-    {
-        _queueIo = new QueueIo(_ring, 8);
-        _queueIo.BindToCurrentThread();
-    }
+    private readonly TestQueueThread _queue = new();
 
     public void Dispose()
     {
-        QueueIo.UnbindCurrentThread();
-        _ring.Dispose();
+        _queue.Dispose();
         Directory.Delete(_root, recursive: true);
     }
 
@@ -79,7 +71,7 @@ public sealed class FileVolumeQueueRingTests : IDisposable
 
         // Sparse, as under UBLK_F_AUTO_BUF_REG before the driver fills a slot: a fixed read of an
         // empty slot fails with EFAULT, which proves the volume issued READ_FIXED at that slot.
-        _ring.RegisterSparseBuffers(8);
+        _queue.Ring.RegisterSparseBuffers(8);
         var volume = FileVolume.Open("zc", image, Bytes, readOnly: false, directIo: DirectIoMode.On);
         var buffered = FileVolume.Open("zc", image, Bytes, readOnly: false, directIo: DirectIoMode.Off);
         try
@@ -87,15 +79,15 @@ public sealed class FileVolumeQueueRingTests : IDisposable
             Assert.True(volume.ServesRegisteredBuffers);
             Assert.False(buffered.ServesRegisteredBuffers);
 
-            Assert.True(volume.TryReadRegistered(8192, new RegisteredBuffer(_queueIo, 5, 4096), default, out var read));
+            Assert.True(volume.TryReadRegistered(8192, new RegisteredBuffer(_queue.Io, 5, 4096), default, out var read));
             Assert.Equal(14, Assert.Throws<BlockBackendException>(() => Reap(read)).Errno);
-            Assert.True(volume.TryWriteRegistered(8192, new RegisteredBuffer(_queueIo, 5, 4096), BlockWriteFlags.None, default, out var write));
+            Assert.True(volume.TryWriteRegistered(8192, new RegisteredBuffer(_queue.Io, 5, 4096), BlockWriteFlags.None, default, out var write));
             Assert.Equal(14, Assert.Throws<BlockBackendException>(() => Reap(write)).Errno);
 
             // FUA (RWF_DSYNC on the workers), 512-byte-aligned requests and buffered volumes take the copy path.
-            Assert.False(volume.TryWriteRegistered(0, new RegisteredBuffer(_queueIo, 1, 4096), BlockWriteFlags.Fua, default, out _));
-            Assert.False(volume.TryReadRegistered(512, new RegisteredBuffer(_queueIo, 1, 4096), default, out _));
-            Assert.False(buffered.TryReadRegistered(0, new RegisteredBuffer(_queueIo, 1, 4096), default, out _));
+            Assert.False(volume.TryWriteRegistered(0, new RegisteredBuffer(_queue.Io, 1, 4096), BlockWriteFlags.Fua, default, out _));
+            Assert.False(volume.TryReadRegistered(512, new RegisteredBuffer(_queue.Io, 1, 4096), default, out _));
+            Assert.False(buffered.TryReadRegistered(0, new RegisteredBuffer(_queue.Io, 1, 4096), default, out _));
         }
         finally
         {
@@ -110,17 +102,5 @@ public sealed class FileVolumeQueueRingTests : IDisposable
         pending.GetAwaiter().GetResult();
     }
 
-    private void Reap(ValueTask pending)
-    {
-        while (!pending.IsCompleted)
-        {
-            _ring.SubmitAndWait(1);
-            while (_ring.TryGetCompletion(out var cqe))
-            {
-                _queueIo.OnCompletion(cqe.UserData, cqe.Result);
-            }
-        }
-
-        pending.GetAwaiter().GetResult();
-    }
+    private void Reap(ValueTask pending) => _queue.Reap(pending);
 }

@@ -2,8 +2,8 @@ using UblkCsi.Engine;
 using UblkCsi.Engine.Abi;
 using UblkCsi.Engine.Device;
 using UblkCsi.Engine.Buffers;
-using UblkCsi.Engine.IoUring;
 using UblkCsi.Stores.Nbd;
+using UblkCsi.Tests.Shared;
 
 namespace UblkCsi.Stores.Tests.Nbd;
 
@@ -21,7 +21,7 @@ public sealed class NbdQueueThreadTests
     public void RequestsOfABatchAreSentAtItsEndByTheQueueThread()
     {
         using var server = new SyncServer("memory", "size=4M");
-        using var queue = new BoundQueue();
+        using var queue = new TestQueueThread();
         var data = IoBufferPool.Shared.Rent(4096);
         var back = IoBufferPool.Shared.Rent(4096);
         try
@@ -53,7 +53,7 @@ public sealed class NbdQueueThreadTests
         // thread's non-blocking send stops part-way and the sender thread sends the rest.
         const int writes = 32;
         using var server = new SyncServer("memory", $"size={writes}M");
-        using var queue = new BoundQueue();
+        using var queue = new TestQueueThread();
         var buffers = new IoBuffer[writes];
         var pending = new ValueTask[writes];
         var back = IoBufferPool.Shared.Rent(MiB);
@@ -66,7 +66,7 @@ public sealed class NbdQueueThreadTests
                 pending[i] = server.Volume.WriteAsync((long)i * MiB, buffers[i].Memory[..MiB]);
             }
 
-            queue.EndBatch();
+            queue.Io.EndBatch();
             foreach (var write in pending)
             {
                 queue.Wait(write);
@@ -104,7 +104,7 @@ public sealed class NbdQueueThreadTests
         // The GC may move an array while the socket still holds references to its pages: only
         // native engine buffers may be spliced.
         using var server = new SyncServer("memory", "size=4M");
-        using var queue = new BoundQueue();
+        using var queue = new TestQueueThread();
         var data = new byte[256 * 1024];
         var back = new byte[data.Length];
         Random.Shared.NextBytes(data);
@@ -118,7 +118,7 @@ public sealed class NbdQueueThreadTests
     public void RepliesAreReadOnTheQueueThreadThatSentTheRequests()
     {
         using var server = new SyncServer("memory", "size=8M");
-        using var queue = new BoundQueue();
+        using var queue = new TestQueueThread();
         var data = IoBufferPool.Shared.Rent(MiB);
         var back = IoBufferPool.Shared.Rent(MiB);
         try
@@ -133,7 +133,7 @@ public sealed class NbdQueueThreadTests
                     pending[i] = server.Volume.ReadAsync(i * 65536L, back.Memory.Slice(i * 65536, 65536));
                 }
 
-                queue.EndBatch();
+                queue.Io.EndBatch();
                 foreach (var read in pending)
                 {
                     queue.Wait(read);
@@ -161,7 +161,7 @@ public sealed class NbdQueueThreadTests
         var data = new byte[65536];
         var back = new byte[data.Length];
         Random.Shared.NextBytes(data);
-        using (var queue = new BoundQueue())
+        using (var queue = new TestQueueThread())
         {
             queue.EndBatchAndWait(server.Volume.WriteAsync(0, data));
             queue.EndBatchAndWait(server.Volume.ReadAsync(0, back));
@@ -192,8 +192,8 @@ public sealed class NbdQueueThreadTests
         try
         {
             using var copyWindow = File.OpenHandle(copyFile, FileMode.CreateNew, FileAccess.ReadWrite);
-            using var queue = new BoundQueue(new UserCopyChannel((int)copyWindow.DangerousGetHandle(), 0));
-            queue.RegisterBuffer(pages, length);
+            using var queue = new TestQueueThread(userCopy: new UserCopyChannel((int)copyWindow.DangerousGetHandle(), 0));
+            queue.Ring.RegisterBuffer(pages, (nuint)length);
             var data = Enumerable.Range(0, length).Select(i => (byte)((i * 13) | 1)).ToArray(); // no zero byte
             queue.EndBatchAndWait(server.Volume.WriteAsync(MiB, data));
             // Move the receive loop onto this thread first (the first replies come through the pool).
@@ -204,7 +204,7 @@ public sealed class NbdQueueThreadTests
             {
                 new Span<byte>(pages, length).Clear();
                 RandomAccess.Write(copyWindow, new byte[length], UblkAbi.UserCopyOffset(0, 0));
-                var target = queue.Registered(length, (ulong)pages);
+                var target = new RegisteredBuffer(queue.Io, 0, length, (ulong)pages);
                 Assert.True(((StoreVolume)server.Volume).TryReadRegistered(MiB, target, CancellationToken.None, out var read));
                 queue.EndBatchAndWait(read);
 
@@ -224,85 +224,6 @@ public sealed class NbdQueueThreadTests
         {
             System.Runtime.InteropServices.NativeMemory.AlignedFree(pages);
             File.Delete(copyFile);
-        }
-    }
-
-    /// <summary>The test thread as an engine queue thread: it submits, routes its ring's completions and ends batches as the queue loop does.</summary>
-    private sealed class BoundQueue : IDisposable
-    {
-        private readonly Ring _ring = Ring.Create(8, IoUringSetupFlags.None, cqEntries: 64);
-        private readonly QueueIo _queueIo;
-        private bool _stopped;
-
-        public BoundQueue(UserCopyChannel? userCopy = null)
-        {
-            _queueIo = new QueueIo(_ring, 8) { UserCopy = userCopy };
-            _queueIo.BindToCurrentThread();
-        }
-
-        public unsafe void RegisterBuffer(byte* pages, int length) => _ring.RegisterBuffer(pages, (nuint)length);
-
-        /// <summary>Slot 0, as the engine hands it to a backend.</summary>
-        public RegisteredBuffer Registered(int length, ulong baseAddress) => new(_queueIo, 0, length, baseAddress);
-
-        public void EndBatch() => _queueIo.EndBatch();
-
-        public void EndBatchAndWait(ValueTask pending)
-        {
-            _queueIo.EndBatch();
-            Wait(pending);
-        }
-
-        /// <summary>Runs the queue loop until <paramref name="pending"/> is done (replies come through the ring or the pool).</summary>
-        public void Wait(ValueTask pending)
-        {
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (!pending.IsCompleted)
-            {
-                Assert.True(DateTime.UtcNow < deadline, "no reply within 30 s");
-                Turn();
-            }
-
-            pending.GetAwaiter().GetResult();
-        }
-
-        public void RunFor(TimeSpan time)
-        {
-            var until = DateTime.UtcNow + time;
-            while (DateTime.UtcNow < until)
-            {
-                Turn();
-            }
-        }
-
-        /// <summary>What the queue thread does on exit.</summary>
-        public void Stop()
-        {
-            QueueIo.UnbindCurrentThread();
-            _queueIo.Stop();
-            _stopped = true;
-        }
-
-        public void Dispose()
-        {
-            if (!_stopped)
-            {
-                Stop();
-            }
-
-            _ring.Dispose();
-        }
-
-        private void Turn()
-        {
-            _ring.Submit();
-            while (_ring.TryGetCompletion(out var cqe))
-            {
-                _queueIo.OnCompletion(cqe.UserData, cqe.Result);
-            }
-
-            _queueIo.EndBatch();
-            Thread.Sleep(1);
         }
     }
 

@@ -1,7 +1,7 @@
 using UblkCsi.Engine;
-using UblkCsi.Engine.IoUring;
 using UblkCsi.Stores.Tests.Conformance;
 using UblkCsi.TestSupport;
+using UblkCsi.Tests.Shared;
 
 namespace UblkCsi.Stores.Tests.Rpc;
 
@@ -46,21 +46,12 @@ public sealed class RpcVolumeQueueBatchTests : IDisposable
         Assert.True(SpinWait.SpinUntil(() => warmUp.IsCompleted, TimeSpan.FromSeconds(30)));
         warmUp.GetAwaiter().GetResult();
 
-        using var ring = Ring.Create(8, IoUringSetupFlags.None, cqEntries: 64);
-        var queueIo = new QueueIo(ring, 8);
-        queueIo.BindToCurrentThread();
-        try
-        {
-            var first = backend.WriteAsync(0, data.AsMemory(0, 4096));
-            var second = backend.WriteAsync(4096, data.AsMemory(4096));
-            // Ample for a loopback round trip on the open stream, had they been sent.
-            var sentEarly = SpinWait.SpinUntil(() => first.IsCompleted || second.IsCompleted, TimeSpan.FromSeconds(2));
-            queueIo.EndBatch();
-            return (first, second, sentEarly);
-        }
-        finally
-        {
-            QueueIo.UnbindCurrentThread();
-        }
+        using var queue = new TestQueueThread();
+        var first = backend.WriteAsync(0, data.AsMemory(0, 4096));
+        var second = backend.WriteAsync(4096, data.AsMemory(4096));
+        // Ample for a loopback round trip on the open stream, had they been sent.
+        var sentEarly = SpinWait.SpinUntil(() => first.IsCompleted || second.IsCompleted, TimeSpan.FromSeconds(2));
+        queue.Io.EndBatch();
+        return (first, second, sentEarly);
     }
 }

@@ -1,6 +1,7 @@
 using System.IO.Pipes;
 using UblkCsi.Engine;
 using UblkCsi.Engine.IoUring;
+using UblkCsi.Tests.Shared;
 
 namespace UblkCsi.UblkEngine.Tests.Device;
 
@@ -11,12 +12,13 @@ namespace UblkCsi.UblkEngine.Tests.Device;
 public sealed class QueueIoTests : IDisposable
 {
     private readonly string _path = Path.Combine(Path.GetTempPath(), $"queue-io-{Guid.NewGuid():N}");
-    private readonly Ring _ring = Ring.Create(8, IoUringSetupFlags.None, cqEntries: 64);
+    private TestQueueThread? _queue;
+
+    private Ring Ring => _queue!.Ring;
 
     public void Dispose()
     {
-        QueueIo.UnbindCurrentThread();
-        _ring.Dispose();
+        _queue?.Dispose();
         File.Delete(_path);
     }
 
@@ -30,13 +32,13 @@ public sealed class QueueIoTests : IDisposable
 
         Assert.True(io.TryWrite(fd, data, 4096, out var write));
         Assert.False(write.IsCompleted); // nothing reaches the kernel before the queue submits
-        Reap(io, write);
+        Reap(write);
         Assert.True(io.TryDataSync(fd, out var sync));
-        Reap(io, sync);
+        Reap(sync);
 
         var back = new byte[8192];
         Assert.True(io.TryRead(fd, back, 4096, out var read));
-        Reap(io, read);
+        Reap(read);
         Assert.Equal(data, back);
     }
 
@@ -49,7 +51,7 @@ public sealed class QueueIoTests : IDisposable
         var back = Enumerable.Repeat((byte)0xFF, 8192).ToArray();
 
         Assert.True(io.TryRead(Fd(file), back, 0, out var read));
-        Reap(io, read);
+        Reap(read);
 
         Assert.All(back[..6000], b => Assert.Equal(0xAB, b));
         Assert.All(back[6000..], b => Assert.Equal(0, b));
@@ -63,13 +65,13 @@ public sealed class QueueIoTests : IDisposable
         using var readOnly = File.OpenHandle(_path, FileMode.Open, FileAccess.Read);
 
         Assert.True(io.TryWrite(Fd(readOnly), new byte[4096], 0, out var write));
-        var error = Assert.Throws<BlockBackendException>(() => Reap(io, write));
+        var error = Assert.Throws<BlockBackendException>(() => Reap(write));
         Assert.Equal(9, error.Errno); // EBADF: not open for writing
         Assert.Contains("write of 4096 bytes at offset 0", error.Message);
 
         // The slot was returned: the next operation gets it.
         Assert.True(io.TryDataSync(Fd(readOnly), out var sync));
-        Reap(io, sync);
+        Reap(sync);
     }
 
     [Fact]
@@ -87,9 +89,9 @@ public sealed class QueueIoTests : IDisposable
 
         Assert.True(io.TryDataSync(fd, out var first));
         Assert.False(io.TryDataSync(fd, out _));
-        Reap(io, first);
+        Reap(first);
         Assert.True(io.TryDataSync(fd, out var again));
-        Reap(io, again);
+        Reap(again);
     }
 
     [Fact]
@@ -102,16 +104,16 @@ public sealed class QueueIoTests : IDisposable
         for (var warm = 0; warm < 100; warm++)
         {
             Assert.True(io.TryWrite(fd, buffer, 0, out var w));
-            Reap(io, w);
+            Reap(w);
         }
 
         var before = GC.GetAllocatedBytesForCurrentThread();
         for (var i = 0; i < 2000; i++)
         {
             Assert.True(io.TryWrite(fd, buffer, (i % 16) * 4096L, out var write));
-            Reap(io, write);
+            Reap(write);
             Assert.True(io.TryRead(fd, buffer, (i % 16) * 4096L, out var read));
-            Reap(io, read);
+            Reap(read);
         }
 
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
@@ -122,18 +124,18 @@ public sealed class QueueIoTests : IDisposable
     {
         // The table is sparse, as under UBLK_F_AUTO_BUF_REG before the driver fills a slot: a
         // READ_FIXED naming an empty slot fails with EFAULT, which proves it was a fixed read there.
-        _ring.RegisterSparseBuffers(4);
         var io = Bind(operations: 2);
+        Ring.RegisterSparseBuffers(4);
         File.WriteAllBytes(_path, new byte[8192]);
         using var file = File.OpenHandle(_path);
 
         Assert.True(io.TryReadRegistered(Fd(file), new RegisteredBuffer(io, 3, 4096), 0, out var read));
-        var error = Assert.Throws<BlockBackendException>(() => Reap(io, read));
+        var error = Assert.Throws<BlockBackendException>(() => Reap(read));
         Assert.Equal(14, error.Errno); // EFAULT: nothing registered at slot 3
         Assert.Contains("zero-copy read of 4096 bytes at offset 0", error.Message);
 
         Assert.True(io.TryWriteRegistered(Fd(file), new RegisteredBuffer(io, 3, 4096), 4096, out var write));
-        Assert.Equal(14, Assert.Throws<BlockBackendException>(() => Reap(io, write)).Errno);
+        Assert.Equal(14, Assert.Throws<BlockBackendException>(() => Reap(write)).Errno);
     }
 
     [Fact]
@@ -175,13 +177,13 @@ public sealed class QueueIoTests : IDisposable
         using var pipe = new Pipe();
 
         Assert.True(io.TryWaitReadable(pipe.ReaderFd, out var readable));
-        _ring.Submit();
+        Ring.Submit();
         Thread.Sleep(100);
-        Assert.Equal(0, DrainWithoutWaiting(io)); // nothing written yet: the poll is still in the kernel
+        Assert.Equal(0, _queue!.Drain()); // nothing written yet: the poll is still in the kernel
         Assert.False(readable.IsCompleted);
 
         pipe.Writer.Write([42]);
-        Reap(io, readable);
+        Reap(readable);
         Assert.Equal(42, pipe.Reader.ReadByte()); // the poll left the byte where it was
     }
 
@@ -191,12 +193,11 @@ public sealed class QueueIoTests : IDisposable
         var io = Bind(operations: 2);
         using var pipe = new Pipe();
         Assert.True(io.TryWaitReadable(pipe.ReaderFd, out var readable));
-        _ring.Submit();
+        Ring.Submit();
         var posted = new CountingListener(io) { Stop = true };
         Assert.True(io.TryPost(posted));
 
-        QueueIo.UnbindCurrentThread();
-        io.Stop();
+        _queue!.Stop(); // what the queue thread does on exit
 
         Assert.True(readable.IsCompletedSuccessfully); // early, with nothing to read: the reader re-checks elsewhere
         Assert.Equal(1, posted.Calls);
@@ -227,8 +228,8 @@ public sealed class QueueIoTests : IDisposable
         try
         {
             new Span<byte>(pages, 256 * 1024).Fill(0xEE);
-            _ring.RegisterBuffer(pages, 256 * 1024);
             var io = Bind(operations: 1);
+            Ring.RegisterBuffer(pages, 256 * 1024);
             using var pair = SocketPair.Create();
             var data = Enumerable.Range(0, length).Select(i => (byte)(i * 13)).ToArray();
 
@@ -249,7 +250,7 @@ public sealed class QueueIoTests : IDisposable
                 }
             });
             writer.Start();
-            Reap(io, receive);
+            Reap(receive);
             writer.Join();
 
             Assert.True(new ReadOnlySpan<byte>(pages + 4096, length).SequenceEqual(data));
@@ -268,14 +269,14 @@ public sealed class QueueIoTests : IDisposable
         var pages = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(4096, 4096);
         try
         {
-            _ring.RegisterBuffer(pages, 4096);
             var io = Bind(operations: 1);
+            Ring.RegisterBuffer(pages, 4096);
             using var pair = SocketPair.Create();
             pair.Sender.Send(new byte[1000]);
             pair.Sender.Shutdown(System.Net.Sockets.SocketShutdown.Send);
 
             Assert.True(io.TryReceiveRegistered(pair.ReceiverFd, new RegisteredBuffer(io, 0, 4096, (ulong)pages), 0, 4096, out var receive));
-            var error = Assert.Throws<BlockBackendException>(() => Reap(io, receive));
+            var error = Assert.Throws<BlockBackendException>(() => Reap(receive));
             Assert.Equal(5, error.Errno);
             Assert.Contains("the peer closed the connection after 1000 bytes", error.Message);
         }
@@ -287,49 +288,17 @@ public sealed class QueueIoTests : IDisposable
 
     private QueueIo Bind(int operations)
     {
-        var io = new QueueIo(_ring, operations);
-        io.BindToCurrentThread();
-        return io;
+        _queue = new TestQueueThread(operations);
+        return _queue.Io;
     }
 
     /// <summary>What the queue loop does: submit, wait, route backend CQEs, until the task is done.</summary>
-    private void Reap(QueueIo io, ValueTask pending)
-    {
-        while (!pending.IsCompleted)
-        {
-            _ring.SubmitAndWait(1);
-            while (_ring.TryGetCompletion(out var cqe))
-            {
-                // (No xunit assertion here: it would allocate inside the measured loop.)
-                if ((cqe.UserData & QueueIo.OperationMark) == 0)
-                {
-                    throw new InvalidOperationException($"unexpected CQE {cqe.UserData}");
-                }
-
-                io.OnCompletion(cqe.UserData, cqe.Result);
-            }
-        }
-
-        pending.GetAwaiter().GetResult();
-    }
+    private void Reap(ValueTask pending) => _queue!.Reap(pending);
 
     private static int Fd(Microsoft.Win32.SafeHandles.SafeFileHandle handle) => (int)handle.DangerousGetHandle();
 
     private static int Fd(FileStream file) => Fd(file.SafeFileHandle);
 
-
-    /// <summary>Routes the CQEs already there; returns how many.</summary>
-    private int DrainWithoutWaiting(QueueIo io)
-    {
-        var count = 0;
-        while (_ring.TryGetCompletion(out var cqe))
-        {
-            io.OnCompletion(cqe.UserData, cqe.Result);
-            count++;
-        }
-
-        return count;
-    }
 
     /// <summary>An anonymous pipe: what is written to <see cref="Writer"/> makes <see cref="ReaderFd"/> readable.</summary>
     private sealed class Pipe : IDisposable

@@ -14,6 +14,14 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 # figure TEXT: a result line the suite summary (guest.sh) collects.
 figure() { echo "figure: $*"; }
 
+# median VALUE...: the middle value (of an even count, the lower middle). Benchmarks run each job in
+# several interleaved rounds and compare medians: under TCG on a shared host a single 5 s job swings
+# 2x when another VM starts or stops, and a median of three is robust to one such swing.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# BENCH_ROUNDS: how many interleaved rounds the benchmarks run (default 3).
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+
 # fio_checked WHAT LOG FIO-ARGS...: runs fio with its output in LOG; fails naming WHAT (and printing LOG)
 # unless fio exits 0 and reports err=0.
 fio_checked() {

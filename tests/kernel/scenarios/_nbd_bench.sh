@@ -2,9 +2,10 @@
 # Sourced by the nbd benchmarks: nbd_bench_vs_kernel runs the nbd store (ublk device, 2 queues,
 # a connection per queue) against the kernel's NBD client (nbd-client, one connection) on the same
 # nbdkit export (file plugin, sparse image on tmpfs) in the same boot, each workload on both clients
-# back to back (order alternating): 4 KiB random write and read at QD32 (IOPS) and 1 MiB sequential
-# write and read (bandwidth). Prints each figure and the ublk/kernel ratio (goal >= 1.0), and the
-# ublk device's flags. Call nbd_bench_available first.
+# back to back (order alternating), in BENCH_ROUNDS rounds (NBD_BENCH_ROUNDS overrides): 4 KiB random
+# write and read at QD32 (IOPS) and 1 MiB sequential write and read (bandwidth). Prints each figure's
+# medians and the median of the paired ublk/kernel ratios (goal >= 1.0), and the ublk device's flags.
+# Call nbd_bench_available first.
 
 # nbd_bench_available NAME: false (after a figure saying why) when this machine has no kernel NBD client.
 nbd_bench_available() {
@@ -44,6 +45,7 @@ nbd_bench_vs_kernel() {
   port=${NBD_BENCH_PORT:-10811}
   NBD_BENCH_PORT=$((port + 1))
   seconds=${BENCH_SECONDS:-5}
+  rounds=${NBD_BENCH_ROUNDS:-$BENCH_ROUNDS}
   image=$SCENARIO_DIR/bench.img
   truncate -s 256M "$image"
   start_nbdkit "$port" "$image"
@@ -55,7 +57,7 @@ nbd_bench_vs_kernel() {
     "seqread-1m|--rw=read --bs=1M --iodepth=4 --size=256M|bw"
   )
 
-  declare -A ublk kernel cpu
+  declare -A ublk kernel cpu ratios
   log "nbdkit on 127.0.0.1:$port (pid $NBDKIT_PID)"
   start_server bench attach --store "nbd://127.0.0.1:$port/" --queues 2 --depth 64 --state-dir "$STATE_DIR" "$@"
   NBD_BENCH_FLAGS=$(attach_flags bench)
@@ -67,28 +69,35 @@ nbd_bench_vs_kernel() {
   log "kernel device /dev/nbd0 (max_sectors_kb $(cat /sys/block/nbd0/queue/max_sectors_kb))"
   # Both clients stay connected; each workload runs on one right after the other, the order
   # alternating, so a change in the host's load between runs cannot favour one side (TCG shares the
-  # host's cores with other builds and VMs).
+  # host's cores with other builds and VMs). BENCH_ROUNDS rounds; each pair gives a ratio, and the
+  # figure is their median.
   first=ublk
-  for w in "${workloads[@]}"; do
-    IFS='|' read -r name args metric <<< "$w"
-    for side in $first $([[ $first == ublk ]] && echo kernel || echo ublk); do
-      if [[ $side == ublk ]]; then
-        local ticks_before
-        ticks_before=$(cpu_ticks "$SERVER_PID")
-        fio_run "ublk-$name" "$DEVICE" $args
-        ublk[$name]=$([[ $metric == iops ]] && echo "$IOPS" || echo "$BW")
-        # The serving process's CPU time per MiB moved (the fio run plus its 1 s ramp): what a copy
-        # costs shows here even when the host's load hides it in throughput.
-        cpu[$name]=$(awk -v t="$(( $(cpu_ticks "$SERVER_PID") - ticks_before ))" -v bw="$BW" -v s="$seconds" \
-          'BEGIN { mib = bw * (s + 1) / 1024; if (mib > 0) printf "%.1f", t * 10 / mib; else print "n/a" }')
-        log "ublk nbd store $name: $IOPS IOPS, $BW KiB/s, server CPU ${cpu[$name]} ms/MiB"
-      else
-        fio_run "kernel-$name" /dev/nbd0 $args
-        kernel[$name]=$([[ $metric == iops ]] && echo "$IOPS" || echo "$BW")
-        log "kernel nbd-client $name: $IOPS IOPS, $BW KiB/s"
-      fi
+  for round in $(seq "$rounds"); do
+    for w in "${workloads[@]}"; do
+      IFS='|' read -r name args metric <<< "$w"
+      local pair_ublk pair_kernel
+      for side in $first $([[ $first == ublk ]] && echo kernel || echo ublk); do
+        if [[ $side == ublk ]]; then
+          local ticks_before
+          ticks_before=$(cpu_ticks "$SERVER_PID")
+          fio_run "ublk-$name-$round" "$DEVICE" $args
+          pair_ublk=$([[ $metric == iops ]] && echo "$IOPS" || echo "$BW")
+          # The serving process's CPU time per MiB moved (the fio run plus its 1 s ramp): what a copy
+          # costs shows here even when the host's load hides it in throughput.
+          cpu[$name]+=" $(awk -v t="$(( $(cpu_ticks "$SERVER_PID") - ticks_before ))" -v bw="$BW" -v s="$seconds" \
+            'BEGIN { mib = bw * (s + 1) / 1024; if (mib > 0) printf "%.1f", t * 10 / mib; else print "n/a" }')"
+          log "round $round ublk nbd store $name: $IOPS IOPS, $BW KiB/s, server CPU ${cpu[$name]##* } ms/MiB"
+        else
+          fio_run "kernel-$name-$round" /dev/nbd0 $args
+          pair_kernel=$([[ $metric == iops ]] && echo "$IOPS" || echo "$BW")
+          log "round $round kernel nbd-client $name: $IOPS IOPS, $BW KiB/s"
+        fi
+      done
+      ublk[$name]+=" $pair_ublk"
+      kernel[$name]+=" $pair_kernel"
+      ratios[$name]+=" $(awk -v a="$pair_ublk" -v b="$pair_kernel" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print 0 }')"
+      first=$([[ $first == ublk ]] && echo kernel || echo ublk)
     done
-    first=$([[ $first == ublk ]] && echo kernel || echo ublk)
   done
   nbd-client -d /dev/nbd0 > /dev/null 2>&1 || true
   stop_server "$SERVER_PID" bench
@@ -97,7 +106,7 @@ nbd_bench_vs_kernel() {
   for w in "${workloads[@]}"; do
     IFS='|' read -r name _ metric <<< "$w"
     unit=$([[ $metric == iops ]] && echo IOPS || echo KiB/s)
-    ratio=$(awk -v a="${ublk[$name]}" -v b="${kernel[$name]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-    figure "nbd $label$name: ublk nbd store ${ublk[$name]} $unit vs kernel nbd-client ${kernel[$name]} $unit = ${ratio}x (server CPU ${cpu[$name]} ms/MiB)"
+    # shellcheck disable=SC2086 # the sample lists split into words on purpose
+    figure "nbd $label$name: ublk nbd store $(median ${ublk[$name]}) $unit vs kernel nbd-client $(median ${kernel[$name]}) $unit (medians) = $(median ${ratios[$name]})x, median of $rounds paired ratios:${ratios[$name]} (server CPU $(median ${cpu[$name]}) ms/MiB)"
   done
 }

@@ -88,9 +88,45 @@ device_zero_copy() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-# compare LABEL UBLK-ARRAY LOOP-ARRAY: prints the four ratios as a figure.
+# The four figures of each setup, per round: BENCH_SAMPLES["SETUP I"] = " v1 v2 ..." with I = 0 (4k
+# randread IOPS), 1 (4k randwrite IOPS), 2 (1 MiB read KiB/s), 3 (1 MiB write KiB/s).
+declare -A BENCH_SAMPLES
+
+# bench_rounds ROUNDS SETUP...: runs each SETUP (a function that runs the jobs, as bench_plugin and
+# bench_loop do) once per round, the order reversed every other round so that a drift in the host's
+# load does not always favour the same side, and records its figures in BENCH_SAMPLES.
+bench_rounds() {
+  local rounds=$1 round setup i figures order
+  shift
+  for round in $(seq "$rounds"); do
+    order=("$@")
+    if (( round % 2 == 0 )); then
+      order=()
+      for (( i = $#; i >= 1; i-- )); do order+=("${!i}"); done
+    fi
+    for setup in "${order[@]}"; do
+      log "round $round of $rounds: $setup"
+      "$setup"
+      figures=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
+      for i in 0 1 2 3; do BENCH_SAMPLES["$setup $i"]+=" ${figures[$i]}"; done
+    done
+  done
+}
+
+# compare LABEL UBLK-SETUP LOOP-SETUP: prints the four ratios as a figure: per job the median of the
+# per-round ratios (each round's two runs were back to back), with the medians of the figures.
 compare() {
-  declare -n u=$2 l=$3
-  figure "node ext4 $1, same file and fs, ${BENCH_SECONDS}s each (TCG: ratios only): 4k randread QD32 $(ratio "${u[0]}" "${l[0]}")x (${u[0]} vs ${l[0]} IOPS), 4k randwrite QD32 $(ratio "${u[1]}" "${l[1]}")x (${u[1]} vs ${l[1]} IOPS), 1M seq read $(ratio "${u[2]}" "${l[2]}")x (${u[2]} vs ${l[2]} KiB/s), 1M seq write $(ratio "${u[3]}" "${l[3]}")x (${u[3]} vs ${l[3]} KiB/s)"
-  unset -n u l
+  local label=$1 ublk=$2 loop=$3 i names units text="" rounds
+  names=("4k randread QD32" "4k randwrite QD32" "1M seq read" "1M seq write")
+  units=(IOPS IOPS KiB/s KiB/s)
+  for i in 0 1 2 3; do
+    local -a u l r=()
+    read -ra u <<< "${BENCH_SAMPLES["$ublk $i"]}"
+    read -ra l <<< "${BENCH_SAMPLES["$loop $i"]}"
+    local k
+    for k in "${!u[@]}"; do r+=("$(ratio "${u[$k]}" "${l[$k]}")"); done
+    rounds=${#r[@]}
+    text+="${text:+, }${names[$i]} $(median "${r[@]}")x ($(median "${u[@]}") vs $(median "${l[@]}") ${units[$i]}; rounds ${r[*]})"
+  done
+  figure "node ext4 $label, same file and fs, ${BENCH_SECONDS}s jobs, median of $rounds round(s) (TCG: ratios only): $text"
 }

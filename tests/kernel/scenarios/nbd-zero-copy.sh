@@ -31,7 +31,8 @@ kill -TERM "$NBDKIT_PID" 2>/dev/null || true
 nbd_bench_available nbd-zero-copy || { log "PASS nbd-zero-copy (bench skipped)"; exit 0; }
 nbd_bench_vs_kernel "zero-copy"
 flags_have_auto_buf_reg "$NBD_BENCH_FLAGS" || fail "the bench's nbd device was not zero copy (flags: $NBD_BENCH_FLAGS)"
-# The same bench with zero copy turned off, in this boot: what zero copy itself buys.
-nbd_bench_vs_kernel "user-copy" --no-zero-copy
+# The same bench with zero copy turned off, in this boot: what zero copy itself buys (one round,
+# as a pointer; the goal is judged on the rounds above).
+NBD_BENCH_ROUNDS=1 nbd_bench_vs_kernel "user-copy" --no-zero-copy
 flags_have_auto_buf_reg "$NBD_BENCH_FLAGS" && fail "--no-zero-copy still created a zero-copy device (flags: $NBD_BENCH_FLAGS)"
 log "PASS nbd-zero-copy"

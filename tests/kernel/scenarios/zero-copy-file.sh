@@ -6,8 +6,9 @@
 # (a) fio randwrite + crc32c verify in the pod's mount across kill -9 of the plugin and across a
 #     SIGTERM handover, each adopted by a new process: err=0, verify passes, the adopted device still
 #     zero copy; unstage leaves nothing, fsck clean.
-# (b) the ext4-vs-loop benchmark of bench-node-ext4-vs-loop (direct image, 1 queue) with zero copy and,
-#     in the same boot, with it turned off (--zero-copy off), against loop --direct-io=on: the ratios.
+# (b) the ext4-vs-loop benchmark of bench-node-ext4-vs-loop (direct image, 1 queue) with zero copy,
+#     BENCH_ROUNDS interleaved rounds, and in the same boot one round with it turned off
+#     (--zero-copy off), against loop --direct-io=on: the median ratios.
 source "$(dirname "$0")/_lib.sh"
 source "$(dirname "$0")/_node.sh"
 source "$(dirname "$0")/_node_bench.sh"
@@ -42,15 +43,19 @@ kill_plugin TERM
 PLUGIN_PID=""
 
 bench_setup
-bench_plugin 1 on
-[[ $BENCH_ZERO_COPY == true ]] || fail "bench device without zero copy"
-zero_copy=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
-ublk_max_kb=$BENCH_MAX_SECTORS_KB
-bench_plugin 1 on --zero-copy off
-[[ $BENCH_ZERO_COPY == false ]] || fail "--zero-copy off still made a zero-copy device"
-user_copy=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
-bench_loop "--direct-io=on" --direct-io=on
-loop_direct=("$IOPS_RR" "$IOPS_RW" "$BW_SR" "$BW_SW")
+zero_copy() {
+  bench_plugin 1 on
+  [[ $BENCH_ZERO_COPY == true ]] || fail "bench device without zero copy"
+  ublk_max_kb=$BENCH_MAX_SECTORS_KB
+}
+user_copy() {
+  bench_plugin 1 on --zero-copy off
+  [[ $BENCH_ZERO_COPY == false ]] || fail "--zero-copy off still made a zero-copy device"
+}
+loop_direct() { bench_loop "--direct-io=on" --direct-io=on; }
+bench_rounds "$BENCH_ROUNDS" zero_copy loop_direct
+# One round of the copy path, as a pointer to what zero copy buys (paired with round 1's loop run).
+bench_rounds 1 user_copy
 log "max_sectors_kb: ublk $ublk_max_kb, loop $BENCH_MAX_SECTORS_KB"
 compare "(direct image, 1 queue/device, zero copy) vs loop --direct-io=on" zero_copy loop_direct
 compare "(direct image, 1 queue/device, user copy) vs loop --direct-io=on" user_copy loop_direct
