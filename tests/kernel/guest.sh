@@ -30,9 +30,15 @@ for script in "$here"/scenarios/[!_]*.sh; do
   rm -rf "$SCENARIO_DIR"; mkdir -p "$SCENARIO_DIR"
   echo "=== $name"
   start=$(date +%s)
-  timeout --kill-after=10 "$scenario_timeout" bash "$script" 2>&1 | tee "$SCENARIO_DIR.log" | sed 's/^/    /'
+  # sed -u: the lines reach the host's output log as they come, so a scenario that hangs shows where.
+  timeout --kill-after=10 "$scenario_timeout" bash "$script" 2>&1 | tee "$SCENARIO_DIR.log" | sed -u 's/^/    /'
   rc=${PIPESTATUS[0]}
   took=$(( $(date +%s) - start ))
+  if [[ $rc -ne 0 ]]; then
+    # What the kernel said meanwhile (hung tasks, ublk or nbd messages) explains most failures.
+    [[ $rc -eq 124 ]] && echo "    (timed out after ${scenario_timeout}s)"
+    dmesg | tail -n 80 | sed 's/^/    dmesg: /'
+  fi
   # A scenario must leave no device behind, pass or fail; clean up for the next one.
   pkill -KILL -f "$UBLK_CSI" 2>/dev/null || true
   for dev in /sys/class/ublk-char/ublkc*; do

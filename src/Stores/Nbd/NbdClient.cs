@@ -84,6 +84,9 @@ public sealed class NbdClient : IAsyncDisposable
     /// <summary>Socket reads the live connections did on an engine queue thread's ring (<see cref="NbdSocketReceiver"/>; tests).</summary>
     internal long ReadsOnQueueThread() => _channels.Sum(channel => channel?.Current?.ReadsOnQueueThread ?? 0);
 
+    /// <summary>Connections that are up and not failed (tests).</summary>
+    internal int LiveConnections() => _channels.Count(channel => channel?.Current is { IsFailed: false });
+
     internal CancellationToken Stopping => _stopping.Token;
 
     /// <summary>Why the data path is failing, or that it is healthy (for the CSI VolumeCondition).</summary>

@@ -183,23 +183,38 @@ internal sealed class NbdConnection : IAsyncDisposable
         await _receiveLoop.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
+    /// <summary>
+    /// Shuts the socket down, which ends a poll or a receive that a queue ring holds on it and so the
+    /// receive loop, which then releases the socket (<see cref="ReleaseTransport"/>). Not disposed
+    /// here: disposing a socket waits, spinning, until every operation holding it has let go, and an
+    /// operation on a queue ring lets go only when that queue thread reaps it; called on that very
+    /// thread (a send at its batch end that failed), the wait would never end and the queue's
+    /// requests would hang.
+    /// </summary>
     private void Close()
     {
         _sender.Close();
         _watchdog?.Dispose();
         try
         {
-            // Shut down before closing: a poll on a queue ring holds the socket open and only ends
-            // (and lets the receive loop see the end) when the socket is shut down.
             _socket.Shutdown(SocketShutdown.Both);
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
             // Already disconnected.
         }
+    }
 
-        _socket.Dispose();
-        _stream.Dispose();
+    /// <summary>The receive loop has ended (after <see cref="Close"/>): nothing reads the socket any more.</summary>
+    private void ReleaseTransport()
+    {
+        // On the thread pool: a sender still inside a send lets go of the socket only when that call
+        // returns (the shutdown makes it return), and a queue thread must not wait for that.
+        ThreadPool.UnsafeQueueUserWorkItem(static connection =>
+        {
+            connection._socket.Dispose();
+            connection._stream.Dispose();
+        }, this, preferLocal: false);
     }
 
     private void Grow()
@@ -295,6 +310,10 @@ internal sealed class NbdConnection : IAsyncDisposable
         catch (Exception e)
         {
             Fail(Lost(e, "receiving"));
+        }
+        finally
+        {
+            ReleaseTransport();
         }
     }
 

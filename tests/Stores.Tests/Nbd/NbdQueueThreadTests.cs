@@ -180,6 +180,52 @@ public sealed class NbdQueueThreadTests
     }
 
     [NbdkitFact]
+    public void ASendThatFailsOnTheQueueThreadWhoseRingHoldsTheSocketEndsTheConnectionWithoutHanging()
+    {
+        using var server = new SyncServer("memory", "size=4M");
+        var data = new byte[4096];
+        var writes = new List<Task>();
+        var connectionEnded = false;
+        Exception? failure = null;
+        // The queue thread's part runs on a thread of its own: a hang fails the test instead of the run.
+        var queueThread = new Thread(() =>
+        {
+            try
+            {
+                using var queue = new TestQueueThread();
+                queue.EndBatchAndWait(server.Volume.WriteAsync(0, data));
+                queue.EndBatchAndWait(server.Volume.ReadAsync(0, data));
+                queue.RunFor(TimeSpan.FromMilliseconds(200)); // the receive loop moves here and polls on this ring
+                if (server.Client.ReadsOnQueueThread() == 0)
+                {
+                    throw new InvalidOperationException("the loop never moved onto the queue thread");
+                }
+
+                // The server dies. Its end reaches the loop's poll in the kernel, but the completion waits
+                // on this thread's ring, which is not reaped now: the failure comes from a send at a batch
+                // end, on the thread whose ring holds the socket. Ending the connection must not wait for it.
+                server.KillServer();
+                for (var i = 0; i < 50 && server.Client.LiveConnections() > 0; i++)
+                {
+                    writes.Add(server.Volume.WriteAsync(4096, data).AsTask());
+                    queue.Io.EndBatch();
+                    Thread.Sleep(20);
+                }
+
+                connectionEnded = server.Client.LiveConnections() == 0;
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        });
+        queueThread.Start();
+        Assert.True(queueThread.Join(TimeSpan.FromSeconds(30)), "the queue thread hung while its send failed");
+        Assert.Null(failure);
+        Assert.True(connectionEnded, "no send failed after the server died");
+    }
+
+    [NbdkitFact]
     public unsafe void ALargeReadLandsInTheRequestsRegisteredPages()
     {
         // The request's pages: a user buffer registered at slot 0 stands in for the kernel's
@@ -242,6 +288,9 @@ public sealed class NbdQueueThreadTests
         public IBlockBackend Volume { get; }
 
         public NbdClient Client => ((NbdVolume)Volume).Client;
+
+        /// <summary>SIGKILL: the server goes without a goodbye.</summary>
+        public void KillServer() => _server.Kill();
 
         public void Dispose()
         {

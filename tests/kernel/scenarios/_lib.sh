@@ -166,6 +166,35 @@ start_nbdkit() {
   SERVER_PIDS+=("$NBDKIT_PID")
 }
 
+# wait_bounded PID SECONDS WHAT DEVICE: waits for PID; if it still runs after SECONDS, prints what
+# explains a stuck device (the serving processes' logs and kernel stacks, the device's in-flight
+# counts, the kernel's messages), kills PID and fails: a hang must end the scenario with evidence,
+# not run into the suite's timeout with none.
+wait_bounded() {
+  local pid=$1 limit=$2 what=$3 device=$4 waited=0 p t
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1; waited=$((waited + 1))
+    (( waited < limit )) && continue
+    log "$what: still running after ${limit}s; diagnostics follow"
+    echo "in flight (read write) on $device: $(cat "/sys/block/${device#/dev/}/inflight" 2>/dev/null)"
+    for f in "$SCENARIO_DIR"/*.err; do [[ -s $f ]] && { echo "--- tail of $f"; tail -n 40 "$f"; }; done
+    for p in $(pgrep -f "$UBLK_CSI" || true); do
+      for t in /proc/"$p"/task/*; do
+        [[ $(cat "$t/comm" 2>/dev/null) == @(ublk|nbd|iou)* ]] || continue
+        echo "--- $p/${t##*/} $(cat "$t/comm") $(awk '{ print $3 }' "$t/stat" 2>/dev/null)"
+        head -n 6 "$t/stack" 2>/dev/null
+      done
+      # The managed threads' stacks, where the diagnostics tool is installed (not by the setup script).
+      local stack_tool
+      stack_tool=$(command -v dotnet-stack || echo /root/.dotnet/tools/dotnet-stack)
+      [[ -x $stack_tool ]] && { echo "--- managed stacks of $p"; DOTNET_ROOT=${DOTNET_ROOT:-/usr/share/dotnet} timeout 60 "$stack_tool" report -p "$p" 2>&1 | head -n 400; }
+    done
+    dmesg | tail -n 40
+    kill -KILL "$pid" 2>/dev/null || true
+    fail "$what did not finish within ${limit}s"
+  done
+}
+
 # nbdkit_fault_under_fio NAME PORT IMAGE OUTAGE MIN_WRITES DEVICE FIO_ARGS...: fio (output in
 # NAME.txt) runs on DEVICE; once MIN_WRITES writes have completed nbdkit is SIGKILLed, and restarted
 # OUTAGE seconds later; fio must then end with status 0 and err=0 (every block verified).
@@ -181,6 +210,7 @@ nbdkit_fault_under_fio() {
   sleep "$outage"
   start_nbdkit "$port" "$image"
   log "nbdkit restarted (pid $NBDKIT_PID)"
+  wait_bounded "$fio_pid" "${FAULT_FIO_LIMIT:-120}" "fio on $device after nbdkit's restart" "$device"
   wait "$fio_pid" || fio_rc=$?
   grep -E "^ *(READ|WRITE):|err=" "$SCENARIO_DIR/$name.txt"
   [[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/$name.txt"; fail "fio exited with $fio_rc across the nbdkit restart"; }
