@@ -19,6 +19,9 @@ figure() { echo "figure: $*"; }
 # 2x when another VM starts or stops, and a median of three is robust to one such swing.
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
+# ratio A B: A / B to two decimals, "n/a" when B is not positive.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
 # BENCH_ROUNDS: how many interleaved rounds the benchmarks run (default 3).
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 

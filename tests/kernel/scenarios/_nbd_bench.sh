@@ -95,7 +95,7 @@ nbd_bench_vs_kernel() {
       done
       ublk[$name]+=" $pair_ublk"
       kernel[$name]+=" $pair_kernel"
-      ratios[$name]+=" $(awk -v a="$pair_ublk" -v b="$pair_kernel" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print 0 }')"
+      ratios[$name]+=" $(ratio "$pair_ublk" "$pair_kernel")"
       first=$([[ $first == ublk ]] && echo kernel || echo ublk)
     done
   done

@@ -86,8 +86,6 @@ device_zero_copy() {
   jq -r '.autoBufferRegistration // false' "$record"
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-
 # The four figures of each setup, per round: BENCH_SAMPLES["SETUP I"] = " v1 v2 ..." with I = 0 (4k
 # randread IOPS), 1 (4k randwrite IOPS), 2 (1 MiB read KiB/s), 3 (1 MiB write KiB/s).
 declare -A BENCH_SAMPLES
