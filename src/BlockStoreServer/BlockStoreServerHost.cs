@@ -51,11 +51,25 @@ public static partial class BlockStoreServerHost
             throw new HostStartException(e.Message, e);
         }
 
-        var service = new BlockStoreService(store, new BlockStoreServiceOptions
+        BlockStoreService service;
+        try
+        {
+            service = new BlockStoreService(store, new BlockStoreServiceOptions
         {
             Token = token,
             ServerVersion = $"{Program} {HostRunner.InformationalVersion(typeof(BlockStoreServerHost).Assembly)}",
+            DataEndpoint = options.DataEndpoint,
+            DataTls = tls,
+            TicketKeyFile = Path.Combine(options.Root, BlockStoreServiceOptions.TicketKeyFileName),
         }, loggerFactory.CreateLogger<BlockStoreService>());
+        }
+        catch (IOException e)
+        {
+            await store.DisposeAsync().ConfigureAwait(false);
+            throw new HostStartException(e.Message, e);
+        }
+
+        NbdServing(logger, service.DataEndpoint!.ToString());
 
         // Disposed in reverse order once the server has stopped and no call runs any more: the service
         // makes every open volume durable and closes it, then the store goes.
@@ -134,6 +148,9 @@ public static partial class BlockStoreServerHost
 
     [LoggerMessage(EventId = 31, Level = LogLevel.Information, Message = "serving volumes of {Root} on {Endpoint} over {Transport} (authentication: {Authentication})")]
     private static partial void Serving(ILogger logger, string endpoint, string root, string authentication, string transport);
+
+    [LoggerMessage(EventId = 35, Level = LogLevel.Information, Message = "serving the data path over NBD on {Endpoint}")]
+    private static partial void NbdServing(ILogger logger, string endpoint);
 
     [LoggerMessage(EventId = 34, Level = LogLevel.Warning, Message = "{Endpoint} is reachable from other hosts without TLS: clients' tokens and volume data cross the network in cleartext (set --tls-cert-file and --tls-key-file)")]
     private static partial void TokenInCleartext(ILogger logger, string endpoint);

@@ -18,6 +18,7 @@ namespace UblkCsi.BlockStoreServer;
 /// <param name="TlsCertFile">PEM certificate chain to serve TLS with, or null for cleartext.</param>
 /// <param name="TlsKeyFile">PEM private key of <paramref name="TlsCertFile"/>.</param>
 /// <param name="TlsClientCaFile">PEM CA bundle client certificates must chain to, or null to ask for none.</param>
+/// <param name="NbdListen">Where to serve the data path (NBD); null: next to <paramref name="Listen"/> (<see cref="DataEndpoint"/>).</param>
 public sealed record BlockStoreServerOptions(
     GrpcEndpoint Listen,
     string Root,
@@ -29,7 +30,8 @@ public sealed record BlockStoreServerOptions(
     TimeSpan ShutdownTimeout,
     string? TlsCertFile = null,
     string? TlsKeyFile = null,
-    string? TlsClientCaFile = null)
+    string? TlsClientCaFile = null,
+    GrpcEndpoint? NbdListen = null)
 {
     /// <summary>Declarations for parsing and --help.</summary>
     public static IReadOnlyList<HostOption> Declarations { get; } =
@@ -42,6 +44,7 @@ public sealed record BlockStoreServerOptions(
         new("--tls-cert-file", "BLOCKSTORE_TLS_CERT_FILE", "PEM certificate (chain) to serve TLS with; re-read when it changes (default: cleartext)"),
         new("--tls-key-file", "BLOCKSTORE_TLS_KEY_FILE", "PEM private key of --tls-cert-file (required with it)"),
         new("--tls-client-ca-file", "BLOCKSTORE_TLS_CLIENT_CA_FILE", "PEM CA bundle: clients must present a certificate it signed (needs --tls-cert-file)"),
+        new("--nbd-listen", "BLOCKSTORE_NBD_LISTEN", "where to serve the data path (NBD, with the same TLS): tcp://HOST:PORT or unix:///PATH.sock (default: --listen's host at its port + 1, or its socket path + \".nbd\")"),
         new("--shutdown-timeout", "BLOCKSTORE_SHUTDOWN_TIMEOUT", "seconds a graceful stop waits for in-flight calls, 0-3600 (default 30)"),
         new("--log-level", "LOG_LEVEL", "trace, debug, information, warning, error or critical (default information)"),
         new("--log-format", "LOG_FORMAT", "text or json (default text)"),
@@ -61,7 +64,8 @@ public sealed record BlockStoreServerOptions(
             line.Parse("--shutdown-timeout", "30", ParseSeconds),
             OptionalPath(line, "--tls-cert-file"),
             OptionalPath(line, "--tls-key-file"),
-            OptionalPath(line, "--tls-client-ca-file"));
+            OptionalPath(line, "--tls-client-ca-file"),
+            line.Get("--nbd-listen") is { } nbd ? line.Parse("--nbd-listen", nbd, GrpcEndpoint.Parse) : null);
         if ((options.TlsCertFile is null) != (options.TlsKeyFile is null))
         {
             var missing = options.TlsCertFile is null ? "--tls-cert-file" : "--tls-key-file";
@@ -73,8 +77,22 @@ public sealed record BlockStoreServerOptions(
             throw new HostOptionException("--tls-client-ca-file", "client certificates need TLS: give --tls-cert-file and --tls-key-file too");
         }
 
+        try
+        {
+            _ = options.DataEndpoint;
+        }
+        catch (FormatException e)
+        {
+            throw new HostOptionException("--nbd-listen", $"the default next to --listen is not usable ({e.Message}); set --nbd-listen");
+        }
+
         return options;
     }
+
+    /// <summary>Where the data path is served: <see cref="NbdListen"/>, else next to <see cref="Listen"/>.</summary>
+    public GrpcEndpoint DataEndpoint => NbdListen ?? (Listen.Kind == GrpcEndpointKind.Unix
+        ? GrpcEndpoint.Unix(Listen.UnixPath + ".nbd")
+        : GrpcEndpoint.Tcp(Listen.Host!, Listen.Port == 0 ? 0 : Listen.Port + 1));
 
     private static string? OptionalPath(HostCommandLine line, string name) =>
         line.Get(name) is { } value ? line.Parse(name, value, ParseAbsolutePath) : null;

@@ -9,7 +9,7 @@ namespace UblkCsi.GrpcHosting;
 /// bind fail, so it is removed, but only after checking that the path is a socket and that
 /// nobody answers on it: a live server is never taken over and a regular file is never deleted.
 /// </summary>
-internal static class UnixSocketFile
+public static class UnixSocketFile
 {
     private const int AtFdCwd = -100;
     private const int AtSymlinkNoFollow = 0x100;

@@ -31,14 +31,23 @@ public sealed class LoopbackBlockStoreServer : IAsyncDisposable
 
     public GrpcEndpoint Endpoint => _server.Endpoint;
 
+    /// <summary>Where the data path (NBD) is served.</summary>
+    public GrpcEndpoint DataEndpoint => _service.DataEndpoint!;
+
     /// <summary>
     /// Starts a server for the file store at <paramref name="root"/>; port 0 picks a free port;
     /// <paramref name="directIo"/> is how the store reaches its images (ublk-blockstore-server's default is Off).
     /// </summary>
-    public static async Task<LoopbackBlockStoreServer> StartAsync(string root, string? token, int port = 0, DirectIoMode directIo = DirectIoMode.Auto)
+    public static async Task<LoopbackBlockStoreServer> StartAsync(string root, string? token, int port = 0, DirectIoMode directIo = DirectIoMode.Auto, int dataPort = 0)
     {
         var store = new FileStore(new FileStoreOptions(root, DirectIo: directIo));
-        var service = new BlockStoreService(store, new BlockStoreServiceOptions { Token = token }, NullLogger<BlockStoreService>.Instance);
+        // The ticket key in the root, as the server keeps it: a restarted server accepts the tickets clients hold.
+        var service = new BlockStoreService(store, new BlockStoreServiceOptions
+        {
+            Token = token,
+            DataEndpoint = GrpcEndpoint.Tcp("127.0.0.1", dataPort),
+            TicketKeyFile = Path.Combine(root, BlockStoreServiceOptions.TicketKeyFileName),
+        }, NullLogger<BlockStoreService>.Instance);
         var server = new GrpcServer(new GrpcServerOptions
         {
             Endpoint = GrpcEndpoint.Tcp("127.0.0.1", port),
@@ -54,8 +63,9 @@ public sealed class LoopbackBlockStoreServer : IAsyncDisposable
     public async Task<LoopbackBlockStoreServer> RestartAsync()
     {
         var port = Endpoint.Port;
+        var dataPort = DataEndpoint.Port;
         await DisposeAsync();
-        return await StartAsync(_root, _token, port, _directIo);
+        return await StartAsync(_root, _token, port, _directIo, dataPort);
     }
 
     public async ValueTask DisposeAsync()

@@ -372,6 +372,12 @@ test('CSIDrivers, StorageClasses and snapshot classes agree on driver names and 
   assert.ok(one(objs, 'Secret', (s) => s.metadata.name === tokenSecret).stringData.token);
   const statefulSet = one(objs, 'StatefulSet');
   assert.equal(statefulSet.spec.template.spec.volumes.find((v) => v.name === 'token').secret.secretName, tokenSecret);
+  // The data path (NBD): served on its own port, which the Service exposes as the same number, since
+  // OpenVolume names the bound port and clients dial it on the Service's address.
+  const serverContainer = container(statefulSet.spec.template, 'ublk-blockstore-server');
+  assert.equal(arg(serverContainer, '--nbd-listen'), 'tcp://0.0.0.0:9401');
+  assert.equal(server.spec.ports.find((p) => p.name === 'nbd').port, 9401);
+  assert.equal(serverContainer.ports.find((p) => p.name === 'nbd').containerPort, 9401);
   const snapshotClasses = Object.fromEntries(find(objs, 'VolumeSnapshotClass').map((c) => [c.metadata.name, c]));
   assert.equal(snapshotClasses['ublk-snapshots-file'].driver, 'local.ublk.csi.storage');
   assert.equal(snapshotClasses['ublk-snapshots-s3'].parameters['csi.storage.k8s.io/snapshotter-secret-name'], 's3-credentials');

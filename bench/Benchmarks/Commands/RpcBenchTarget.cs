@@ -52,7 +52,7 @@ internal sealed class RpcBenchTarget : IAsyncDisposable
         // Through the page cache, as ublk-blockstore-server runs by default.
         var servedStore = new FileStore(new FileStoreOptions(Directory.CreateDirectory(Path.Combine(workDirectory, "rpc-served")).FullName, DirectIo: DirectIoMode.Off));
         var directStore = new FileStore(new FileStoreOptions(Directory.CreateDirectory(Path.Combine(workDirectory, "rpc-baseline")).FullName));
-        var service = new BlockStoreService(servedStore, new BlockStoreServiceOptions(), NullLogger<BlockStoreService>.Instance);
+        var service = new BlockStoreService(servedStore, new BlockStoreServiceOptions { DataEndpoint = GrpcEndpoint.Tcp("127.0.0.1", 0) }, NullLogger<BlockStoreService>.Instance);
         var server = new GrpcServer(new GrpcServerOptions
         {
             Endpoint = GrpcEndpoint.Tcp("127.0.0.1", 0),

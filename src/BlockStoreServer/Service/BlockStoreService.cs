@@ -1,9 +1,5 @@
 using Google.Protobuf;
-using Grpc.AspNetCore.Server.Model;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using UblkCsi.GrpcHosting;
-using UblkCsi.BlockStoreServer.Service.Streaming;
 using Microsoft.Extensions.Logging;
 using UblkCsi.BlockStore.V1;
 using UblkCsi.Engine;
@@ -28,6 +24,28 @@ public sealed record BlockStoreServiceOptions
     /// <summary>How long a retried mutation waits for the lost attempt to finish before answering UNAVAILABLE.</summary>
     public TimeSpan RetryDrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Where to serve the data path (NBD, <see cref="Nbd.NbdDataServer"/>), or null for nowhere (control
+    /// calls only: OpenVolume then names no data endpoint). tcp://HOST:0 picks a free port.
+    /// </summary>
+    public GrpcEndpoints.GrpcEndpoint? DataEndpoint { get; init; }
+
+    /// <summary>
+    /// What OpenVolume names as the data endpoint when clients reach the listener elsewhere than where it
+    /// is bound (a proxy, NAT, a Kubernetes Service port); null: the bound endpoint. Clients keep the host
+    /// they reached the service on and take the port.
+    /// </summary>
+    public GrpcEndpoints.GrpcEndpoint? DataAdvertisedEndpoint { get; init; }
+
+    /// <summary>TLS of the data path (NBD_OPT_STARTTLS, then required of every client), or null for cleartext: give the gRPC listener's.</summary>
+    public GrpcServerTls? DataTls { get; init; }
+
+    /// <summary>File holding the key that seals data-path tickets (made on first use), or null for a key that lives as long as the service.</summary>
+    public string? TicketKeyFile { get; init; }
+
+    /// <summary>The name of <see cref="TicketKeyFile"/> in a server's root, so tickets outlive a restart.</summary>
+    public const string TicketKeyFileName = "nbd-ticket.key";
+
     /// <summary>Hides the token from record printing.</summary>
     public override string ToString() => $"BlockStoreServiceOptions {{ ServerVersion = {ServerVersion}, Token = {(Token is null ? "none" : "***")} }}";
 }
@@ -42,8 +60,7 @@ public sealed record BlockStoreServiceOptions
 /// The service owns neither the store nor the server: dispose it to flush and close its open volumes,
 /// after the server stopped.
 /// </summary>
-[BindServiceMethod(typeof(BlockStoreService), nameof(BindService))]
-public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockStoreBase, IGrpcServiceSetup, IAsyncDisposable
+public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockStoreBase, IAsyncDisposable
 {
     private static readonly WriteResponse WriteDone = new();
     private static readonly FlushResponse FlushDone = new();
@@ -55,7 +72,10 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     private readonly ILogger _logger;
     private readonly BearerTokenCheck _auth;
     private readonly OpenVolumeTable _volumes;
+    private readonly Nbd.NbdDataTickets _tickets;
+    private readonly Nbd.NbdDataServer? _data;
 
+    /// <exception cref="IOException">The data endpoint cannot be bound, or the ticket key cannot be read or made.</exception>
     public BlockStoreService(IVolumeStore store, BlockStoreServiceOptions options, ILogger<BlockStoreService> logger)
     {
         ArgumentNullException.ThrowIfNull(store);
@@ -77,25 +97,22 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
         _auth = new BearerTokenCheck(options.Token);
         _volumes = new OpenVolumeTable(store, store as IVolumeWriterLeases
             ?? throw new ArgumentException($"store '{store.Description}' keeps no writer generations (IVolumeWriterLeases), so it cannot fence stale writers", nameof(store)));
+        _tickets = options.TicketKeyFile is null ? Nbd.NbdDataTickets.Ephemeral() : Nbd.NbdDataTickets.LoadOrCreate(options.TicketKeyFile);
+        if (options.DataEndpoint is { } dataEndpoint)
+        {
+            _data = Nbd.NbdDataServer.Bind(dataEndpoint, BlockStoreProtocol.MaxPayloadBytes, logger);
+            _data.Start(ResolveNbdExportAsync, options.DataTls is { } tls ? Nbd.NbdDataServer.ServerTls(tls, logger) : null);
+        }
     }
+
+    /// <summary>Where the data path is served (the bound port), or null when it is not.</summary>
+    public GrpcEndpoints.GrpcEndpoint? DataEndpoint => _data?.Endpoint;
 
     /// <summary>True when calls must carry the shared token.</summary>
     public bool RequiresToken => _auth.Enabled;
 
     /// <summary>The service this class implements (Grpc.AspNetCore and the health service read it).</summary>
     public static Google.Protobuf.Reflection.ServiceDescriptor Descriptor => BlockStore.V1.BlockStore.Descriptor;
-
-    /// <summary>
-    /// Binds the generated methods except Stream, which <see cref="PooledStreamMethodProvider"/> binds with
-    /// pooled codecs (<see cref="StreamIo.Method"/>). Grpc.AspNetCore finds this through the class's
-    /// BindServiceMethod attribute; the second parameter's type tells it where the overridden rpcs are declared.
-    /// </summary>
-    public static void BindService(ServiceBinderBase binder, BlockStore.V1.BlockStore.BlockStoreBase? service) =>
-        BlockStore.V1.BlockStore.BindService(new PooledStreamBinder(binder, service as BlockStoreService), service);
-
-    /// <summary>Registers the provider of the pooled Stream method.</summary>
-    public void ConfigureServices(IServiceCollection services) =>
-        services.AddSingleton<IServiceMethodProvider<BlockStoreService>, PooledStreamMethodProvider>();
 
     // ---------------------------------------------------------------- server info
 
@@ -231,6 +248,8 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
                 WriteZeroes = (info.Features & BlockBackendFeatures.WriteZeroes) != 0,
                 MaxPayloadBytes = BlockStoreProtocol.MaxPayloadBytes,
                 WriterGeneration = generation,
+                NbdEndpoint = _data is null ? "" : (_options.DataAdvertisedEndpoint ?? _data.Endpoint).ToString(),
+                NbdExport = _data is null ? "" : _tickets.Issue(request.VolumeId, generation, request.ReadWrite),
             };
         }
         finally
@@ -315,50 +334,6 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     }
 
     /// <summary>
-    /// The data path on one long-lived call: the first request opens the volume, every later one is
-    /// answered by id as it completes (<see cref="IoStreamSession"/>). Store errors of the open end the
-    /// call with their status; errors of one request are answered in its response.
-    /// </summary>
-    public async Task Stream(IAsyncStreamReader<StreamIoBatch> requests, IServerStreamWriter<StreamIoBatch> responses, ServerCallContext context)
-    {
-        ArgumentNullException.ThrowIfNull(requests);
-        ArgumentNullException.ThrowIfNull(responses);
-        ArgumentNullException.ThrowIfNull(context);
-        _auth.Check(context);
-        if (!await requests.MoveNext(context.CancellationToken).ConfigureAwait(false))
-        {
-            return;
-        }
-
-        var first = requests.Current;
-        var (op, volumeId, writerGeneration) = first.Items.Count == 1 ? (first.Items[0].Op, first.Items[0].VolumeId, first.Items[0].WriterGeneration) : (IoOp.Unspecified, "", 0UL);
-        first.ReturnAll();
-        if (op != IoOp.Open || !VolumeIds.IsValidId(volumeId))
-        {
-            throw RpcErrorCodec.InvalidArgument("volumeId", "the first message of a stream must be one OPEN request with a valid volume id");
-        }
-
-        var volume = await AcquireAsync(volumeId, reopen: false, context.CancellationToken).ConfigureAwait(false);
-        try
-        {
-            StreamOpened(_logger, volumeId);
-            await new IoStreamSession(volume, writerGeneration, context, _options.RetryDrainTimeout, _logger)
-                .RunAsync(requests, responses, ServerStopping(context)).ConfigureAwait(false);
-        }
-        finally
-        {
-            volume.Release();
-        }
-    }
-
-    /// <summary>Fires when the host begins a graceful stop, so long-lived streams end and let it finish.</summary>
-    private static CancellationToken ServerStopping(ServerCallContext context)
-    {
-        var services = context.GetHttpContext()?.RequestServices;
-        return services?.GetService(typeof(IHostApplicationLifetime)) is IHostApplicationLifetime lifetime ? lifetime.ApplicationStopping : CancellationToken.None;
-    }
-
-    /// <summary>
     /// Runs one data mutation on an open volume inside its fence (<see cref="MutationAdmission"/>: a
     /// superseded writer is refused, a retry waits for earlier attempts), mapping backend errnos to statuses. The mutation ignores the call's cancellation: once started,
     /// a write finishes so the fence's ordering holds. <paramref name="mutation"/> is a static lambda
@@ -392,6 +367,12 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
     /// <summary>Flushes and closes the open volumes. Call after the server has stopped.</summary>
     public async ValueTask DisposeAsync()
     {
+        // The data path first: its connections finish the request they run, then the volumes close.
+        if (_data is not null)
+        {
+            await _data.DisposeAsync().ConfigureAwait(false);
+        }
+
         await _volumes.DisposeAsync().ConfigureAwait(false);
         VolumesClosed(_logger);
     }
@@ -441,6 +422,41 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
         }
     }
 
+    /// <summary>
+    /// The open an NBD connection's export name grants: a ticket this server issued, optionally followed by
+    /// <c>#SLOT</c> (the client's connection index); null for any other name or a volume that is gone.
+    /// A superseded writer's ticket still resolves: its reads work and its mutations are refused, as on gRPC.
+    /// </summary>
+    internal async ValueTask<Nbd.NbdDataExport?> ResolveNbdExportAsync(string name, CancellationToken cancellationToken)
+    {
+        var slot = -1;
+        var hash = name.LastIndexOf('#');
+        if (hash >= 0)
+        {
+            if (!int.TryParse(name.AsSpan(hash + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out slot) || slot > 4095)
+            {
+                return null;
+            }
+
+            name = name[..hash];
+        }
+
+        if (!_tickets.TryRead(name, out var volumeId, out var generation, out var readWrite))
+        {
+            return null;
+        }
+
+        try
+        {
+            var volume = await _volumes.AcquireAsync(volumeId, reopen: false, cancellationToken).ConfigureAwait(false);
+            return new Nbd.NbdDataExport(volume, generation, readWrite, name, slot);
+        }
+        catch (StoreException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Takes the writer lease for a read-write open (<see cref="OpenVolumeTable.TakeWriterLeaseAsync"/>).</summary>
     private async Task<ulong> TakeWriterLeaseAsync(OpenVolume volume, CancellationToken cancellationToken)
     {
@@ -485,9 +501,6 @@ public sealed partial class BlockStoreService : BlockStore.V1.BlockStore.BlockSt
 
     [LoggerMessage(EventId = 401, Level = LogLevel.Information, Message = "volume {VolumeId}: retry {Attempt} of a mutation waited {WaitedMs} ms for earlier mutations to finish")]
     internal static partial void RetryOrdered(ILogger logger, string volumeId, uint attempt, long waitedMs);
-
-    [LoggerMessage(EventId = 403, Level = LogLevel.Debug, Message = "volume {VolumeId}: stream opened")]
-    private static partial void StreamOpened(ILogger logger, string volumeId);
 
     [LoggerMessage(EventId = 402, Level = LogLevel.Information, Message = "stopped; open volumes flushed and closed")]
     private static partial void VolumesClosed(ILogger logger);

@@ -43,13 +43,14 @@ public sealed class NbdClient : IAsyncDisposable
         Options = options;
         Export = export;
         Logger = logger;
+        Reconnects = options.Counters ?? new("nbd", "nbd_reissued_requests_total", "Unanswered requests of a lost NBD connection sent again on its replacement.");
         _channels = new NbdChannel?[connections];
     }
 
     public NbdClientOptions Options { get; }
 
     /// <summary>Connections re-established after a loss and the unanswered requests reissued on them.</summary>
-    internal ReconnectCounters Reconnects { get; } = new("nbd", "nbd_reissued_requests_total", "Unanswered requests of a lost NBD connection sent again on its replacement.");
+    internal ReconnectCounters Reconnects { get; }
 
     /// <summary>The export as negotiated on the first connection; later connections must match it.</summary>
     public NbdExport Export { get; }
@@ -177,13 +178,13 @@ public sealed class NbdClient : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         logger ??= NullLogger.Instance;
-        var (socket, stream, export) = await NegotiateAsync(options, cancellationToken).ConfigureAwait(false);
+        var (socket, stream, export) = await NegotiateAsync(options, 0, cancellationToken).ConfigureAwait(false);
         if (export.IsReadOnly && !options.ReadOnly)
         {
             stream.Dispose();
             socket.Dispose();
             throw new StoreException(StoreErrorCode.FailedPrecondition,
-                $"{options.Server} export '{options.Export}' is read-only; open it read-only (a read-only PersistentVolume or --read-only)");
+                $"{options.Server} export '{options.DisplayExport}' is read-only; open it read-only (a read-only PersistentVolume or --read-only)");
         }
 
         var requested = options.Connections ?? NbdClientOptions.DefaultMaxConnections;
@@ -277,7 +278,7 @@ public sealed class NbdClient : IAsyncDisposable
     /// <summary>Opens one more connection for <paramref name="channel"/> and checks it serves the same export.</summary>
     internal async Task<NbdConnection> OpenConnectionAsync(NbdChannel channel, CancellationToken cancellationToken)
     {
-        var (socket, stream, export) = await NegotiateAsync(Options, cancellationToken).ConfigureAwait(false);
+        var (socket, stream, export) = await NegotiateAsync(Options, channel.Index, cancellationToken).ConfigureAwait(false);
         var changed = export.SizeBytes != Export.SizeBytes ? $"size {Export.SizeBytes} became {export.SizeBytes}"
             : export.IsReadOnly && !Options.ReadOnly ? "it became read-only"
             : export.StructuredReplies != Export.StructuredReplies || export.MaximumPayload < Export.MaximumPayload || export.MinimumBlockSize > Export.MinimumBlockSize
@@ -288,7 +289,7 @@ public sealed class NbdClient : IAsyncDisposable
         {
             stream.Dispose();
             socket.Dispose();
-            throw new NbdRefusedException(StoreErrorCode.FailedPrecondition, $"{Options.Server} export '{Options.Export}' is not the one attached: {changed}");
+            throw new NbdRefusedException(StoreErrorCode.FailedPrecondition, $"{Options.Server} export '{Options.DisplayExport}' is not the one attached: {changed}");
         }
 
         var connection = new NbdConnection(socket, stream, Export, Options.Server, channel, Options.RequestTimeout);
@@ -298,7 +299,7 @@ public sealed class NbdClient : IAsyncDisposable
 
     private TimeSpan WatchdogPeriod => TimeSpan.FromMilliseconds(Math.Clamp(Options.RequestTimeout.TotalMilliseconds / 4, 50, 1000));
 
-    private static async Task<(Socket Socket, Stream Stream, NbdExport Export)> NegotiateAsync(NbdClientOptions options, CancellationToken cancellationToken)
+    private static async Task<(Socket Socket, Stream Stream, NbdExport Export)> NegotiateAsync(NbdClientOptions options, int connectionIndex, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.HandshakeTimeout);
@@ -308,7 +309,7 @@ public sealed class NbdClient : IAsyncDisposable
         {
             socket = await NbdTransport.ConnectAsync(options.Endpoint, timeout.Token).ConfigureAwait(false);
             stream = new NetworkStream(socket, ownsSocket: false);
-            var (transmission, export) = await NbdHandshake.NegotiateAsync(stream, options.Export, options.Server, options.Tls, options.TlsHost, timeout.Token).ConfigureAwait(false);
+            var (transmission, export) = await NbdHandshake.NegotiateAsync(stream, options.ConnectionExport?.Invoke(connectionIndex) ?? options.Export, options.DisplayExport, options.Server, options.Tls, options.TlsHost, timeout.Token).ConfigureAwait(false);
             return (socket, transmission, export);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)

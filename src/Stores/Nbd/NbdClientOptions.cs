@@ -25,6 +25,18 @@ public sealed record NbdClientOptions(GrpcEndpoint Endpoint, string Export, int?
     /// <summary>The name the server's certificate must carry: the endpoint's host, or localhost for a unix socket.</summary>
     public string TlsHost => Endpoint.Host ?? "localhost";
 
+    /// <summary>How the export is named in messages, logs and <see cref="NbdExport.Name"/> (default: <see cref="Export"/>). Set it when the name is a credential.</summary>
+    public string? ExportLabel { get; init; }
+
+    /// <summary>The name connection N (0, 1, ...) asks for, reconnects included (default: <see cref="Export"/> for every connection).</summary>
+    public Func<int, string>? ConnectionExport { get; init; }
+
+    /// <summary>The counters reconnects and reissued requests go to (default: <c>nbd_reconnects_total</c>, <c>nbd_reissued_requests_total</c>).</summary>
+    internal Metrics.ReconnectCounters? Counters { get; init; }
+
+    /// <summary>The export as messages name it.</summary>
+    public string DisplayExport => ExportLabel ?? Export;
+
     /// <summary>Retries of lost connections.</summary>
     public NbdReconnectPolicy Reconnect { get; init; } = NbdReconnectPolicy.Default;
 

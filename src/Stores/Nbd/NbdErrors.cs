@@ -7,8 +7,8 @@ internal static class NbdErrors
 {
     public static int ToLinuxErrno(int nbdError, NbdCommand command) => nbdError switch
     {
-        // A write refused with EPERM is a read-only export: the kernel reports EROFS for that.
-        NbdErrno.EPERM when command is NbdCommand.Write or NbdCommand.Trim or NbdCommand.WriteZeroes => BlockBackendException.EROFS,
+        // A write (or a flush) refused with EPERM is a read-only export: the kernel reports EROFS for that.
+        NbdErrno.EPERM when command is NbdCommand.Write or NbdCommand.Trim or NbdCommand.WriteZeroes or NbdCommand.Flush => BlockBackendException.EROFS,
         NbdErrno.ENOSPC => BlockBackendException.ENOSPC,
         NbdErrno.EINVAL or NbdErrno.EOVERFLOW => BlockBackendException.EINVAL,
         NbdErrno.ENOTSUP => BlockBackendException.EOPNOTSUPP,

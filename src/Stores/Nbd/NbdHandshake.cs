@@ -22,11 +22,12 @@ internal static class NbdHandshake
     /// the transmission phase: <paramref name="stream"/> itself, or the TLS stream over it when
     /// <paramref name="tls"/> is set (the caller then owns and disposes the returned stream).
     /// </summary>
+    /// <param name="exportLabel">How messages and the result name the export (the name itself may be a credential).</param>
     /// <param name="tlsHost">The name the server's certificate must carry (SNI and name check).</param>
     /// <exception cref="NbdProtocolException">The server does not speak the protocol as documented.</exception>
     /// <exception cref="NbdRefusedException">The server refused the export, an option we need, STARTTLS, or failed certificate verification.</exception>
     public static async Task<(Stream Stream, NbdExport Export)> NegotiateAsync(
-        Stream stream, string exportName, string server, RpcTls? tls, string tlsHost, CancellationToken cancellationToken)
+        Stream stream, string exportName, string exportLabel, string server, RpcTls? tls, string tlsHost, CancellationToken cancellationToken)
     {
         var buffer = new byte[NbdProtocol.MaxControlPayload];
         await ReadExactAsync(stream, buffer.AsMemory(0, 18), server, "the server greeting", cancellationToken).ConfigureAwait(false);
@@ -55,6 +56,8 @@ internal static class NbdHandshake
         await stream.WriteAsync(buffer.AsMemory(0, 4), cancellationToken).ConfigureAwait(false);
 
         var nameBytes = Encoding.UTF8.GetBytes(exportName);
+        // From here on the name only appears in messages and the result: the label stands for it.
+        exportName = exportLabel;
         if (tls is not null)
         {
             if (!fixedNewstyle)

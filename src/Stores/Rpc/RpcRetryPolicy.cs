@@ -27,6 +27,22 @@ public sealed record RpcRetryPolicy(int MaxAttempts, TimeSpan InitialBackoff, Ti
         return TimeSpan.FromMilliseconds(capped * (0.8 + (0.4 * Random.Shared.NextDouble())));
     }
 
+    /// <summary>
+    /// The same budget for the data path's reconnects: a lost data connection is retried for as long as
+    /// the retries of a call would wait in total, with the same backoff, and a request is sent at most
+    /// <see cref="MaxAttempts"/> times.
+    /// </summary>
+    internal Nbd.NbdReconnectPolicy ToReconnectPolicy()
+    {
+        var total = TimeSpan.Zero;
+        for (var retry = 1; retry < MaxAttempts; retry++)
+        {
+            total += TimeSpan.FromMilliseconds(Math.Min(InitialBackoff.TotalMilliseconds * Math.Pow(2, Math.Min(retry - 1, 30)), MaxBackoff.TotalMilliseconds));
+        }
+
+        return new Nbd.NbdReconnectPolicy(total, InitialBackoff, MaxBackoff, MaxAttempts);
+    }
+
     /// <summary>Checks the values; errors name the store parameter they came from.</summary>
     internal RpcRetryPolicy Validate()
     {

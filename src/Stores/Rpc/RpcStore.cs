@@ -42,6 +42,7 @@ public sealed partial class RpcStore : IVolumeStore
 {
 
     private readonly BlockStoreConnection _connection;
+    private readonly RpcRetryPolicy _retry;
     private readonly ILogger _logger;
     private int _disposed;
 
@@ -61,6 +62,7 @@ public sealed partial class RpcStore : IVolumeStore
         Options = options;
         _logger = options.Logger ?? NullLogger.Instance;
         var retry = (options.Retry ?? RpcRetryPolicy.Default).Validate();
+        _retry = retry;
         _connection = new BlockStoreConnection(options.Endpoint, options.Token, retry, options.ConnectTimeout ?? TimeSpan.FromSeconds(5), options.Tls);
     }
 
@@ -182,16 +184,41 @@ public sealed partial class RpcStore : IVolumeStore
             TokenInCleartext(_logger, volumeId, Options.Endpoint.ToString());
         }
 
-        var connection = _connection.AddReference();
-        try
+        if (geometry.NbdEndpoint.Length == 0 || geometry.NbdExport.Length == 0)
         {
-            return new RpcVolume(connection, volumeId, geometry, access == VolumeAccess.ReadOnly);
+            throw new StoreException(StoreErrorCode.FailedPrecondition,
+                $"block-store server {_connection.Server} named no data endpoint for volume '{volumeId}' (OpenVolume without nbd_endpoint): it predates the NBD data path; upgrade it");
         }
-        catch
+
+        var ticket = geometry.NbdExport;
+        var data = new Nbd.NbdClientOptions(DataEndpoint(geometry.NbdEndpoint), ticket, ReadOnly: access == VolumeAccess.ReadOnly)
         {
-            connection.Release(); // e.g. a geometry the client refuses
-            throw;
+            Tls = Options.Tls,
+            // The ticket is a credential: messages name the volume.
+            ExportLabel = volumeId,
+            ConnectionExport = connection => $"{ticket}#{connection}",
+            Reconnect = _retry.ToReconnectPolicy(),
+            Counters = new Metrics.ReconnectCounters("rpc", "rpc_retries_total", "Requests sent to the server again after their data connection was lost."),
+        };
+        var client = await Nbd.NbdClient.ConnectAsync(data, _logger, cancellationToken).ConfigureAwait(false);
+        return new RpcVolume(volumeId, client, geometry.WriterGeneration, access == VolumeAccess.ReadOnly);
+    }
+
+    /// <summary>
+    /// Where to reach the data path the server named: a unix socket as it is; for TCP, the host this
+    /// client reached the server on (the server names its bind address, which may be a wildcard or an
+    /// address only it sees) at the data port.
+    /// </summary>
+    private GrpcEndpoint DataEndpoint(string advertised)
+    {
+        if (!GrpcEndpoint.TryParse(advertised, out var endpoint, out var error))
+        {
+            throw new IOException($"block-store server {_connection.Server} named an invalid data endpoint '{advertised}': {error}");
         }
+
+        return endpoint.Kind == GrpcEndpointKind.Tcp && Options.Endpoint.Kind == GrpcEndpointKind.Tcp
+            ? GrpcEndpoint.Tcp(Options.Endpoint.Host!, endpoint.Port)
+            : endpoint;
     }
 
     /// <summary>Releases this store's hold on the connections; volumes still open keep them until disposed.</summary>

@@ -1,202 +1,102 @@
-using UblkCsi.BlockStore.V1;
+using System.Runtime.CompilerServices;
 using UblkCsi.Engine;
 using UblkCsi.Stores.Metrics;
-using UblkCsi.Stores.Rpc.Streaming;
+using UblkCsi.Stores.Nbd;
 
 namespace UblkCsi.Stores.Rpc;
 
 /// <summary>
-/// A volume of a block-store server, opened through <see cref="RpcStore"/>. Reads and writes travel on
-/// long-lived Stream calls (<see cref="IoStream"/>): requests tagged by id, answered out of order, with
-/// no allocation per request in the steady state. A broken stream is replaced and its unanswered requests
-/// sent again, so a dropped connection or a server restart is ridden out like with unary calls. I/O larger
-/// than the server's payload limit is split into requests of at most that size, sent concurrently; the
-/// I/O completes only when every piece was acknowledged, and fails when any piece fails.
+/// A volume of a block-store server, opened through <see cref="RpcStore"/>. The open is a gRPC call;
+/// the data path is the server's NBD listener, reached with the export name (a ticket) the open
+/// returned, through this project's NBD client: a connection per engine queue, requests answered out of
+/// order, no allocation per request, large reads received straight into the request's pages, and a
+/// lost connection reconnected with its unanswered requests sent again (the server stops the
+/// connection a reconnect replaces before it serves the new one, so a stale copy of a write cannot land
+/// after its retry).
 /// A read-write volume holds the server's writer lease (the generation its open took): once another
 /// client opens the volume for writing, the server refuses this one's mutations (EIO, never retried)
 /// and <see cref="Condition"/> turns abnormal, saying the volume was taken over.
 /// </summary>
-/// <remarks>
-/// The engine's queue threads each keep to one stream (chosen by thread), so a queue's requests share a
-/// stream's ordering and batching while queues do not contend. Cancellation tokens are not observed:
-/// a request that was sent is answered or fails with the stream; disposing the volume fails what is left.
-/// </remarks>
 public sealed class RpcVolume : StoreVolume, IStoreVolumeMetrics
 {
-    /// <summary>Streams per volume: enough to keep two queue threads from sharing one writer loop.</summary>
-    internal const int StreamsPerVolume = 2;
-
-    private readonly BlockStoreConnection _connection;
-    private readonly IoStream[] _streams;
-    private readonly IoOperationPool _operations = new();
-    private readonly ReconnectCounters _reconnects = new("rpc", "rpc_retries_total", "Requests sent to the server again after their stream broke.");
-    private readonly int _maxPayload;
+    private readonly NbdVolume _data;
+    private string? _takenOver;
     private int _disposed;
 
-    internal RpcVolume(BlockStoreConnection connection, string volumeId, OpenVolumeResponse geometry, bool readOnly)
-        : base(volumeId, ToInfo(volumeId, geometry, connection.Server), readOnly)
+    internal RpcVolume(string volumeId, NbdClient client, ulong writerGeneration, bool readOnly)
+        : this(volumeId, new NbdVolume(volumeId, client, readOnly), writerGeneration, readOnly)
     {
-        _connection = connection;
-        _maxPayload = (int)Math.Min(geometry.MaxPayloadBytes is 0 ? BlockStoreProtocol.MaxPayloadBytes : geometry.MaxPayloadBytes, BlockStoreProtocol.MaxPayloadBytes);
-        _maxPayload -= _maxPayload % StoreLimits.IoAlignment;
-        _streams = new IoStream[StreamsPerVolume];
-        for (var i = 0; i < _streams.Length; i++)
-        {
-            _streams[i] = new IoStream(connection, volumeId, geometry.WriterGeneration, connection.Retry, _reconnects);
-        }
-
-        WriterGeneration = geometry.WriterGeneration;
     }
 
-    /// <summary>Broken streams replaced (<c>rpc_reconnects_total</c>) and requests sent again on them (<c>rpc_retries_total</c>).</summary>
-    public StoreMetricsSnapshot ReadMetrics() => _reconnects.Read();
+    private RpcVolume(string volumeId, NbdVolume data, ulong writerGeneration, bool readOnly)
+        : base(volumeId, data.Info, readOnly)
+    {
+        _data = data;
+        WriterGeneration = writerGeneration;
+    }
 
-    /// <summary>The block-store server, for messages.</summary>
-    public string Server => _connection.Server;
+    /// <summary>Lost data connections replaced (<c>rpc_reconnects_total</c>) and requests sent again on them (<c>rpc_retries_total</c>).</summary>
+    public StoreMetricsSnapshot ReadMetrics() => _data.ReadMetrics();
+
+    /// <summary>The data path's NBD client (tests inspect its connections).</summary>
+    public NbdClient DataClient => _data.Client;
 
     /// <summary>The writer lease this volume's open took; 0 when read-only.</summary>
     public ulong WriterGeneration { get; }
 
-    /// <summary>Abnormal once the server refused a mutation because another writer opened the volume.</summary>
-    public override VolumeCondition Condition
-    {
-        get
-        {
-            foreach (var stream in _streams)
-            {
-                if (stream.TakenOver is { } refusal)
-                {
-                    return new VolumeCondition(true, $"taken over: {refusal}");
-                }
-            }
+    /// <summary>Abnormal once the server refused a mutation because another writer opened the volume, or while the server is unreachable.</summary>
+    public override VolumeCondition Condition =>
+        Volatile.Read(ref _takenOver) is { } refusal ? new VolumeCondition(true, $"taken over: {refusal}") : _data.Condition;
 
-            return VolumeCondition.Healthy;
-        }
-    }
+    public override bool ServesRegisteredBuffers => _data.ServesRegisteredBuffers;
 
     public override async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
-            foreach (var stream in _streams)
-            {
-                await stream.DisposeAsync().ConfigureAwait(false);
-            }
-
-            _connection.Release();
+            await _data.DisposeAsync().ConfigureAwait(false);
         }
     }
 
-    protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
-    {
-        if (buffer.Length <= _maxPayload)
-        {
-            return ReadPiece(offset, buffer);
-        }
+    protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken) =>
+        _data.ReadAsync(offset, buffer, cancellationToken);
 
-        return SplitAsync(offset, buffer.Length, (Volume: this, Buffer: buffer),
-            static (state, pieceOffset, start, length) => state.Volume.ReadPiece(pieceOffset, state.Buffer.Slice(start, length)));
-    }
+    protected override bool TryReadRegisteredCore(long offset, RegisteredBuffer buffer, CancellationToken cancellationToken, out ValueTask pending) =>
+        _data.TryReadRegistered(offset, buffer, cancellationToken, out pending);
 
-    protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
-    {
-        if (data.Length <= _maxPayload)
-        {
-            return WritePiece(offset, data, fua);
-        }
-
-        // Each piece carries FUA itself: the whole write is durable once every piece is acknowledged.
-        return SplitAsync(offset, data.Length, (Volume: this, Data: data, Fua: fua),
-            static (state, pieceOffset, start, length) => state.Volume.WritePiece(pieceOffset, state.Data.Slice(start, length), state.Fua));
-    }
+    protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken) =>
+        Mutation(_data.WriteAsync(offset, data, fua ? BlockWriteFlags.Fua : BlockWriteFlags.None, cancellationToken));
 
     protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken) =>
-        Flush();
+        Mutation(_data.FlushAsync(cancellationToken));
 
-    protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
-    {
-        var op = Rent();
-        op.SetDiscard(offset, length);
-        return Submit(op);
-    }
+    protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken) =>
+        Mutation(_data.DiscardAsync(offset, length, cancellationToken));
 
-    protected override ValueTask WriteZeroesCoreAsync(long offset, long length, CancellationToken cancellationToken)
-    {
-        var op = Rent();
-        op.SetWriteZeroes(offset, length);
-        return Submit(op);
-    }
+    protected override ValueTask WriteZeroesCoreAsync(long offset, long length, CancellationToken cancellationToken) =>
+        Mutation(_data.WriteZeroesAsync(offset, length, cancellationToken));
 
-    private ValueTask ReadPiece(long offset, Memory<byte> buffer)
-    {
-        var op = Rent();
-        op.SetRead(offset, buffer);
-        return Submit(op);
-    }
+    /// <summary>
+    /// A mutation (or flush) as the server answered it, except that a refusal of this writer (EPERM on
+    /// the wire, EROFS from the NBD client) marks the volume taken over and fails with EIO, as a
+    /// superseded writer's I/O always has.
+    /// </summary>
+    private ValueTask Mutation(ValueTask pending) =>
+        pending.IsCompletedSuccessfully || IsReadOnly ? pending : WatchRefusalAsync(pending);
 
-    // The engine keeps the buffer unchanged until this write completes, retries included: it is written
-    // out of that buffer, not copied first.
-    private ValueTask WritePiece(long offset, ReadOnlyMemory<byte> data, bool fua)
+    // Pooled: a mutation in flight is the common case, and the data path allocates nothing per request.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WatchRefusalAsync(ValueTask pending)
     {
-        var op = Rent();
-        op.SetWrite(offset, data, fua);
-        return Submit(op);
-    }
-
-    // A flush is answered only after every write the server acknowledged before it is durable; the
-    // engine sends it after the writes it covers completed, so any stream may carry it.
-    private ValueTask Flush()
-    {
-        var op = Rent();
-        op.SetFlush();
-        return Submit(op);
-    }
-
-    private IoOperation Rent()
-    {
-        if (Volatile.Read(ref _disposed) != 0)
+        try
         {
-            throw new BlockBackendException(BlockBackendException.EIO, $"volume '{VolumeId}' is closed");
+            await pending.ConfigureAwait(false);
         }
-
-        return _operations.Rent();
-    }
-
-    private ValueTask Submit(IoOperation op) =>
-        _streams[(uint)Environment.CurrentManagedThreadId % (uint)_streams.Length].SubmitAsync(op);
-
-    /// <summary>Runs one call per piece of at most the payload limit, concurrently, and waits for all.</summary>
-    private ValueTask SplitAsync<TState>(long offset, int length, TState state, Func<TState, long, int, int, ValueTask> piece)
-    {
-        var count = (length + _maxPayload - 1) / _maxPayload;
-        var pieces = new Task[count];
-        for (var i = 0; i < count; i++)
+        catch (BlockBackendException e) when (e.Errno == BlockBackendException.EROFS)
         {
-            var start = i * _maxPayload;
-            pieces[i] = piece(state, offset + start, start, Math.Min(_maxPayload, length - start)).AsTask();
+            var refusal = $"volume '{VolumeId}' was opened for writing elsewhere after this client opened it (its writer generation {WriterGeneration} is superseded); its writes and flushes are refused";
+            Volatile.Write(ref _takenOver, refusal);
+            throw new BlockBackendException(BlockBackendException.EIO, refusal, e);
         }
-
-        return new ValueTask(Task.WhenAll(pieces));
-    }
-
-    /// <summary>The geometry the server reported, checked so a faulty server cannot hand the engine nonsense.</summary>
-    private static BlockBackendInfo ToInfo(string volumeId, OpenVolumeResponse geometry, string server)
-    {
-        var logical = (int)geometry.LogicalBlockSize;
-        var physical = (int)geometry.PhysicalBlockSize;
-        if (logical is not (512 or 4096) || physical < logical || (physical & (physical - 1)) != 0
-            || geometry.SizeBytes <= 0 || geometry.SizeBytes % logical != 0)
-        {
-            throw new IOException(
-                $"block-store server {server} reported an invalid geometry for volume '{volumeId}': size {geometry.SizeBytes}, " +
-                $"logical block {logical}, physical block {physical}");
-        }
-
-        var features = BlockBackendFeatures.None;
-        features |= geometry.VolatileCache ? BlockBackendFeatures.VolatileCache : 0;
-        features |= geometry.Fua ? BlockBackendFeatures.Fua : 0;
-        features |= geometry.Discard ? BlockBackendFeatures.Discard : 0;
-        features |= geometry.WriteZeroes ? BlockBackendFeatures.WriteZeroes : 0;
-        return new BlockBackendInfo(geometry.SizeBytes, logical, physical, features, (int)geometry.DiscardGranularity);
     }
 }

@@ -29,11 +29,14 @@ public sealed class ServiceHost : IAsyncDisposable
 
     public GrpcEndpoint Endpoint => _server.Endpoint;
 
-    public static async Task<ServiceHost> StartAsync(IVolumeStore store, string? token = null, int listPageSize = 1000, GrpcServerTls? tls = null)
+    /// <param name="dataPort">Port of the data path (NBD); 0 picks a free one.</param>
+    /// <param name="advertisedDataPort">Port OpenVolume names for the data path (a proxy in front of it), or null for the bound one.</param>
+    public static async Task<ServiceHost> StartAsync(IVolumeStore store, string? token = null, int listPageSize = 1000, GrpcServerTls? tls = null, int dataPort = 0, int? advertisedDataPort = null)
     {
         var logs = new CapturedLogs();
         var loggers = LoggerFactory.Create(logs.AddTo);
-        var options = new BlockStoreServiceOptions { Token = token, ListPageSize = listPageSize };
+        var options = new BlockStoreServiceOptions { Token = token, ListPageSize = listPageSize, DataEndpoint = GrpcEndpoint.Tcp("127.0.0.1", dataPort), DataTls = tls,
+            DataAdvertisedEndpoint = advertisedDataPort is { } advertised ? GrpcEndpoint.Tcp("127.0.0.1", advertised) : null };
         var service = new BlockStoreService(store, options, loggers.CreateLogger<BlockStoreService>());
         var server = new GrpcServer(new GrpcServerOptions
         {
