@@ -24,12 +24,6 @@ public sealed record GrpcChannelSettings
 
     /// <summary>TLS for TCP endpoints (https), or null for cleartext HTTP/2 with prior knowledge.</summary>
     public SslClientAuthenticationOptions? Tls { get; init; }
-
-    /// <summary>
-    /// Initial HTTP/2 receive window of each stream, or null for the handler's default (64 KiB, grown as
-    /// needed). Long-lived streams with large responses want a large window from the start.
-    /// </summary>
-    public int? InitialStreamWindowBytes { get; init; }
 }
 
 /// <summary>
@@ -53,10 +47,6 @@ public static class GrpcChannels
             EnableMultipleHttp2Connections = true,
             PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan,
         };
-        if (settings.InitialStreamWindowBytes is { } window)
-        {
-            handler.InitialHttp2StreamWindowSize = window;
-        }
 
         Uri address;
         if (endpoint.Kind == GrpcEndpointKind.Unix)

@@ -114,16 +114,17 @@ public sealed class ProtocolTests
     public async Task AVolumeDeletedBehindAnOpenClientFailsItsIoWithEio()
     {
         await using var host = await ServiceHost.StartAsync(StoreRegistry.Open("memory", new Dictionary<string, string>()));
-        await using var store = new RpcStore(new RpcStoreOptions(host.Endpoint));
+        await using var store = new RpcStore(new RpcStoreOptions(host.Endpoint, Retry: new RpcRetryPolicy(2, TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(50))));
         await store.CreateVolumeAsync(new CreateVolumeRequest("vanishing", 1 << 20));
         await using var volume = await store.OpenVolumeAsync("vanishing");
         await volume.WriteAsync(0, new byte[4096]);
 
         Assert.True(await store.DeleteVolumeAsync("vanishing"));
 
+        // On the open connection the server answers EIO; a connection opened now (another thread's) is
+        // refused the export, and the client gives up after its retry budget: EIO either way.
         var e = await Assert.ThrowsAsync<BlockBackendException>(async () => await volume.ReadAsync(0, new byte[4096]));
         Assert.Equal(BlockBackendException.EIO, e.Errno);
-        Assert.Contains("failed with EIO", e.Message);
     }
 
     [Fact]

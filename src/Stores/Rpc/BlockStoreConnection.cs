@@ -37,9 +37,6 @@ internal sealed class BlockStoreConnection
             MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes,
             ConnectTimeout = connectTimeout,
             Tls = _certificateCheck?.ClientOptions(),
-
-            // A stream carries a volume's reads: a window of several 1 MiB responses keeps it from stalling.
-            InitialStreamWindowBytes = 8 << 20,
         });
         CallInvoker = _channel.CreateCallInvoker();
         _client = new BlockStore.V1.BlockStore.BlockStoreClient(CallInvoker);

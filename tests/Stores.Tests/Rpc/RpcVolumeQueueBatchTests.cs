@@ -6,8 +6,8 @@ using UblkCsi.Tests.Shared;
 namespace UblkCsi.Stores.Tests.Rpc;
 
 /// <summary>
-/// On an engine queue thread the rpc volume holds what the queue's dispatch batch submits and hands it
-/// to its stream at the batch's end (one writer wake-up, one message). The test thread plays the queue
+/// On an engine queue thread the rpc volume holds what the queue's dispatch batch submits and sends it
+/// on its data connection at the batch's end (one send for the batch). The test thread plays the queue
 /// thread (a QueueIo bound to it, with no await while it is bound) against a real block-store server.
 /// </summary>
 public sealed class RpcVolumeQueueBatchTests : IDisposable
@@ -37,7 +37,7 @@ public sealed class RpcVolumeQueueBatchTests : IDisposable
     }
 
     /// <summary>
-    /// A write from this thread before it plays a queue (so its stream is open and answering), then two
+    /// A write from this thread before it plays a queue (so its connection is open and answering), then two
     /// writes from a queue thread's dispatch, a pause, and the batch end.
     /// </summary>
     private static (ValueTask First, ValueTask Second, bool SentEarly) SubmitOneQueueBatch(IBlockBackend backend, byte[] data)
@@ -49,7 +49,7 @@ public sealed class RpcVolumeQueueBatchTests : IDisposable
         using var queue = new TestQueueThread();
         var first = backend.WriteAsync(0, data.AsMemory(0, 4096));
         var second = backend.WriteAsync(4096, data.AsMemory(4096));
-        // Ample for a loopback round trip on the open stream, had they been sent.
+        // Ample for a loopback round trip on the open connection, had they been sent.
         var sentEarly = SpinWait.SpinUntil(() => first.IsCompleted || second.IsCompleted, TimeSpan.FromSeconds(2));
         queue.Io.EndBatch();
         return (first, second, sentEarly);

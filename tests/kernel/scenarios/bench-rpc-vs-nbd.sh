@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark: is an rpc-backed ublk device worth choosing over NBD? Both sides serve the same kind of
 # backing file (sparse, on the guest's tmpfs) over loopback TCP, measured in the same boot:
-#   rpc: ublk-blockstore-server (file store) <- Stream rpc <- `ublk-csi attach --store rpc://...` -> /dev/ublkbN
+#   rpc: ublk-blockstore-server (file store; OpenVolume over gRPC, data over its NBD listener)
+#        <- `ublk-csi attach --store rpc://...` (2 queues, a data connection per queue) -> /dev/ublkbN
 #   nbd: nbdkit file plugin <- the kernel NBD client (nbd-client, one connection) -> /dev/nbd0
-# fio (libaio, O_DIRECT, time based) runs 1 MiB sequential write and read, then 4 KiB random write and
-# read at iodepth 32 on each. Prints each figure and the ratio rpc/nbd; targets: >= 1.0 for the 4 KiB
-# IOPS, >= 0.8 for the 1 MiB bandwidth. Asserts only that every job ran without errors: under TCG the
-# ratios are the meaningful part. BENCH_RUNTIME (seconds per job, default 5) shortens or lengthens it.
+# fio (libaio, O_DIRECT, time based) runs 1 MiB sequential write and read at iodepth 8, then 4 KiB
+# random write and read at iodepth 32, each job on both devices back to back (order alternating), in
+# BENCH_ROUNDS rounds. Prints each figure's medians and the median of the paired ratios rpc/nbd;
+# targets: >= 1.0 for the 4 KiB IOPS, >= 0.8 for the 1 MiB bandwidth. Asserts only that every job ran
+# without errors: under TCG the ratios are the meaningful part. BENCH_RUNTIME (seconds per job,
+# default 5) shortens or lengthens it.
 source "$(dirname "$0")/_lib.sh"
 
 : "${UBLK_BLOCKSTORE_SERVER:?UBLK_BLOCKSTORE_SERVER must point at the published ublk-blockstore-server}"
@@ -69,29 +72,47 @@ print(f"{job[sys.argv[2]][sys.argv[3]]:.0f}")
 PY
 }
 
-# compare WHAT RW BS DEPTH METRIC UNIT TARGET: the same job on both devices, nbd first, then the ratio.
-compare() {
-  local what=$1 rw=$2 bs=$3 depth=$4 metric=$5 unit=$6 target=$7 dir nbd rpc ratio scale=1
-  dir=$([[ $rw == *read ]] && echo read || echo write)
-  [[ $metric == bw_bytes ]] && scale=1048576
-  run_fio "nbd-$rw-$bs" /dev/nbd0 "$rw" "$bs" "$depth"
-  run_fio "rpc-$rw-$bs" "$rpc_device" "$rw" "$bs" "$depth"
-  nbd=$(fio_value "nbd-$rw-$bs" "$dir" "$metric") || fail "nbd $what"
-  rpc=$(fio_value "rpc-$rw-$bs" "$dir" "$metric") || fail "rpc $what"
-  [[ $nbd -gt 0 ]] || fail "nbd $what measured 0"
-  ratio=$(awk -v a="$rpc" -v b="$nbd" 'BEGIN { printf "%.2f", a / b }')
-  figure "$what: rpc $(( rpc / scale )) $unit, nbd $(( nbd / scale )) $unit, ratio $ratio (target >= $target)"
-}
-
 # Warm both devices up first (a long-running node plugin has compiled its hot paths; a fresh process
 # under TCG has not), then measure.
 run_fio warmup-nbd /dev/nbd0 randrw 64k 16 5
 run_fio warmup-rpc "$rpc_device" randrw 64k 16 5
 
-compare "1M seq write" write 1M 8 bw_bytes MiB/s 0.8
-compare "1M seq read" read 1M 8 bw_bytes MiB/s 0.8
-compare "4k randwrite QD32" randwrite 4k 32 iops IOPS 1.0
-compare "4k randread QD32" randread 4k 32 iops IOPS 1.0
+# WHAT|RW|BS|DEPTH|METRIC|UNIT|TARGET
+jobs=(
+  "1M seq write|write|1M|8|bw_bytes|MiB/s|0.8"
+  "1M seq read|read|1M|8|bw_bytes|MiB/s|0.8"
+  "4k randwrite QD32|randwrite|4k|32|iops|IOPS|1.0"
+  "4k randread QD32|randread|4k|32|iops|IOPS|1.0"
+)
+declare -A rpc_values nbd_values ratios
+first=nbd
+for round in $(seq "$BENCH_ROUNDS"); do
+  for job in "${jobs[@]}"; do
+    IFS='|' read -r what rw bs depth metric _ _ <<< "$job"
+    dir=$([[ $rw == *read ]] && echo read || echo write)
+    for side in $first $([[ $first == nbd ]] && echo rpc || echo nbd); do
+      device=$([[ $side == nbd ]] && echo /dev/nbd0 || echo "$rpc_device")
+      run_fio "$side-$rw-$bs-$round" "$device" "$rw" "$bs" "$depth"
+    done
+    nbd=$(fio_value "nbd-$rw-$bs-$round" "$dir" "$metric") || fail "nbd $what"
+    rpc=$(fio_value "rpc-$rw-$bs-$round" "$dir" "$metric") || fail "rpc $what"
+    [[ $nbd -gt 0 ]] || fail "nbd $what measured 0"
+    rpc_values[$what]+=" $rpc"
+    nbd_values[$what]+=" $nbd"
+    ratios[$what]+=" $(ratio "$rpc" "$nbd")"
+    log "round $round $what: rpc $rpc, nbd $nbd ($metric)"
+    first=$([[ $first == nbd ]] && echo rpc || echo nbd)
+  done
+done
+
+for job in "${jobs[@]}"; do
+  IFS='|' read -r what _ _ _ metric unit target <<< "$job"
+  scale=$([[ $metric == bw_bytes ]] && echo 1048576 || echo 1)
+  # shellcheck disable=SC2086 # the sample lists split into words on purpose
+  rpc=$(median ${rpc_values[$what]}); nbd=$(median ${nbd_values[$what]})
+  # shellcheck disable=SC2086
+  figure "$what: rpc $(( rpc / scale )) $unit, nbd $(( nbd / scale )) $unit (medians), ratio $(median ${ratios[$what]}) (target >= $target), median of $BENCH_ROUNDS paired ratios:${ratios[$what]}"
+done
 
 stop_server "$rpc_pid" rpc > /dev/null
 nbd-client -d /dev/nbd0 > /dev/null 2>&1 || fail "nbd-client could not disconnect /dev/nbd0"
