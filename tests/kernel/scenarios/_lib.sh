@@ -109,29 +109,31 @@ start_s3rver() {
   log "s3rver listening on 127.0.0.1:$port (pid $S3RVER_PID)"
 }
 
-# start_blockstore_server PORT: ublk-blockstore-server ($UBLK_BLOCKSTORE_SERVER) on 127.0.0.1:PORT over
-# the file-store root $SCENARIO_DIR/blockstore, requiring a random token it reads from TOKEN_FILE
-# ($SCENARIO_DIR/token, mode 600; the token itself in BLOCKSTORE_TOKEN); log in
-# $SCENARIO_DIR/blockstore.log. Sets BLOCKSTORE_PID.
+# start_blockstore_server PORT [LOG_NAME]: ublk-blockstore-server ($UBLK_BLOCKSTORE_SERVER) on
+# 127.0.0.1:PORT (its NBD data path on PORT+1) over the file-store root $SCENARIO_DIR/blockstore,
+# requiring a random token it reads from TOKEN_FILE ($SCENARIO_DIR/token, mode 600, made once per
+# scenario so a restarted server accepts the same clients; the token itself in BLOCKSTORE_TOKEN); log
+# in $SCENARIO_DIR/LOG_NAME.log (default blockstore). Sets BLOCKSTORE_PID.
 start_blockstore_server() {
-  local port=$1 start
+  local port=$1 log=$SCENARIO_DIR/${2:-blockstore}.log start
   : "${UBLK_BLOCKSTORE_SERVER:?UBLK_BLOCKSTORE_SERVER must point at the published ublk-blockstore-server}"
   ip link set lo up 2>/dev/null || true
   TOKEN_FILE=$SCENARIO_DIR/token
   mkdir -p "$SCENARIO_DIR/blockstore"
-  (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TOKEN_FILE")
+  # A restart (same root) keeps the token its clients hold.
+  [[ -s $TOKEN_FILE ]] || (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TOKEN_FILE")
   BLOCKSTORE_TOKEN=$(cat "$TOKEN_FILE")
   start=$(date +%s%N)
   "$UBLK_BLOCKSTORE_SERVER" --listen "tcp://127.0.0.1:$port" --root "$SCENARIO_DIR/blockstore" --token-file "$TOKEN_FILE" \
-    > "$SCENARIO_DIR/blockstore.log" 2>&1 &
+    > "$log" 2>&1 &
   BLOCKSTORE_PID=$!
   SERVER_PIDS+=("$BLOCKSTORE_PID")
   for _ in $(seq 600); do
-    grep -q "serving volumes of" "$SCENARIO_DIR/blockstore.log" && break
-    kill -0 "$BLOCKSTORE_PID" 2>/dev/null || { cat "$SCENARIO_DIR/blockstore.log"; fail "ublk-blockstore-server exited before serving"; }
+    grep -q "serving volumes of" "$log" && break
+    kill -0 "$BLOCKSTORE_PID" 2>/dev/null || { cat "$log"; fail "ublk-blockstore-server exited before serving"; }
     sleep 0.2
   done
-  grep -q "serving volumes of" "$SCENARIO_DIR/blockstore.log" || { cat "$SCENARIO_DIR/blockstore.log"; fail "ublk-blockstore-server did not start within 120 s"; }
+  grep -q "serving volumes of" "$log" || { cat "$log"; fail "ublk-blockstore-server did not start within 120 s"; }
   log "block-store server up in $(( ($(date +%s%N) - start) / 1000000 )) ms (pid $BLOCKSTORE_PID)"
 }
 
