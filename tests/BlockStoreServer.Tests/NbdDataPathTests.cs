@@ -107,6 +107,28 @@ public sealed class NbdDataPathTests
         Assert.Equal(Pattern(3, Block), read);
     }
 
+    [Fact]
+    public async Task ARequestOutsideTheVolumeIsAnsweredEinvalAndTheConnectionGoesOn()
+    {
+        await using var host = await ServiceHost.StartAsync(StoreRegistry.Open("memory", new Dictionary<string, string>()));
+        await using var store = new RpcStore(new RpcStoreOptions(host.Endpoint));
+        await store.CreateVolumeAsync(new CreateVolumeRequest("bounded", 1 << 20));
+        var ticket = (await OpenAsync(host, "bounded", readWrite: true)).NbdExport;
+        await using var client = await ConnectAsync(host, ticket + "#0");
+
+        // The NBD client sends what it is asked (the device's checks are the volume's, not the wire's).
+        var read = await Assert.ThrowsAsync<Engine.BlockBackendException>(async () => await client.ReadAsync(1 << 20, new byte[4096]));
+        Assert.Equal(Engine.BlockBackendException.EINVAL, read.Errno);
+        var write = await Assert.ThrowsAsync<Engine.BlockBackendException>(async () => await client.WriteAsync((1 << 20) - 4096, new byte[8192], fua: false));
+        Assert.Equal(Engine.BlockBackendException.EINVAL, write.Errno);
+
+        await client.WriteAsync(0, Pattern(4, 4096), fua: false);
+        var back = new byte[4096];
+        await client.ReadAsync(0, back);
+        Assert.Equal(Pattern(4, 4096), back);
+        Assert.DoesNotContain("failed unexpectedly", host.Logs.Text);
+    }
+
     [QemuIoFact]
     public async Task AnIndependentNbdClientReadsAndWritesWithTheTicket()
     {

@@ -205,7 +205,12 @@ internal sealed partial class NbdDataConnection
 
         try
         {
-            return Complete(mutation(_volume.Backend, offset, length, flags, data));
+            return _volume.IsDeleted ? NbdErrno.EIO : Complete(mutation(_volume.Backend, offset, length, flags, data));
+        }
+        catch (Exception e)
+        {
+            // Thrown before any I/O (e.g. a range past the volume's end).
+            return ErrorFor(e);
         }
         finally
         {
@@ -262,6 +267,9 @@ internal sealed partial class NbdDataConnection
                     BlockBackendException.EROFS => NbdErrno.EPERM,
                     _ => NbdErrno.EIO,
                 };
+            case ArgumentException:
+                // A range outside the volume: the client's mistake, answered, not logged.
+                return NbdErrno.EINVAL;
             case RpcException:
                 return NbdErrno.EIO;
             default:

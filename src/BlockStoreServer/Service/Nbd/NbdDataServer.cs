@@ -181,19 +181,31 @@ internal sealed partial class NbdDataServer : IAsyncDisposable
     {
         var socket = (Socket)state!;
         Stream stream = new NetworkStream(socket, ownsSocket: false);
-        NbdDataConnection? connection = null;
         NbdDataExport? export = null;
+        NbdDataConnection? connection = null;
         try
         {
             // The handshake has a bound; transmission waits for the client as long as it stays connected.
             socket.ReceiveTimeout = 10_000;
-            (stream, export, connection) = Negotiate(socket, stream);
+            var chosen = Negotiate(socket, ref stream);
+            if (chosen is null)
+            {
+                return;
+            }
+
+            export = chosen.Value.Export;
+            connection = Admit(socket, stream, export);
+            chosen.Value.Answer(stream);
             socket.ReceiveTimeout = 0;
-            connection?.Run();
+            connection.Run();
         }
         catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException or NbdDataProtocolException or AuthenticationException)
         {
             NegotiationFailed(_logger, e.Message);
+        }
+        catch (Exception e)
+        {
+            ConnectionFailed(_logger, e);
         }
         finally
         {
@@ -214,8 +226,12 @@ internal sealed partial class NbdDataServer : IAsyncDisposable
         }
     }
 
-    /// <summary>The handshake; the transport to go on with, and the export and connection to serve (null when the client chose none).</summary>
-    private (Stream, NbdDataExport?, NbdDataConnection?) Negotiate(Socket socket, Stream stream)
+    /// <summary>
+    /// The handshake up to the client's choice of export: that export (holding a reference to its volume)
+    /// and the reply that completes the handshake, sent once the connection is admitted; null when the
+    /// client chose none. <paramref name="stream"/> becomes the TLS stream after STARTTLS.
+    /// </summary>
+    private (NbdDataExport Export, Action<Stream> Answer)? Negotiate(Socket socket, ref Stream stream)
     {
         Span<byte> greeting = stackalloc byte[18];
         BinaryPrimitives.WriteUInt64BigEndian(greeting, NbdProtocol.InitMagic);
@@ -274,16 +290,17 @@ internal sealed partial class NbdDataServer : IAsyncDisposable
                     if (export is null)
                     {
                         // The old option has no error reply: the protocol says to close.
-                        return (stream, null, null);
+                        return null;
                     }
 
-                    var connection = Admit(socket, stream, export);
-                    Span<byte> info = stackalloc byte[10 + 124];
-                    BinaryPrimitives.WriteUInt64BigEndian(info, (ulong)export.Volume.Backend.Info.SizeBytes);
-                    BinaryPrimitives.WriteUInt16BigEndian(info[8..], (ushort)TransmissionFlags(export));
-                    info[10..].Clear();
-                    stream.Write(noZeroes ? info[..10] : info);
-                    return (stream, export, connection);
+                    return (export, transport =>
+                    {
+                        Span<byte> info = stackalloc byte[10 + 124];
+                        BinaryPrimitives.WriteUInt64BigEndian(info, (ulong)export.Volume.Backend.Info.SizeBytes);
+                        BinaryPrimitives.WriteUInt16BigEndian(info[8..], (ushort)TransmissionFlags(export));
+                        info[10..].Clear();
+                        transport.Write(noZeroes ? info[..10] : info);
+                    });
                 }
 
                 case NbdOption.Go:
@@ -309,14 +326,12 @@ internal sealed partial class NbdDataServer : IAsyncDisposable
                         break;
                     }
 
-                    var connection = Admit(socket, stream, export);
-                    SendExportInfo(stream, option, export);
-                    return (stream, export, connection);
+                    return (export, transport => SendExportInfo(transport, NbdOption.Go, export));
                 }
 
                 case NbdOption.Abort:
                     SendOptionReply(stream, option, NbdOptionReply.Ack, ReadOnlySpan<byte>.Empty);
-                    return (stream, null, null);
+                    return null;
                 default:
                     SendOptionReply(stream, option, NbdOptionReply.ErrUnsupported, $"option {(uint)option} is not supported");
                     break;
@@ -324,13 +339,17 @@ internal sealed partial class NbdDataServer : IAsyncDisposable
         }
     }
 
-    /// <summary>The connection for <paramref name="export"/>, once the one it replaces (a reconnect of the same slot) has stopped.</summary>
+    /// <summary>
+    /// The connection for <paramref name="export"/>, once the one it replaces (a reconnect of the same
+    /// slot) has stopped. The caller leaves the slot and finishes the connection when it ends, admitted or not.
+    /// </summary>
     private NbdDataConnection Admit(Socket socket, Stream stream, NbdDataExport export)
     {
         var connection = new NbdDataConnection(socket, stream, export.Volume, export.WriterGeneration, !export.ReadWrite, _maxPayload, _logger);
         var started = Environment.TickCount64;
         if (!_slots.TryTakeOver(export, connection, TakeOverTimeout, out var replaced))
         {
+            _slots.Leave(export, connection);
             connection.Finish();
             throw new IOException($"volume {export.Volume.VolumeId}: the connection this one replaces was still running a request after {TakeOverTimeout.TotalSeconds:0} s");
         }
@@ -417,6 +436,9 @@ internal sealed partial class NbdDataServer : IAsyncDisposable
 
     [LoggerMessage(EventId = 424, Level = LogLevel.Information, Message = "volume {VolumeId}: connection {Slot} reconnected; the connection it replaces was stopped after {WaitedMs} ms")]
     private static partial void Reconnected(ILogger logger, string volumeId, int slot, long waitedMs);
+
+    [LoggerMessage(EventId = 425, Level = LogLevel.Error, Message = "NBD connection failed unexpectedly")]
+    private static partial void ConnectionFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(EventId = 422, Level = LogLevel.Debug, Message = "NBD connection ended: {Reason}")]
     private static partial void NegotiationFailed(ILogger logger, string reason);
