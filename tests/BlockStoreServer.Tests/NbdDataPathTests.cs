@@ -129,6 +129,42 @@ public sealed class NbdDataPathTests
         Assert.DoesNotContain("failed unexpectedly", host.Logs.Text);
     }
 
+    [Fact]
+    public async Task RequestsLargerThanTheConnectionBuffersTravelWholeBetweenSmallOnes()
+    {
+        await using var host = await ServiceHost.StartAsync(StoreRegistry.Open("memory", new Dictionary<string, string>()));
+        await using var store = new RpcStore(new RpcStoreOptions(host.Endpoint));
+        await store.CreateVolumeAsync(new CreateVolumeRequest("roomy", 8 << 20));
+        var ticket = (await OpenAsync(host, "roomy", readWrite: true)).NbdExport;
+        await using var client = await ConnectAsync(host, ticket + "#0");
+
+        // 1 MiB requests (the export's maximum) go out beside 4 KiB ones, all in flight at once.
+        var large = Pattern(11, 1 << 20);
+        var small = Pattern(12, 4096);
+        var writes = new List<Task>();
+        for (var i = 0; i < 4; i++)
+        {
+            writes.Add(client.WriteAsync((i + 1) * (1L << 20), large, fua: false).AsTask());
+            writes.Add(client.WriteAsync(i * 4096L, small, fua: false).AsTask());
+        }
+
+        await Task.WhenAll(writes);
+        var reads = new List<(Task Task, byte[] Into, byte[] Expected)>();
+        for (var i = 0; i < 4; i++)
+        {
+            var bigInto = new byte[1 << 20];
+            var smallInto = new byte[4096];
+            reads.Add((client.ReadAsync((i + 1) * (1L << 20), bigInto).AsTask(), bigInto, large));
+            reads.Add((client.ReadAsync(i * 4096L, smallInto).AsTask(), smallInto, small));
+        }
+
+        foreach (var (task, into, expected) in reads)
+        {
+            await task;
+            Assert.Equal(expected, into);
+        }
+    }
+
     [QemuIoFact]
     public async Task AnIndependentNbdClientReadsAndWritesWithTheTicket()
     {

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Net.Sockets;
 using Grpc.Core;
@@ -13,7 +14,9 @@ namespace UblkCsi.BlockStoreServer.Service.Nbd;
 /// one buffer that goes out in one send whenever the connection would otherwise wait for the client.
 /// A read's data is read straight into that buffer behind its reply header, and a write's payload is
 /// written straight from the receive buffer, so the server copies each payload once (as nbdkit's
-/// file plugin does) and allocates nothing per request.
+/// file plugin does) and allocates nothing per request. The two buffers are small (<see cref="BufferBytes"/>):
+/// a request or reply that does not fit borrows a shared pooled array for its payload, so memory grows
+/// with the large requests in flight, not with the connections (a server holds two per volume).
 /// </summary>
 /// <remarks>
 /// Executing in order on one thread is the fast path for the volumes this server serves (page-cache
@@ -24,7 +27,8 @@ namespace UblkCsi.BlockStoreServer.Service.Nbd;
 /// </remarks>
 internal sealed partial class NbdDataConnection
 {
-    private const int HeaderRoom = 64;
+    /// <summary>Each of the receive and reply buffers: many small requests, or one of up to 256 KiB.</summary>
+    private const int BufferBytes = 256 * 1024;
 
     private readonly Socket _socket;
     private readonly Stream _stream;
@@ -50,8 +54,8 @@ internal sealed partial class NbdDataConnection
         _readOnly = readOnly;
         _maxPayload = maxPayload;
         _logger = logger;
-        _in = GC.AllocateUninitializedArray<byte>(2 * (maxPayload + HeaderRoom), pinned: true);
-        _out = GC.AllocateUninitializedArray<byte>(2 * (maxPayload + HeaderRoom), pinned: true);
+        _in = GC.AllocateUninitializedArray<byte>(BufferBytes);
+        _out = GC.AllocateUninitializedArray<byte>(BufferBytes);
     }
 
     /// <summary>Requests served (tests).</summary>
@@ -126,6 +130,14 @@ internal sealed partial class NbdDataConnection
                 throw new NbdDataProtocolException($"a write of {length} bytes is larger than the {_maxPayload} the export advertised");
             }
 
+            if (NbdProtocol.RequestHeaderSize + (int)length > _in.Length)
+            {
+                _inStart += NbdProtocol.RequestHeaderSize;
+                Served++;
+                WriteLarge(handle, offset, (int)length, flags);
+                return true;
+            }
+
             if (!Buffered(NbdProtocol.RequestHeaderSize + (int)length))
             {
                 return ReceiveMore(NbdProtocol.RequestHeaderSize + (int)length);
@@ -142,8 +154,7 @@ internal sealed partial class NbdDataConnection
             case NbdCommand.Write:
                 var payload = _in.AsMemory(_inStart, (int)length);
                 _inStart += (int)length;
-                Reply(handle, Mutate(offset, length, (flags & NbdCommandFlags.Fua) != 0 ? BlockWriteFlags.Fua : BlockWriteFlags.None, payload, static (backend, offset, _, writeFlags, data) =>
-                    backend.WriteAsync(offset, data, writeFlags, CancellationToken.None)));
+                Reply(handle, Write(offset, payload, flags));
                 break;
             case NbdCommand.Flush:
                 // A superseded writer's flush is refused like its writes (it changes no data, so it needs no fence slot).
@@ -181,13 +192,74 @@ internal sealed partial class NbdDataConnection
             return;
         }
 
-        Reserve(NbdProtocol.SimpleReplySize + (int)length);
-        var data = _out.AsMemory(_outLength + NbdProtocol.SimpleReplySize, (int)length);
-        var error = Execute(static (connection, offset, data) => connection._volume.Backend.ReadAsync(offset, data, CancellationToken.None), offset, data);
-        WriteReplyHeader(handle, error);
+        var whole = NbdProtocol.SimpleReplySize + (int)length;
+        if (whole > _out.Length)
+        {
+            ReadLarge(handle, offset, (int)length);
+            return;
+        }
+
+        Reserve(whole);
+        var error = ReadInto(_out.AsMemory(_outLength + NbdProtocol.SimpleReplySize, (int)length), offset);
+        WriteReplyHeader(_out.AsSpan(_outLength), handle, error);
         // An error reply carries no data.
         _outLength += NbdProtocol.SimpleReplySize + (error == 0 ? (int)length : 0);
     }
+
+    /// <summary>A read larger than the reply buffer: read into a pooled array behind its header and sent on its own, after what was collected.</summary>
+    private void ReadLarge(ulong handle, long offset, int length)
+    {
+        Flush();
+        var reply = ArrayPool<byte>.Shared.Rent(NbdProtocol.SimpleReplySize + length);
+        try
+        {
+            var error = ReadInto(reply.AsMemory(NbdProtocol.SimpleReplySize, length), offset);
+            WriteReplyHeader(reply, handle, error);
+            _stream.Write(reply, 0, NbdProtocol.SimpleReplySize + (error == 0 ? length : 0));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(reply);
+        }
+    }
+
+    /// <summary>A write larger than the receive buffer: its payload is gathered in a pooled array (what already arrived, then the rest straight from the socket).</summary>
+    private void WriteLarge(ulong handle, long offset, int length, NbdCommandFlags flags)
+    {
+        var payload = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            var buffered = Math.Min(_inEnd - _inStart, length);
+            Buffer.BlockCopy(_in, _inStart, payload, 0, buffered);
+            _inStart += buffered;
+            if (buffered < length)
+            {
+                // The client may be waiting for earlier replies before it sends the rest.
+                Flush();
+                try
+                {
+                    _stream.ReadExactly(payload, buffered, length - buffered);
+                }
+                catch (EndOfStreamException)
+                {
+                    throw new NbdDataProtocolException($"the client closed the connection inside a write of {length} bytes");
+                }
+            }
+
+            Reply(handle, Write(offset, payload.AsMemory(0, length), flags));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(payload);
+        }
+    }
+
+    private int ReadInto(Memory<byte> data, long offset) =>
+        Execute(static (connection, offset, data) => connection._volume.Backend.ReadAsync(offset, data, CancellationToken.None), offset, data);
+
+    private int Write(long offset, ReadOnlyMemory<byte> payload, NbdCommandFlags flags) =>
+        Mutate(offset, (uint)payload.Length, (flags & NbdCommandFlags.Fua) != 0 ? BlockWriteFlags.Fua : BlockWriteFlags.None, payload,
+            static (backend, offset, _, writeFlags, data) => backend.WriteAsync(offset, data, writeFlags, CancellationToken.None));
 
     /// <summary>A mutation inside the volume's fence; the NBD error to answer (0 = done).</summary>
     private int Mutate(long offset, uint length, BlockWriteFlags flags, ReadOnlyMemory<byte> data, Func<IBlockBackend, long, long, BlockWriteFlags, ReadOnlyMemory<byte>, ValueTask> mutation)
@@ -281,13 +353,12 @@ internal sealed partial class NbdDataConnection
     private void Reply(ulong handle, int error)
     {
         Reserve(NbdProtocol.SimpleReplySize);
-        WriteReplyHeader(handle, error);
+        WriteReplyHeader(_out.AsSpan(_outLength), handle, error);
         _outLength += NbdProtocol.SimpleReplySize;
     }
 
-    private void WriteReplyHeader(ulong handle, int error)
+    private static void WriteReplyHeader(Span<byte> reply, ulong handle, int error)
     {
-        var reply = _out.AsSpan(_outLength, NbdProtocol.SimpleReplySize);
         BinaryPrimitives.WriteUInt32BigEndian(reply, NbdProtocol.SimpleReplyMagic);
         BinaryPrimitives.WriteUInt32BigEndian(reply[4..], (uint)error);
         BinaryPrimitives.WriteUInt64BigEndian(reply[8..], handle);
@@ -323,7 +394,11 @@ internal sealed partial class NbdDataConnection
     private bool ReceiveMore(int needed)
     {
         Flush();
-        if (_inStart > 0 && _inStart + needed > _in.Length)
+        if (_inStart == _inEnd)
+        {
+            _inStart = _inEnd = 0;
+        }
+        else if (_inStart > 0 && _inStart + needed > _in.Length)
         {
             Buffer.BlockCopy(_in, _inStart, _in, 0, _inEnd - _inStart);
             _inEnd -= _inStart;
