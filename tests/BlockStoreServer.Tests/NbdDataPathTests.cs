@@ -32,7 +32,7 @@ public sealed class NbdDataPathTests
 
         // The volume's name, a forged generation, a changed access: unknown exports.
         var parts = readWrite.NbdExport.Split(':');
-        foreach (var forged in new[] { "ticketed", $"ticketed:{ulong.Parse(parts[1]) + 1}:rw:{parts[3]}", $"{parts[0]}:{parts[1]}:rw:{readOnly.NbdExport.Split(':')[3]}", readWrite.NbdExport[..^1] + "A" })
+        foreach (var forged in new[] { "ticketed", $"ticketed:{ulong.Parse(parts[1]) + 1}:rw:{parts[3]}", $"{parts[0]}:{parts[1]}:rw:{readOnly.NbdExport.Split(':')[3]}", readWrite.NbdExport[..^1] + (readWrite.NbdExport[^1] == 'A' ? "B" : "A") })
         {
             var refused = await Assert.ThrowsAnyAsync<StoreException>(() => ConnectAsync(host, forged));
             Assert.Equal(StoreErrorCode.NotFound, refused.Code);

@@ -14,9 +14,10 @@ namespace UblkCsi.BlockStoreServer.Service.Nbd;
 /// one buffer that goes out in one send whenever the connection would otherwise wait for the client.
 /// A read's data is read straight into that buffer behind its reply header, and a write's payload is
 /// written straight from the receive buffer, so the server copies each payload once (as nbdkit's
-/// file plugin does) and allocates nothing per request. The two buffers are small (<see cref="BufferBytes"/>):
-/// a request or reply that does not fit borrows a shared pooled array for its payload, so memory grows
-/// with the large requests in flight, not with the connections (a server holds two per volume).
+/// file plugin does) and allocates nothing per request. The two buffers are modest (<see cref="ReceiveBufferBytes"/>,
+/// <see cref="ReplyBufferBytes"/>): a request or reply that does not fit borrows a shared pooled array for
+/// its payload, so memory grows with the large requests in flight, not with the connections (a server
+/// holds two per volume).
 /// </summary>
 /// <remarks>
 /// Executing in order on one thread is the fast path for the volumes this server serves (page-cache
@@ -27,8 +28,15 @@ namespace UblkCsi.BlockStoreServer.Service.Nbd;
 /// </remarks>
 internal sealed partial class NbdDataConnection
 {
-    /// <summary>Each of the receive and reply buffers: many small requests, or one of up to 256 KiB.</summary>
-    private const int BufferBytes = 256 * 1024;
+    /// <summary>
+    /// The receive buffer holds a whole 512 KiB write (the largest request of a ublk device at its default
+    /// limit) with room for the requests around it, so the engine's writes are never copied twice; a
+    /// larger write (up to the export's 1 MiB) is gathered in a pooled array.
+    /// </summary>
+    private const int ReceiveBufferBytes = (512 + 64) * 1024;
+
+    /// <summary>The reply buffer: many small replies; a larger read is read into a pooled array and sent on its own, without an extra copy.</summary>
+    private const int ReplyBufferBytes = 256 * 1024;
 
     private readonly Socket _socket;
     private readonly Stream _stream;
@@ -54,8 +62,8 @@ internal sealed partial class NbdDataConnection
         _readOnly = readOnly;
         _maxPayload = maxPayload;
         _logger = logger;
-        _in = GC.AllocateUninitializedArray<byte>(BufferBytes);
-        _out = GC.AllocateUninitializedArray<byte>(BufferBytes);
+        _in = GC.AllocateUninitializedArray<byte>(ReceiveBufferBytes);
+        _out = GC.AllocateUninitializedArray<byte>(ReplyBufferBytes);
     }
 
     /// <summary>Requests served (tests).</summary>
