@@ -188,7 +188,7 @@ public sealed class TlsTests
             await File.WriteAllTextAsync(caPath, ca.AuthorityPem);
             var port = TestPaths.FreePort();
             using var server = await ServerProcess.StartAsync(
-                "--listen", $"tcp://127.0.0.1:{port}", "--root", TestPaths.NewDirectory("tls-process"), "--tls-cert-file", certPath, "--tls-key-file", keyPath);
+                "--listen", $"tcp://127.0.0.1:{port}", "--nbd-listen", $"tcp://127.0.0.1:{TestPaths.FreePort()}", "--root", TestPaths.NewDirectory("tls-process"), "--tls-cert-file", certPath, "--tls-key-file", keyPath);
 
             await using var store = RpcStoreProvider.Instance.OpenStore(
                 new Dictionary<string, string> { ["endpoint"] = $"tcp://127.0.0.1:{port}", ["tls"] = "true", ["caFile"] = caPath },
