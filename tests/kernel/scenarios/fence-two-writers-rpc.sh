@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Single writer on the rpc data path: writer A (`ublk-csi attach` of a token-protected rpc volume) runs
 # fio randwrite with crc32c verify; writer B attaches the same volume, which takes the server's writer
-# lease. A's next write is refused by the server (FAILED_PRECONDITION, EIO on A's device): A's fio must
+# lease. A's next write is refused by the server (EPERM on the NBD data path, EIO on A's device): A's fio must
 # end with I/O errors, promptly, never hang and never overwrite B. B writes a known pattern and verifies
 # it; after both detach, a fresh attach reads B's pattern back intact.
 source "$(dirname "$0")/_lib.sh"

@@ -66,9 +66,6 @@ internal sealed partial class NbdDataConnection
         _out = GC.AllocateUninitializedArray<byte>(ReplyBufferBytes);
     }
 
-    /// <summary>Requests served (tests).</summary>
-    public long Served { get; private set; }
-
     /// <summary>Serves requests until the client disconnects, the connection fails or it is superseded; never throws for those.</summary>
     public void Run()
     {
@@ -141,7 +138,6 @@ internal sealed partial class NbdDataConnection
             if (NbdProtocol.RequestHeaderSize + (int)length > _in.Length)
             {
                 _inStart += NbdProtocol.RequestHeaderSize;
-                Served++;
                 WriteLarge(handle, offset, (int)length, flags);
                 return true;
             }
@@ -153,7 +149,6 @@ internal sealed partial class NbdDataConnection
         }
 
         _inStart += NbdProtocol.RequestHeaderSize;
-        Served++;
         switch (command)
         {
             case NbdCommand.Read:
