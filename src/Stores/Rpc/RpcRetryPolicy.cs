@@ -20,12 +20,8 @@ public sealed record RpcRetryPolicy(int MaxAttempts, TimeSpan InitialBackoff, Ti
     public static RpcRetryPolicy Default { get; } = new(10, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(2));
 
     /// <summary>The wait before retry number <paramref name="retry"/> (1-based), with ±20 % jitter so clients do not retry in lockstep.</summary>
-    public TimeSpan BackoffBefore(int retry)
-    {
-        var exponential = InitialBackoff.TotalMilliseconds * Math.Pow(2, Math.Min(retry - 1, 30));
-        var capped = Math.Min(exponential, MaxBackoff.TotalMilliseconds);
-        return TimeSpan.FromMilliseconds(capped * (0.8 + (0.4 * Random.Shared.NextDouble())));
-    }
+    public TimeSpan BackoffBefore(int retry) =>
+        TimeSpan.FromMilliseconds(NominalBackoffMs(retry) * (0.8 + (0.4 * Random.Shared.NextDouble())));
 
     /// <summary>
     /// The same budget for the data path's reconnects: a lost data connection is retried for as long as
@@ -37,11 +33,15 @@ public sealed record RpcRetryPolicy(int MaxAttempts, TimeSpan InitialBackoff, Ti
         var total = TimeSpan.Zero;
         for (var retry = 1; retry < MaxAttempts; retry++)
         {
-            total += TimeSpan.FromMilliseconds(Math.Min(InitialBackoff.TotalMilliseconds * Math.Pow(2, Math.Min(retry - 1, 30)), MaxBackoff.TotalMilliseconds));
+            total += TimeSpan.FromMilliseconds(NominalBackoffMs(retry));
         }
 
         return new Nbd.NbdReconnectPolicy(total, InitialBackoff, MaxBackoff, MaxAttempts);
     }
+
+    /// <summary>The wait before retry number <paramref name="retry"/> without jitter: doubling from the initial backoff, capped.</summary>
+    private double NominalBackoffMs(int retry) =>
+        Math.Min(InitialBackoff.TotalMilliseconds * Math.Pow(2, Math.Min(retry - 1, 30)), MaxBackoff.TotalMilliseconds);
 
     /// <summary>Checks the values; errors name the store parameter they came from.</summary>
     internal RpcRetryPolicy Validate()
