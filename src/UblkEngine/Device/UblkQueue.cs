@@ -3,6 +3,7 @@ using UblkCsi.Engine.Abi;
 using UblkCsi.Engine.Buffers;
 using UblkCsi.Engine.Interop;
 using UblkCsi.Engine.IoUring;
+using UblkCsi.Engine.Logging;
 using UblkCsi.Engine.Threading;
 using UblkCsi.Linux;
 
@@ -45,6 +46,9 @@ internal sealed unsafe class UblkQueue : ICommitSink
     private const int ExitWhenIdle = 1;
     private const uint MaxSubmissionBatch = 64;
 
+    /// <summary>How long the ring waits for its exited thread to be gone in the kernel (milliseconds in practice).</summary>
+    private static readonly TimeSpan ThreadExitLimit = TimeSpan.FromSeconds(10);
+
     private readonly QueueSetup _setup;
     private readonly uint _commitOpcode;
     private readonly uint _fetchOpcode;
@@ -58,6 +62,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
     private RequestDispatcher? _dispatcher;
     private UblksrvIoDesc* _descriptors;
     private nuint _descriptorBytes;
+    private int _threadId;
     private int _abortedTags;
     private int _exitMode = Running;
     private int _abandonRequested;
@@ -85,7 +90,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
     /// <summary>Completes when every tag is fetched (the kernel may now send requests), or faults.</summary>
     public Task Ready => _ready.Task;
 
-    /// <summary>Completes when the thread has released its ring and mappings.</summary>
+    /// <summary>Completes when the thread has exited and its ring and mappings are released.</summary>
     public Task Exited => _exited.Task;
 
     public UblkQueueStatistics Statistics => new(
@@ -120,6 +125,7 @@ internal sealed unsafe class UblkQueue : ICommitSink
 
     private void Run()
     {
+        _threadId = KernelThreads.CurrentId();
         // Before the first FETCH: the kernel delivers this queue's requests in this thread's context,
         // and reclaim must never wait on it.
         IoThreads.PrepareQueueThread(_setup.Affinity, _setup.Logger);
@@ -129,26 +135,60 @@ internal sealed unsafe class UblkQueue : ICommitSink
         }
         catch (Exception e)
         {
-            Cleanup();
             _ready.TrySetException(e);
-            _exited.TrySetResult();
+            LeaveThread(fault: null);
             return;
         }
 
         _ready.TrySetResult();
+        Exception? fault = null;
         try
         {
             Serve();
         }
         catch (Exception e)
         {
-            _exited.TrySetException(new UblkException($"ublk device {_setup.DeviceId} queue {_setup.QueueId} failed: {e.Message}", (e as IoUringException)?.Errno ?? 0, e));
-            Cleanup();
-            return;
+            fault = new UblkException($"ublk device {_setup.DeviceId} queue {_setup.QueueId} failed: {e.Message}", (e as IoUringException)?.Errno ?? 0, e);
         }
 
-        Cleanup();
-        _exited.TrySetResult();
+        LeaveThread(fault);
+    }
+
+    /// <summary>
+    /// The thread's last step. Its ring must outlive it: the kernel delivers requests by task work
+    /// that runs on this thread, and a request delivered after the ring's commands were cancelled
+    /// (a close of the ring from a live thread lets that happen) belongs to nobody. The device then
+    /// never quiesces, and every control command on it waits behind that forever (seen on Linux 6.12
+    /// after a handover under writes). Once the thread has exited, such task work requeues its
+    /// request instead, as after a crash; so the ring is closed from elsewhere, after the exit.
+    /// </summary>
+    private void LeaveThread(Exception? fault)
+    {
+        QueueIo.UnbindCurrentThread();
+        _queueIo?.Stop();
+        KernelThreads.WaitForExitAsync(_threadId, ThreadExitLimit).ContinueWith(
+            exited => ReleaseAfterThreadExit(exited.Result, fault),
+            CancellationToken.None,
+            TaskContinuationOptions.None,
+            TaskScheduler.Default);
+    }
+
+    private void ReleaseAfterThreadExit(bool threadExited, Exception? fault)
+    {
+        if (!threadExited)
+        {
+            EngineLog.QueueThreadLingers(_setup.Logger, _setup.DeviceId, _setup.QueueId, _threadId, (long)ThreadExitLimit.TotalMilliseconds);
+        }
+
+        ReleaseRingAndMappings();
+        if (fault != null)
+        {
+            _exited.TrySetException(fault);
+        }
+        else
+        {
+            _exited.TrySetResult();
+        }
     }
 
     private void Setup()
@@ -294,13 +334,11 @@ internal sealed unsafe class UblkQueue : ICommitSink
         }
     }
 
-    private void Cleanup()
+    private void ReleaseRingAndMappings()
     {
         // Closing the ring cancels the commands still parked in the kernel; only then may the
         // eventfd's read buffer and the descriptor mapping go. A backend operation an abandoned
         // request left in flight keeps its buffer (the abandoned request never returns it).
-        QueueIo.UnbindCurrentThread();
-        _queueIo?.Stop();
         _ring?.Dispose();
         _dispatcher?.Dispose();
         _waker.Dispose();

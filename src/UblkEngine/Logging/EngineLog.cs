@@ -24,4 +24,8 @@ internal static partial class EngineLog
     [LoggerMessage(EventId = LogEventIds.QueueAffinityUnknown, Level = LogLevel.Warning,
         Message = "ublk device {DeviceId} queue {QueueId}: GET_QUEUE_AFFINITY failed (errno {Errno}, {Reason}); its thread runs unpinned")]
     public static partial void QueueAffinityUnknown(ILogger logger, int deviceId, int queueId, int errno, string reason);
+
+    [LoggerMessage(EventId = LogEventIds.QueueThreadLingers, Level = LogLevel.Warning,
+        Message = "ublk device {DeviceId} queue {QueueId}: its thread (task {ThreadId}) had not exited after {WaitedMs} ms; closing its ring anyway")]
+    public static partial void QueueThreadLingers(ILogger logger, int deviceId, int queueId, int threadId, long waitedMs);
 }

@@ -14,6 +14,7 @@ public static class LogEventIds
     public const int IoFlusherRefused = 1000;
     public const int AffinityRefused = 1001;
     public const int QueueAffinityUnknown = 1002;
+    public const int QueueThreadLingers = 1003;
 
     // Engine: data path
     public const int FirstBackendFailure = 1010;
