@@ -9,6 +9,9 @@ namespace UblkCsi.Engine.IoUring;
 /// One io_uring instance built from raw system calls: the shared rings are mapped once and driven
 /// with acquire/release ordering on the head and tail words. Not thread-safe: one owner thread
 /// prepares, submits and reaps (a queue thread, or the control plane under its lock).
+/// With IORING_SETUP_DEFER_TASKRUN the kernel posts most completions only while the owner waits
+/// in <see cref="SubmitAndWait"/> with a count above zero (GETEVENTS): a plain <see cref="Submit"/>
+/// followed by <see cref="TryGetCompletion"/> may find nothing yet.
 /// </summary>
 internal sealed unsafe class Ring : IDisposable
 {
@@ -128,13 +131,18 @@ internal sealed unsafe class Ring : IDisposable
 
     /// <summary>
     /// Creates a ring with <paramref name="preferred"/> flags, dropping the optional ones an older
-    /// kernel rejects with EINVAL (SINGLE_ISSUER 6.0, COOP_TASKRUN 5.19).
+    /// kernel rejects with EINVAL: DEFER_TASKRUN (6.1) alone first, then all of them (SINGLE_ISSUER
+    /// 6.0, COOP_TASKRUN 5.19).
     /// </summary>
     public static Ring CreateWithFallback(uint entries, IoUringSetupFlags required, IoUringSetupFlags preferred, uint cqEntries = 0)
     {
         try
         {
             return Create(entries, required | preferred, cqEntries);
+        }
+        catch (IoUringException e) when (e.Errno == Errno.EINVAL && (preferred & IoUringSetupFlags.DeferTaskRun) != 0)
+        {
+            return CreateWithFallback(entries, required, preferred & ~IoUringSetupFlags.DeferTaskRun, cqEntries);
         }
         catch (IoUringException e) when (e.Errno == Errno.EINVAL && preferred != IoUringSetupFlags.None)
         {

@@ -179,6 +179,47 @@ public sealed unsafe class RingTests : IDisposable
     }
 
     [Fact]
+    public void ADeferredTaskRunRingPostsFileCompletionsAndWakeUpsWhileItsOwnerWaits()
+    {
+        // The queue rings' flags: with DEFER_TASKRUN a completion that needs task work (a file
+        // read handed to an io-wq worker, the eventfd read another thread completes) is posted only
+        // when the owner waits with GETEVENTS, which SubmitAndWait(1) does.
+        using var ring = Ring.CreateWithFallback(8, IoUringSetupFlags.None, IoUringSetupFlags.CoopTaskRun | IoUringSetupFlags.SingleIssuer | IoUringSetupFlags.DeferTaskRun, cqEntries: 16);
+        Assert.True((ring.SetupFlags & IoUringSetupFlags.DeferTaskRun) != 0, "this host's kernel (6.1+) must take DEFER_TASKRUN");
+        using var file = File.Open(_path, FileMode.CreateNew, FileAccess.ReadWrite);
+        var fd = (int)file.SafeFileHandle.DangerousGetHandle();
+        var buffer = (byte*)NativeMemory.AlignedAlloc(4096, 4096);
+        using var waker = new EventFdWaker();
+        try
+        {
+            new Span<byte>(buffer, 4096).Fill(0x3C);
+            ring.GetSqe()->PrepareWrite(fd, buffer, 4096, 0, 1);
+            Assert.Equal(4096, ring.WaitCompletion().Result);
+            new Span<byte>(buffer, 4096).Clear();
+            ring.GetSqe()->PrepareRead(fd, buffer, 4096, 0, 2);
+            Assert.Equal(4096, ring.WaitCompletion().Result);
+            Assert.True(new Span<byte>(buffer, 4096).IndexOfAnyExcept((byte)0x3C) < 0, "the read must return what was written");
+
+            waker.Arm(ring, 3);
+            ring.Submit();
+            var signaller = new Thread(() =>
+            {
+                Thread.Sleep(50);
+                waker.Signal();
+            });
+            signaller.Start();
+            var wake = ring.WaitCompletion();
+            signaller.Join();
+            Assert.Equal(3UL, wake.UserData);
+            Assert.Equal(8, wake.Result);
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(buffer);
+        }
+    }
+
+    [Fact]
     public void Sqe128RingsHandOutZeroed128ByteEntries()
     {
         using var ring = Ring.Create(2, IoUringSetupFlags.Sqe128);
