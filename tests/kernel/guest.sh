@@ -30,14 +30,22 @@ for script in "$here"/scenarios/[!_]*.sh; do
   rm -rf "$SCENARIO_DIR"; mkdir -p "$SCENARIO_DIR"
   echo "=== $name"
   start=$(date +%s)
-  # sed -u: the lines reach the host's output log as they come, so a scenario that hangs shows where.
-  timeout --kill-after=10 "$scenario_timeout" bash "$script" 2>&1 | tee "$SCENARIO_DIR.log" | sed -u 's/^/    /'
-  rc=${PIPESTATUS[0]}
+  # The output goes to a file, followed until the scenario's process ends: a pipe would also wait
+  # for any process stuck in the kernel that inherited it, and the suite with it. sed -u: the lines
+  # reach the host's output log as they come, so a scenario that hangs shows where.
+  timeout --kill-after=10 "$scenario_timeout" bash "$script" > "$SCENARIO_DIR.log" 2>&1 &
+  scenario_pid=$!
+  tail -n +1 -f --pid="$scenario_pid" "$SCENARIO_DIR.log" | sed -u 's/^/    /'
+  rc=0; wait "$scenario_pid" || rc=$?
   took=$(( $(date +%s) - start ))
   if [[ $rc -ne 0 ]]; then
-    # What the kernel said meanwhile (hung tasks, ublk or nbd messages) explains most failures.
-    [[ $rc -eq 124 ]] && echo "    (timed out after ${scenario_timeout}s)"
-    dmesg | tail -n 80 | sed 's/^/    dmesg: /'
+    # What the kernel said meanwhile (hung tasks, ublk or nbd messages) explains most failures; a
+    # scenario that timed out also gets the kernel stacks of every blocked task.
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+      echo "    (timed out after ${scenario_timeout}s)"
+      echo w > /proc/sysrq-trigger 2>/dev/null || true
+    fi
+    dmesg | tail -n 120 | sed 's/^/    dmesg: /'
   fi
   # A scenario must leave no device behind, pass or fail; clean up for the next one.
   pkill -KILL -f "$UBLK_CSI" 2>/dev/null || true

@@ -137,6 +137,20 @@ start_blockstore_server() {
   log "block-store server up in $(( ($(date +%s%N) - start) / 1000000 )) ms (pid $BLOCKSTORE_PID)"
 }
 
+# device_state ID [LIST_OPTION...]: sets DEVICE_STATE to the state `ublk-csi list` reports for ublk
+# device ID (empty when it lists none); not for $(...), so that a failure ends the scenario.
+# Bounded: the control commands behind it wait for a device that is quiescing, so a device that
+# never quiesces fails the scenario here, with the kernel stacks, instead of hanging it.
+device_state() {
+  local id=$1 out=$SCENARIO_DIR/device-state.txt pid
+  shift
+  "$UBLK_CSI" list "$@" > "$out" 2>&1 &
+  pid=$!
+  wait_bounded "$pid" 120 "ublk-csi list" "/dev/ublkb$id"
+  wait "$pid" || { cat "$out"; fail "ublk-csi list failed"; }
+  DEVICE_STATE=$(awk -v id="$id" '$1 == id { print $2 }' "$out")
+}
+
 # crash_server_under_fio PID DEVICE_ID FIO_PID: once fio has written (500 writes), SIGKILL the server and
 # require the device to become QUIESCED (user recovery keeps it, with fio's I/O queued in the kernel).
 crash_server_under_fio() {
@@ -147,7 +161,8 @@ crash_server_under_fio() {
   wait "$pid" 2>/dev/null || true
   log "killed the server with SIGKILL while fio was writing"
   for _ in $(seq 100); do
-    state=$("$UBLK_CSI" list --state-dir "$STATE_DIR" | awk -v id="$id" '$1 == id { print $2 }')
+    device_state "$id" --state-dir "$STATE_DIR"
+    state=$DEVICE_STATE
     [[ $state == quiesced ]] && break
     sleep 0.1
   done
@@ -169,6 +184,17 @@ start_nbdkit() {
   [[ -s $pidfile ]] || fail "nbdkit wrote no pid file within 10 s"
   NBDKIT_PID=$(cat "$pidfile")
   SERVER_PIDS+=("$NBDKIT_PID")
+}
+
+# blocked_tasks: every task in uninterruptible sleep (state D) with its kernel stack: where a hang in
+# the kernel waits (a device that never quiesces shows its worker in ublk_wait_tagset_rqs_idle).
+blocked_tasks() {
+  local t
+  for t in /proc/[0-9]*/task/[0-9]*; do
+    [[ $(awk '{ print $3 }' "$t/stat" 2>/dev/null) == D ]] || continue
+    echo "--- blocked: task ${t##*/} ($(cat "$t/comm" 2>/dev/null)) of process $(cut -d/ -f3 <<< "$t")"
+    cat "$t/stack" 2>/dev/null
+  done
 }
 
 # wait_bounded PID SECONDS WHAT DEVICE: waits for PID; if it still runs after SECONDS, prints what
@@ -194,6 +220,7 @@ wait_bounded() {
       stack_tool=$(command -v dotnet-stack || echo /root/.dotnet/tools/dotnet-stack)
       [[ -x $stack_tool ]] && { echo "--- managed stacks of $p"; DOTNET_ROOT=${DOTNET_ROOT:-/usr/share/dotnet} timeout 60 "$stack_tool" report -p "$p" 2>&1 | head -n 400; }
     done
+    blocked_tasks
     dmesg | tail -n 40
     kill -KILL "$pid" 2>/dev/null || true
     fail "$what did not finish within ${limit}s"

@@ -181,7 +181,8 @@ fio_across_restart() {
     [[ $PLUGIN_EXIT -eq 0 ]] || { cat "$SCENARIO_DIR/$old.log"; fail "plugin exited with $PLUGIN_EXIT after SIGTERM"; }
     grep -q "handed volume $volume_id" "$SCENARIO_DIR/$old.log" || fail "the plugin did not hand the volume over"
   fi
-  state=$("$UBLK_CSI" list | awk -v id="${device#/dev/ublkb}" '$1 == id { print $2 }')
+  device_state "${device#/dev/ublkb}"
+  state=$DEVICE_STATE
   [[ $state == quiesced || $state == live ]] || fail "device is '$state' after the $event, expected quiesced"
   mountpoint -q "$target" || fail "the pod's mount vanished with the plugin"
   start_plugin "$new"
