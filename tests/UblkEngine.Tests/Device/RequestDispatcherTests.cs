@@ -203,7 +203,10 @@ public class RequestDispatcherTests
         var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.Equal(20_000, harness.Commits.Count);
         Assert.DoesNotContain(harness.Commits, c => c.Result < 0);
-        Assert.Equal(0, allocated);
+        // Under one byte per request: any object allocated per request (24 bytes at least) would
+        // show as 480 000 or more. Not zero: once, on a loaded host, the runtime itself allocated
+        // 7 616 bytes on this thread during the loop (a one-off; the warm loop allocates nothing).
+        Assert.True(allocated < 20_000, $"{allocated} bytes allocated over 20 000 dispatched requests");
     }
 
     [Fact]
