@@ -1,3 +1,5 @@
+using UblkCsi.Stores.Internal;
+
 namespace UblkCsi.Stores.Nbd;
 
 /// <summary>
@@ -15,10 +17,5 @@ public sealed record NbdReconnectPolicy(TimeSpan GiveUpAfter, TimeSpan InitialBa
     public static NbdReconnectPolicy Default { get; } = new(TimeSpan.FromSeconds(20), TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(1), 8);
 
     /// <summary>The wait before attempt <paramref name="attempt"/> (1-based count of failures so far), ±20 % jitter so clients do not reconnect in lockstep.</summary>
-    public TimeSpan BackoffBefore(int attempt)
-    {
-        var exponential = InitialBackoff.TotalMilliseconds * Math.Pow(2, Math.Min(attempt - 1, 30));
-        var capped = Math.Min(exponential, MaxBackoff.TotalMilliseconds);
-        return TimeSpan.FromMilliseconds(capped * (0.8 + (0.4 * Random.Shared.NextDouble())));
-    }
+    public TimeSpan BackoffBefore(int attempt) => ExponentialBackoff.Jittered(InitialBackoff, MaxBackoff, attempt);
 }

@@ -1,4 +1,5 @@
 using Grpc.Core;
+using UblkCsi.Stores.Internal;
 
 namespace UblkCsi.Stores.Rpc;
 
@@ -21,7 +22,7 @@ public sealed record RpcRetryPolicy(int MaxAttempts, TimeSpan InitialBackoff, Ti
 
     /// <summary>The wait before retry number <paramref name="retry"/> (1-based), with ±20 % jitter so clients do not retry in lockstep.</summary>
     public TimeSpan BackoffBefore(int retry) =>
-        TimeSpan.FromMilliseconds(NominalBackoffMs(retry) * (0.8 + (0.4 * Random.Shared.NextDouble())));
+        ExponentialBackoff.Jittered(InitialBackoff, MaxBackoff, retry);
 
     /// <summary>
     /// The same budget for the data path's reconnects: a lost data connection is retried for as long as
@@ -33,15 +34,11 @@ public sealed record RpcRetryPolicy(int MaxAttempts, TimeSpan InitialBackoff, Ti
         var total = TimeSpan.Zero;
         for (var retry = 1; retry < MaxAttempts; retry++)
         {
-            total += TimeSpan.FromMilliseconds(NominalBackoffMs(retry));
+            total += ExponentialBackoff.Nominal(InitialBackoff, MaxBackoff, retry);
         }
 
         return new Nbd.NbdReconnectPolicy(total, InitialBackoff, MaxBackoff, MaxAttempts);
     }
-
-    /// <summary>The wait before retry number <paramref name="retry"/> without jitter: doubling from the initial backoff, capped.</summary>
-    private double NominalBackoffMs(int retry) =>
-        Math.Min(InitialBackoff.TotalMilliseconds * Math.Pow(2, Math.Min(retry - 1, 30)), MaxBackoff.TotalMilliseconds);
 
     /// <summary>Checks the values; errors name the store parameter they came from.</summary>
     internal RpcRetryPolicy Validate()
