@@ -9,6 +9,9 @@ public sealed class EchoService : Echo.EchoBase
 {
     public int SlowCallsFinished;
 
+    /// <summary>Completes when a Slow call has reached the handler (the call is then in flight on the server).</summary>
+    public TaskCompletionSource SlowCallStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public static Google.Protobuf.Reflection.ServiceDescriptor Descriptor =>
         TestingReflection.Descriptor.Services.Single(s => s.Name == "Echo");
 
@@ -23,6 +26,7 @@ public sealed class EchoService : Echo.EchoBase
 
     public override async Task<EchoResponse> Slow(EchoRequest request, ServerCallContext context)
     {
+        SlowCallStarted.TrySetResult();
         await Task.Delay(request.DelayMs, request.IgnoreCancellation ? CancellationToken.None : context.CancellationToken);
         Interlocked.Increment(ref SlowCallsFinished);
         return new EchoResponse { Text = request.Text };

@@ -72,7 +72,9 @@ public sealed class SocketLifecycleTests
         var server = await TestServer.StartAsync();
         var slow = server.Channel.CallAsync<EchoRequest, EchoResponse>(
             EchoService.Descriptor.FindMethodByName("Slow"), new EchoRequest { Text = "in flight", DelayMs = 700 });
-        await Task.Delay(200);
+        // Stop only once the server runs the call: a fixed pause lost the race on a loaded host (the
+        // call had not connected when the socket went away).
+        await server.Service.SlowCallStarted.Task.WaitAsync(TimeSpan.FromSeconds(30));
 
         await server.Server.StopAsync();
 
