@@ -74,12 +74,15 @@ cleanup_servers() {
 }
 trap cleanup_servers EXIT
 
+# writes_on DEVICE: write requests the block layer completed on it.
+writes_on() { awk '{ print $5 }' "/sys/block/${1#/dev/}/stat"; }
+
 # wait_for_writes DEVICE N: until the block layer has completed N write requests on DEVICE (120 s max),
 # so that a crash or handover really happens in the middle of a workload.
 wait_for_writes() {
-  local stat=/sys/block/${1#/dev/}/stat writes
+  local writes
   for _ in $(seq 1200); do
-    writes=$(awk '{ print $5 }' "$stat")
+    writes=$(writes_on "$1")
     [[ $writes -ge $2 ]] && { log "$writes writes completed on $1"; return 0; }
     sleep 0.1
   done

@@ -146,9 +146,6 @@ file_volume() {
   mkdir -p "$FILE_STAGING" "$(dirname "$FILE_TARGET")"   # kubelet creates these
 }
 
-# writes_on DEVICE: write requests the block layer completed on it.
-writes_on() { awk '{ print $5 }' "/sys/block/${1#/dev/}/stat"; }
-
 # kill_plugin SIGNAL: signals the plugin and requires it to exit within 30 s (a plugin holding the
 # last reference to a dirty filesystem on its own device would hang here instead).
 kill_plugin() {
@@ -182,8 +179,7 @@ fio_across_restart() {
     grep -q "handed volume $volume_id" "$SCENARIO_DIR/$old.log" || fail "the plugin did not hand the volume over"
   fi
   device_state "${device#/dev/ublkb}"
-  state=$DEVICE_STATE
-  [[ $state == quiesced || $state == live ]] || fail "device is '$state' after the $event, expected quiesced"
+  [[ $DEVICE_STATE == quiesced || $DEVICE_STATE == live ]] || fail "device is '$DEVICE_STATE' after the $event, expected quiesced"
   mountpoint -q "$target" || fail "the pod's mount vanished with the plugin"
   start_plugin "$new"
   without=$(( ($(date +%s%N) - stopped) / 1000000 ))

@@ -22,7 +22,7 @@ fio_pid=$!
 FIO_PIDS+=("$fio_pid")
 gaps=()
 for n in $(seq 1 $handovers); do
-  wait_for_writes "$DEVICE" $(( $(awk '{ print $5 }' "/sys/block/${DEVICE#/dev/}/stat") + 300 ))
+  wait_for_writes "$DEVICE" $(( $(writes_on "$DEVICE") + 300 ))
   kill -0 "$fio_pid" 2>/dev/null || { cat "$SCENARIO_DIR/fio.txt"; fail "fio finished before handover $n; make it longer"; }
   previous=s$((n - 1))
   stopped=$(date +%s%N)
