@@ -19,8 +19,8 @@ figure() { echo "figure: $*"; }
 # 2x when another VM starts or stops, and a median of three is robust to one such swing.
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-# ratio A B: A / B to two decimals, "n/a" when B is not positive.
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# ratio A B [DECIMALS]: A / B to DECIMALS (default 2) decimals, "n/a" when B is not positive.
+ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b > 0) printf "%.*f", d, a / b; else print "n/a" }'; }
 
 # BENCH_ROUNDS: how many interleaved rounds the benchmarks run (default 3).
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
@@ -140,18 +140,26 @@ start_blockstore_server() {
   log "block-store server up in $(( ($(date +%s%N) - start) / 1000000 )) ms (pid $BLOCKSTORE_PID)"
 }
 
-# device_state ID [LIST_OPTION...]: sets DEVICE_STATE to the state `ublk-csi list` reports for ublk
-# device ID (empty when it lists none); not for $(...), so that a failure ends the scenario.
+# list_devices [LIST_OPTION...]: runs `ublk-csi list`; its output (a header line, then a line per
+# device) is in the file $DEVICE_LIST. Not for $(...), so that a failure ends the scenario.
 # Bounded: the control commands behind it wait for a device that is quiescing, so a device that
 # never quiesces fails the scenario here, with the kernel stacks, instead of hanging it.
-device_state() {
-  local id=$1 out=$SCENARIO_DIR/device-state.txt pid
-  shift
-  "$UBLK_CSI" list "$@" > "$out" 2>&1 &
+list_devices() {
+  local pid
+  DEVICE_LIST=$SCENARIO_DIR/device-list.txt
+  "$UBLK_CSI" list "$@" > "$DEVICE_LIST" 2>&1 &
   pid=$!
-  wait_bounded "$pid" 120 "ublk-csi list" "/dev/ublkb$id"
-  wait "$pid" || { cat "$out"; fail "ublk-csi list failed"; }
-  DEVICE_STATE=$(awk -v id="$id" '$1 == id { print $2 }' "$out")
+  wait_bounded "$pid" 120 "ublk-csi list" "/dev/ublkb${LIST_DEVICE_ID:-}"
+  wait "$pid" || { cat "$DEVICE_LIST"; fail "ublk-csi list failed"; }
+}
+
+# device_state ID [LIST_OPTION...]: sets DEVICE_STATE to the state `ublk-csi list` reports for ublk
+# device ID (empty when it lists none), through list_devices (bounded; $DEVICE_LIST has the whole list).
+device_state() {
+  local id=$1
+  shift
+  LIST_DEVICE_ID=$id list_devices "$@"
+  DEVICE_STATE=$(awk -v id="$id" '$1 == id { print $2 }' "$DEVICE_LIST")
 }
 
 # crash_server_under_fio PID DEVICE_ID FIO_PID: once fio has written (500 writes), SIGKILL the server and

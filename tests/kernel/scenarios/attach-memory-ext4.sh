@@ -6,8 +6,9 @@ source "$(dirname "$0")/_lib.sh"
 start_server attach attach --store memory --size 256M --queues 2 --state-dir "$STATE_DIR" --stats
 log "serving $DEVICE"
 [[ -f $STATE_DIR/ublk$DEVICE_ID.json ]] || fail "no recovery record for device $DEVICE_ID"
-"$UBLK_CSI" list --state-dir "$STATE_DIR" | tee "$SCENARIO_DIR/list.txt"
-grep -Eq "^$DEVICE_ID +live +$DEVICE +2 +128 +256M +memory" "$SCENARIO_DIR/list.txt" || fail "list does not show the device as live"
+list_devices --state-dir "$STATE_DIR"
+cat "$DEVICE_LIST"
+grep -Eq "^$DEVICE_ID +live +$DEVICE +2 +128 +256M +memory" "$DEVICE_LIST" || fail "list does not show the device as live"
 
 mkfs.ext4 -q -F "$DEVICE"
 mnt=$SCENARIO_DIR/mnt; mkdir -p "$mnt"

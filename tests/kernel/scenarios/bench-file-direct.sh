@@ -29,12 +29,12 @@ bench() {
     fio_checked "$name $rw" "$SCENARIO_DIR/$name-$rw.txt" --name="$name" --filename="$dev" --direct=1 --rw=$rw --bs=4k \
       --size=128M --iodepth=32 --ioengine=libaio --time_based --runtime="$runtime" --group_reporting
   done
-  IOPS_W=$(grep -Eo 'IOPS=[0-9.k]+' "$SCENARIO_DIR/$name-randwrite.txt" | head -1 | cut -d= -f2)
-  IOPS_R=$(grep -Eo 'IOPS=[0-9.k]+' "$SCENARIO_DIR/$name-randread.txt" | head -1 | cut -d= -f2)
+  IOPS_W=$(iops_of "$SCENARIO_DIR/$name-randwrite.txt")
+  IOPS_R=$(iops_of "$SCENARIO_DIR/$name-randread.txt")
   log "$name: randwrite $IOPS_W IOPS, randread $IOPS_R IOPS"
 }
-to_number() { awk -v v="$1" 'BEGIN { if (v ~ /k$/) { sub(/k$/, "", v); v *= 1000 } print v }'; }
-ratio() { awk -v a="$(to_number "$1")" -v b="$(to_number "$2")" 'BEGIN { printf "%.2f", a / b }'; }
+# iops_of FIO_OUTPUT: the first IOPS figure of fio's normal output as a plain number ("12.3k" -> 12300).
+iops_of() { grep -Eo 'IOPS=[0-9.k]+' "$1" | head -1 | cut -d= -f2 | awk '{ v = $1; if (v ~ /k$/) { sub(/k$/, "", v); v *= 1000 } print v }'; }
 
 loop_dev=$(losetup --find --show --direct-io=on "$fs/loop.img")
 [[ $(cat /sys/block/${loop_dev#/dev/}/loop/dio) == 1 ]] || fail "$loop_dev did not enable direct I/O"

@@ -3,7 +3,17 @@
 # killed (recovery on: QUIESCED), and of one killed without recovery (DEAD). Nothing is left behind.
 source "$(dirname "$0")/_lib.sh"
 
-device_gone() { ! "$UBLK_CSI" list --state-dir "$STATE_DIR" | awk 'NR > 1 { print $1 }' | grep -qx "$1"; }
+device_gone() { device_state "$1" --state-dir "$STATE_DIR"; [[ -z $DEVICE_STATE ]]; }
+
+# wait_for_state ID STATE: polls the device's state for up to 10 s; fails unless it reaches STATE.
+wait_for_state() {
+  for _ in $(seq 100); do
+    device_state "$1" --state-dir "$STATE_DIR"
+    [[ $DEVICE_STATE == "$2" ]] && return
+    sleep 0.1
+  done
+  fail "device $1 is '$DEVICE_STATE' after SIGKILL, expected $2"
+}
 
 # 1. Live device, detached from outside.
 start_server live attach --store memory --size 64M --queues 1 --state-dir "$STATE_DIR"
@@ -19,11 +29,7 @@ log "live device detached; its server exited on its own"
 # 2. Server killed with recovery on: the device waits (QUIESCED) until detached.
 start_server quiesced attach --store memory --size 64M --queues 1 --state-dir "$STATE_DIR"
 kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
-for _ in $(seq 100); do
-  "$UBLK_CSI" list --state-dir "$STATE_DIR" | grep -Eq "^$DEVICE_ID +quiesced" && break
-  sleep 0.1
-done
-"$UBLK_CSI" list --state-dir "$STATE_DIR" | grep -Eq "^$DEVICE_ID +quiesced" || fail "device $DEVICE_ID is not quiesced after SIGKILL"
+wait_for_state "$DEVICE_ID" quiesced
 "$UBLK_CSI" detach "$DEVICE_ID" --state-dir "$STATE_DIR"
 device_gone "$DEVICE_ID" || fail "quiesced device $DEVICE_ID still listed after detach"
 log "quiesced device detached"
@@ -31,11 +37,7 @@ log "quiesced device detached"
 # 3. Server killed without recovery: the disk goes, the id stays until detach.
 start_server dead attach --store memory --size 64M --queues 1 --no-recovery --state-dir "$STATE_DIR"
 kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
-for _ in $(seq 100); do
-  "$UBLK_CSI" list --state-dir "$STATE_DIR" | grep -Eq "^$DEVICE_ID +dead" && break
-  sleep 0.1
-done
-"$UBLK_CSI" list --state-dir "$STATE_DIR" | grep -Eq "^$DEVICE_ID +dead" || fail "device $DEVICE_ID is not dead after SIGKILL without recovery"
+wait_for_state "$DEVICE_ID" dead
 out=$("$UBLK_CSI" recover "$DEVICE_ID" --state-dir "$STATE_DIR" 2>&1) && fail "recover of a device without a record succeeded"
 log "recover refused as expected: $out"
 "$UBLK_CSI" detach "$DEVICE_ID" --state-dir "$STATE_DIR"
@@ -52,5 +54,6 @@ if out=$("$UBLK_CSI" attach --store memory --size 64M --state-dir /proc/ublk-csi
   fail "attach succeeded without a writable state directory"
 fi
 [[ $out == *"cannot write the recovery record"*"use --state-dir DIR or --no-recovery"* ]] || fail "unclear error for an unwritable state dir: $out"
-[[ $("$UBLK_CSI" list --state-dir "$STATE_DIR" | wc -l) -eq 1 ]] || fail "a failed attach left a device behind"
+list_devices --state-dir "$STATE_DIR"
+[[ $(wc -l < "$DEVICE_LIST") -eq 1 ]] || { cat "$DEVICE_LIST"; fail "a failed attach left a device behind"; }
 log "PASS detach-lifecycle"

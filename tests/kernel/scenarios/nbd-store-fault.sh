@@ -17,7 +17,8 @@ log "nbdkit serving $image on 127.0.0.1:$ublk_port (pid $NBDKIT_PID)"
 
 start_server nbd attach --store "nbd://127.0.0.1:$ublk_port/" --queues 2 --depth 32 --state-dir "$STATE_DIR"
 log "nbd device $DEVICE"
-"$UBLK_CSI" list --state-dir "$STATE_DIR" | grep -E "^$DEVICE_ID " | grep -q "nbd://127.0.0.1:$ublk_port/" \
+list_devices --state-dir "$STATE_DIR"
+grep -E "^$DEVICE_ID " "$DEVICE_LIST" | grep -q "nbd://127.0.0.1:$ublk_port/" \
   || fail "list does not show the nbd spec of device $DEVICE_ID"
 
 fio_args=(--direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 --numjobs=2 --offset_increment=128M

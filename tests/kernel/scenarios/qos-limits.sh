@@ -27,8 +27,6 @@ fio_read() { awk -F';' -v what="$2" 'NR == 1 { print (what == "iops" ? $8 : $7 *
 # within PERCENT ACTUAL EXPECTED: true when ACTUAL is within PERCENT % of EXPECTED.
 within() { awk -v p="$1" -v a="$2" -v e="$3" 'BEGIN { d = a - e; if (d < 0) d = -d; exit !(d <= e * p / 100) }'; }
 
-# ratio A B: A / B with three decimals.
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
 random_reads=(--name=randread --rw=randread --bs=4k --iodepth=16 --ioengine=io_uring --direct=1 --time_based)
 log "live QoS change through the CSI controller and node plugin"
@@ -65,7 +63,7 @@ done
 fio_terse node-800 --filename="$target" "${random_reads[@]}" --ramp_time=3 --runtime=6
 after=$(fio_read node-800 iops)
 measured_s=$(( ($(date +%s%N) - modified) / 1000000000 ))
-figure "qos live change (ControllerModifyVolume 400 -> 800 IOPS on a staged file volume, no re-stage): applied by the node plugin in $applied_ms ms; fio 4k randread QD16 $before IOPS before ($(ratio "$before" 400)x 400), $after IOPS after ($(ratio "$after" 800)x 800), measured ${measured_s} s after the call's answer"
+figure "qos live change (ControllerModifyVolume 400 -> 800 IOPS on a staged file volume, no re-stage): applied by the node plugin in $applied_ms ms; fio 4k randread QD16 $before IOPS before ($(ratio "$before" 400 3)x 400), $after IOPS after ($(ratio "$after" 800 3)x 800), measured ${measured_s} s after the call's answer"
 within 5 "$before" 400 || fail "the staged volume's 400 IOPS limit measured $before IOPS (more than 5% off)"
 within 5 "$after" 800 || fail "after ControllerModifyVolume to 800 IOPS the volume measured $after IOPS (more than 5% off)"
 SOCKET=$controller_socket csi NodeUnpublishVolume '{"volumeId":"'"$volume_id"'","targetPath":"'"$target"'"}' > /dev/null
@@ -98,9 +96,9 @@ fio_terse bandwidth --filename="$bandwidth" --name=seqread --rw=read --bs=64k --
   --time_based --ramp_time=3 --runtime=10
 bandwidth_bps=$(fio_read bandwidth bw)
 
-figure "qos 400 IOPS limit: fio 4k randread QD16 measured $limited_iops IOPS ($(ratio "$limited_iops" 400)x the limit)"
-figure "qos 8 MiB/s limit: fio 64k read QD8 measured $((bandwidth_bps / 1024)) KiB/s ($(ratio "$bandwidth_bps" 8388608)x the limit)"
-figure "qos unlimited neighbour: $shared IOPS beside the throttled volume vs $alone alone ($(ratio "$shared" "$alone")x)"
+figure "qos 400 IOPS limit: fio 4k randread QD16 measured $limited_iops IOPS ($(ratio "$limited_iops" 400 3)x the limit)"
+figure "qos 8 MiB/s limit: fio 64k read QD8 measured $((bandwidth_bps / 1024)) KiB/s ($(ratio "$bandwidth_bps" 8388608 3)x the limit)"
+figure "qos unlimited neighbour: $shared IOPS beside the throttled volume vs $alone alone ($(ratio "$shared" "$alone" 3)x)"
 within 5 "$limited_iops" 400 || fail "the 400 IOPS limit measured $limited_iops IOPS (more than 5% off)"
 within 5 "$bandwidth_bps" 8388608 || fail "the 8 MiB/s limit measured $bandwidth_bps B/s (more than 5% off)"
 # Under TCG the two fio processes and servers share two emulated CPUs, so the neighbour's ratio to
