@@ -67,11 +67,17 @@ public sealed class SpecTests
     [InlineData("rpc://127.0.0.1:9400/a/b", "volume")]
     [InlineData("rpc://127.0.0.1:9400/vol?token-file=relative", "token-file")]
     [InlineData("rpc://127.0.0.1:9400/vol?token=abc", "token")]
+    [InlineData("rpc://127.0.0.1:9400/vol?retry-attempts=0", "retry-attempts")]
+    [InlineData("rpc://127.0.0.1:9400/vol?retry-attempts=many", "retry-attempts")]
     public void BadSpecsAreRejectedNamingThePart(string text, string parameter)
     {
         var e = Assert.Throws<StoreParameterException>(() => StoreSpec.Parse(text));
         Assert.Equal(parameter, e.ParameterName);
     }
+
+    [Fact]
+    public void ASpecMayGiveTheRetryBudget() =>
+        Assert.Equal("rpc://127.0.0.1:9400/vol?retry-attempts=30", StoreSpec.Parse("rpc://127.0.0.1:9400/vol?retry-attempts=30").Description);
 
     [Fact]
     public void Ipv6EndpointsAreCanonical()

@@ -15,10 +15,12 @@ namespace UblkCsi.Stores.Rpc;
 public sealed record RpcRetryPolicy(int MaxAttempts, TimeSpan InitialBackoff, TimeSpan MaxBackoff)
 {
     /// <summary>
-    /// 10 attempts, 50 ms doubling to at most 2 s: about 9 s of waiting, enough for a server process
-    /// to restart, short enough that the kernel's request timeout (30 s by default) is not reached.
+    /// 15 attempts, 50 ms doubling to at most 2 s: about 19 s of waiting, as long as the nbd store
+    /// reconnects (20 s). Enough for a server process to restart even on a loaded node (a .NET server
+    /// that starts in well under a second natively took 10-24 s in the 2-vCPU test VM under load),
+    /// short enough that the kernel's request timeout (30 s by default) is not reached.
     /// </summary>
-    public static RpcRetryPolicy Default { get; } = new(10, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(2));
+    public static RpcRetryPolicy Default { get; } = new(15, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(2));
 
     /// <summary>The wait before retry number <paramref name="retry"/> (1-based), with ±20 % jitter so clients do not retry in lockstep.</summary>
     public TimeSpan BackoffBefore(int retry) =>

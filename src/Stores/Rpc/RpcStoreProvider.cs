@@ -9,13 +9,13 @@ namespace UblkCsi.Stores.Rpc;
 /// The "rpc" store type: volumes on a block-store server such as ublk-blockstore-server.
 /// <list type="bullet">
 /// <item>StorageClass parameters: <c>endpoint</c> (required: <c>tcp://HOST:PORT</c> or
-/// <c>unix:///PATH.sock</c>), <c>retryAttempts</c> (1-100, default 10: attempts per call while the
+/// <c>unix:///PATH.sock</c>), <c>retryAttempts</c> (1-100, default 15: attempts per call while the
 /// server is unreachable), <c>tls</c> (<c>true</c>/<c>false</c>, default false), <c>caFile</c> (PEM CA
 /// bundle on the node; with tls), <c>insecure</c> (<c>true</c> allows a token in cleartext to a server
 /// off this machine; default false).</item>
 /// <item>Secrets: <c>token</c> (optional): the server's shared token; <c>caCert</c> (PEM CA bundle, instead
 /// of caFile); <c>tlsCert</c> and <c>tlsKey</c> (PEM client certificate and key, for servers that require one).</item>
-/// <item>Spec: <c>rpc://HOST:PORT/VOLUME[?token-file=PATH&amp;tls=true&amp;ca-file=PATH&amp;cert-file=PATH&amp;key-file=PATH&amp;insecure=true]</c>;
+/// <item>Spec: <c>rpc://HOST:PORT/VOLUME[?token-file=PATH&amp;tls=true&amp;ca-file=PATH&amp;cert-file=PATH&amp;key-file=PATH&amp;insecure=true&amp;retry-attempts=N]</c>;
 /// secrets are read from files (the token from the first line), so the spec, which is persisted, never holds them.</item>
 /// </list>
 /// </summary>
@@ -53,6 +53,8 @@ public sealed class RpcStoreProvider : IStoreProvider
 
     public const string InsecureOption = "insecure";
 
+    public const string RetryAttemptsOption = "retry-attempts";
+
     /// <summary>Longest token accepted; it travels in an HTTP/2 header.</summary>
     public const int MaxTokenLength = 4096;
 
@@ -82,7 +84,7 @@ public sealed class RpcStoreProvider : IStoreProvider
             throw new StoreParameterException(EndpointParameter, $"'{endpointText}' needs a port from 1 to 65535");
         }
 
-        var attempts = p.Integer(RetryAttemptsParameter, RpcRetryPolicy.Default.MaxAttempts, 1, 100);
+        var attempts = RetryAttempts(p, RetryAttemptsParameter);
         var useTls = p.Boolean(TlsParameter, false);
         var caFile = p.Optional(CaFileParameter);
         var insecure = p.Boolean(InsecureParameter, false);
@@ -125,6 +127,7 @@ public sealed class RpcStoreProvider : IStoreProvider
 
         options.Boolean(TlsOption, false);
         options.Boolean(InsecureOption, false);
+        RetryAttempts(options, RetryAttemptsOption);
         options.RejectUnknown();
 
         // Canonical form: the endpoint as GrpcEndpoint prints it (IPv6 in brackets).
@@ -145,8 +148,9 @@ public sealed class RpcStoreProvider : IStoreProvider
             null,
             specOptions.Optional(CertFileOption) is { } certFile ? RpcTlsMaterial.ReadFile(certFile, CertFileOption) : null,
             specOptions.Optional(KeyFileOption) is { } keyFile ? RpcTlsMaterial.ReadFile(keyFile, KeyFileOption) : null);
+        var retry = RpcRetryPolicy.Default with { MaxAttempts = RetryAttempts(specOptions, RetryAttemptsOption) };
         var store = new RpcStore(new RpcStoreOptions(
-            endpoint, token, Tls: tls, Insecure: specOptions.Boolean(InsecureOption, false), Logger: _loggerFactory.CreateLogger<RpcStore>()));
+            endpoint, token, retry, Tls: tls, Insecure: specOptions.Boolean(InsecureOption, false), Logger: _loggerFactory.CreateLogger<RpcStore>()));
         try
         {
             VolumeInfo volume;
@@ -178,6 +182,10 @@ public sealed class RpcStoreProvider : IStoreProvider
             throw;
         }
     }
+
+    /// <summary>Attempts per call while the server is unreachable: 1 to 100, the default policy's when absent.</summary>
+    private static int RetryAttempts(StoreParameters parameters, string name) =>
+        parameters.Integer(name, RpcRetryPolicy.Default.MaxAttempts, 1, 100);
 
     private static (GrpcEndpoint Endpoint, string Volume) ParseLocation(StoreSpec spec)
     {

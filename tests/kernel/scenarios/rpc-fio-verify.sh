@@ -12,10 +12,13 @@ start_blockstore_server "$port"
 token_file=$TOKEN_FILE
 blockstore_pid=$BLOCKSTORE_PID
 
-spec="rpc://127.0.0.1:$port/pvc-rpc-fio?token-file=$token_file"
+# retry-attempts=30 (about 49 s of retries, the default is 15, about 19 s): the block-store server
+# restarted below under fio took up to 24 s to listen in the loaded 2-vCPU VM (under 1 s natively).
+spec="rpc://127.0.0.1:$port/pvc-rpc-fio?token-file=$token_file&retry-attempts=30"
 start_server rpc attach --store "$spec" --size 256M --queues 2 --depth 32 --state-dir "$STATE_DIR" --stats
 log "rpc device $DEVICE"
-"$UBLK_CSI" list --state-dir "$STATE_DIR" | grep -E "^$DEVICE_ID " | grep -q "rpc://127.0.0.1:$port/pvc-rpc-fio" \
+list_devices --state-dir "$STATE_DIR"
+grep -E "^$DEVICE_ID " "$DEVICE_LIST" | grep -q "rpc://127.0.0.1:$port/pvc-rpc-fio" \
   || fail "list does not show the rpc spec of device $DEVICE_ID"
 grep -q "$(cat "$token_file")" "$STATE_DIR"/*.json && fail "the token leaked into the recovery record"
 
