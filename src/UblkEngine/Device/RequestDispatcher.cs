@@ -139,10 +139,13 @@ internal sealed unsafe class RequestDispatcher : IDisposable
     }
 
     /// <summary>
-    /// Fails every request still waiting for the backend with EIO, so a stop cannot hang on it.
-    /// The abandoned operations keep their buffers until the backend finally completes them.
+    /// Gives up every request still waiting for the backend, so a stop cannot hang on it: each is
+    /// failed with EIO, or, with <paramref name="leaveForNextServer"/> (a handover), left uncommitted
+    /// like the requests held meanwhile, so that the kernel gives it to the next server (REISSUE)
+    /// instead of failing it. The abandoned operations keep their buffers until the backend finally
+    /// completes them, and their results are dropped.
     /// </summary>
-    public void AbandonInFlight()
+    public void AbandonInFlight(bool leaveForNextServer = false)
     {
         FailNewRequests = true;
         _abandonSource.Cancel();
@@ -159,7 +162,10 @@ internal sealed unsafe class RequestDispatcher : IDisposable
             // The tag continues with a fresh operation (and buffer) while the old one drains.
             var replacement = new TagOperation(this, tag, op.FixedBuffer == null ? null : new IoBuffer(_maxIoBytes));
             _operations[tag] = replacement;
-            _sink.Commit(tag, -Errno.EIO, RegisteredBufferAddress(tag));
+            if (!leaveForNextServer)
+            {
+                _sink.Commit(tag, -Errno.EIO, RegisteredBufferAddress(tag));
+            }
         }
     }
 

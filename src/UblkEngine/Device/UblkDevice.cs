@@ -151,7 +151,8 @@ public sealed class UblkDevice : IAsyncDisposable
     /// <summary>
     /// Adopts device <paramref name="id"/> whose server died (state QUIESCED, created with user
     /// recovery): requests queued meanwhile, and those the dead server held, are served by
-    /// <paramref name="backend"/>, which must present the same size. Waits up to
+    /// <paramref name="backend"/>, which must be able to serve the device as it was announced
+    /// (<see cref="AdoptionMismatch"/>). Waits up to
     /// <see cref="UblkDeviceOptions.RecoveryTimeout"/> for the old server to be gone.
     /// </summary>
     public static async Task<UblkDevice> RecoverAsync(UblkControl control, int id, IBlockBackend backend, UblkDeviceOptions? options = null, CancellationToken cancellationToken = default)
@@ -165,9 +166,9 @@ public sealed class UblkDevice : IAsyncDisposable
         // Everything that can refuse the adoption is checked before START_USER_RECOVERY, which
         // resets the kernel's queues and cannot be undone by this process.
         var parameters = control.GetParameters(id);
-        if (backend.Info.SizeBytes != parameters.SizeBytes)
+        if (AdoptionMismatch(backend.Info, parameters) is { } mismatch)
         {
-            throw new UblkException($"cannot adopt ublk device {id}: its size is {parameters.SizeBytes} bytes but the backend has {backend.Info.SizeBytes}");
+            throw new UblkException($"cannot adopt ublk device {id}: {mismatch}", Errno.EINVAL);
         }
 
         var flags = control.GetDeviceInfo(id).Flags;
@@ -190,6 +191,9 @@ public sealed class UblkDevice : IAsyncDisposable
         {
             await device.StartQueuesAsync().ConfigureAwait(false);
             await Task.Run(() => control.EndUserRecovery(id, Environment.ProcessId), CancellationToken.None).ConfigureAwait(false);
+            // Inside the try: a device this process serves but cannot record could never be adopted
+            // again after this process ends, and the caller, which gets no device, could not stop it.
+            device.WriteRecoveryRecord(device.TryReadExisting(), recoveredAt: DateTimeOffset.UtcNow);
         }
         catch
         {
@@ -198,8 +202,38 @@ public sealed class UblkDevice : IAsyncDisposable
             throw;
         }
 
-        device.WriteRecoveryRecord(device.TryReadExisting(), recoveredAt: DateTimeOffset.UtcNow);
         return device;
+    }
+
+    /// <summary>
+    /// Why a backend described by <paramref name="backend"/> cannot serve a live device announced with
+    /// <paramref name="device"/>, or null when it can. The kernel keeps the announced parameters across
+    /// recovery, so the backend must hold every block the device has and keep every durability
+    /// promise it made: where the device was announced without a volatile cache the kernel never
+    /// sends FLUSH, and where it was announced with FUA it relies on FUA writes, so a backend that
+    /// caches writes, or ignores FUA, would acknowledge writes a crash can lose. A larger backend is
+    /// fine (a volume grown while its device was served): the device keeps its size until resized.
+    /// Other differences (discard, write-zeroes, read-only, block size) fail single requests with an
+    /// error the filesystem reports, which is better than a device left without a server.
+    /// </summary>
+    public static string? AdoptionMismatch(BlockBackendInfo backend, UblkDeviceParameters device)
+    {
+        if (backend.SizeBytes < device.SizeBytes)
+        {
+            return $"its size is {device.SizeBytes} bytes but the backend has only {backend.SizeBytes}";
+        }
+
+        if ((backend.Features & BlockBackendFeatures.VolatileCache) != 0 && !device.VolatileCache)
+        {
+            return "the backend caches writes but the device was announced without a volatile cache, so the kernel would never flush it";
+        }
+
+        if (device.Fua && (backend.Features & BlockBackendFeatures.Fua) == 0)
+        {
+            return "the device lets the kernel send FUA writes but the backend does not honour FUA";
+        }
+
+        return null;
     }
 
     /// <summary>

@@ -55,7 +55,7 @@ public sealed record UblkDeviceOptions
     /// <summary>How long adoption waits for a dead server's device to become QUIESCED.</summary>
     public TimeSpan RecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>How long a stop waits for backend I/O in flight before failing it with EIO.</summary>
+    /// <summary>How long a stop waits for backend I/O in flight before failing it with EIO (a handover then leaves it for the next server).</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Buffers for USER_COPY requests; null uses <see cref="Buffers.IoBufferPool.Shared"/>.</summary>

@@ -113,7 +113,10 @@ internal sealed unsafe class UblkQueue : ICommitSink
         _waker.Signal();
     }
 
-    /// <summary>Fails backend I/O in flight and every later request with EIO (a stop gave up waiting).</summary>
+    /// <summary>
+    /// Gives up backend I/O in flight (a stop or handover gave up waiting): fails it and every later
+    /// request with EIO, or, after <see cref="RequestExit"/> with holdNewRequests, leaves it for the next server.
+    /// </summary>
     public void AbandonInFlight()
     {
         Volatile.Write(ref _abandonRequested, 1);
@@ -273,12 +276,18 @@ internal sealed unsafe class UblkQueue : ICommitSink
 
             if (Volatile.Read(ref _abandonRequested) != 0 && !dispatcher.FailNewRequests)
             {
-                dispatcher.AbandonInFlight();
+                dispatcher.AbandonInFlight(leaveForNextServer: Volatile.Read(ref _holdNewRequests));
             }
 
             // Batch-end callbacks first: anything they complete on this thread is drained right after.
-            queueIo.EndBatch();
-            dispatcher.DrainCompletions();
+            // Again while draining finds something: a request a drained one started anew (a zero-copy
+            // one retried through a buffer) may have asked for a batch end too, and the next wait
+            // would not end for it.
+            do
+            {
+                queueIo.EndBatch();
+            }
+            while (dispatcher.DrainCompletions() > 0);
             Volatile.Write(ref _requests, dispatcher.Requests);
             Volatile.Write(ref _backendErrors, dispatcher.BackendErrors);
             Volatile.Write(ref _allocatedBytes, GC.GetAllocatedBytesForCurrentThread() - _allocatedAtStart);

@@ -140,15 +140,43 @@ public class RequestDispatcherTests
         // The late completions are swallowed: no second commit for those tags, buffers go back.
         backend.CompleteNext(fill: 1);
         backend.CompleteNext();
+        WaitForBuffersBack(harness);
+        Assert.Equal(0, harness.Dispatcher.DrainCompletions());
+        Assert.Equal(3, harness.Commits.Count);
+    }
+
+    [Fact]
+    public void AHandoverThatGivesUpWaitingLeavesTheRequestsForTheNextServer()
+    {
+        var backend = new ManualBackend(1 << 20);
+        using var harness = new DispatcherHarness(backend);
+        harness.Dispatch(0, UblkIoOp.Read, 0, 4096);
+        harness.Dispatch(1, UblkIoOp.Flush, 0, 0);
+        Assert.Equal(2, harness.Dispatcher.InFlight);
+
+        harness.Dispatcher.AbandonInFlight(leaveForNextServer: true);
+
+        // Nothing committed: the kernel requeues both when the queue's ring goes, instead of failing them.
+        Assert.Equal(0, harness.Dispatcher.InFlight);
+        Assert.Empty(harness.Commits);
+        Assert.True(backend.LastToken.IsCancellationRequested, "backends are told to give up");
+        backend.CompleteNext();
+        backend.CompleteNext();
+        WaitForBuffersBack(harness);
+        Assert.Equal(0, harness.Dispatcher.DrainCompletions());
+        Assert.Empty(harness.Commits);
+    }
+
+    /// <summary>Waits for late backend completions to free their buffers (their continuations run on the thread pool).</summary>
+    private static void WaitForBuffersBack(DispatcherHarness harness)
+    {
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (harness.Pool.OutstandingBytes != 0 && DateTime.UtcNow < deadline)
         {
-            Thread.Sleep(5); // the continuations run on the thread pool
+            Thread.Sleep(5);
         }
 
         Assert.Equal(0, harness.Pool.OutstandingBytes);
-        Assert.Equal(0, harness.Dispatcher.DrainCompletions());
-        Assert.Equal(3, harness.Commits.Count);
     }
 
     [Fact]
