@@ -96,7 +96,12 @@ public sealed partial class NodeService : Node.NodeBase
         Require(request.VolumeId, "volume_id");
         Require(request.TargetPath, "target_path");
         var capability = RequireCapability(request.VolumeCapability);
-        Require(request.StagingTargetPath, "staging_target_path (this plugin stages volumes)");
+        if (string.IsNullOrEmpty(request.StagingTargetPath))
+        {
+            // The spec's code for a plugin with STAGE_UNSTAGE_VOLUME called without a staging path.
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, "staging_target_path is not set: this plugin stages volumes (STAGE_UNSTAGE_VOLUME), so NodeStageVolume must come first"));
+        }
+
         CheckPath("target_path", request.TargetPath);
         CheckPath("staging_target_path", request.StagingTargetPath);
         var (access, _, _, _, readOnlyMode) = ReadCapability(capability);

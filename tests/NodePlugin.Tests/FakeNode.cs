@@ -201,7 +201,14 @@ public sealed class FakeFilesystems : IFilesystemTools
 
     public List<string> Calls { get; } = [];
 
-    public string? Probe(string device) => OnDevice.GetValueOrDefault(device);
+    /// <summary>Runs inside every probe (tests: the store fails a read meanwhile).</summary>
+    public Action<string>? DuringProbe { get; set; }
+
+    public string? Probe(string device)
+    {
+        DuringProbe?.Invoke(device);
+        return OnDevice.GetValueOrDefault(device);
+    }
 
     public void Format(string device, string fsType)
     {
@@ -243,7 +250,8 @@ public sealed class FakeDevices : IVolumeDevices
     {
         var old = Devices[id];
         Assert.Equal(DeviceCondition.Quiesced, old.Condition);
-        Assert.Equal(old.SizeBytes, backend.Info.SizeBytes);
+        // As the engine: the backend may have grown (an expansion while served), never shrunk.
+        Assert.True(backend.Info.SizeBytes >= old.SizeBytes, $"adopting a {old.SizeBytes}-byte device over a {backend.Info.SizeBytes}-byte volume");
         var device = new FakeDevice(id, old.SizeBytes) { Adopted = true };
         Devices[id] = device;
         return Task.FromResult<IServedDevice>(device);

@@ -115,6 +115,24 @@ public sealed class NodeServiceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AProbeDuringWhichTheStoreFailedNeverLeadsToMkfs()
+    {
+        // blkid says "nothing found" (exit 2) also when it could not read the device.
+        _node.Filesystems.DuringProbe = device => _node.Devices.Devices[int.Parse(device["/dev/ublkb".Length..], System.Globalization.CultureInfo.InvariantCulture)].BackendErrors++;
+
+        var code = await CodeOf(() => _node.Service.NodeStageVolume(_node.StageRequest(Volume), Ctx));
+
+        Assert.Equal(StatusCode.Unavailable, code);
+        Assert.Empty(_node.Filesystems.Calls);
+        Assert.Empty(_node.Mounter.ReadMounts());
+        Assert.Null(new StagedVolumeStore(_node.StateDirectory).TryRead(Volume));
+
+        _node.Filesystems.DuringProbe = null;
+        await _node.Service.NodeStageVolume(_node.StageRequest(Volume), Ctx);
+        Assert.Equal(["mkfs.ext4 /dev/ublkb0"], _node.Filesystems.Calls);
+    }
+
+    [Fact]
     public async Task StageNeverReformatsAndRefusesAConflictingRequest()
     {
         _node.Filesystems.OnDevice["/dev/ublkb0"] = "xfs";

@@ -27,8 +27,16 @@ public sealed partial class VolumePublisher(StagedVolumes staged, IMounter mount
             throw new NodeOperationException(StatusCode.InvalidArgument, $"volume {request.VolumeId} is staged as {Describe(volume.Record.Access)}; it cannot be published as {Describe(request.Access)}");
         }
 
+        var mounts = mounter.ReadMounts();
+        if (request.Access == StagedAccess.Mount && !(MountTable.At(mounts, volume.Record.StagingPath) is { } staging && StagedVolumes.Shows(staging, volume)))
+        {
+            // Binding a staging directory whose mount is gone would give the pod a directory of the
+            // node's own disk: its writes would never reach the volume.
+            throw new NodeOperationException(StatusCode.FailedPrecondition, $"volume {request.VolumeId} has no filesystem mounted at its staging path {volume.Record.StagingPath}; call NodeStageVolume again");
+        }
+
         var readOnly = request.ReadOnly || volume.Record.ReadOnly;
-        if (MountTable.At(mounter.ReadMounts(), request.TargetPath) is { } existing)
+        if (MountTable.At(mounts, request.TargetPath) is { } existing)
         {
             if (StagedVolumes.Shows(existing, volume) && existing.ReadOnly == readOnly)
             {

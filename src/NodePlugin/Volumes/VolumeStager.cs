@@ -151,6 +151,11 @@ public sealed partial class VolumeStager
         }
 
         UnmountAll(stagingPath, m => StagedVolumes.Shows(m, staged));
+        // Durable while the device still exists: a store that cannot flush fails the call with the
+        // device and its record intact, so kubelet's retry starts from the same state. Once deleted,
+        // the device's id is free for the next volume staged here, and a record still naming it
+        // would send the adoption after a restart to that other volume's device.
+        await staged.Volume.Backend.FlushAsync().ConfigureAwait(false);
         await staged.Device.StopAsync().ConfigureAwait(false);
         await CloseVolumeAsync(staged.Volume, volumeId).ConfigureAwait(false);
         _devices.ForgetRecord(staged.Device.Id);
@@ -305,6 +310,10 @@ public sealed partial class VolumeStager
         {
             difference = $"mount flags [{string.Join(",", staged.MountFlags)}]";
         }
+        else if (staged.Access == StagedAccess.Mount && staged.VolumeMountGroup != request.VolumeMountGroup)
+        {
+            difference = staged.VolumeMountGroup is null ? "no volume mount group" : $"volume mount group {staged.VolumeMountGroup}";
+        }
         else if (staged.ReadOnly != request.ReadOnly)
         {
             difference = staged.ReadOnly ? "a read-only access mode" : "a read-write access mode";
@@ -323,9 +332,18 @@ public sealed partial class VolumeStager
     private void MountFilesystem(StagedVolumeRecord record, IServedDevice device)
     {
         var fsType = record.FsType ?? DefaultFsType;
+        var errorsBefore = device.BackendErrors;
         var found = _filesystems.Probe(device.Path);
         if (found is null)
         {
+            // blkid reports a device it could not read as it reports a blank one (exit 2), so a probe
+            // during which the store failed a request says nothing: formatting then could destroy a
+            // filesystem the store just failed to return. Only a probe served without error may lead to mkfs.
+            if (device.BackendErrors != errorsBefore)
+            {
+                throw new NodeOperationException(StatusCode.Unavailable, $"volume {record.VolumeId}: the store failed reads while {device.Path} was probed for a filesystem; it is not formatted (see the volume's condition, then retry)");
+            }
+
             if (record.ReadOnly)
             {
                 throw new NodeOperationException(StatusCode.FailedPrecondition, $"volume {record.VolumeId} is blank and its access mode is read-only: there is no filesystem to mount and none can be made");
