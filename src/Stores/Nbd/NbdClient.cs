@@ -281,6 +281,8 @@ public sealed class NbdClient : IAsyncDisposable
         var (socket, stream, export) = await NegotiateAsync(Options, channel.Index, cancellationToken).ConfigureAwait(false);
         var changed = export.SizeBytes != Export.SizeBytes ? $"size {Export.SizeBytes} became {export.SizeBytes}"
             : export.IsReadOnly && !Options.ReadOnly ? "it became read-only"
+            // With several connections a FLUSH on one must cover writes acknowledged on the others.
+            : _channels.Length > 1 && !export.CanMultiConn ? "it no longer allows several connections (NBD_FLAG_CAN_MULTI_CONN), which this attachment's flushes rely on"
             : export.StructuredReplies != Export.StructuredReplies || export.MaximumPayload < Export.MaximumPayload || export.MinimumBlockSize > Export.MinimumBlockSize
               || (Export.Flags & ~export.Flags & (NbdTransmissionFlags.SendFlush | NbdTransmissionFlags.SendFua | NbdTransmissionFlags.SendWriteZeroes | NbdTransmissionFlags.SendTrim)) != 0
                 ? $"it changed from [{Export}] to [{export}]"

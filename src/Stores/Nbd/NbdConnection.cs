@@ -351,8 +351,8 @@ internal sealed class NbdConnection : IAsyncDisposable
 
                 await _receive.ReadExactAsync(_scratch.AsMemory(0, 8), token).ConfigureAwait(false);
                 var dataOffset = CheckChunkRange(request, BinaryPrimitives.ReadUInt64BigEndian(_scratch), length - 8);
+                Cover(request, dataOffset, (int)(length - 8));
                 await ReceivePayloadAsync(request, dataOffset, (int)(length - 8), token).ConfigureAwait(false);
-                request.BytesCovered += length - 8;
                 break;
             case NbdReplyType.OffsetHole:
                 if (request.Command != NbdCommand.Read || length != 12)
@@ -363,8 +363,8 @@ internal sealed class NbdConnection : IAsyncDisposable
                 await _receive.ReadExactAsync(_scratch.AsMemory(0, 12), token).ConfigureAwait(false);
                 var holeLength = BinaryPrimitives.ReadUInt32BigEndian(_scratch.AsSpan(8));
                 var holeOffset = CheckChunkRange(request, BinaryPrimitives.ReadUInt64BigEndian(_scratch), holeLength);
+                Cover(request, holeOffset, (int)holeLength);
                 ZeroRange(request, holeOffset, (int)holeLength);
-                request.BytesCovered += holeLength;
                 break;
             case NbdReplyType.None:
                 if (length != 0 || (flags & NbdReplyFlags.Done) == 0)
@@ -421,6 +421,15 @@ internal sealed class NbdConnection : IAsyncDisposable
     }
 
     /// <summary>Checks that a chunk lies inside its request and returns its offset in the request's buffer.</summary>
+    private void Cover(NbdRequest request, int offset, int length)
+    {
+        if (!request.TryCover(offset, length))
+        {
+            throw new NbdProtocolException(
+                $"{Server} sent a chunk for [{request.Offset + offset}, +{length}) that overlaps another chunk of the same READ reply");
+        }
+    }
+
     private int CheckChunkRange(NbdRequest request, ulong chunkOffset, uint chunkLength)
     {
         var start = (ulong)request.Offset;

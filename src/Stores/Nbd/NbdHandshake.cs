@@ -234,6 +234,12 @@ internal static class NbdHandshake
                 $"{server} stated invalid block sizes for export '{export.Name}': minimum {export.MinimumBlockSize}, preferred {export.PreferredBlockSize}, maximum {export.MaximumPayload}");
         }
 
+        if (export.MaximumPayload < 4096)
+        {
+            throw new NbdRefusedException(StoreErrorCode.FailedPrecondition,
+                $"export '{export.Name}' on {server} accepts at most {export.MaximumPayload} bytes per request; a ublk device needs at least 4096 (one page)");
+        }
+
         if (export.MinimumBlockSize > 4096)
         {
             throw new NbdRefusedException(StoreErrorCode.FailedPrecondition,

@@ -14,6 +14,9 @@ internal sealed class NbdRequest : IValueTaskSource
     private ManualResetValueTaskSourceCore<bool> _core;
     private Exception? _error;
 
+    /// <summary>What the current structured READ reply has covered: disjoint ranges by start (kept between uses: no allocation per request).</summary>
+    private readonly List<(int Start, int End)> _covered = new(4);
+
     public NbdRequest(NbdClient owner)
     {
         Owner = owner;
@@ -51,7 +54,7 @@ internal sealed class NbdRequest : IValueTaskSource
     public int Attempts { get; set; }
 
     /// <summary>Bytes of a structured READ reply received so far (data plus holes).</summary>
-    public long BytesCovered { get; set; }
+    public long BytesCovered { get; private set; }
 
     /// <summary>Errno of the first error chunk of the current reply, 0 if none.</summary>
     public int ReplyErrno { get; set; }
@@ -75,10 +78,68 @@ internal sealed class NbdRequest : IValueTaskSource
         ResetReply();
     }
 
+    /// <summary>
+    /// Records that a chunk of a structured READ reply covers [<paramref name="start"/>, +<paramref name="length"/>)
+    /// of the request. False when that overlaps a chunk already received: the protocol forbids it,
+    /// and counting bytes alone would let a repeated chunk stand in for one never sent.
+    /// </summary>
+    public bool TryCover(int start, int length)
+    {
+        if (length == 0)
+        {
+            return true;
+        }
+
+        var end = start + length;
+        // The first range starting at or after start; ranges are disjoint, sorted, adjacent ones merged.
+        int low = 0, high = _covered.Count;
+        while (low < high)
+        {
+            var middle = (low + high) / 2;
+            if (_covered[middle].Start < start)
+            {
+                low = middle + 1;
+            }
+            else
+            {
+                high = middle;
+            }
+        }
+
+        if ((low > 0 && _covered[low - 1].End > start) || (low < _covered.Count && _covered[low].Start < end))
+        {
+            return false;
+        }
+
+        var joinsPrevious = low > 0 && _covered[low - 1].End == start;
+        var joinsNext = low < _covered.Count && _covered[low].Start == end;
+        if (joinsPrevious && joinsNext)
+        {
+            _covered[low - 1] = (_covered[low - 1].Start, _covered[low].End);
+            _covered.RemoveAt(low);
+        }
+        else if (joinsPrevious)
+        {
+            _covered[low - 1] = (_covered[low - 1].Start, end);
+        }
+        else if (joinsNext)
+        {
+            _covered[low] = (start, _covered[low].End);
+        }
+        else
+        {
+            _covered.Insert(low, (start, end));
+        }
+
+        BytesCovered += length;
+        return true;
+    }
+
     /// <summary>Forgets a partial reply before the request is sent again.</summary>
     public void ResetReply()
     {
         BytesCovered = 0;
+        _covered.Clear();
         ReplyErrno = 0;
         ReplyMessage = null;
     }

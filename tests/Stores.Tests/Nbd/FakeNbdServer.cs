@@ -32,7 +32,8 @@ public sealed class FakeNbdServer : IAsyncDisposable
     public const ushort AllFlags = 1 | 4 | 8 | 32 | 64 | 256; // has-flags, flush, fua, trim, write-zeroes, multi-conn
 
     /// <summary>The server half of a correct fixed-newstyle negotiation: structured replies (if <paramref name="structured"/>), NBD_OPT_GO.</summary>
-    public static async Task HandshakeAsync(Stream s, ulong size, ushort flags = AllFlags, bool structured = true, bool knowsGo = true)
+    /// <param name="blockSizes">When set, NBD_OPT_GO also answers NBD_INFO_BLOCK_SIZE with these minimum, preferred and maximum sizes.</param>
+    public static async Task HandshakeAsync(Stream s, ulong size, ushort flags = AllFlags, bool structured = true, bool knowsGo = true, (uint Minimum, uint Preferred, uint Maximum)? blockSizes = null)
     {
         var greeting = new byte[18];
         BinaryPrimitives.WriteUInt64BigEndian(greeting, 0x4e42444d41474943);
@@ -55,6 +56,16 @@ public sealed class FakeNbdServer : IAsyncDisposable
                     BinaryPrimitives.WriteUInt64BigEndian(info.AsSpan(2), size);
                     BinaryPrimitives.WriteUInt16BigEndian(info.AsSpan(10), flags);
                     await OptionReplyAsync(s, option, 3, info);
+                    if (blockSizes is { } sizes)
+                    {
+                        var block = new byte[14];
+                        BinaryPrimitives.WriteUInt16BigEndian(block, 3);
+                        BinaryPrimitives.WriteUInt32BigEndian(block.AsSpan(2), sizes.Minimum);
+                        BinaryPrimitives.WriteUInt32BigEndian(block.AsSpan(6), sizes.Preferred);
+                        BinaryPrimitives.WriteUInt32BigEndian(block.AsSpan(10), sizes.Maximum);
+                        await OptionReplyAsync(s, option, 3, block);
+                    }
+
                     await OptionReplyAsync(s, option, 1, []);
                     return;
                 case 7:

@@ -181,6 +181,24 @@ public sealed class NbdMalformedServerTests
     }
 
     [Fact]
+    public async Task OverlappingDataChunksAreRefusedEvenWhenTheyAddUpToTheLength()
+    {
+        await using var server = new FakeNbdServer(async s =>
+        {
+            await FakeNbdServer.HandshakeAsync(s, 1 << 20);
+            var request = await FakeNbdServer.ReadRequestAsync(s);
+            var chunk = new byte[8 + 2048]; // offset 0, then 2048 bytes; sent twice, the second half never
+            BinaryPrimitives.WriteUInt64BigEndian(chunk, request.Offset);
+            await FakeNbdServer.ChunkAsync(s, request.Handle, 1, false, chunk);
+            await FakeNbdServer.ChunkAsync(s, request.Handle, 1, true, chunk);
+            await Task.Delay(TimeSpan.FromSeconds(5));
+        });
+        await using var client = await NbdClient.ConnectAsync(Fast(server));
+        var e = await Assert.ThrowsAsync<BlockBackendException>(async () => await client.ReadAsync(0, new byte[4096]).AsTask().WaitAsync(Limit));
+        Assert.Contains("sent a chunk for [0, +2048) that overlaps another chunk of the same READ reply", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ServerThatNeverAnswersIsDroppedAfterTheRequestTimeout()
     {
         await using var server = new FakeNbdServer(async s =>
@@ -219,6 +237,15 @@ public sealed class NbdMalformedServerTests
         Assert.Contains("ENOSPC: disk full", full.Message, StringComparison.Ordinal);
         var denied = await Assert.ThrowsAsync<BlockBackendException>(async () => await client.WriteAsync(4096, new byte[4096], fua: false).AsTask().WaitAsync(Limit));
         Assert.Equal(BlockBackendException.EROFS, denied.Errno);
+    }
+
+    [Fact]
+    public async Task AMaximumPayloadSmallerThanAPageIsRefused()
+    {
+        await using var server = new FakeNbdServer(s => FakeNbdServer.HandshakeAsync(s, 1 << 20, blockSizes: (1, 512, 1024)));
+        var e = await Assert.ThrowsAsync<NbdRefusedException>(() => NbdClient.ConnectAsync(Fast(server)).WaitAsync(Limit));
+        Assert.Equal(StoreErrorCode.FailedPrecondition, e.Code);
+        Assert.Contains("accepts at most 1024 bytes per request; a ublk device needs at least 4096", e.Message, StringComparison.Ordinal);
     }
 
     [Theory]
