@@ -56,6 +56,29 @@ public sealed class RestartTests
     }
 
     [Fact]
+    public async Task AnAdoptionThatFailedAtStartIsTriedAgainWhenKubeletCallsForTheVolume()
+    {
+        var first = await FakeNode.StartAsync();
+        await first.Service.NodeStageVolume(first.StageRequest(Volume), Ctx);
+        first.Devices.Crash();
+        first.Opener.Sizes.Remove("vol1"); // the store cannot open the volume while the next process starts
+
+        var second = await FakeNode.StartAsync(first);
+        Assert.False(first.Devices.Devices[0].Adopted);
+        var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => second.Service.NodeStageVolume(second.StageRequest(Volume), Ctx));
+        Assert.Equal(Grpc.Core.StatusCode.FailedPrecondition, refused.StatusCode);
+
+        first.Opener.Sizes["vol1"] = 64 << 20; // the store is back: kubelet's next retry heals the volume
+        await second.Service.NodeStageVolume(second.StageRequest(Volume), Ctx);
+        Assert.True(first.Devices.Devices[0].Adopted);
+        await second.Service.NodeUnstageVolume(new NodeUnstageVolumeRequest { VolumeId = Volume, StagingTargetPath = second.StagingPath(Volume) }, Ctx);
+        Assert.Equal(DeviceCondition.Absent, first.Devices.Devices[0].Condition);
+        Assert.Null(new StagedVolumeStore(first.StateDirectory).TryRead(Volume));
+        await second.DisposeAsync();
+        first.DeleteFiles();
+    }
+
+    [Fact]
     public async Task RecordsOfAnotherBootOrOfAGoneDeviceAreRemoved()
     {
         var first = await FakeNode.StartAsync();

@@ -61,7 +61,14 @@ public sealed partial class VolumeStager
     public async Task StageAsync(StageRequest request, IReadOnlyDictionary<string, string> secrets)
     {
         var volumeId = request.VolumeId;
-        if (_staged.Find(volumeId) is { } existing)
+        var existing = _staged.Find(volumeId);
+        if (existing is null && _records.TryRead(volumeId) is { } orphan)
+        {
+            existing = await RetryAdoptionAsync(orphan).ConfigureAwait(false)
+                ?? throw new NodeOperationException(StatusCode.FailedPrecondition, AdoptionFailureMessage(orphan));
+        }
+
+        if (existing is not null)
         {
             EnsureSameStage(existing.Record, request);
             if (existing.Record.Access == StagedAccess.Mount && MountTable.At(_mounter.ReadMounts(), request.StagingPath) is null)
@@ -70,11 +77,6 @@ public sealed partial class VolumeStager
             }
 
             return;
-        }
-
-        if (_records.TryRead(volumeId) is { } orphan)
-        {
-            throw new NodeOperationException(StatusCode.FailedPrecondition, AdoptionFailureMessage(orphan));
         }
 
         if (MountTable.At(_mounter.ReadMounts(), request.StagingPath) is { } occupied)
@@ -128,14 +130,16 @@ public sealed partial class VolumeStager
     /// </summary>
     public async Task UnstageAsync(string volumeId, string stagingPath)
     {
-        if (_staged.Find(volumeId) is not { } staged)
+        var staged = _staged.Find(volumeId);
+        if (staged is null)
         {
-            if (_records.TryRead(volumeId) is { } orphan)
+            if (_records.TryRead(volumeId) is not { } orphan)
             {
-                throw new NodeOperationException(StatusCode.FailedPrecondition, AdoptionFailureMessage(orphan));
+                return;
             }
 
-            return;
+            staged = await RetryAdoptionAsync(orphan).ConfigureAwait(false)
+                ?? throw new NodeOperationException(StatusCode.FailedPrecondition, AdoptionFailureMessage(orphan));
         }
 
         if (staged.Record.StagingPath != stagingPath)
@@ -255,6 +259,22 @@ public sealed partial class VolumeStager
 
             FailAdoption(record, e.Message);
         }
+    }
+
+    /// <summary>
+    /// A record whose adoption failed when this process started (its store unreachable for a moment,
+    /// say) is tried once more whenever kubelet calls for its volume, so kubelet's retries heal it
+    /// instead of failing until the plugin restarts. Only a device still waiting for a server is
+    /// adopted. Returns the staged volume, or null when it still cannot be adopted.
+    /// </summary>
+    private async Task<StagedVolume?> RetryAdoptionAsync(StagedVolumeRecord orphan)
+    {
+        if (orphan.BootId == _bootId && _devices.Inspect(orphan.DeviceId) is DeviceCondition.Quiesced or DeviceCondition.LiveServerGone)
+        {
+            await AdoptAsync(orphan, CancellationToken.None).ConfigureAwait(false);
+        }
+
+        return _staged.Find(orphan.VolumeId);
     }
 
     private void FailAdoption(StagedVolumeRecord record, string reason)
