@@ -86,7 +86,10 @@ jobs=(
 )
 declare -A rpc_values nbd_values ratios
 first=nbd
-for round in $(seq "$BENCH_ROUNDS"); do
+# One round unless BENCH_EXTRAS=1: issue 7's goal was shown with three, and this stays as the check
+# that the rpc data path has not fallen behind NBD.
+rounds=$([[ $BENCH_EXTRAS == 1 ]] && echo "$BENCH_ROUNDS" || echo 1)
+for round in $(seq "$rounds"); do
   for job in "${jobs[@]}"; do
     IFS='|' read -r what rw bs depth metric _ _ <<< "$job"
     dir=$([[ $rw == *read ]] && echo read || echo write)
@@ -111,7 +114,7 @@ for job in "${jobs[@]}"; do
   # shellcheck disable=SC2086 # the sample lists split into words on purpose
   rpc=$(median ${rpc_values[$what]}); nbd=$(median ${nbd_values[$what]})
   # shellcheck disable=SC2086
-  figure "$what: rpc $(( rpc / scale )) $unit, nbd $(( nbd / scale )) $unit (medians), ratio $(median ${ratios[$what]}) (target >= $target), median of $BENCH_ROUNDS paired ratios:${ratios[$what]}"
+  figure "$what: rpc $(( rpc / scale )) $unit, nbd $(( nbd / scale )) $unit (medians), ratio $(median ${ratios[$what]}) (target >= $target), median of $rounds paired ratios:${ratios[$what]}"
 done
 
 stop_server "$rpc_pid" rpc > /dev/null
