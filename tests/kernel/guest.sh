@@ -19,6 +19,13 @@ for script in "$here"/scenarios/[!_]*.sh; do
     match=0; for p in "$@"; do [[ $name == *$p* ]] && match=1; done
     [[ $match -eq 1 ]] || continue
   fi
+  # A benchmark of a finished issue ("# extras:" in its header) runs when named, or with BENCH_EXTRAS=1.
+  if [[ $# -eq 0 && ${BENCH_EXTRAS:-0} != 1 ]] && grep -q '^# extras:' "$script"; then
+    skipped=$((skipped + 1))
+    echo "--- $name: SKIP (a benchmark of a finished issue: name it, or set BENCH_EXTRAS=1)"
+    echo "$name: SKIP (a benchmark of a finished issue: name it, or set BENCH_EXTRAS=1)" >> "$results"
+    continue
+  fi
   needs=$(sed -n 's/^# kernel: \([0-9.]*\).*/\1/p' "$script" | head -1)
   if [[ -n $needs && $(printf '%s\n' "$needs" "$running" | sort -V | head -1) != "$needs" ]]; then
     skipped=$((skipped + 1))

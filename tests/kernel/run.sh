@@ -22,7 +22,7 @@ export UBLK_CSI UBLK_BLOCKSTORE_SERVER UBLK_CSI_NODE UBLK_CSI_CONTROLLER UBLK_CS
 NEWER_KERNEL_SERIES=6.17
 scripts/vm/prepare.sh
 rm -rf artifacts/kernel
-vm_env=(--env UBLK_CSI --env UBLK_BLOCKSTORE_SERVER --env UBLK_CSI_NODE --env UBLK_CSI_CONTROLLER --env UBLK_CSI_BENCH --env SCENARIO_TIMEOUT)
+vm_env=(--env BENCH_EXTRAS --env UBLK_CSI --env UBLK_BLOCKSTORE_SERVER --env UBLK_CSI_NODE --env UBLK_CSI_CONTROLLER --env UBLK_CSI_BENCH --env SCENARIO_TIMEOUT)
 rc=0
 UBLK_VM_OUT=$repo/artifacts/kernel scripts/vm/run.sh --timeout "${KERNEL_SUITE_TIMEOUT:-3900}" "${vm_env[@]}" -- \
   tests/kernel/guest.sh "$@" || rc=$?

@@ -25,8 +25,9 @@ ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b > 0) printf "%.*
 # BENCH_ROUNDS: how many interleaved rounds the benchmarks run (default 3).
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 # BENCH_EXTRAS=1 adds the benchmarks' pointer measurements (other queue counts, the page-cache mode,
-# the copy path beside zero copy, more rounds of the benchmarks of finished issues). Off by default,
-# which is what CI runs: the suite must stay well inside CI's time on a slow TCG host.
+# the copy path beside zero copy) and runs the benchmarks of finished issues ("# extras:" in their
+# header; guest.sh skips them otherwise unless they are named). Off by default, which is what CI
+# runs: the suite must stay well inside CI's time on a slow TCG host.
 BENCH_EXTRAS=${BENCH_EXTRAS:-0}
 
 # fio_checked WHAT LOG FIO-ARGS...: runs fio with its output in LOG; fails naming WHAT (and printing LOG)

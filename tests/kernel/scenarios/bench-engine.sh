@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# extras: the engine's early benchmark (done); the suite runs it when named or with BENCH_EXTRAS=1
 # Benchmark (prints figures, asserts nothing about speed): `ublk-csi-bench bench-engine` runs fio 4 KiB
 # random reads and writes at queue depth 32 on a loop device over tmpfs (the kernel-only baseline,
 # same boot), then on null- and memory-backed ublk devices, and measures the resident memory of one

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# extras: issue 7's benchmark (done); the suite runs it when named or with BENCH_EXTRAS=1
 # Benchmark: is an rpc-backed ublk device worth choosing over NBD? Both sides serve the same kind of
 # backing file (sparse, on the guest's tmpfs) over loopback TCP, measured in the same boot:
 #   rpc: ublk-blockstore-server (file store; OpenVolume over gRPC, data over its NBD listener)
@@ -86,10 +87,7 @@ jobs=(
 )
 declare -A rpc_values nbd_values ratios
 first=nbd
-# One round unless BENCH_EXTRAS=1: issue 7's goal was shown with three, and this stays as the check
-# that the rpc data path has not fallen behind NBD.
-rounds=$([[ $BENCH_EXTRAS == 1 ]] && echo "$BENCH_ROUNDS" || echo 1)
-for round in $(seq "$rounds"); do
+for round in $(seq "$BENCH_ROUNDS"); do
   for job in "${jobs[@]}"; do
     IFS='|' read -r what rw bs depth metric _ _ <<< "$job"
     dir=$([[ $rw == *read ]] && echo read || echo write)
@@ -114,7 +112,7 @@ for job in "${jobs[@]}"; do
   # shellcheck disable=SC2086 # the sample lists split into words on purpose
   rpc=$(median ${rpc_values[$what]}); nbd=$(median ${nbd_values[$what]})
   # shellcheck disable=SC2086
-  figure "$what: rpc $(( rpc / scale )) $unit, nbd $(( nbd / scale )) $unit (medians), ratio $(median ${ratios[$what]}) (target >= $target), median of $rounds paired ratios:${ratios[$what]}"
+  figure "$what: rpc $(( rpc / scale )) $unit, nbd $(( nbd / scale )) $unit (medians), ratio $(median ${ratios[$what]}) (target >= $target), median of $BENCH_ROUNDS paired ratios:${ratios[$what]}"
 done
 
 stop_server "$rpc_pid" rpc > /dev/null
