@@ -133,6 +133,41 @@ public sealed class NodeServiceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task PublishNeedsTheStagedFilesystemMountedAndAStagingPath()
+    {
+        await _node.Service.NodeStageVolume(_node.StageRequest(Volume), Ctx);
+        _node.Mounter.Unmount(_node.StagingPath(Volume)); // someone unmounted the staging path
+
+        var unmounted = await CodeOf(() => _node.Service.NodePublishVolume(_node.PublishRequest(Volume, "pod-a"), Ctx));
+        var noStagingPath = _node.PublishRequest(Volume, "pod-a");
+        noStagingPath.StagingTargetPath = "";
+        var missing = await CodeOf(() => _node.Service.NodePublishVolume(noStagingPath, Ctx));
+
+        Assert.Equal(StatusCode.FailedPrecondition, unmounted);
+        Assert.Equal(StatusCode.FailedPrecondition, missing);
+        Assert.Empty(_node.Mounter.ReadMounts());
+
+        // Staging again remounts it; then the publish goes through.
+        await _node.Service.NodeStageVolume(_node.StageRequest(Volume), Ctx);
+        await _node.Service.NodePublishVolume(_node.PublishRequest(Volume, "pod-a"), Ctx);
+        Assert.Equal(2, _node.Mounter.ReadMounts().Count);
+    }
+
+    [Fact]
+    public async Task ARepeatedStageWithAnotherVolumeMountGroupIsAlreadyExists()
+    {
+        var first = FakeNode.MountCapability();
+        first.Mount.VolumeMountGroup = "2000";
+        await _node.Service.NodeStageVolume(_node.StageRequest(Volume, first), Ctx);
+
+        var other = FakeNode.MountCapability();
+        other.Mount.VolumeMountGroup = "3000";
+        Assert.Equal(StatusCode.AlreadyExists, await CodeOf(() => _node.Service.NodeStageVolume(_node.StageRequest(Volume, other), Ctx)));
+        Assert.Equal(StatusCode.AlreadyExists, await CodeOf(() => _node.Service.NodeStageVolume(_node.StageRequest(Volume), Ctx)));
+        await _node.Service.NodeStageVolume(_node.StageRequest(Volume, first), Ctx);
+    }
+
+    [Fact]
     public async Task StageNeverReformatsAndRefusesAConflictingRequest()
     {
         _node.Filesystems.OnDevice["/dev/ublkb0"] = "xfs";
