@@ -420,7 +420,7 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Checks that a chunk lies inside its request and returns its offset in the request's buffer.</summary>
+    /// <summary>Records a chunk's range of its READ request; an overlap with another chunk of the reply is a protocol error.</summary>
     private void Cover(NbdRequest request, int offset, int length)
     {
         if (!request.TryCover(offset, length))
@@ -430,6 +430,7 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>Checks that a chunk lies inside its request and returns its offset in the request's buffer.</summary>
     private int CheckChunkRange(NbdRequest request, ulong chunkOffset, uint chunkLength)
     {
         var start = (ulong)request.Offset;

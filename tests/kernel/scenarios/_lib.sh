@@ -167,22 +167,27 @@ device_state() {
   DEVICE_STATE=$(awk -v id="$id" '$1 == id { print $2 }' "$DEVICE_LIST")
 }
 
+# wait_for_state ID STATE WHEN: polls device ID's state in $STATE_DIR for up to 10 s; fails unless it
+# reaches STATE, saying what it was WHEN (e.g. "after the crash").
+wait_for_state() {
+  for _ in $(seq 100); do
+    device_state "$1" --state-dir "$STATE_DIR"
+    [[ $DEVICE_STATE == "$2" ]] && return
+    sleep 0.1
+  done
+  fail "device $1 is '$DEVICE_STATE' $3, expected $2"
+}
+
 # crash_server_under_fio PID DEVICE_ID FIO_PID: once fio has written (500 writes), SIGKILL the server and
 # require the device to become QUIESCED (user recovery keeps it, with fio's I/O queued in the kernel).
 crash_server_under_fio() {
-  local pid=$1 id=$2 fio_pid=$3 state=""
+  local pid=$1 id=$2 fio_pid=$3
   wait_for_writes "/dev/ublkb$id" 500
   kill -0 "$fio_pid" 2>/dev/null || fail "fio finished before the crash; make it longer"
   kill -KILL "$pid"
   wait "$pid" 2>/dev/null || true
   log "killed the server with SIGKILL while fio was writing"
-  for _ in $(seq 100); do
-    device_state "$id" --state-dir "$STATE_DIR"
-    state=$DEVICE_STATE
-    [[ $state == quiesced ]] && break
-    sleep 0.1
-  done
-  [[ $state == quiesced ]] || fail "device $id is '$state' after the crash, expected quiesced"
+  wait_for_state "$id" quiesced "after the crash"
   [[ -b /dev/ublkb$id ]] || fail "/dev/ublkb$id disappeared after the crash"
 }
 

@@ -5,16 +5,6 @@ source "$(dirname "$0")/_lib.sh"
 
 device_gone() { device_state "$1" --state-dir "$STATE_DIR"; [[ -z $DEVICE_STATE ]]; }
 
-# wait_for_state ID STATE: polls the device's state for up to 10 s; fails unless it reaches STATE.
-wait_for_state() {
-  for _ in $(seq 100); do
-    device_state "$1" --state-dir "$STATE_DIR"
-    [[ $DEVICE_STATE == "$2" ]] && return
-    sleep 0.1
-  done
-  fail "device $1 is '$DEVICE_STATE' after SIGKILL, expected $2"
-}
-
 # 1. Live device, detached from outside.
 start_server live attach --store memory --size 64M --queues 1 --state-dir "$STATE_DIR"
 live_pid=$SERVER_PID
@@ -29,7 +19,7 @@ log "live device detached; its server exited on its own"
 # 2. Server killed with recovery on: the device waits (QUIESCED) until detached.
 start_server quiesced attach --store memory --size 64M --queues 1 --state-dir "$STATE_DIR"
 kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
-wait_for_state "$DEVICE_ID" quiesced
+wait_for_state "$DEVICE_ID" quiesced "after SIGKILL"
 "$UBLK_CSI" detach "$DEVICE_ID" --state-dir "$STATE_DIR"
 device_gone "$DEVICE_ID" || fail "quiesced device $DEVICE_ID still listed after detach"
 log "quiesced device detached"
@@ -37,7 +27,7 @@ log "quiesced device detached"
 # 3. Server killed without recovery: the disk goes, the id stays until detach.
 start_server dead attach --store memory --size 64M --queues 1 --no-recovery --state-dir "$STATE_DIR"
 kill -KILL "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
-wait_for_state "$DEVICE_ID" dead
+wait_for_state "$DEVICE_ID" dead "after SIGKILL"
 out=$("$UBLK_CSI" recover "$DEVICE_ID" --state-dir "$STATE_DIR" 2>&1) && fail "recover of a device without a record succeeded"
 log "recover refused as expected: $out"
 "$UBLK_CSI" detach "$DEVICE_ID" --state-dir "$STATE_DIR"
