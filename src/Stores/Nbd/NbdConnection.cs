@@ -149,6 +149,12 @@ internal sealed class NbdConnection : IAsyncDisposable
         // Oldest first, so reissued requests keep roughly their original order.
         unanswered.Sort(static (a, b) => a.SentAtTicks.CompareTo(b.SentAtTicks));
         Close();
+        // After the socket is shut down, so no payload can go out by reference after this look.
+        foreach (var request in unanswered)
+        {
+            NbdPayloadPipe.RetireIfShared(request);
+        }
+
         _owner.OnConnectionLost(this, reason, unanswered);
     }
 

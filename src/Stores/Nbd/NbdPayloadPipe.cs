@@ -19,6 +19,11 @@ namespace UblkCsi.Stores.Nbd;
 /// GC may move, are sent by copy. One pipe per connection, used by whoever holds the sender's writer
 /// role; the pipe's bytes are part of the stream and go out before anything sent after them.
 /// </para>
+/// <para>
+/// The server's answer is what says it has read the pages. A request whose connection is lost before
+/// that answer has its buffer retired (<see cref="RetireIfShared"/>): the old socket, or on loopback
+/// the server's receive queue, may still read the pages after the request completed elsewhere.
+/// </para>
 /// </summary>
 internal sealed unsafe class NbdPayloadPipe : IDisposable
 {
@@ -114,6 +119,19 @@ internal sealed unsafe class NbdPayloadPipe : IDisposable
             }
 
             ThrowUnlessRetry(moved, "splice");
+        }
+    }
+
+    /// <summary>
+    /// Connection lost before <paramref name="request"/> was answered: if its payload went out by
+    /// reference, its engine buffer is never reused (<see cref="IoBuffer.Retire"/>), so a server
+    /// reading the old stream later gets this request's bytes and never a later request's.
+    /// </summary>
+    public static void RetireIfShared(NbdRequest request)
+    {
+        if (request.PayloadByReference && System.Runtime.InteropServices.MemoryMarshal.TryGetMemoryManager<byte, IoBuffer>(request.WriteData, out var buffer))
+        {
+            buffer.Retire();
         }
     }
 

@@ -13,6 +13,7 @@ internal sealed class NbdRequest : IValueTaskSource
 {
     private ManualResetValueTaskSourceCore<bool> _core;
     private Exception? _error;
+    private bool _payloadByReference;
 
     /// <summary>What the current structured READ reply has covered: disjoint ranges by start (kept between uses: no allocation per request).</summary>
     private readonly List<(int Start, int End)> _covered = new(4);
@@ -44,6 +45,16 @@ internal sealed class NbdRequest : IValueTaskSource
     /// <summary>Payload of a WRITE.</summary>
     public ReadOnlyMemory<byte> WriteData { get; private set; }
 
+    /// <summary>
+    /// A connection took the WRITE payload by reference (<see cref="NbdPayloadPipe"/>): until that
+    /// connection's server answers, the kernel may still read the payload's pages.
+    /// </summary>
+    public bool PayloadByReference
+    {
+        get => Volatile.Read(ref _payloadByReference);
+        set => Volatile.Write(ref _payloadByReference, value);
+    }
+
     /// <summary>The handle (cookie) of the current send; a new one per connection it is sent on.</summary>
     public ulong Handle { get; set; }
 
@@ -74,6 +85,7 @@ internal sealed class NbdRequest : IValueTaskSource
         ReadBuffer = readBuffer;
         WriteData = writeData;
         Attempts = 0;
+        PayloadByReference = false;
         _error = null;
         ResetReply();
     }

@@ -39,6 +39,7 @@ internal sealed unsafe class NbdSender : IQueueBatchListener
     private int _bufferSent;
     private int _bufferUsed;
     private ReadOnlyMemory<byte> _payload;
+    private bool _payloadByReference;
     private readonly NbdPayloadPipe? _pipe;
 
     private readonly Thread _thread;
@@ -236,6 +237,13 @@ internal sealed unsafe class NbdSender : IQueueBatchListener
             }
 
             _payload = data;
+            _payloadByReference = _pipe?.CanCarry(data) == true;
+            if (_payloadByReference)
+            {
+                // Before the first page goes out: a failure of the connection must see it (NbdConnection.Fail).
+                request.PayloadByReference = true;
+            }
+
             return;
         }
     }
@@ -256,7 +264,7 @@ internal sealed unsafe class NbdSender : IQueueBatchListener
 
         while (!_payload.IsEmpty || _pipe is { Buffered: > 0 })
         {
-            if (_pipe is { Buffered: 0 } && _pipe.CanCarry(_payload))
+            if (_payloadByReference && _pipe is { Buffered: 0 } && !_payload.IsEmpty)
             {
                 var piped = _pipe.Fill(_payload.Span);
                 _payload = _payload[piped..];

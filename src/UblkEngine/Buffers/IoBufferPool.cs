@@ -3,7 +3,8 @@ namespace UblkCsi.Engine.Buffers;
 /// <summary>
 /// A process-wide pool of page-aligned I/O buffers in power-of-two size classes (4 KiB to 32 MiB).
 /// Devices rent one per request and return it after the commit, so an idle device holds none; the
-/// pool keeps at most <see cref="MaxRetainedBytes"/> of free buffers and frees the rest.
+/// pool keeps at most <see cref="MaxRetainedBytes"/> of free buffers and frees the rest. A
+/// <see cref="IoBuffer.Retire">retired</see> buffer is always freed.
 /// </summary>
 public sealed class IoBufferPool
 {
@@ -14,6 +15,7 @@ public sealed class IoBufferPool
     private readonly SizeClass[] _classes;
     private long _retainedBytes;
     private long _outstandingBytes;
+    private long _retiredBuffers;
 
     public IoBufferPool(long maxRetainedBytes)
     {
@@ -40,6 +42,9 @@ public sealed class IoBufferPool
     /// <summary>Bytes rented and not yet returned.</summary>
     public long OutstandingBytes => Interlocked.Read(ref _outstandingBytes);
 
+    /// <summary>Retired buffers given back and freed instead of reused.</summary>
+    public long RetiredBuffers => Interlocked.Read(ref _retiredBuffers);
+
     /// <summary>A buffer of at least <paramref name="minimumLength"/> bytes (rounded up to its size class).</summary>
     public IoBuffer Rent(int minimumLength)
     {
@@ -61,7 +66,7 @@ public sealed class IoBufferPool
         return buffer;
     }
 
-    /// <summary>Gives a rented buffer back; it is kept for reuse or freed when the pool is full.</summary>
+    /// <summary>Gives a rented buffer back; it is kept for reuse, or freed when the pool is full or it was retired.</summary>
     public void Return(IoBuffer buffer)
     {
         if (buffer.Owner != this)
@@ -71,6 +76,13 @@ public sealed class IoBufferPool
 
         var sizeClass = _classes[buffer.SizeClass];
         Interlocked.Add(ref _outstandingBytes, -sizeClass.BufferSize);
+        if (buffer.IsRetired)
+        {
+            Interlocked.Increment(ref _retiredBuffers);
+            ((IDisposable)buffer).Dispose();
+            return;
+        }
+
         if (Interlocked.Add(ref _retainedBytes, sizeClass.BufferSize) <= MaxRetainedBytes && sizeClass.TryPush(buffer))
         {
             return;

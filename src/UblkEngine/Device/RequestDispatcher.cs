@@ -309,6 +309,13 @@ internal sealed unsafe class RequestDispatcher : IDisposable
         op.Pending = default;
         op.ReleaseBuffer(_pool);
         op.End();
+        if (op.FixedBuffer is { IsRetired: true } retired)
+        {
+            // The kernel may still read its pages (IoBuffer.Retire): the tag goes on with new ones.
+            _operations[op.Tag] = new TagOperation(this, op.Tag, new IoBuffer(_maxIoBytes));
+            ((IDisposable)retired).Dispose();
+        }
+
         _sink.Commit(op.Tag, result, RegisteredBufferAddress(op.Tag));
     }
 

@@ -47,6 +47,19 @@ public class IoBufferPoolTests
     }
 
     [Fact]
+    public void ARetiredBufferIsFreedInsteadOfReused()
+    {
+        var pool = new IoBufferPool(1 << 20);
+        var retired = pool.Rent(8192);
+        retired.Retire();
+        pool.Return(retired);
+        Assert.Equal(1, pool.RetiredBuffers);
+        Assert.Equal(0, pool.RetainedBytes);
+        Assert.Equal(0, pool.OutstandingBytes);
+        Assert.NotSame(retired, pool.Rent(8192));
+    }
+
+    [Fact]
     public void ForeignBuffersAndBadSizesAreRejected()
     {
         var pool = new IoBufferPool(1 << 20);

@@ -193,6 +193,32 @@ public class RequestDispatcherTests
         Assert.Equal(0, harness.Pool.OutstandingBytes);
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void ABufferTheBackendRetiredIsNeverUsedAgain(bool userCopy)
+    {
+        using var harness = new DispatcherHarness(new RetiringBackend(1 << 20), depth: 2, maxIoBytes: 64 * 1024, userCopy: userCopy);
+        var registered = harness.Dispatcher.RegisteredBufferAddress(1);
+        harness.OfferWriteData(1, new byte[4096]);
+        harness.Dispatch(1, UblkIoOp.Write, 0, 4096);
+        Assert.Equal(4096, harness.Commits[0].Result);
+        if (userCopy)
+        {
+            // Freed, not kept for the next request.
+            Assert.Equal(1, harness.Pool.RetiredBuffers);
+            Assert.Equal(0, harness.Pool.RetainedBytes);
+            Assert.Equal(0, harness.Pool.OutstandingBytes);
+            return;
+        }
+
+        // The tag's own buffer is replaced, and the commit already names the new one.
+        Assert.NotEqual(registered, harness.Commits[0].Buffer);
+        Assert.Equal(harness.Dispatcher.RegisteredBufferAddress(1), harness.Commits[0].Buffer);
+        harness.Dispatch(1, UblkIoOp.Read, 0, 4096);
+        Assert.Equal((1, 4096, harness.Commits[0].Buffer), harness.Commits[1]);
+    }
+
     [Fact]
     public void TheHotPathDoesNotAllocate()
     {

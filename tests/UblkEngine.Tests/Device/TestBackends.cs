@@ -74,6 +74,32 @@ internal sealed class ManualBackend(long size) : IBlockBackend
     }
 }
 
+/// <summary>
+/// A backend that handles every write's payload as a socket holding it by reference on a dropped
+/// connection would: it retires the engine buffer (<see cref="Engine.Buffers.IoBuffer.Retire"/>).
+/// </summary>
+internal sealed class RetiringBackend(long size) : IBlockBackend
+{
+    public BlockBackendInfo Info { get; } = new(size, 512, 4096, BlockBackendFeatures.None);
+
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, BlockWriteFlags flags = BlockWriteFlags.None, CancellationToken cancellationToken = default)
+    {
+        Assert.True(System.Runtime.InteropServices.MemoryMarshal.TryGetMemoryManager<byte, Engine.Buffers.IoBuffer>(data, out var buffer));
+        buffer.Retire();
+        return ValueTask.CompletedTask;
+    }
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+
+    public ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+
+    public ValueTask WriteZeroesAsync(long offset, long length, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}
+
 /// <summary>A backend that fails every operation synchronously with the given exception.</summary>
 internal sealed class FailingBackend(Exception error) : IBlockBackend
 {
