@@ -101,6 +101,8 @@ internal sealed class NbdChannel : INbdConnectionOwner
     public void OnConnectionLost(NbdConnection connection, Exception reason, List<NbdRequest> unanswered)
     {
         List<NbdRequest>? exhausted = null;
+        List<NbdRequest>? resendNow = null;
+        var late = false;
         lock (_lock)
         {
             if (_current == connection)
@@ -109,23 +111,32 @@ internal sealed class NbdChannel : INbdConnectionOwner
                 _lost = true;
             }
 
+            // A late report (a request the receive loop held when its connection failed) after the
+            // channel is connected again: its requests go to the new connection, with no outage
+            // reported and no second reconnect, which would replace a working connection.
+            late = _current is not null;
             if (_disposed)
             {
                 exhausted = unanswered;
             }
             else
             {
-                if (_downSinceTicks == 0)
+                if (!late)
                 {
-                    _downSinceTicks = Stopwatch.GetTimestamp();
+                    _lost = true; // also when a failed submit already cleared _current
+                    _downSinceTicks = _downSinceTicks == 0 ? Stopwatch.GetTimestamp() : _downSinceTicks;
+                    _client.ReportOutage(reason.Message);
                 }
 
-                _client.ReportOutage(reason.Message);
                 foreach (var request in unanswered)
                 {
                     if (request.Attempts >= _client.Options.Reconnect.MaxAttemptsPerRequest)
                     {
                         (exhausted ??= []).Add(request);
+                    }
+                    else if (late)
+                    {
+                        (resendNow ??= []).Add(request);
                     }
                     else
                     {
@@ -134,13 +145,21 @@ internal sealed class NbdChannel : INbdConnectionOwner
                 }
 
                 _client.Reconnects.Resending(unanswered.Count - (exhausted?.Count ?? 0));
-                StartReconnecting();
+                if (!late)
+                {
+                    StartReconnecting();
+                }
             }
         }
 
-        if (!_disposed)
+        if (!_disposed && !late)
         {
             NbdLog.ConnectionLost(_client.Logger, _client.Options.Server, Index, unanswered.Count, reason.Message);
+        }
+
+        foreach (var request in resendNow ?? [])
+        {
+            Submit(request);
         }
 
         foreach (var request in exhausted ?? [])

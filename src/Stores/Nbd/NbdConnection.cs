@@ -35,6 +35,12 @@ internal sealed class NbdConnection : IAsyncDisposable
     private uint[] _generations = new uint[64];
     private readonly Stack<int> _freeSlots = new(Enumerable.Range(0, 64).Reverse());
     private bool _failed;
+    private Exception? _failure;
+
+    // The request whose reply the receive loop is reading (it may write into the request's buffer
+    // and reply state), and whether a failure meanwhile left it for the loop to hand back.
+    private NbdRequest? _inHand;
+    private bool _inHandWithheld;
     private Task _receiveLoop = Task.CompletedTask;
     private Timer? _watchdog;
 
@@ -135,13 +141,23 @@ internal sealed class NbdConnection : IAsyncDisposable
             }
 
             _failed = true;
+            _failure = reason;
             unanswered = new List<NbdRequest>();
             for (var i = 0; i < _slots.Length; i++)
             {
                 if (_slots[i] is { } request)
                 {
-                    unanswered.Add(request);
                     _slots[i] = null;
+                    if (request == _inHand)
+                    {
+                        // The receive loop is still writing into it: sent again now, it could be
+                        // answered on the next connection and its buffer reused while this loop
+                        // still writes there. The loop hands it back when it lets go (ReleaseInHand).
+                        _inHandWithheld = true;
+                        continue;
+                    }
+
+                    unanswered.Add(request);
                 }
             }
         }
@@ -234,7 +250,10 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>The request a reply names, or a protocol error for a handle this connection never sent (or already answered).</summary>
+    /// <summary>
+    /// The request a reply names, held by the receive loop until <see cref="ReleaseInHand"/>, or a
+    /// protocol error for a handle this connection never sent (or already answered).
+    /// </summary>
     private NbdRequest Find(ulong handle)
     {
         var slot = (int)(uint)handle;
@@ -242,11 +261,32 @@ internal sealed class NbdConnection : IAsyncDisposable
         {
             if (slot < _slots.Length && _slots[slot] is { } request && request.Handle == handle)
             {
+                _inHand = request;
                 return request;
             }
         }
 
         throw new NbdProtocolException($"{Server} replied to handle 0x{handle:x16}, which names no request in flight");
+    }
+
+    /// <summary>The receive loop is done with the request it found; one the connection's failure left to it goes to the owner now.</summary>
+    private void ReleaseInHand()
+    {
+        NbdRequest? withheld;
+        Exception? reason;
+        lock (_lock)
+        {
+            withheld = _inHandWithheld ? _inHand : null;
+            reason = _failure;
+            _inHand = null;
+            _inHandWithheld = false;
+        }
+
+        if (withheld is not null)
+        {
+            NbdPayloadPipe.RetireIfShared(withheld);
+            _owner.OnConnectionLost(this, reason!, [withheld]);
+        }
     }
 
     /// <summary>Frees the request's slot; false when the connection failed meanwhile (the owner has the request then).</summary>
@@ -300,12 +340,26 @@ internal sealed class NbdConnection : IAsyncDisposable
                 var magic = BinaryPrimitives.ReadUInt32BigEndian(_replyHeader);
                 if (magic == NbdProtocol.SimpleReplyMagic)
                 {
-                    await SimpleReplyAsync(token).ConfigureAwait(false);
+                    try
+                    {
+                        await SimpleReplyAsync(token).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        ReleaseInHand();
+                    }
                 }
                 else if (magic == NbdProtocol.StructuredReplyMagic && Export.StructuredReplies)
                 {
                     await _receive.ReadExactAsync(_replyHeader.AsMemory(NbdProtocol.SimpleReplySize, 4), token).ConfigureAwait(false);
-                    await StructuredChunkAsync(token).ConfigureAwait(false);
+                    try
+                    {
+                        await StructuredChunkAsync(token).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        ReleaseInHand();
+                    }
                 }
                 else
                 {

@@ -59,11 +59,26 @@ public sealed class UblkDevice : IAsyncDisposable
         var failures = new DeviceFailureLog(info.Id, logger);
         _capacity = new DeviceCapacity(parameters.SizeBytes);
         _queues = new UblkQueue[info.Queues];
-        for (var q = 0; q < _queues.Length; q++)
+        try
         {
-            _queues[q] = new UblkQueue(new QueueSetup(
-                info.Id, q, info.Depth, Math.Min(info.MaxIoBytes, parameters.MaxIoBytes), _capacity,
-                userCopy, autoBufReg, ioctlEncoded, charDevice, backend, pool, QueueAffinity(control, info.Id, q, logger), logger, failures));
+            for (var q = 0; q < _queues.Length; q++)
+            {
+                _queues[q] = new UblkQueue(new QueueSetup(
+                    info.Id, q, info.Depth, Math.Min(info.MaxIoBytes, parameters.MaxIoBytes), _capacity,
+                    userCopy, autoBufReg, ioctlEncoded, charDevice, backend, pool, QueueAffinity(control, info.Id, q, logger), logger, failures));
+            }
+        }
+        catch
+        {
+            // Out of descriptors, say: nothing of this device may stay open (an open char device
+            // would also keep the next adoption of the device waiting for this process).
+            foreach (var queue in _queues)
+            {
+                queue?.DisposeUnstarted();
+            }
+
+            charDevice.Dispose();
+            throw;
         }
 
         _allQueuesExited = Task.WhenAll(_queues.Select(q => q.Exited));

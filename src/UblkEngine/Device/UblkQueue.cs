@@ -101,6 +101,9 @@ internal sealed unsafe class UblkQueue : ICommitSink
 
     public void Start() => _thread.Start();
 
+    /// <summary>Releases what the constructor opened, for a queue whose device failed to build (never started).</summary>
+    public void DisposeUnstarted() => _waker.Dispose();
+
     /// <summary>
     /// Asks the thread to exit once no backend I/O is in flight. With <paramref name="holdNewRequests"/>
     /// requests that arrive meanwhile are left uncommitted, so that the kernel requeues them for the

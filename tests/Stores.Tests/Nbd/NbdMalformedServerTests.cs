@@ -215,6 +215,45 @@ public sealed class NbdMalformedServerTests
     }
 
     [Fact]
+    public async Task AReadWhosePayloadStopsHalfWayIsReadAgainOnTheNextConnection()
+    {
+        // The first connection sends part of a data chunk and then nothing: the request timeout
+        // fails the connection while its receive loop is still writing into the request, so the
+        // loop, not the failure, hands the request back when it lets go.
+        var disk = NbdDataPathChecks.Pattern(3, 1 << 20);
+        var connections = 0;
+        await using var server = new FakeNbdServer(async s =>
+        {
+            await FakeNbdServer.HandshakeAsync(s, (ulong)disk.Length);
+            if (Interlocked.Increment(ref connections) > 1)
+            {
+                await FakeNbdServer.ServeMemoryAsync(s, disk, structured: true);
+                return;
+            }
+
+            var request = await FakeNbdServer.ReadRequestAsync(s);
+            var header = new byte[20];
+            BinaryPrimitives.WriteUInt32BigEndian(header, 0x668e33ef);
+            BinaryPrimitives.WriteUInt16BigEndian(header.AsSpan(4), 1); // done
+            BinaryPrimitives.WriteUInt16BigEndian(header.AsSpan(6), 1); // offset data
+            BinaryPrimitives.WriteUInt64BigEndian(header.AsSpan(8), request.Handle);
+            BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(16), 8 + request.Length);
+            var start = new byte[8 + 1000];
+            BinaryPrimitives.WriteUInt64BigEndian(start, request.Offset);
+            disk.AsSpan((int)request.Offset, 1000).CopyTo(start.AsSpan(8));
+            await s.WriteAsync(header);
+            await s.WriteAsync(start);
+            await Task.Delay(TimeSpan.FromSeconds(20));
+        });
+        await using var client = await NbdClient.ConnectAsync(Fast(server));
+        var read = new byte[64 * 1024];
+        await client.ReadAsync(128 * 1024, read).AsTask().WaitAsync(Limit);
+        NbdDataPathChecks.AssertSame(disk.AsSpan(128 * 1024, read.Length), read, "the read sent again");
+        Assert.Equal(2, Volatile.Read(ref connections));
+        Assert.Equal(1, client.LiveConnections());
+    }
+
+    [Fact]
     public async Task ErrorChunksMapToErrnosWithTheServersMessage()
     {
         await using var server = new FakeNbdServer(async s =>
