@@ -44,7 +44,9 @@ public static partial class BlockStoreServerHost
         {
             token = options.TokenFile is null ? null : TokenFile.Read(options.TokenFile);
             tls = LoadTls(options, loggerFactory);
-            store = new FileStore(new FileStoreOptions(options.Root, options.Reflink, options.DirectIo));
+            // The server arbitrates its clients with writer leases, and each client open reopens the
+            // image while the previous handle drains: the image lock would refuse its own reopen.
+            store = new FileStore(new FileStoreOptions(options.Root, options.Reflink, options.DirectIo, ExclusiveWriters: false));
         }
         catch (Exception e) when (e is StoreException or IOException)
         {

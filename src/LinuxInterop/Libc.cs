@@ -19,9 +19,13 @@ public static unsafe partial class Libc
     public const int O_CLOEXEC = 0x80000;
     public const int O_NONBLOCK = 0x800;
 
-    /// <summary>fcntl commands: the file status flags; a pipe's capacity in bytes.</summary>
+    /// <summary>fcntl commands: the file status flags; a pipe's capacity in bytes; an open file description's record lock (non-blocking).</summary>
     public const int F_GETFL = 3;
     public const int F_SETPIPE_SZ = 1031;
+    public const int F_OFD_SETLK = 37;
+
+    /// <summary>Record lock types (struct flock's l_type).</summary>
+    public const short F_WRLCK = 1;
 
     /// <summary>setsockopt: socket level; bytes a receive waits for before the socket reads as ready.</summary>
     public const int SOL_SOCKET = 1;
@@ -190,6 +194,21 @@ public static unsafe partial class Libc
 
     [LibraryImport(Library, EntryPoint = "fcntl", SetLastError = true)]
     public static partial int Fcntl(System.Net.Sockets.SafeSocketHandle socket, int command, int argument);
+
+    /// <summary>fcntl(2) with a record lock (F_OFD_SETLK).</summary>
+    [LibraryImport(Library, EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(SafeFileHandle fd, int command, FileLock* fileLock);
+
+    /// <summary>struct flock (x86-64 and arm64 layout). For OFD locks <see cref="Pid"/> must be 0.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct FileLock
+    {
+        public short Type;
+        public short Whence;
+        public long Start;
+        public long Length;
+        public int Pid;
+    }
 
     /// <summary>vmsplice(2): references to the pages of user memory into a pipe, without copying them.</summary>
     [LibraryImport(Library, EntryPoint = "vmsplice", SetLastError = true)]

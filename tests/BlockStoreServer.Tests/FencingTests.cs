@@ -61,7 +61,8 @@ public sealed class FencingTests
         var root = Directory.CreateTempSubdirectory("fence-three-").FullName;
         try
         {
-            await using var host = await ServiceHost.StartAsync(StoreRegistry.Open("file", new Dictionary<string, string> { ["root"] = root }));
+            // As the server host opens it: writers are the server's to arbitrate.
+            await using var host = await ServiceHost.StartAsync(new FileStore(new FileStoreOptions(root, ExclusiveWriters: false)));
             await using var node = new RpcStore(new RpcStoreOptions(host.Endpoint));
             await node.CreateVolumeAsync(new CreateVolumeRequest("three", 8 << 20));
             var writerA = await node.OpenVolumeAsync("three");
@@ -137,7 +138,7 @@ public sealed class FencingTests
         try
         {
             ulong first;
-            await using (var store = new FileStore(new FileStoreOptions(root)))
+            await using (var store = new FileStore(new FileStoreOptions(root, ExclusiveWriters: false)))
             await using (var host = await ServiceHost.StartAsync(store))
             await using (var node = new RpcStore(new RpcStoreOptions(host.Endpoint)))
             {
@@ -147,7 +148,7 @@ public sealed class FencingTests
             }
 
             // A new server process over the same root: it knows generation `first` without any open.
-            await using var restartedStore = new FileStore(new FileStoreOptions(root));
+            await using var restartedStore = new FileStore(new FileStoreOptions(root, ExclusiveWriters: false));
             await using var restarted = await ServiceHost.StartAsync(restartedStore);
             using var channel = GrpcChannels.Create(restarted.Endpoint, new GrpcChannelSettings { MaxReceiveMessageBytes = BlockStoreProtocol.MaxMessageBytes });
             await channel.CallAsync<Wire.WriteRequest, Wire.WriteResponse>(BlockStoreProtocol.Method("Write"), Write(first));

@@ -40,7 +40,7 @@ public sealed class LoopbackBlockStoreServer : IAsyncDisposable
     /// </summary>
     public static async Task<LoopbackBlockStoreServer> StartAsync(string root, string? token, int port = 0, DirectIoMode directIo = DirectIoMode.Auto, int dataPort = 0)
     {
-        var store = new FileStore(new FileStoreOptions(root, DirectIo: directIo));
+        var store = new FileStore(new FileStoreOptions(root, DirectIo: directIo, ExclusiveWriters: false));
         // The ticket key in the root, as the server keeps it: a restarted server accepts the tickets clients hold.
         var service = new BlockStoreService(store, new BlockStoreServiceOptions
         {

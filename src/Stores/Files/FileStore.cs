@@ -21,7 +21,22 @@ public enum ReflinkMode
 /// <param name="Root">Absolute path of an existing directory (node-local or a shared filesystem).</param>
 /// <param name="Reflink">Snapshot and clone strategy.</param>
 /// <param name="DirectIo">How volumes reach their images: O_DIRECT (Auto, the default: where the filesystem allows it) or the page cache.</param>
-public sealed record FileStoreOptions(string Root, ReflinkMode Reflink = ReflinkMode.Auto, DirectIoMode DirectIo = DirectIoMode.Auto);
+/// <param name="ExclusiveWriters">
+/// A read-write open locks the image (<see cref="FileVolume.Open"/>), so a second writer on this
+/// node (another process, another device, the operator tool) is refused. Off only for an opener that
+/// arbitrates its writers itself and overlaps its own opens: the block-store server.
+/// </param>
+public sealed record FileStoreOptions(string Root, ReflinkMode Reflink = ReflinkMode.Auto, DirectIoMode DirectIo = DirectIoMode.Auto, bool ExclusiveWriters = true)
+{
+    /// <summary>
+    /// How long a read-write open waits for another writer's lock to go: the previous process of a
+    /// restarted node plugin lets go only as it exits.
+    /// </summary>
+    public TimeSpan WriterLockWait { get; init; } = DefaultWriterLockWait;
+
+    /// <summary>30 s: a node plugin's previous process is gone well within it.</summary>
+    public static readonly TimeSpan DefaultWriterLockWait = TimeSpan.FromSeconds(30);
+}
 
 /// <summary>
 /// Volumes as sparse image files under a root directory:
@@ -217,11 +232,12 @@ public sealed partial class FileStore : IVolumeStore, IVolumePublications, IVolu
         return Task.FromResult(new StoreCapacity(available, StoreLimits.MaximumVolumeSizeBytes, StoreLimits.SizeGranularity));
     }
 
-    public Task<IBlockBackend> OpenVolumeAsync(string volumeId, VolumeAccess access = VolumeAccess.ReadWrite, CancellationToken cancellationToken = default)
+    public async Task<IBlockBackend> OpenVolumeAsync(string volumeId, VolumeAccess access = VolumeAccess.ReadWrite, CancellationToken cancellationToken = default)
     {
         VolumeIds.Validate(volumeId);
         var record = ReadVolumeRecord(volumeId) ?? throw new StoreNotFoundException(StoreObjectKind.Volume, volumeId);
-        return Task.FromResult<IBlockBackend>(FileVolume.Open(volumeId, VolumeImage(volumeId), record.SizeBytes, access == VolumeAccess.ReadOnly, directIo: Options.DirectIo));
+        var writerLockWait = Options.ExclusiveWriters ? Options.WriterLockWait : (TimeSpan?)null;
+        return await FileVolume.OpenAsync(volumeId, VolumeImage(volumeId), record.SizeBytes, access == VolumeAccess.ReadOnly, Options.DirectIo, writerLockWait, cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<IReadOnlyList<VolumePublication>> GetPublicationsAsync(string volumeId, CancellationToken cancellationToken = default)

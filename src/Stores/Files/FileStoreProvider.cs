@@ -59,7 +59,7 @@ public sealed class FileStoreProvider : IStoreProvider
         _ => DirectIoMode.Auto,
     };
 
-    public Task<IBlockBackend> OpenSpecAsync(StoreSpec spec, StoreSpecOpenOptions options, CancellationToken cancellationToken)
+    public async Task<IBlockBackend> OpenSpecAsync(StoreSpec spec, StoreSpecOpenOptions options, CancellationToken cancellationToken)
     {
         var path = spec.Location;
         if (!File.Exists(path))
@@ -84,6 +84,6 @@ public sealed class FileStoreProvider : IStoreProvider
         }
 
         var directIo = ParseDirectIo(new StoreParameters(spec.Options, "spec options"), "direct-io");
-        return Task.FromResult<IBlockBackend>(FileVolume.Open(path, path, length, options.ReadOnly, directIo: directIo));
+        return await FileVolume.OpenAsync(path, path, length, options.ReadOnly, directIo, FileStoreOptions.DefaultWriterLockWait, cancellationToken).ConfigureAwait(false);
     }
 }

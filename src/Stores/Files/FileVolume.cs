@@ -83,15 +83,30 @@ public sealed class FileVolume : StoreVolume
     /// <summary>
     /// Opens an existing image. <paramref name="sizeBytes"/> is the volume size recorded by the store
     /// (the file may be larger after an interrupted expand; reads past its end return zeros).
+    /// With <paramref name="exclusiveWriter"/>, a read-write open takes the image's writer lock, held
+    /// until the volume is disposed: two writers of one image would overwrite each other's blocks
+    /// under two filesystems' caches, so a second one (another device of this process, another
+    /// process, the operator tool) is refused.
     /// </summary>
-    public static FileVolume Open(string volumeId, string imagePath, long sizeBytes, bool readOnly, BlockingWorkerPool? workers = null, DirectIoMode directIo = DirectIoMode.Auto)
+    /// <exception cref="ImageLockedException">Another writer holds the image's lock.</exception>
+    public static FileVolume Open(string volumeId, string imagePath, long sizeBytes, bool readOnly, BlockingWorkerPool? workers = null, DirectIoMode directIo = DirectIoMode.Auto, bool exclusiveWriter = false)
     {
         // FileShare.ReadWrite: .NET maps FileShare.None to an exclusive flock, which would stop the
-        // controller from snapshotting an attached volume. Single-writer is the controller's duty.
+        // controller from snapshotting an attached volume. Writers exclude each other with a record
+        // lock instead (an OFD lock), which flock and plain readers never see.
         var file = File.OpenHandle(imagePath, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite, FileShare.ReadWrite);
         SafeFileHandle? direct = null;
         try
         {
+            if (!readOnly && exclusiveWriter)
+            {
+                var errno = LinuxFile.TryLockForWriting(file);
+                if (errno != 0)
+                {
+                    throw errno == LinuxFile.EAGAIN ? new ImageLockedException(volumeId) : LinuxFile.Error(errno, "locking the image for writing");
+                }
+            }
+
             direct = directIo == DirectIoMode.Off ? null : OpenDirect(imagePath, readOnly, directIo);
         }
         catch
@@ -101,6 +116,33 @@ public sealed class FileVolume : StoreVolume
         }
 
         return new FileVolume(volumeId, file, direct, sizeBytes, readOnly, workers ?? BlockingWorkerPool.Shared);
+    }
+
+    /// <summary>
+    /// <see cref="Open"/>; with <paramref name="writerLockWait"/>, a read-write open takes the image's
+    /// writer lock, waiting up to that long for another writer to let go (most often the previous
+    /// process of a restarted node plugin, which lets go as it exits), and is refused after that.
+    /// </summary>
+    /// <exception cref="StoreException">FailedPrecondition: another writer kept the image locked.</exception>
+    public static async Task<FileVolume> OpenAsync(string volumeId, string imagePath, long sizeBytes, bool readOnly, DirectIoMode directIo, TimeSpan? writerLockWait, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow + (writerLockWait ?? TimeSpan.Zero);
+        while (true)
+        {
+            try
+            {
+                return Open(volumeId, imagePath, sizeBytes, readOnly, directIo: directIo, exclusiveWriter: writerLockWait is not null);
+            }
+            catch (ImageLockedException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken).ConfigureAwait(false);
+            }
+            catch (ImageLockedException e)
+            {
+                throw new StoreException(StoreErrorCode.FailedPrecondition,
+                    $"{e.Message}: another writer kept its image locked for {writerLockWait!.Value.TotalSeconds:0} s", e);
+            }
+        }
     }
 
     /// <summary>Whether the filesystem holding <paramref name="imagePath"/> serves O_DIRECT reads (what Auto decides on).</summary>

@@ -13,6 +13,7 @@ internal static class LinuxFile
 {
     public const int EINTR = 4;
     public const int EAGAIN = 11;
+    public const int EACCES = 13;
     public const int EINVAL = 22;
     public const int EXDEV = 18;
     public const int ENXIO = 6;
@@ -48,6 +49,22 @@ internal static class LinuxFile
         }
 
         return errno;
+    }
+
+    /// <summary>
+    /// Takes a write lock on the whole file for this open file description (an OFD lock: held until
+    /// the descriptor closes, exclusive against every other open of the file, in this process or
+    /// another). Returns EAGAIN while another open holds it. Advisory: only openers that ask are stopped.
+    /// </summary>
+    public static unsafe int TryLockForWriting(SafeFileHandle file)
+    {
+        var request = new Libc.FileLock { Type = Libc.F_WRLCK };
+        int errno;
+        while ((errno = Errno(Libc.Fcntl(file, Libc.F_OFD_SETLK, &request) == -1 ? -1 : 0)) == EINTR)
+        {
+        }
+
+        return errno == EACCES ? EAGAIN : errno;
     }
 
     /// <summary>fdatasync: completed writes and the metadata needed to read them are durable.</summary>

@@ -90,17 +90,21 @@ public abstract partial class StoreConformanceTests(StoreFixture fixture)
     {
         await using var ctx = await Fixture.CreateStoreAsync();
         var volume = await ctx.Store.CreateVolumeAsync(new CreateVolumeRequest("zeroes", 16 * MiB));
-        await using var backend = await ctx.Store.OpenVolumeAsync(volume.Id);
         var data = Pattern(11, (int)(16 * MiB));
-        await backend.WriteAsync(0, data);
+        await using (var backend = await ctx.Store.OpenVolumeAsync(volume.Id))
+        {
+            await backend.WriteAsync(0, data);
 
-        await backend.DiscardAsync(MiB + 512, 3 * MiB);       // unaligned to pages, spans chunks
-        await backend.WriteZeroesAsync(9 * MiB - 4096, 2 * MiB + 1024);
-        Array.Clear(data, (int)MiB + 512, (int)(3 * MiB));
-        Array.Clear(data, (int)(9 * MiB - 4096), (int)(2 * MiB + 1024));
+            await backend.DiscardAsync(MiB + 512, 3 * MiB);       // unaligned to pages, spans chunks
+            await backend.WriteZeroesAsync(9 * MiB - 4096, 2 * MiB + 1024);
+            Array.Clear(data, (int)MiB + 512, (int)(3 * MiB));
+            Array.Clear(data, (int)(9 * MiB - 4096), (int)(2 * MiB + 1024));
 
-        await AssertContentAsync(backend, data, "after discard/write-zeroes");
-        await backend.FlushAsync();
+            await AssertContentAsync(backend, data, "after discard/write-zeroes");
+            await backend.FlushAsync();
+        }
+
+        // Closed first: a writer still open would keep the next one out (the file store's image lock).
         await using var reopened = await (await Fixture.ReopenAsync(ctx)).OpenVolumeAsync(volume.Id);
         await AssertContentAsync(reopened, data, "after flush and reopen");
     }

@@ -52,6 +52,45 @@ public sealed class FileStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task ASecondWriterIsRefusedWhileTheFirstHoldsTheImageAndReadersAreNot()
+    {
+        await using var store = new FileStore(new FileStoreOptions(_root) { WriterLockWait = TimeSpan.FromMilliseconds(500) });
+        await store.CreateVolumeAsync(new CreateVolumeRequest("pvc-one-writer", 4 * MiB));
+        var first = await store.OpenVolumeAsync("pvc-one-writer");
+
+        // The lock belongs to the open, so a second writer in this process is refused exactly as one
+        // in another process (another device, the operator tool) would be.
+        var refused = await Assert.ThrowsAsync<StoreException>(() => store.OpenVolumeAsync("pvc-one-writer"));
+        Assert.Equal(StoreErrorCode.FailedPrecondition, refused.Code);
+        Assert.Contains("volume 'pvc-one-writer' is already open for writing on this node", refused.Message, StringComparison.Ordinal);
+        await using (var reader = await store.OpenVolumeAsync("pvc-one-writer", VolumeAccess.ReadOnly))
+        {
+            Assert.True(reader.Info.SizeBytes == 4 * MiB);
+        }
+
+        // A writer that waits gets the image as soon as the first lets go (a restarted node plugin's
+        // previous process exiting).
+        var patient = new FileStore(new FileStoreOptions(_root) { WriterLockWait = TimeSpan.FromSeconds(20) });
+        var waiting = patient.OpenVolumeAsync("pvc-one-writer");
+        await Task.Delay(300);
+        Assert.False(waiting.IsCompleted);
+        await first.DisposeAsync();
+        await using var next = await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+        await next.WriteAsync(0, new byte[4096]);
+    }
+
+    [Fact]
+    public async Task WithoutExclusiveWritersTwoOpensOfOneImageCoexist()
+    {
+        // The block-store server's setting: it arbitrates writers itself and overlaps its own reopens.
+        await using var store = new FileStore(new FileStoreOptions(_root, ExclusiveWriters: false));
+        await store.CreateVolumeAsync(new CreateVolumeRequest("pvc-shared", 4 * MiB));
+        await using var first = await store.OpenVolumeAsync("pvc-shared");
+        await using var second = await store.OpenVolumeAsync("pvc-shared");
+        await second.WriteAsync(0, new byte[4096]);
+    }
+
+    [Fact]
     public async Task LayoutIsImagePlusJsonSidecarAndDebrisIsIgnored()
     {
         await using var store = StoreRegistry.Open("file", new Dictionary<string, string> { ["root"] = _root });
