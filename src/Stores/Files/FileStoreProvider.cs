@@ -6,11 +6,15 @@ namespace UblkCsi.Stores.Files;
 /// The "file" store type. StorageClass parameters: <c>root</c> (required: absolute path of an
 /// existing directory), <c>reflink</c> (auto | always | never, default auto), <c>directIo</c>
 /// (auto | on | off, default auto). No secrets.
-/// Spec: <c>file:PATH[?direct-io=auto|on|off]</c> names one image file (no store root, no snapshots).
+/// Spec: <c>file:PATH[?direct-io=auto|on|off&amp;writer-wait=SECONDS]</c> names one image file (no
+/// store root, no snapshots); <c>writer-wait</c> (0-600, default 30) bounds the wait for another
+/// writer of the image to let go (<see cref="FileVolume.OpenAsync"/>).
 /// </summary>
 public sealed class FileStoreProvider : IStoreProvider
 {
     public const string TypeName = "file";
+
+    public const string WriterWaitOption = "writer-wait";
 
     public static readonly FileStoreProvider Instance = new();
 
@@ -48,9 +52,13 @@ public sealed class FileStoreProvider : IStoreProvider
 
         var options = new StoreParameters(spec.Options, "spec options");
         ParseDirectIo(options, "direct-io");
+        WriterWait(options);
         options.RejectUnknown();
         return spec.With(full);
     }
+
+    private static TimeSpan WriterWait(StoreParameters p) =>
+        TimeSpan.FromSeconds(p.Integer(WriterWaitOption, (int)FileStoreOptions.DefaultWriterLockWait.TotalSeconds, 0, 600));
 
     private static DirectIoMode ParseDirectIo(StoreParameters p, string name) => p.Choice(name, "auto", "auto", "on", "off") switch
     {
@@ -83,7 +91,7 @@ public sealed class FileStoreProvider : IStoreProvider
             throw new StoreParameterException("size", $"'{path}' is {length} bytes but {wanted} was requested; resize the file or omit the size");
         }
 
-        var directIo = ParseDirectIo(new StoreParameters(spec.Options, "spec options"), "direct-io");
-        return await FileVolume.OpenAsync(path, path, length, options.ReadOnly, directIo, FileStoreOptions.DefaultWriterLockWait, cancellationToken).ConfigureAwait(false);
+        var specOptions = new StoreParameters(spec.Options, "spec options");
+        return await FileVolume.OpenAsync(path, path, length, options.ReadOnly, ParseDirectIo(specOptions, "direct-io"), WriterWait(specOptions), cancellationToken).ConfigureAwait(false);
     }
 }

@@ -59,11 +59,27 @@ public sealed class StoreSpecTests
     [InlineData("rpc://host/vol", "spec")]
     [InlineData("rpc://host:99999/vol", "spec")]
     [InlineData("rpc://host:80/a/b", "volume")]
+    [InlineData("file:/x.img?writer-wait=forever", "writer-wait")]
+    [InlineData("file:/x.img?writer-wait=601", "writer-wait")]
     public void BadSpecsNameTheirFault(string text, string parameter)
     {
         var e = Assert.Throws<StoreParameterException>(() => StoreSpec.Parse(text));
         Assert.Equal(parameter, e.ParameterName);
         Assert.DoesNotContain("topsecret", e.Message);
+    }
+
+    [Fact]
+    public async Task AFileSpecRefusesASecondWriterOfItsImageAfterItsWriterWait()
+    {
+        var image = Path.Combine(TempDirectory.Create("spec-writer"), "one.img");
+        var options = new StoreSpecOpenOptions(SizeBytes: 1 << 20);
+        await using var first = await StoreSpec.Parse($"file:{image}").OpenAsync(options);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var e = await Assert.ThrowsAsync<StoreException>(() => StoreSpec.Parse($"file:{image}?writer-wait=1").OpenAsync(options));
+        Assert.Equal(StoreErrorCode.FailedPrecondition, e.Code);
+        Assert.Contains("is already open for writing on this node: another writer kept its image locked for 1 s", e.Message, StringComparison.Ordinal);
+        Assert.InRange(watch.Elapsed.TotalSeconds, 0.9, 20);
+        await using var reader = await StoreSpec.Parse($"file:{image}").OpenAsync(options with { ReadOnly = true });
     }
 
     [Fact]

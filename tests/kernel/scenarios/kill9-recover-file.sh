@@ -8,6 +8,13 @@ start_server first attach --store "file:$image" --size 256M --queues 2 --state-d
 first_pid=$SERVER_PID
 log "serving $DEVICE from $image (pid $first_pid)"
 
+# A second writer of the image (the operator tool here; another device or plugin process alike) is refused.
+if out=$("$UBLK_CSI" attach --store "file:$image?writer-wait=1" --state-dir "$STATE_DIR" 2>&1); then
+  fail "a second writer of $image was attached: $out"
+fi
+[[ $out == *"is already open for writing on this node"* ]] || fail "unclear refusal of a second writer: $out"
+log "a second writer of the image is refused: $out"
+
 fio --name=crash --filename="$DEVICE" --direct=1 --ioengine=libaio --rw=randwrite --bs=4k --iodepth=16 \
     --numjobs=2 --offset_increment=128M --size=48M --verify=crc32c --verify_fatal=1 --do_verify=1 \
     --group_reporting > "$SCENARIO_DIR/fio.txt" 2>&1 &
