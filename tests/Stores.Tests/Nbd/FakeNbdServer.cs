@@ -31,6 +31,26 @@ public sealed class FakeNbdServer : IAsyncDisposable
 
     public const ushort AllFlags = 1 | 4 | 8 | 32 | 64 | 256; // has-flags, flush, fua, trim, write-zeroes, multi-conn
 
+    /// <summary>
+    /// A fault, then recovery: the first connection runs <paramref name="firstConnection"/> after a
+    /// correct handshake, every later one serves <paramref name="disk"/> correctly (structured replies).
+    /// </summary>
+    public static FakeNbdServer FaultyFirstConnection(byte[] disk, Func<Stream, Task> firstConnection)
+    {
+        var connections = 0;
+        return new FakeNbdServer(async s =>
+        {
+            await HandshakeAsync(s, (ulong)disk.Length);
+            if (Interlocked.Increment(ref connections) == 1)
+            {
+                await firstConnection(s);
+                return;
+            }
+
+            await ServeMemoryAsync(s, disk, structured: true);
+        });
+    }
+
     /// <summary>The server half of a correct fixed-newstyle negotiation: structured replies (if <paramref name="structured"/>), NBD_OPT_GO.</summary>
     /// <param name="blockSizes">When set, NBD_OPT_GO also answers NBD_INFO_BLOCK_SIZE with these minimum, preferred and maximum sizes.</param>
     public static async Task HandshakeAsync(Stream s, ulong size, ushort flags = AllFlags, bool structured = true, bool knowsGo = true, (uint Minimum, uint Preferred, uint Maximum)? blockSizes = null)

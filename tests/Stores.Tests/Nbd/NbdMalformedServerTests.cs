@@ -221,16 +221,8 @@ public sealed class NbdMalformedServerTests
         // fails the connection while its receive loop is still writing into the request, so the
         // loop, not the failure, hands the request back when it lets go.
         var disk = NbdDataPathChecks.Pattern(3, 1 << 20);
-        var connections = 0;
-        await using var server = new FakeNbdServer(async s =>
+        await using var server = FakeNbdServer.FaultyFirstConnection(disk, async s =>
         {
-            await FakeNbdServer.HandshakeAsync(s, (ulong)disk.Length);
-            if (Interlocked.Increment(ref connections) > 1)
-            {
-                await FakeNbdServer.ServeMemoryAsync(s, disk, structured: true);
-                return;
-            }
-
             var request = await FakeNbdServer.ReadRequestAsync(s);
             var header = new byte[20];
             BinaryPrimitives.WriteUInt32BigEndian(header, 0x668e33ef);
@@ -249,7 +241,7 @@ public sealed class NbdMalformedServerTests
         var read = new byte[64 * 1024];
         await client.ReadAsync(128 * 1024, read).AsTask().WaitAsync(Limit);
         NbdDataPathChecks.AssertSame(disk.AsSpan(128 * 1024, read.Length), read, "the read sent again");
-        Assert.Equal(2, Volatile.Read(ref connections));
+        Assert.Equal(2, server.Connections);
         Assert.Equal(1, client.LiveConnections());
     }
 

@@ -22,16 +22,8 @@ public sealed class NbdSplicedPayloadTests
         var disk = new byte[1 << 20];
         var readLate = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
         var readNow = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var connections = 0;
-        await using var server = new FakeNbdServer(async s =>
+        await using var server = FakeNbdServer.FaultyFirstConnection(disk, async s =>
         {
-            await FakeNbdServer.HandshakeAsync(s, (ulong)disk.Length);
-            if (Interlocked.Increment(ref connections) > 1)
-            {
-                await FakeNbdServer.ServeMemoryAsync(s, disk, structured: true);
-                return;
-            }
-
             // The first connection answers a first write (so the socket is in non-blocking mode, which
             // splicing needs), then takes the second write's header and leaves its payload in the
             // socket, unanswered, until the test has reused what the pool gave back.
@@ -61,7 +53,7 @@ public sealed class NbdSplicedPayloadTests
         pattern.CopyTo(written.GetSpan());
         // Unanswered on the first connection: dropped after the request timeout, sent again on the next.
         await client.WriteAsync(Length, written.Memory[..Length], fua: false).AsTask().WaitAsync(Limit);
-        Assert.True(Volatile.Read(ref connections) >= 2, "the write was not reissued on a new connection");
+        Assert.True(server.Connections >= 2, "the write was not reissued on a new connection");
         NbdDataPathChecks.AssertSame(pattern, disk.AsSpan(Length, Length).ToArray(), "the reissued write");
 
         // The engine gives the buffer back and serves its next request from the pool.
