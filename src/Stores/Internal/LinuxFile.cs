@@ -60,7 +60,7 @@ internal static class LinuxFile
     {
         var request = new Libc.FileLock { Type = Libc.F_WRLCK };
         int errno;
-        while ((errno = Errno(Libc.Fcntl(file, Libc.F_OFD_SETLK, &request) == -1 ? -1 : 0)) == EINTR)
+        while ((errno = Errno(Libc.Fcntl(file, Libc.F_OFD_SETLK, &request))) == EINTR)
         {
         }
 

@@ -108,7 +108,6 @@ internal sealed class NbdChannel : INbdConnectionOwner
             if (_current == connection)
             {
                 _current = null;
-                _lost = true;
             }
 
             // A late report (a request the receive loop held when its connection failed) after the
@@ -123,7 +122,7 @@ internal sealed class NbdChannel : INbdConnectionOwner
             {
                 if (!late)
                 {
-                    _lost = true; // also when a failed submit already cleared _current
+                    _lost = true; // also when a failed submit cleared _current before this report
                     _downSinceTicks = _downSinceTicks == 0 ? Stopwatch.GetTimestamp() : _downSinceTicks;
                     _client.ReportOutage(reason.Message);
                 }
