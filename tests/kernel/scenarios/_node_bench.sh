@@ -31,37 +31,41 @@ bench_teardown() {
   blkdiscard -f /dev/ram0
 }
 
-# The jobs' file and options in DIR: one 256 MiB file, O_DIRECT, libaio, terse figures.
-bench_fio_options() {
-  BENCH_FIO=(--directory="$1" --filename=bench.dat --size=256M --direct=1 --ioengine=libaio --time_based --group_reporting --output-format=terse --terse-version=3)
+# lay_out DIR: writes the jobs' 256 MiB file in DIR, so every job reads blocks that exist.
+lay_out() {
+  fio --name=layout --directory="$1" --filename=bench.dat --size=256M --rw=write --bs=1M --direct=1 --ioengine=libaio > /dev/null
+}
+
+# four_jobs DIR SECONDS: the four jobs on the file in DIR, SECONDS each; sets IOPS_RR IOPS_RW
+# BW_SR BW_SW (KiB/s).
+four_jobs() {
+  local common=(--directory="$1" --filename=bench.dat --size=256M --direct=1 --ioengine=libaio --time_based --runtime="$2"
+    --group_reporting --output-format=terse --terse-version=3)
+  # terse v3: field 8 = read IOPS, 49 = write IOPS, 7 = read KiB/s, 48 = write KiB/s
+  IOPS_RR=$(fio --name=rr --rw=randread --bs=4k --iodepth=32 "${common[@]}" | cut -d';' -f8)
+  IOPS_RW=$(fio --name=rw --rw=randwrite --bs=4k --iodepth=32 "${common[@]}" | cut -d';' -f49)
+  BW_SR=$(fio --name=sr --rw=read --bs=1M --iodepth=4 "${common[@]}" | cut -d';' -f7)
+  BW_SW=$(fio --name=sw --rw=write --bs=1M --iodepth=4 "${common[@]}" | cut -d';' -f48)
 }
 
 # warm_up DIR: the four jobs for 3 s each, not measured, so that a new plugin process has run its
 # I/O paths often enough for the runtime to compile them at full optimisation.
 warm_up() {
-  bench_fio_options "$1"
-  fio --name=layout --directory="$1" --filename=bench.dat --size=256M --rw=write --bs=1M --direct=1 --ioengine=libaio > /dev/null
-  fio --name=warm-rr --rw=randread --bs=4k --iodepth=32 --runtime=3 "${BENCH_FIO[@]}" > /dev/null
-  fio --name=warm-rw --rw=randwrite --bs=4k --iodepth=32 --runtime=3 "${BENCH_FIO[@]}" > /dev/null
-  fio --name=warm-sr --rw=read --bs=1M --iodepth=4 --runtime=3 "${BENCH_FIO[@]}" > /dev/null
-  fio --name=warm-sw --rw=write --bs=1M --iodepth=4 --runtime=3 "${BENCH_FIO[@]}" > /dev/null
+  lay_out "$1"
+  four_jobs "$1" 3
 }
 
-# run_jobs DIR LABEL: the four jobs on one 256 MiB file in DIR; sets IOPS_RR IOPS_RW BW_SR BW_SW (KiB/s).
+# run_jobs DIR LABEL: the four jobs on one 256 MiB file in DIR, BENCH_SECONDS each; sets IOPS_RR
+# IOPS_RW BW_SR BW_SW (KiB/s).
 run_jobs() {
-  local dir=$1 label=$2 common
-  bench_fio_options "$dir"
-  common=("${BENCH_FIO[@]}")
-  fio --name=layout --directory="$dir" --filename=bench.dat --size=256M --rw=write --bs=1M --direct=1 --ioengine=libaio > /dev/null
+  local dir=$1 label=$2
+  lay_out "$dir"
   # Not measured: the first random reads after the layout ran at half speed now and then, on ublk
   # and loop alike (two back-to-back 5 s randreads: 18966 then 33523 IOPS, 25513 then 36601), which
   # made single rounds swing by 40%.
-  fio --name=warm-up --rw=randread --bs=4k --iodepth=32 --runtime=2 "${common[@]}" > /dev/null
-  # terse v3: field 8 = read IOPS, 49 = write IOPS, 7 = read KiB/s, 48 = write KiB/s
-  IOPS_RR=$(fio --name=rr --rw=randread --bs=4k --iodepth=32 --runtime="$BENCH_SECONDS" "${common[@]}" | cut -d';' -f8)
-  IOPS_RW=$(fio --name=rw --rw=randwrite --bs=4k --iodepth=32 --runtime="$BENCH_SECONDS" "${common[@]}" | cut -d';' -f49)
-  BW_SR=$(fio --name=sr --rw=read --bs=1M --iodepth=4 --runtime="$BENCH_SECONDS" "${common[@]}" | cut -d';' -f7)
-  BW_SW=$(fio --name=sw --rw=write --bs=1M --iodepth=4 --runtime="$BENCH_SECONDS" "${common[@]}" | cut -d';' -f48)
+  fio --name=warm-up --rw=randread --bs=4k --iodepth=32 --runtime=2 --directory="$dir" --filename=bench.dat --size=256M \
+    --direct=1 --ioengine=libaio --time_based > /dev/null
+  four_jobs "$dir" "$BENCH_SECONDS"
   log "$label: 4k randread QD32 $IOPS_RR IOPS, 4k randwrite QD32 $IOPS_RW IOPS, 1M read $BW_SR KiB/s, 1M write $BW_SW KiB/s"
 }
 
