@@ -73,7 +73,8 @@ run_jobs() {
 # plugin serves for days, so a pod meets a process whose I/O path the runtime compiled long ago at
 # full optimisation. A new process per run measured its first seconds instead, while the tiered JIT
 # recompiled that path (tens of seconds under TCG): one build's 4k randread went from 3472 to 11758
-# IOPS between rounds, where a plugin kept across runs stayed within 6428-10049.
+# IOPS between rounds (6.17, zero copy), where on 6.12 a plugin kept across nine runs stayed within
+# 6428-10049.
 BENCH_PLUGIN_OPTIONS=""
 
 # bench_plugin_start [PLUGIN-OPTION...]: the bench plugin with these options, started (and its I/O
