@@ -31,40 +31,34 @@ bench_teardown() {
   blkdiscard -f /dev/ram0
 }
 
-# lay_out DIR: writes the jobs' 256 MiB file in DIR, so every job reads blocks that exist.
-lay_out() {
-  fio --name=layout --directory="$1" --filename=bench.dat --size=256M --rw=write --bs=1M --direct=1 --ioengine=libaio > /dev/null
+# bench_fio DIR FIO-OPTION...: fio on the jobs' 256 MiB file in DIR, O_DIRECT through libaio (fio
+# lays the file out first when it is missing).
+bench_fio() {
+  local dir=$1
+  shift
+  fio --directory="$dir" --filename=bench.dat --size=256M --direct=1 --ioengine=libaio "$@"
 }
 
 # four_jobs DIR SECONDS: the four jobs on the file in DIR, SECONDS each; sets IOPS_RR IOPS_RW
 # BW_SR BW_SW (KiB/s).
 four_jobs() {
-  local common=(--directory="$1" --filename=bench.dat --size=256M --direct=1 --ioengine=libaio --time_based --runtime="$2"
-    --group_reporting --output-format=terse --terse-version=3)
+  local timed=(--time_based --runtime="$2" --group_reporting --output-format=terse --terse-version=3)
   # terse v3: field 8 = read IOPS, 49 = write IOPS, 7 = read KiB/s, 48 = write KiB/s
-  IOPS_RR=$(fio --name=rr --rw=randread --bs=4k --iodepth=32 "${common[@]}" | cut -d';' -f8)
-  IOPS_RW=$(fio --name=rw --rw=randwrite --bs=4k --iodepth=32 "${common[@]}" | cut -d';' -f49)
-  BW_SR=$(fio --name=sr --rw=read --bs=1M --iodepth=4 "${common[@]}" | cut -d';' -f7)
-  BW_SW=$(fio --name=sw --rw=write --bs=1M --iodepth=4 "${common[@]}" | cut -d';' -f48)
-}
-
-# warm_up DIR: the four jobs for 3 s each, not measured, so that a new plugin process has run its
-# I/O paths often enough for the runtime to compile them at full optimisation.
-warm_up() {
-  lay_out "$1"
-  four_jobs "$1" 3
+  IOPS_RR=$(bench_fio "$1" --name=rr --rw=randread --bs=4k --iodepth=32 "${timed[@]}" | cut -d';' -f8)
+  IOPS_RW=$(bench_fio "$1" --name=rw --rw=randwrite --bs=4k --iodepth=32 "${timed[@]}" | cut -d';' -f49)
+  BW_SR=$(bench_fio "$1" --name=sr --rw=read --bs=1M --iodepth=4 "${timed[@]}" | cut -d';' -f7)
+  BW_SW=$(bench_fio "$1" --name=sw --rw=write --bs=1M --iodepth=4 "${timed[@]}" | cut -d';' -f48)
 }
 
 # run_jobs DIR LABEL: the four jobs on one 256 MiB file in DIR, BENCH_SECONDS each; sets IOPS_RR
 # IOPS_RW BW_SR BW_SW (KiB/s).
 run_jobs() {
   local dir=$1 label=$2
-  lay_out "$dir"
+  bench_fio "$dir" --name=layout --rw=write --bs=1M > /dev/null
   # Not measured: the first random reads after the layout ran at half speed now and then, on ublk
   # and loop alike (two back-to-back 5 s randreads: 18966 then 33523 IOPS, 25513 then 36601), which
   # made single rounds swing by 40%.
-  fio --name=warm-up --rw=randread --bs=4k --iodepth=32 --runtime=2 --directory="$dir" --filename=bench.dat --size=256M \
-    --direct=1 --ioengine=libaio --time_based > /dev/null
+  bench_fio "$dir" --name=warm-up --rw=randread --bs=4k --iodepth=32 --time_based --runtime=2 > /dev/null
   four_jobs "$dir" "$BENCH_SECONDS"
   log "$label: 4k randread QD32 $IOPS_RR IOPS, 4k randwrite QD32 $IOPS_RW IOPS, 1M read $BW_SR KiB/s, 1M write $BW_SW KiB/s"
 }
@@ -76,9 +70,11 @@ run_jobs() {
 # IOPS between rounds (6.17, zero copy), where on 6.12 a plugin kept across nine runs stayed within
 # 6428-10049.
 BENCH_PLUGIN_OPTIONS=""
+# 0 until the running bench plugin has run the four jobs once, unmeasured (bench_plugin does it).
+BENCH_PLUGIN_WARM=0
 
-# bench_plugin_start [PLUGIN-OPTION...]: the bench plugin with these options, started (and its I/O
-# path exercised once, unmeasured) unless it already runs with them.
+# bench_plugin_start [PLUGIN-OPTION...]: the bench plugin with these options, started unless it
+# already runs with them.
 bench_plugin_start() {
   [[ -n $PLUGIN_PID && $BENCH_PLUGIN_OPTIONS == "$*" ]] && return 0
   bench_plugin_stop
@@ -109,7 +105,9 @@ bench_plugin() {
   BENCH_MAX_SECTORS_KB=$(cat "/sys/block/${device#/dev/}/queue/max_sectors_kb")
   BENCH_ZERO_COPY=$(device_zero_copy "$device")
   if [[ $BENCH_PLUGIN_WARM == 0 ]]; then
-    warm_up "$BENCH_TARGET"
+    # So that the new process has run its I/O paths often enough for the runtime to compile them
+    # at full optimisation before anything is measured.
+    four_jobs "$BENCH_TARGET" 3
     BENCH_PLUGIN_WARM=1
   fi
   run_jobs "$BENCH_TARGET" "ublk (node plugin, file store, $queues queue(s) per device, directIo $direct, zero copy $BENCH_ZERO_COPY, max_sectors_kb $BENCH_MAX_SECTORS_KB${*:+, $*})"
