@@ -144,6 +144,14 @@ internal sealed unsafe class RequestDispatcher : IDisposable
     /// like the requests held meanwhile, so that the kernel gives it to the next server (REISSUE)
     /// instead of failing it. The abandoned operations keep their buffers until the backend finally
     /// completes them, and their results are dropped.
+    /// <para>
+    /// Such a backend may still copy into the tag's request pages (<see cref="RegisteredBuffer.CopyIn"/>)
+    /// after this: it cannot reach data anyone trusts. A request left for the next server is still the
+    /// same request, which that server reads again; a newer request of the tag is failed with EIO at
+    /// once (<see cref="FailNewRequests"/> stays set); and the kernel refuses a copy into a WRITE
+    /// request's pages (EACCES), which hold the caller's data. A READ_FIXED already submitted holds
+    /// its own reference to the pages it fills.
+    /// </para>
     /// </summary>
     public void AbandonInFlight(bool leaveForNextServer = false)
     {

@@ -45,6 +45,9 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
     private ushort _bufferIndex;
     private ulong _bufferBase;
 
+    /// <summary>1 once the current operation's result was taken (and its slot given back).</summary>
+    private int _resultTaken;
+
     public ValueTask Start(RingOperationKind kind, int fd, Memory<byte> buffer, long offset)
     {
         _pin = buffer.Pin();
@@ -167,6 +170,13 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
 
     public void GetResult(short token)
     {
+        // A ValueTask is consumed once. The slot goes back to the ring here, so a second call, or a
+        // call with an earlier operation's token, would hand out a slot another operation may hold.
+        if (token != _core.Version || Interlocked.Exchange(ref _resultTaken, 1) != 0)
+        {
+            throw new InvalidOperationException("the result of this ring operation was already taken: a ValueTask can be awaited only once");
+        }
+
         try
         {
             _core.GetResult(token);
@@ -189,6 +199,7 @@ internal sealed unsafe class RingOperation(QueueIo owner, int index) : IValueTas
     private ValueTask Begin(RingOperationKind kind, int fd, int length, long offset)
     {
         _core.Reset();
+        _resultTaken = 0;
         _kind = kind;
         _fd = fd;
         _length = length;

@@ -212,6 +212,13 @@ public sealed class BlockingWorkerPool : IDisposable
 
         void IValueTaskSource.GetResult(short token)
         {
+            // Checked before the finally below: a second call (the token went stale with the first
+            // call's reset) must not recycle a call that may already serve another request.
+            if (token != _core.Version)
+            {
+                throw new InvalidOperationException("the result of this blocking call was already taken: a ValueTask can be awaited only once");
+            }
+
             try
             {
                 _core.GetResult(token);

@@ -130,4 +130,23 @@ public sealed class QosTests
         Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(90), $"took {watch.Elapsed}");
         Assert.True(backend.ThrottledSeconds > 0);
     }
+
+    [Fact]
+    public async Task AWaitConsumedTwiceThrowsAndItsWaiterIsPooledOnce()
+    {
+        using var scheduler = new DelayScheduler();
+        var due = scheduler.WaitUntilAsync(Stopwatch.GetTimestamp());
+        await due;
+
+        // GetResult itself, as a second consumer would call it (an await would stop at the stale status).
+        Assert.Throws<InvalidOperationException>(() => due.GetAwaiter().GetResult());
+
+        // Pooled once, the waiter serves one of the next two waits; pooled twice, both would share it
+        // and the first one's token would be stale.
+        var later = Stopwatch.GetTimestamp() + Stopwatch.Frequency * 60;
+        var first = scheduler.WaitUntilAsync(later);
+        var second = scheduler.WaitUntilAsync(later);
+        Assert.False(first.IsCompleted);
+        Assert.False(second.IsCompleted);
+    }
 }

@@ -95,6 +95,27 @@ public sealed class QueueIoTests : IDisposable
     }
 
     [Fact]
+    public void AResultTakenTwiceIsRefusedAndGivesTheSlotBackOnce()
+    {
+        var io = Bind(operations: 1);
+        using var file = File.Open(_path, FileMode.CreateNew, FileAccess.ReadWrite);
+        var fd = Fd(file);
+
+        Assert.True(io.TryDataSync(fd, out var sync));
+        Reap(sync);
+        Assert.Throws<InvalidOperationException>(() => sync.GetAwaiter().GetResult());
+
+        // The one slot is free once, not twice.
+        Assert.True(io.TryDataSync(fd, out var next));
+        Assert.False(io.TryDataSync(fd, out _));
+
+        // A stale token (the earlier operation's) must not free the slot the next one holds.
+        Assert.Throws<InvalidOperationException>(() => sync.GetAwaiter().GetResult());
+        Assert.False(io.TryDataSync(fd, out _));
+        Reap(next);
+    }
+
+    [Fact]
     public void CompletionsOnTheQueueThreadAllocateNothing()
     {
         var io = Bind(operations: 4);

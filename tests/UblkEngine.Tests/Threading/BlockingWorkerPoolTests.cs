@@ -52,6 +52,28 @@ public sealed class BlockingWorkerPoolTests
     }
 
     [Fact]
+    public async Task ACallConsumedTwiceThrowsAndIsRecycledOnce()
+    {
+        using var pool = new BlockingWorkerPool(2);
+        var done = pool.Run(Nothing, pool, 0, 0, default);
+        await done;
+
+        // GetResult itself, as a second consumer would call it (an await would stop at the stale status).
+        Assert.Throws<InvalidOperationException>(() => done.GetAwaiter().GetResult());
+
+        // Recycled once, the call object serves one of the next two calls; recycled twice, both would
+        // share it and the first one's token would be stale.
+        using var gate = new ManualResetEventSlim();
+        var first = pool.Run(Block, gate, 0, 0, default);
+        var second = pool.Run(Block, gate, 0, 0, default);
+        Assert.False(first.IsCompleted);
+        Assert.False(second.IsCompleted);
+        gate.Set();
+        await first;
+        await second;
+    }
+
+    [Fact]
     public async Task CallsCompleteWhileTheThreadPoolIsStarved()
     {
         // Every thread-pool thread the runtime has is parked; the workers do not need one.

@@ -103,6 +103,8 @@ public sealed class DelayScheduler : IDisposable
         public void GetResult(short token)
         {
             _core.GetResult(token);
+            // The token goes stale before the waiter is pooled: a second call throws instead of pooling it twice.
+            _core.Reset();
             owner.Return(this);
         }
 
