@@ -50,11 +50,17 @@ public sealed class FileStoreProvider : IStoreProvider
             throw new StoreParameterException("spec", $"'{full}' is a directory; file: names an image file");
         }
 
-        var options = new StoreParameters(spec.Options, "spec options");
-        ParseDirectIo(options, "direct-io");
-        WriterWait(options);
-        options.RejectUnknown();
+        ParseSpecOptions(spec);
         return spec.With(full);
+    }
+
+    /// <summary>The spec's options, checked whole: at validation, and again at open, which may serve a spec another process validated.</summary>
+    private static (DirectIoMode DirectIo, TimeSpan WriterWait) ParseSpecOptions(StoreSpec spec)
+    {
+        var options = new StoreParameters(spec.Options, "spec options");
+        var parsed = (ParseDirectIo(options, "direct-io"), WriterWait(options));
+        options.RejectUnknown();
+        return parsed;
     }
 
     private static TimeSpan WriterWait(StoreParameters p) =>
@@ -70,6 +76,8 @@ public sealed class FileStoreProvider : IStoreProvider
     public async Task<IBlockBackend> OpenSpecAsync(StoreSpec spec, StoreSpecOpenOptions options, CancellationToken cancellationToken)
     {
         var path = spec.Location;
+        // Before anything is created: a bad option must leave no new image behind.
+        var (directIo, writerWait) = ParseSpecOptions(spec);
         if (!File.Exists(path))
         {
             var requested = options.SizeBytes ?? throw new StoreParameterException("size", $"'{path}' does not exist; give a size to create it");
@@ -91,7 +99,6 @@ public sealed class FileStoreProvider : IStoreProvider
             throw new StoreParameterException("size", $"'{path}' is {length} bytes but {wanted} was requested; resize the file or omit the size");
         }
 
-        var specOptions = new StoreParameters(spec.Options, "spec options");
-        return await FileVolume.OpenAsync(path, path, length, options.ReadOnly, ParseDirectIo(specOptions, "direct-io"), WriterWait(specOptions), cancellationToken).ConfigureAwait(false);
+        return await FileVolume.OpenAsync(path, path, length, options.ReadOnly, directIo, writerWait, cancellationToken).ConfigureAwait(false);
     }
 }

@@ -87,6 +87,19 @@ public sealed class FileVolumeDirectIoTests : IDisposable
         Assert.Throws<StoreParameterException>(() => StoreSpec.Parse($"file:{_root}/x.img?direct=1"));
     }
 
+    [Fact]
+    public async Task OpeningASpecWithABadOptionCreatesNoImage()
+    {
+        // As a spec arrives from a record another process validated: not checked again before the open.
+        var path = Path.Combine(_root, "new.img");
+        var spec = StoreSpec.Parse($"file:{path}").With(path, new Dictionary<string, string> { ["direct-io"] = "maybe" });
+
+        var e = await Assert.ThrowsAsync<StoreParameterException>(() => spec.OpenAsync(new StoreSpecOpenOptions { SizeBytes = Bytes }));
+
+        Assert.Equal("direct-io", e.ParameterName);
+        Assert.False(File.Exists(path));
+    }
+
     private static async Task WriteAndReadBackAsync(FileVolume volume)
     {
         var buffer = new byte[65536];
