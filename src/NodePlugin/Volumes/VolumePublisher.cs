@@ -9,6 +9,12 @@ namespace UblkCsi.NodePlugin.Volumes;
 /// Publishes staged volumes into pods: a bind mount of the staging mount onto a directory, or of the
 /// device node onto a file (block); several targets per volume, each read-only on request. Unpublish
 /// unmounts and removes what publish created.
+/// <para>
+/// A read-only block target is a read-only mount of the device node. Linux checks writes through a
+/// device node against the device, not the mount, so kubelet enforces it: the container gets the
+/// device with cgroup permission "r". The device itself is read-only only when the volume was staged
+/// read-only; setting it read-only here would also stop the volume's read-write publications.
+/// </para>
 /// </summary>
 public sealed partial class VolumePublisher(StagedVolumes staged, IMounter mounter, ILogger<VolumePublisher> logger)
 {
