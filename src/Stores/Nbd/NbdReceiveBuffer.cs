@@ -66,10 +66,18 @@ internal sealed class NbdReceiveBuffer(NbdSocketReceiver source, string server, 
 
         while (length > 0)
         {
+            // The whole rest first, by the mark, then one receive takes it. The mark goes back to 1
+            // before that receive: a receive that found only part of the rest (readiness also comes
+            // early, under memory pressure) would wait, by the mark, for more bytes than the payload
+            // has left, and those come only with a later reply (or never).
             SetLowWater(length);
-            if (await source.TryReceiveRegisteredAsync(target, offset, length).ConfigureAwait(false))
+            if (await source.TryWaitReadableAsync(target.Ring).ConfigureAwait(false))
             {
-                break;
+                SetLowWater(1);
+                if (await source.TryReceiveRegisteredAsync(target, offset, length).ConfigureAwait(false))
+                {
+                    break;
+                }
             }
 
             _start = _end = 0;

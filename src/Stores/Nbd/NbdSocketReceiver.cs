@@ -101,6 +101,36 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
     }
 
     /// <summary>
+    /// On the queue thread whose ring is <paramref name="ring"/>: waits there until the socket reads
+    /// as ready, which on TCP means its SO_RCVLOWAT bytes have arrived, and returns true; nothing is
+    /// read. False, having waited for nothing, anywhere else or when the ring has no free slot.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<bool> TryWaitReadableAsync(QueueIo ring)
+    {
+        if (!_canMoveToQueue || QueueIo.Current != ring)
+        {
+            return false;
+        }
+
+        var fd = ReferenceSocket();
+        try
+        {
+            if (!ring.TryWaitReadable(fd, out var readable))
+            {
+                return false;
+            }
+
+            await readable.ConfigureAwait(false);
+            return true;
+        }
+        finally
+        {
+            _socket.SafeHandle.DangerousRelease();
+        }
+    }
+
+    /// <summary>
     /// On the queue thread that owns <paramref name="target"/>: receives exactly <paramref name="length"/>
     /// bytes into the request's registered pages, <paramref name="offset"/> bytes in (READ_FIXED on the
     /// socket), and returns true. False, having read nothing, anywhere else or when the ring has no free slot.

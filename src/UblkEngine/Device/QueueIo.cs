@@ -85,7 +85,9 @@ public sealed unsafe class QueueIo
     /// Submits a receive of <paramref name="length"/> bytes from the stream socket <paramref name="fd"/>
     /// into the request's registered pages, <paramref name="bufferOffset"/> bytes in (IORING_OP_READ_FIXED
     /// on the socket: the network's only copy lands in the request). The task completes once all of it
-    /// arrived; the peer closing first fails it with EIO. As <see cref="TryReadRegistered"/> otherwise.
+    /// arrived; the peer closing first fails it with EIO. A short read is continued once the socket
+    /// reads as ready again, which on TCP means SO_RCVLOWAT bytes are waiting: a mark above what is
+    /// left of the receive stalls it, so keep the mark at 1 meanwhile. As <see cref="TryReadRegistered"/> otherwise.
     /// </summary>
     public bool TryReceiveRegistered(int fd, RegisteredBuffer buffer, int bufferOffset, int length, out ValueTask pending)
     {

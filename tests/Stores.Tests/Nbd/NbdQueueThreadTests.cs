@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using UblkCsi.Engine;
 using UblkCsi.Engine.Abi;
 using UblkCsi.Engine.Device;
@@ -269,6 +270,105 @@ public sealed class NbdQueueThreadTests
         {
             System.Runtime.InteropServices.NativeMemory.AlignedFree(pages);
             File.Delete(copyFile);
+        }
+    }
+
+    [Fact]
+    public unsafe void APayloadThatArrivesInPartsLandsWithoutWaitingForMoreBytesThanItHasLeft()
+    {
+        // The receive waits for a large payload by SO_RCVLOWAT, so a reply costs one wake-up. Here
+        // each large READ's payload comes in two parts with a pause between and nothing after, so a
+        // receive finds part of it already there. Having taken that part, it must not wait, by the
+        // same mark, for more bytes than the payload has left: they would only come with a later reply.
+        const int length = 512 * 1024;
+        const int firstPart = 200 * 1024;
+        var disk = Enumerable.Range(0, 4 * MiB).Select(i => (byte)((i * 7) | 1)).ToArray(); // no zero byte
+        using var server = new ScriptedServer(ServeReadsInTwoParts(disk, firstPart));
+        var copyFile = Path.Combine(Path.GetTempPath(), $"nbd-usercopy-{Guid.NewGuid():N}");
+        var pages = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(length, 4096);
+        try
+        {
+            using var copyWindow = File.OpenHandle(copyFile, FileMode.CreateNew, FileAccess.ReadWrite);
+            using var queue = new TestQueueThread(userCopy: new UserCopyChannel((int)copyWindow.DangerousGetHandle(), 0));
+            queue.Ring.RegisterBuffer(pages, (nuint)length);
+            // Move the receive loop onto this thread first (the first replies come through the pool).
+            queue.EndBatchAndWait(server.Volume.ReadAsync(0, new byte[4096]));
+            queue.RunFor(TimeSpan.FromMilliseconds(200));
+
+            // The first round leaves the receive buffer in its large-payload mode, in which a reply's
+            // header is read with a few KiB at most: the rest of the first part stays in the socket.
+            for (var round = 0; round < 3; round++)
+            {
+                new Span<byte>(pages, length).Clear();
+                RandomAccess.Write(copyWindow, new byte[length], UblkAbi.UserCopyOffset(0, 0));
+                var target = new RegisteredBuffer(queue.Io, 0, length, (ulong)pages);
+                Assert.True(((StoreVolume)server.Volume).TryReadRegistered(MiB, target, CancellationToken.None, out var read));
+                var watch = Stopwatch.StartNew();
+                queue.EndBatchAndWait(read);
+                Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"round {round}: the read took {watch.Elapsed.TotalSeconds:F1} s");
+
+                var copied = new byte[length];
+                RandomAccess.Read(copyWindow, copied, UblkAbi.UserCopyOffset(0, 0));
+                var received = new ReadOnlySpan<byte>(pages, length);
+                for (var i = 0; i < length; i++)
+                {
+                    var got = copied[i] != 0 ? copied[i] : received[i];
+                    Assert.True(got == disk[MiB + i], $"round {round}: byte {i} is {got}, the disk has {disk[MiB + i]}");
+                }
+            }
+
+            Assert.True(server.Client.ZeroCopyReceives() > 0, "no payload was received straight into the registered pages");
+        }
+        finally
+        {
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(pages);
+            File.Delete(copyFile);
+        }
+    }
+
+    /// <summary>Serves <paramref name="disk"/> with simple replies; a READ's payload beyond <paramref name="firstPart"/> bytes comes 300 ms after the rest of the reply.</summary>
+    private static Func<System.Net.Sockets.NetworkStream, Task> ServeReadsInTwoParts(byte[] disk, int firstPart) => async s =>
+    {
+        await FakeNbdServer.HandshakeAsync(s, (ulong)disk.Length, structured: false);
+        while (true)
+        {
+            var (type, _, handle, offset, count, _) = await FakeNbdServer.ReadRequestAsync(s);
+            if (type != 0)
+            {
+                return; // the volume's goodbye (NBD_CMD_DISC): this script only serves reads
+            }
+
+            var payload = disk.AsMemory((int)offset, (int)count);
+            var split = Math.Min(firstPart, payload.Length);
+            await FakeNbdServer.SimpleReplyAsync(s, handle, 0, payload[..split].ToArray());
+            if (split < payload.Length)
+            {
+                await Task.Delay(300);
+                await s.WriteAsync(payload[split..]);
+            }
+        }
+    };
+
+    /// <summary>A scripted server and a one-connection volume on it, set up and torn down without leaving the test thread.</summary>
+    private sealed class ScriptedServer : IDisposable
+    {
+        private readonly FakeNbdServer _server;
+
+        public ScriptedServer(Func<System.Net.Sockets.NetworkStream, Task> script)
+        {
+            _server = new FakeNbdServer(script);
+            Volume = StoreRegistry.Open("nbd", new Dictionary<string, string> { ["endpoint"] = _server.Endpoint.ToString(), ["connections"] = "1" })
+                .OpenVolumeAsync("x").GetAwaiter().GetResult();
+        }
+
+        public IBlockBackend Volume { get; }
+
+        public NbdClient Client => ((NbdVolume)Volume).Client;
+
+        public void Dispose()
+        {
+            Assert.True(Volume.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(30)), "closing the volume took more than 30 s");
+            _server.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
     }
 
