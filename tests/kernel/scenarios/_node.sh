@@ -159,14 +159,16 @@ kill_plugin() {
 
 # fio_across_restart EVENT NAME OLD NEW VOLUME_ID DEVICE TARGET SIZE FS STORE: fio randwrite + crc32c
 # verify in the pod's mount while EVENT (kill9 or sigterm) replaces plugin OLD by NEW; requires
-# err=0 and a passing verify, and prints the figures.
+# err=0 and a passing verify, and prints the figures: when the device was served again (the new
+# plugin's log stamps its adoption), the longest any of fio's I/Os waited, and when the new plugin
+# answered Probe, which under TCG comes seconds after the device is served again.
 fio_across_restart() {
   local event=$1 name=$2 old=$3 new=$4 volume_id=$5 device=$6 target=$7 size=$8 fs=$9 store=${10}
-  local base fio_pid stopped state without adopt_ms fio_rc=0
+  local base fio_pid stopped started ready adopted_line served adopt_ms fio_rc=0 result fio_error longest
   base=$(writes_on "$device")
   fio --name="$name" --directory="$target" --size="$size" --bs=4k --rw=randwrite --ioengine=libaio --direct=1 \
-      --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --fsync_on_close=1 \
-      > "$SCENARIO_DIR/fio-$name.txt" 2>&1 &
+      --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --fsync_on_close=1 --verify_state_save=0 \
+      --output-format=json --output="$SCENARIO_DIR/fio-$name.json" > "$SCENARIO_DIR/fio-$name.txt" 2>&1 &
   fio_pid=$!
   wait_for_writes "$device" $((base + 400))
   kill -0 "$fio_pid" 2>/dev/null || fail "fio finished before the $event; make it longer"
@@ -181,13 +183,22 @@ fio_across_restart() {
   device_state "${device#/dev/ublkb}"
   [[ $DEVICE_STATE == quiesced || $DEVICE_STATE == live ]] || fail "device is '$DEVICE_STATE' after the $event, expected quiesced"
   mountpoint -q "$target" || fail "the pod's mount vanished with the plugin"
+  started=$(date +%s%N)
   start_plugin "$new"
-  without=$(( ($(date +%s%N) - stopped) / 1000000 ))
-  grep -q "adopted volume $volume_id" "$SCENARIO_DIR/$new.log" || { cat "$SCENARIO_DIR/$new.log"; fail "the new plugin did not adopt $volume_id"; }
-  adopt_ms=$(grep -o "adopted volume $volume_id on [^ ]* in [0-9]* ms" "$SCENARIO_DIR/$new.log" | grep -o "[0-9]* ms$")
+  ready=$(date +%s%N)
+  adopted_line=$(grep -m1 "adopted volume $volume_id on [^ ]* in [0-9]* ms" "$SCENARIO_DIR/$new.log") \
+    || { cat "$SCENARIO_DIR/$new.log"; fail "the new plugin did not adopt $volume_id"; }
+  adopt_ms=$(grep -o "[0-9]* ms$" <<< "$adopted_line")
+  # The log line's UTC stamp (yyyy-MM-ddTHH:mm:ss.fffZ), written once the device was served again.
+  served=$(date -d "$(grep -o '^[0-9T:.-]*Z' <<< "$adopted_line")" +%s%N) || fail "no time stamp on: $adopted_line"
   wait "$fio_pid" || fio_rc=$?
-  grep -E "err=|WRITE:|verify" "$SCENARIO_DIR/fio-$name.txt" | head -5
-  [[ $fio_rc -eq 0 ]] || { cat "$SCENARIO_DIR/fio-$name.txt"; fail "fio exited with $fio_rc across the $event"; }
-  grep -Eq "err= *0" "$SCENARIO_DIR/fio-$name.txt" || fail "fio reported I/O or verify errors across the $event"
-  figure "node plugin $event mid-fio ($fs, $store store): device without a server for $without ms (signal to new plugin ready, process start under TCG included), adoption itself $adopt_ms; fio err=0, crc32c verify passed"
+  # fio puts its own notes before the JSON in that file.
+  result=$(python3 -c 'import json, sys
+text = open(sys.argv[1]).read()
+j = json.loads(text[text.index("{"):])["jobs"][0]
+print(j["error"], round(max(j["write"]["clat_ns"]["max"], j["read"]["clat_ns"]["max"]) / 1e6))' "$SCENARIO_DIR/fio-$name.json" 2> "$SCENARIO_DIR/fio-$name.parse.err") \
+    || { cat "$SCENARIO_DIR/fio-$name.txt" "$SCENARIO_DIR/fio-$name.json" "$SCENARIO_DIR/fio-$name.parse.err"; fail "fio left no result across the $event"; }
+  read -r fio_error longest <<< "$result"
+  [[ $fio_rc -eq 0 && $fio_error -eq 0 ]] || { cat "$SCENARIO_DIR/fio-$name.txt" "$SCENARIO_DIR/fio-$name.json"; fail "fio exited with $fio_rc (error $fio_error) across the $event"; }
+  figure "node plugin $event mid-fio ($fs, $store store): device served again $(( (served - stopped) / 1000000 )) ms after the signal (new plugin started after $(( (started - stopped) / 1000000 )) ms of the scenario's checks, its adoption $adopt_ms), longest I/O wait seen by fio $longest ms; the new plugin answered Probe after $(( (ready - stopped) / 1000000 )) ms (process start under TCG); fio err=0, crc32c verify passed"
 }
