@@ -226,104 +226,47 @@ public sealed class NbdQueueThreadTests
     }
 
     [NbdkitFact]
-    public unsafe void ALargeReadLandsInTheRequestsRegisteredPages()
+    public void ALargeReadLandsInTheRequestsRegisteredPages()
     {
-        // The request's pages: a user buffer registered at slot 0 stands in for the kernel's
-        // registration, and the user-copy window (for bytes the receive buffer already held) is a
-        // sparse file here instead of the ublk char device. Every byte must arrive in one of the two.
         const int length = 512 * 1024;
         using var server = new SyncServer("memory", "size=4M");
-        var copyFile = Path.Combine(Path.GetTempPath(), $"nbd-usercopy-{Guid.NewGuid():N}");
-        var pages = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(length, 4096);
-        try
+        using var pages = new RegisteredPages(length);
+        var data = Enumerable.Range(0, length).Select(i => (byte)((i * 13) | 1)).ToArray(); // no zero byte
+        pages.Queue.EndBatchAndWait(server.Volume.WriteAsync(MiB, data));
+        pages.MoveReceiveLoopHere(server.Volume);
+
+        for (var round = 0; round < 3; round++)
         {
-            using var copyWindow = File.OpenHandle(copyFile, FileMode.CreateNew, FileAccess.ReadWrite);
-            using var queue = new TestQueueThread(userCopy: new UserCopyChannel((int)copyWindow.DangerousGetHandle(), 0));
-            queue.Ring.RegisterBuffer(pages, (nuint)length);
-            var data = Enumerable.Range(0, length).Select(i => (byte)((i * 13) | 1)).ToArray(); // no zero byte
-            queue.EndBatchAndWait(server.Volume.WriteAsync(MiB, data));
-            // Move the receive loop onto this thread first (the first replies come through the pool).
-            queue.EndBatchAndWait(server.Volume.ReadAsync(0, new byte[4096]));
-            queue.RunFor(TimeSpan.FromMilliseconds(200));
-
-            for (var round = 0; round < 3; round++)
-            {
-                new Span<byte>(pages, length).Clear();
-                RandomAccess.Write(copyWindow, new byte[length], UblkAbi.UserCopyOffset(0, 0));
-                var target = new RegisteredBuffer(queue.Io, 0, length, (ulong)pages);
-                Assert.True(((StoreVolume)server.Volume).TryReadRegistered(MiB, target, CancellationToken.None, out var read));
-                queue.EndBatchAndWait(read);
-
-                var copied = new byte[length];
-                RandomAccess.Read(copyWindow, copied, UblkAbi.UserCopyOffset(0, 0));
-                var received = new ReadOnlySpan<byte>(pages, length);
-                for (var i = 0; i < length; i++)
-                {
-                    var got = copied[i] != 0 ? copied[i] : received[i];
-                    Assert.True(got == data[i], $"round {round}: byte {i} is {got}, wrote {data[i]}");
-                }
-            }
-
-            Assert.True(server.Client.ZeroCopyReceives() > 0, "no payload was received straight into the registered pages");
+            Assert.True(data.AsSpan().SequenceEqual(pages.Read(server.Volume, MiB)), $"round {round} read back different data");
         }
-        finally
-        {
-            System.Runtime.InteropServices.NativeMemory.AlignedFree(pages);
-            File.Delete(copyFile);
-        }
+
+        Assert.True(server.Client.ZeroCopyReceives() > 0, "no payload was received straight into the registered pages");
     }
 
     [Fact]
-    public unsafe void APayloadThatArrivesInPartsLandsWithoutWaitingForMoreBytesThanItHasLeft()
+    public void APayloadThatArrivesInPartsLandsWithoutWaitingForMoreBytesThanItHasLeft()
     {
         // The receive waits for a large payload by SO_RCVLOWAT, so a reply costs one wake-up. Here
         // each large READ's payload comes in two parts with a pause between and nothing after, so a
         // receive finds part of it already there. Having taken that part, it must not wait, by the
         // same mark, for more bytes than the payload has left: they would only come with a later reply.
         const int length = 512 * 1024;
-        const int firstPart = 200 * 1024;
-        var disk = Enumerable.Range(0, 4 * MiB).Select(i => (byte)((i * 7) | 1)).ToArray(); // no zero byte
-        using var server = new ScriptedServer(ServeReadsInTwoParts(disk, firstPart));
-        var copyFile = Path.Combine(Path.GetTempPath(), $"nbd-usercopy-{Guid.NewGuid():N}");
-        var pages = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(length, 4096);
-        try
+        var disk = Enumerable.Range(0, 4 * MiB).Select(i => (byte)((i * 7) | 1)).ToArray();
+        using var server = new ScriptedServer(ServeReadsInTwoParts(disk, firstPart: 200 * 1024));
+        using var pages = new RegisteredPages(length);
+        pages.MoveReceiveLoopHere(server.Volume);
+
+        // The first round leaves the receive buffer in its large-payload mode, in which a reply's
+        // header is read with a few KiB at most: the rest of the first part stays in the socket.
+        for (var round = 0; round < 3; round++)
         {
-            using var copyWindow = File.OpenHandle(copyFile, FileMode.CreateNew, FileAccess.ReadWrite);
-            using var queue = new TestQueueThread(userCopy: new UserCopyChannel((int)copyWindow.DangerousGetHandle(), 0));
-            queue.Ring.RegisterBuffer(pages, (nuint)length);
-            // Move the receive loop onto this thread first (the first replies come through the pool).
-            queue.EndBatchAndWait(server.Volume.ReadAsync(0, new byte[4096]));
-            queue.RunFor(TimeSpan.FromMilliseconds(200));
-
-            // The first round leaves the receive buffer in its large-payload mode, in which a reply's
-            // header is read with a few KiB at most: the rest of the first part stays in the socket.
-            for (var round = 0; round < 3; round++)
-            {
-                new Span<byte>(pages, length).Clear();
-                RandomAccess.Write(copyWindow, new byte[length], UblkAbi.UserCopyOffset(0, 0));
-                var target = new RegisteredBuffer(queue.Io, 0, length, (ulong)pages);
-                Assert.True(((StoreVolume)server.Volume).TryReadRegistered(MiB, target, CancellationToken.None, out var read));
-                var watch = Stopwatch.StartNew();
-                queue.EndBatchAndWait(read);
-                Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"round {round}: the read took {watch.Elapsed.TotalSeconds:F1} s");
-
-                var copied = new byte[length];
-                RandomAccess.Read(copyWindow, copied, UblkAbi.UserCopyOffset(0, 0));
-                var received = new ReadOnlySpan<byte>(pages, length);
-                for (var i = 0; i < length; i++)
-                {
-                    var got = copied[i] != 0 ? copied[i] : received[i];
-                    Assert.True(got == disk[MiB + i], $"round {round}: byte {i} is {got}, the disk has {disk[MiB + i]}");
-                }
-            }
-
-            Assert.True(server.Client.ZeroCopyReceives() > 0, "no payload was received straight into the registered pages");
+            var watch = Stopwatch.StartNew();
+            var back = pages.Read(server.Volume, MiB);
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"round {round}: the read took {watch.Elapsed.TotalSeconds:F1} s");
+            Assert.True(disk.AsSpan(MiB, length).SequenceEqual(back), $"round {round} read back different data");
         }
-        finally
-        {
-            System.Runtime.InteropServices.NativeMemory.AlignedFree(pages);
-            File.Delete(copyFile);
-        }
+
+        Assert.True(server.Client.ZeroCopyReceives() > 0, "no payload was received straight into the registered pages");
     }
 
     /// <summary>Serves <paramref name="disk"/> with simple replies; a READ's payload beyond <paramref name="firstPart"/> bytes comes 300 ms after the rest of the reply.</summary>
@@ -348,6 +291,67 @@ public sealed class NbdQueueThreadTests
             }
         }
     };
+
+    /// <summary>
+    /// A request's pages as a zero-copy READ sees them, on a queue thread the test thread plays: a
+    /// user buffer registered at slot 0 stands in for the kernel's registration, and the user-copy
+    /// window (for bytes the receive buffer already held) is a sparse file instead of the ublk char
+    /// device. Every byte of a read must arrive in one of the two.
+    /// </summary>
+    private sealed unsafe class RegisteredPages : IDisposable
+    {
+        private readonly int _length;
+        private readonly string _copyFile = Path.Combine(Path.GetTempPath(), $"nbd-usercopy-{Guid.NewGuid():N}");
+        private readonly byte* _pages;
+        private readonly Microsoft.Win32.SafeHandles.SafeFileHandle _copyWindow;
+
+        public RegisteredPages(int length)
+        {
+            _length = length;
+            _pages = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)length, 4096);
+            _copyWindow = File.OpenHandle(_copyFile, FileMode.CreateNew, FileAccess.ReadWrite);
+            Queue = new TestQueueThread(userCopy: new UserCopyChannel((int)_copyWindow.DangerousGetHandle(), 0));
+            Queue.Ring.RegisterBuffer(_pages, (nuint)length);
+        }
+
+        public TestQueueThread Queue { get; }
+
+        /// <summary>Moves the volume's receive loop onto this thread (the first replies come through the pool).</summary>
+        public void MoveReceiveLoopHere(IBlockBackend volume)
+        {
+            Queue.EndBatchAndWait(volume.ReadAsync(0, new byte[4096]));
+            Queue.RunFor(TimeSpan.FromMilliseconds(200));
+        }
+
+        /// <summary>A zero-copy READ of the pages' length at <paramref name="offset"/>: what landed in the pages or through the window.</summary>
+        public byte[] Read(IBlockBackend volume, long offset)
+        {
+            new Span<byte>(_pages, _length).Clear();
+            RandomAccess.Write(_copyWindow, new byte[_length], UblkAbi.UserCopyOffset(0, 0));
+            var target = new RegisteredBuffer(Queue.Io, 0, _length, (ulong)_pages);
+            Assert.True(((StoreVolume)volume).TryReadRegistered(offset, target, CancellationToken.None, out var read));
+            Queue.EndBatchAndWait(read);
+
+            var landed = new byte[_length];
+            RandomAccess.Read(_copyWindow, landed, UblkAbi.UserCopyOffset(0, 0));
+            var received = new ReadOnlySpan<byte>(_pages, _length);
+            for (var i = 0; i < _length; i++)
+            {
+                // The data has no zero byte: a zero in the window means the byte came into the pages.
+                landed[i] = landed[i] != 0 ? landed[i] : received[i];
+            }
+
+            return landed;
+        }
+
+        public void Dispose()
+        {
+            Queue.Dispose();
+            _copyWindow.Dispose();
+            System.Runtime.InteropServices.NativeMemory.AlignedFree(_pages);
+            File.Delete(_copyFile);
+        }
+    }
 
     /// <summary>A scripted server and a one-connection volume on it, set up and torn down without leaving the test thread.</summary>
     private sealed class ScriptedServer : IDisposable
