@@ -82,20 +82,10 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
                 return received;
             }
 
-            var fd = ReferenceSocket();
-            try
+            if (!await TryWaitReadableAsync(home).ConfigureAwait(false))
             {
-                if (!home.TryWaitReadable(fd, out var readable))
-                {
-                    // Every operation slot of the queue is busy: this one read waits on the thread pool.
-                    return await _stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
-                }
-
-                await readable.ConfigureAwait(false);
-            }
-            finally
-            {
-                _socket.SafeHandle.DangerousRelease();
+                // Every operation slot of the queue is busy: this one read waits on the thread pool.
+                return await _stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
             }
         }
     }
