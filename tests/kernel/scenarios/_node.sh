@@ -164,7 +164,7 @@ kill_plugin() {
 # answered Probe, which under TCG comes seconds after the device is served again.
 fio_across_restart() {
   local event=$1 name=$2 old=$3 new=$4 volume_id=$5 device=$6 target=$7 size=$8 fs=$9 store=${10}
-  local base fio_pid stopped started ready adopted_line served adopt_ms fio_rc=0 result fio_error longest
+  local base fio_pid stopped started adopted_line served adopt_ms fio_rc=0 result fio_error longest
   base=$(writes_on "$device")
   fio --name="$name" --directory="$target" --size="$size" --bs=4k --rw=randwrite --ioengine=libaio --direct=1 \
       --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --fsync_on_close=1 --verify_state_save=0 \
@@ -185,7 +185,6 @@ fio_across_restart() {
   mountpoint -q "$target" || fail "the pod's mount vanished with the plugin"
   started=$(date +%s%N)
   start_plugin "$new"
-  ready=$(date +%s%N)
   adopted_line=$(grep -m1 "adopted volume $volume_id on [^ ]* in [0-9]* ms" "$SCENARIO_DIR/$new.log") \
     || { cat "$SCENARIO_DIR/$new.log"; fail "the new plugin did not adopt $volume_id"; }
   adopt_ms=$(grep -o "[0-9]* ms$" <<< "$adopted_line")
@@ -200,5 +199,5 @@ print(j["error"], round(max(j["write"]["clat_ns"]["max"], j["read"]["clat_ns"]["
     || { cat "$SCENARIO_DIR/fio-$name.txt" "$SCENARIO_DIR/fio-$name.json" "$SCENARIO_DIR/fio-$name.parse.err"; fail "fio left no result across the $event"; }
   read -r fio_error longest <<< "$result"
   [[ $fio_rc -eq 0 && $fio_error -eq 0 ]] || { cat "$SCENARIO_DIR/fio-$name.txt" "$SCENARIO_DIR/fio-$name.json"; fail "fio exited with $fio_rc (error $fio_error) across the $event"; }
-  figure "node plugin $event mid-fio ($fs, $store store): device served again $(( (served - stopped) / 1000000 )) ms after the signal (new plugin started after $(( (started - stopped) / 1000000 )) ms of the scenario's checks, its adoption $adopt_ms), longest I/O wait seen by fio $longest ms; the new plugin answered Probe after $(( (ready - stopped) / 1000000 )) ms (process start under TCG); fio err=0, crc32c verify passed"
+  figure "node plugin $event mid-fio ($fs, $store store): device served again $(( (served - stopped) / 1000000 )) ms after the signal (new plugin started after $(( (started - stopped) / 1000000 )) ms of the scenario's checks, its adoption $adopt_ms), longest I/O wait seen by fio $longest ms; the new plugin answered Probe after $(( (started - stopped) / 1000000 + READY_MS )) ms (process start under TCG); fio err=0, crc32c verify passed"
 }
