@@ -22,10 +22,8 @@ public sealed class ReconnectionTests
     public async Task WritesInFlightWhenTheServerIsKilledAreRetriedAfterItsRestartAndNoneIsFalselyAcknowledged()
     {
         var root = TestPaths.NewDirectory("kill");
-        var port = TestPaths.FreePort();
-        // The data path on a free port of its own (--listen's port + 1 may be taken on a busy machine).
-        string[] args = ["--listen", $"tcp://127.0.0.1:{port}", "--nbd-listen", $"tcp://127.0.0.1:{TestPaths.FreePort()}", "--root", root];
-        var server = await ServerProcess.StartAsync(args);
+        var server = await ServerProcess.StartOnFreePortsAsync("--root", root);
+        var (port, args) = (server.Port, server.Arguments);
         try
         {
             await using var store = new RpcStore(new RpcStoreOptions(GrpcEndpoint.Tcp("127.0.0.1", port)));
@@ -164,8 +162,8 @@ public sealed class ReconnectionTests
     public async Task AWriteIsReportedFailedWhenTheServerDoesNotComeBack()
     {
         var root = TestPaths.NewDirectory("gone");
-        var port = TestPaths.FreePort();
-        var server = await ServerProcess.StartAsync("--listen", $"tcp://127.0.0.1:{port}", "--nbd-listen", $"tcp://127.0.0.1:{TestPaths.FreePort()}", "--root", root);
+        var server = await ServerProcess.StartOnFreePortsAsync("--root", root);
+        var port = server.Port;
         try
         {
             var retry = new RpcRetryPolicy(4, TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(100));
@@ -195,9 +193,8 @@ public sealed class ReconnectionTests
     public async Task SigtermStopsTheProcessGracefullyWithExit0()
     {
         var root = TestPaths.NewDirectory("term");
-        var port = TestPaths.FreePort();
-        using var server = await ServerProcess.StartAsync("--listen", $"tcp://127.0.0.1:{port}", "--root", root);
-        await using (var store = new RpcStore(new RpcStoreOptions(GrpcEndpoint.Tcp("127.0.0.1", port))))
+        using var server = await ServerProcess.StartOnFreePortsAsync("--root", root);
+        await using (var store = new RpcStore(new RpcStoreOptions(GrpcEndpoint.Tcp("127.0.0.1", server.Port))))
         {
             await store.CreateVolumeAsync(new CreateVolumeRequest("term", 1 << 20));
             await using var volume = await store.OpenVolumeAsync("term");

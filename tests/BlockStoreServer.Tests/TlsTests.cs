@@ -186,9 +186,9 @@ public sealed class TlsTests
             var caPath = Path.Combine(directory.FullName, "ca.crt");
             await WritePairAsync(ca.IssueServer(), certPath, keyPath);
             await File.WriteAllTextAsync(caPath, ca.AuthorityPem);
-            var port = TestPaths.FreePort();
-            using var server = await ServerProcess.StartAsync(
-                "--listen", $"tcp://127.0.0.1:{port}", "--nbd-listen", $"tcp://127.0.0.1:{TestPaths.FreePort()}", "--root", TestPaths.NewDirectory("tls-process"), "--tls-cert-file", certPath, "--tls-key-file", keyPath);
+            using var server = await ServerProcess.StartOnFreePortsAsync(
+                "--root", TestPaths.NewDirectory("tls-process"), "--tls-cert-file", certPath, "--tls-key-file", keyPath);
+            var port = server.Port;
 
             await using var store = RpcStoreProvider.Instance.OpenStore(
                 new Dictionary<string, string> { ["endpoint"] = $"tcp://127.0.0.1:{port}", ["tls"] = "true", ["caFile"] = caPath },

@@ -21,6 +21,12 @@ public sealed class ServerProcess : IDisposable
 
     public int Id => _process.Id;
 
+    /// <summary>The loopback port of the control path (gRPC), when started by <see cref="StartOnFreePortsAsync"/>.</summary>
+    public int Port { get; private init; }
+
+    /// <summary>The whole command line, to start the same server again on the same ports.</summary>
+    public IReadOnlyList<string> Arguments { get; private init; } = [];
+
     /// <summary>Everything the process printed so far (logs go to stdout).</summary>
     public string Output
     {
@@ -33,8 +39,36 @@ public sealed class ServerProcess : IDisposable
         }
     }
 
+    /// <summary>
+    /// Starts the server with <paramref name="args"/> on two free loopback ports, one for the control
+    /// path and one for the data path (NBD).
+    /// </summary>
+    /// <remarks>
+    /// A port can be taken by another test between <see cref="TestPaths.FreePort"/> and the server's
+    /// bind; the server then exits with "Address already in use" and is started again on new ports (up
+    /// to three tries): these tests are about the server, not about winning that race. The data path
+    /// gets a port of its own because the default, the control port + 1, is never checked free.
+    /// </remarks>
+    public static async Task<ServerProcess> StartOnFreePortsAsync(params string[] args)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var port = TestPaths.FreePort();
+            string[] all = ["--listen", $"tcp://127.0.0.1:{port}", "--nbd-listen", $"tcp://127.0.0.1:{TestPaths.FreePort()}", .. args];
+            try
+            {
+                return await LaunchAsync(all, port);
+            }
+            catch (InvalidOperationException e) when (attempt < 3 && e.Message.Contains("Address already in use", StringComparison.Ordinal))
+            {
+            }
+        }
+    }
+
     /// <summary>Starts the published-next-to-the-tests server and waits until it logs that it serves.</summary>
-    public static async Task<ServerProcess> StartAsync(params string[] args)
+    public static Task<ServerProcess> StartAsync(IReadOnlyList<string> args) => LaunchAsync(args, port: 0);
+
+    private static async Task<ServerProcess> LaunchAsync(IReadOnlyList<string> args, int port)
     {
         var info = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "ublk-blockstore-server"))
         {
@@ -48,7 +82,7 @@ public sealed class ServerProcess : IDisposable
             info.ArgumentList.Add(arg);
         }
 
-        var server = new ServerProcess(Process.Start(info)!);
+        var server = new ServerProcess(Process.Start(info)!) { Port = port, Arguments = args };
         var exited = server._process.WaitForExitAsync();
         var first = await Task.WhenAny(server._serving.Task, exited).WaitAsync(TimeSpan.FromSeconds(60));
         if (first != server._serving.Task)
