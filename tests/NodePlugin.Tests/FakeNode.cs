@@ -229,6 +229,9 @@ public sealed class FakeDevices : IVolumeDevices
 
     public List<int> ForgottenRecords { get; } = [];
 
+    /// <summary>The engine's recovery records: written at create, removed by a stop, a forget or a delete.</summary>
+    public HashSet<int> Records { get; } = [];
+
     /// <summary>Like a 6.16+ kernel (UBLK_U_CMD_UPDATE_SIZE) when set; the VM's 6.12 otherwise.</summary>
     public bool CanResizeLive { get; set; }
 
@@ -241,8 +244,9 @@ public sealed class FakeDevices : IVolumeDevices
             id++;
         }
 
-        var device = new FakeDevice(id, backend.Info.SizeBytes);
+        var device = new FakeDevice(id, backend.Info.SizeBytes) { Stopped = () => Records.Remove(id) };
         Devices[device.Id] = device;
+        Records.Add(id);
         return Task.FromResult<IServedDevice>(device);
     }
 
@@ -252,14 +256,26 @@ public sealed class FakeDevices : IVolumeDevices
         Assert.Equal(DeviceCondition.Quiesced, old.Condition);
         // As the engine: the backend may have grown (an expansion while served), never shrunk.
         Assert.True(backend.Info.SizeBytes >= old.SizeBytes, $"adopting a {old.SizeBytes}-byte device over a {backend.Info.SizeBytes}-byte volume");
-        var device = new FakeDevice(id, old.SizeBytes) { Adopted = true };
+        var device = new FakeDevice(id, old.SizeBytes) { Adopted = true, Stopped = () => Records.Remove(id) };
         Devices[id] = device;
         return Task.FromResult<IServedDevice>(device);
     }
 
     public DeviceCondition Inspect(int id) => Devices.TryGetValue(id, out var d) ? d.Condition : DeviceCondition.Absent;
 
-    public void ForgetRecord(int id) => ForgottenRecords.Add(id);
+    public void ForgetRecord(int id)
+    {
+        ForgottenRecords.Add(id);
+        Records.Remove(id);
+    }
+
+    public IReadOnlyCollection<int> RecordedDeviceIds() => Records.ToArray();
+
+    public void Delete(int id)
+    {
+        Devices[id].Condition = DeviceCondition.Absent;
+        Records.Remove(id);
+    }
 
     /// <summary>The serving process died: every live device waits for the next one.</summary>
     public void Crash()
@@ -289,6 +305,9 @@ public sealed class FakeDevice(int id, long sizeBytes) : IServedDevice
 
     public bool Adopted { get; init; }
 
+    /// <summary>Called by <see cref="StopAsync"/>, as the engine deletes its record when it deletes a device.</summary>
+    public Action? Stopped { get; init; }
+
     public DeviceCondition Condition { get; set; } = DeviceCondition.LiveWithServer;
 
     public Task GrowAsync(long sizeBytes, CancellationToken cancellationToken)
@@ -301,6 +320,7 @@ public sealed class FakeDevice(int id, long sizeBytes) : IServedDevice
     public Task StopAsync()
     {
         Condition = DeviceCondition.Absent;
+        Stopped?.Invoke();
         _completion.TrySetResult();
         return Task.CompletedTask;
     }

@@ -121,4 +121,66 @@ public sealed class RestartTests
         await second.DisposeAsync();
         first.DeleteFiles();
     }
+
+    [Fact]
+    public async Task ADeviceWhoseStageDiedBeforeItsRecordIsDeletedAtTheNextStart()
+    {
+        var first = await FakeNode.StartAsync();
+        await first.Service.NodeStageVolume(first.StageRequest(Volume), Ctx);
+        await first.Service.NodeStageVolume(first.StageRequest("loc1/vol2"), Ctx);
+        new StagedVolumeStore(first.StateDirectory).Delete("loc1/vol2"); // killed between the device's creation and the record
+        first.Devices.Crash();
+
+        var second = await FakeNode.StartAsync(first);
+
+        Assert.True(first.Devices.Devices[0].Adopted);
+        Assert.Equal(DeviceCondition.Absent, first.Devices.Devices[1].Condition);
+        Assert.Equal([0], first.Devices.Records);
+        await second.DisposeAsync();
+        first.DeleteFiles();
+    }
+
+    [Fact]
+    public async Task WhenTwoRecordsNameOneDeviceTheVolumeStagedLastIsAdoptedAndTheOtherRecordRemoved()
+    {
+        var first = await FakeNode.StartAsync();
+        await first.Service.NodeStageVolume(first.StageRequest(Volume), Ctx);
+        var records = new StagedVolumeStore(first.StateDirectory);
+        var stale = records.TryRead(Volume)!;
+        await first.Service.NodeUnstageVolume(new NodeUnstageVolumeRequest { VolumeId = Volume, StagingTargetPath = first.StagingPath(Volume) }, Ctx);
+        await first.Service.NodeStageVolume(first.StageRequest("loc1/vol2"), Ctx); // the kernel gives it the freed id 0
+        records.Write(stale, records.ReadSecrets("loc1/vol2")); // a record that outlived its device
+        first.Devices.Crash();
+
+        var second = await FakeNode.StartAsync(first);
+
+        Assert.True(first.Devices.Devices[0].Adopted);
+        Assert.Equal("vol2", second.Opener.Opens[^1].VolumeId);
+        Assert.Null(records.TryRead(Volume));
+        Assert.NotNull(records.TryRead("loc1/vol2"));
+        Assert.Contains(0, first.Devices.Records);
+        await second.DisposeAsync();
+        first.DeleteFiles();
+    }
+
+    [Fact]
+    public async Task AnAdoptionRetriedByNodeStageOpensTheStoreWithTheSecretsKubeletSendsNow()
+    {
+        var first = await FakeNode.StartAsync();
+        await first.Service.NodeStageVolume(first.StageRequest(Volume), Ctx);
+        first.Devices.Crash();
+        first.Opener.Sizes.Remove("vol1");
+
+        var second = await FakeNode.StartAsync(first);
+        first.Opener.Sizes["vol1"] = 64 << 20;
+        var rotated = second.StageRequest(Volume);
+        rotated.Secrets["token"] = "rotated";
+        await second.Service.NodeStageVolume(rotated, Ctx);
+
+        Assert.True(first.Devices.Devices[0].Adopted);
+        Assert.Equal("rotated", second.Opener.Opens[^1].Secrets["token"]);
+        Assert.Equal("rotated", new StagedVolumeStore(first.StateDirectory).ReadSecrets(Volume)["token"]);
+        await second.DisposeAsync();
+        first.DeleteFiles();
+    }
 }

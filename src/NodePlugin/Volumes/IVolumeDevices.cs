@@ -42,7 +42,7 @@ public enum DeviceCondition
     /// <summary>Waiting for a server (its previous one died or handed it over): adoptable.</summary>
     Quiesced,
 
-    /// <summary>Served by a live process.</summary>
+    /// <summary>Served by a live process (one that holds its /dev/ublkcN open).</summary>
     LiveWithServer,
 
     /// <summary>Marked live, but its server process is gone (about to be quiesced): adoptable.</summary>
@@ -69,4 +69,10 @@ public interface IVolumeDevices
 
     /// <summary>Forgets the engine's recovery record of a device that no longer exists.</summary>
     void ForgetRecord(int id);
+
+    /// <summary>The ids of the devices the engine keeps a recovery record of (created or adopted here, not deleted since).</summary>
+    IReadOnlyCollection<int> RecordedDeviceIds();
+
+    /// <summary>Deletes device <paramref name="id"/>, which no process serves (queued I/O fails), and forgets its record.</summary>
+    void Delete(int id);
 }

@@ -85,7 +85,7 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
         return info.State switch
         {
             UblkDeviceState.Quiesced => DeviceCondition.Quiesced,
-            UblkDeviceState.Live when info.ServerPid > 0 && ProcessExists(info.ServerPid) => DeviceCondition.LiveWithServer,
+            UblkDeviceState.Live when ServesDevice(info.ServerPid, info.CharDevicePath) => DeviceCondition.LiveWithServer,
             UblkDeviceState.Live => DeviceCondition.LiveServerGone,
             _ => DeviceCondition.Unusable,
         };
@@ -93,6 +93,72 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
 
     /// <inheritdoc />
     public void ForgetRecord(int id) => _records.Delete(id);
+
+    /// <inheritdoc />
+    public IReadOnlyCollection<int> RecordedDeviceIds() => _records.ReadAll().Select(r => r.DeviceId).ToArray();
+
+    /// <inheritdoc />
+    public void Delete(int id)
+    {
+        try
+        {
+            // On a quiesced device the kernel fails the queued requests, then removes the disk.
+            Control.DeleteDevice(id, waitForRelease: false);
+        }
+        catch (UblkException e) when (e.Errno == NoSuchDevice)
+        {
+            // Gone already.
+        }
+
+        _records.Delete(id);
+    }
+
+    /// <summary>
+    /// True when process <paramref name="pid"/> holds <paramref name="charDevicePath"/> open, i.e. still
+    /// serves the device. The pid alone says nothing: the kernel keeps the number the server gave, from
+    /// its own pid namespace, and in a container every plugin process is pid 1, so after a restart the
+    /// recorded pid names this very process (which has not opened the device yet) or a stranger.
+    /// </summary>
+    internal static bool ServesDevice(int pid, string charDevicePath)
+    {
+        if (pid <= 0 || pid == Environment.ProcessId)
+        {
+            return false;
+        }
+
+        try
+        {
+            foreach (var fd in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"))
+            {
+                if (TryReadLink(fd) == charDevicePath)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return false; // the process is gone
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return true; // cannot tell: assume it serves rather than take a device from a live server
+        }
+    }
+
+    private static string? TryReadLink(string path)
+    {
+        try
+        {
+            return File.ResolveLinkTarget(path, returnFinalTarget: false)?.FullName;
+        }
+        catch (IOException)
+        {
+            return null; // closed meanwhile
+        }
+    }
 
     /// <inheritdoc />
     public void Dispose()
@@ -103,8 +169,6 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
             _control = null;
         }
     }
-
-    private static bool ProcessExists(int pid) => Directory.Exists($"/proc/{pid}");
 
     private sealed class Served(UblkDevice device) : IServedDevice
     {

@@ -64,7 +64,8 @@ public sealed partial class VolumeStager
         var existing = _staged.Find(volumeId);
         if (existing is null && _records.TryRead(volumeId) is { } orphan)
         {
-            existing = await RetryAdoptionAsync(orphan).ConfigureAwait(false)
+            // kubelet's secrets, not the saved ones: they may have been rotated since the record was written.
+            existing = await RetryAdoptionAsync(orphan, secrets.Count > 0 ? secrets : null).ConfigureAwait(false)
                 ?? throw new NodeOperationException(StatusCode.FailedPrecondition, AdoptionFailureMessage(orphan));
         }
 
@@ -160,7 +161,17 @@ public sealed partial class VolumeStager
         // the device's id is free for the next volume staged here, and a record still naming it
         // would send the adoption after a restart to that other volume's device.
         await staged.Volume.Backend.FlushAsync().ConfigureAwait(false);
-        await staged.Device.StopAsync().ConfigureAwait(false);
+        try
+        {
+            await staged.Device.StopAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (_devices.Inspect(staged.Device.Id) == DeviceCondition.Absent)
+        {
+            // The engine deleted the device although the kernel's stop failed: its id is free, so the
+            // records naming it go now (below), or a restart would adopt whatever device takes the id.
+            StopFailedButDeleted(_logger, volumeId, staged.Device.Path, e.Message);
+        }
+
         await CloseVolumeAsync(staged.Volume, volumeId).ConfigureAwait(false);
         _devices.ForgetRecord(staged.Device.Id);
         _records.Delete(volumeId);
@@ -176,13 +187,24 @@ public sealed partial class VolumeStager
     public async Task AdoptAllAsync(CancellationToken cancellationToken)
     {
         var records = _records.ReadAll((file, problem) => RecordUnreadable(_logger, file, problem));
-        var liveDeviceIds = records.Where(r => r.BootId == _bootId).Select(r => r.DeviceId).ToHashSet();
+        var thisBoot = records.Where(r => r.BootId == _bootId).ToArray();
+        var liveDeviceIds = thisBoot.Select(r => r.DeviceId).ToHashSet();
+
+        // The kernel gives a deleted device's id to the next device, so when two records of this boot
+        // name one id, the one staged last owns the device; the other outlived its device.
+        var owners = thisBoot.GroupBy(r => r.DeviceId).ToDictionary(g => g.Key, g => g.MaxBy(r => r.StagedAt)!.VolumeId);
         foreach (var record in records)
         {
             cancellationToken.ThrowIfCancellationRequested();
             if (record.BootId != _bootId)
             {
                 Forget(record, "it belongs to an earlier boot of this node", forgetDeviceRecord: !liveDeviceIds.Contains(record.DeviceId));
+                continue;
+            }
+
+            if (owners[record.DeviceId] != record.VolumeId)
+            {
+                Forget(record, $"its device was deleted and {record.DevicePath} now serves volume {owners[record.DeviceId]}", forgetDeviceRecord: false);
                 continue;
             }
 
@@ -193,13 +215,39 @@ public sealed partial class VolumeStager
                     Forget(record, $"its device {record.DevicePath} no longer exists", forgetDeviceRecord: true);
                     break;
                 case DeviceCondition.Quiesced or DeviceCondition.LiveServerGone:
-                    await AdoptAsync(record, cancellationToken).ConfigureAwait(false);
+                    await AdoptAsync(record, secrets: null, cancellationToken).ConfigureAwait(false);
                     break;
                 case DeviceCondition.LiveWithServer:
                     FailAdoption(record, $"{record.DevicePath} is served by another live process (is a second node plugin running?)");
                     break;
                 default:
                     FailAdoption(record, $"{record.DevicePath} is stopped or failing I/O and cannot be adopted");
+                    break;
+            }
+        }
+
+        DeleteUnrecordedDevices(liveDeviceIds);
+    }
+
+    /// <summary>
+    /// A device the engine recorded but no volume record names was created by a stage that died before
+    /// it wrote its record. Nothing is mounted on it (mounting comes after the record) and no call can
+    /// name it, so it is deleted instead of waiting, quiesced, forever; an engine record whose device
+    /// is gone (an earlier boot's) is dropped.
+    /// </summary>
+    private void DeleteUnrecordedDevices(HashSet<int> recordedVolumeDevices)
+    {
+        foreach (var id in _devices.RecordedDeviceIds().Where(id => !recordedVolumeDevices.Contains(id)))
+        {
+            switch (_devices.Inspect(id))
+            {
+                case DeviceCondition.Absent:
+                    _devices.ForgetRecord(id);
+                    break;
+                case DeviceCondition.Quiesced:
+                    // Only a quiesced device surely has no server; a live one is left alone.
+                    _devices.Delete(id);
+                    UnrecordedDeviceDeleted(_logger, $"/dev/ublkb{id}");
                     break;
             }
         }
@@ -229,17 +277,18 @@ public sealed partial class VolumeStager
         }
     }
 
-    private async Task AdoptAsync(StagedVolumeRecord record, CancellationToken cancellationToken)
+    private async Task AdoptAsync(StagedVolumeRecord record, IReadOnlyDictionary<string, string>? secrets, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
         OpenedVolume? volume = null;
+        IServedDevice? device = null;
         try
         {
             var context = new VolumeContext(record.StoreType, record.StoreParameters);
-            var secrets = _records.ReadSecrets(record.VolumeId);
+            secrets ??= _records.ReadSecrets(record.VolumeId);
             volume = (await OpenVolumeAsync(context, secrets, record.StoreVolumeId, record.ReadOnly).ConfigureAwait(false))
                 .Instrument(Engine.Backends.Qos.QosLimits.Parse(record.QosParameters ?? new Dictionary<string, string>()));
-            var device = await _devices.AdoptAsync(record.DeviceId, volume.Backend, $"csi volume {record.VolumeId} in store {record.StoreType}", cancellationToken).ConfigureAwait(false);
+            device = await _devices.AdoptAsync(record.DeviceId, volume.Backend, $"csi volume {record.VolumeId} in store {record.StoreType}", cancellationToken).ConfigureAwait(false);
 
             // Without a server since the handover, or (after a crash, time unknown) at least since
             // this process started.
@@ -252,6 +301,13 @@ public sealed partial class VolumeStager
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
+            if (device is not null)
+            {
+                // Adopted, but its record could not be updated: quiesce it again rather than leave it
+                // served by a backend closed below; kubelet's next call for the volume adopts it anew.
+                await device.ReleaseAsync().ConfigureAwait(false);
+            }
+
             if (volume is not null)
             {
                 await volume.DisposeAsync().ConfigureAwait(false);
@@ -267,11 +323,11 @@ public sealed partial class VolumeStager
     /// instead of failing until the plugin restarts. Only a device still waiting for a server is
     /// adopted. Returns the staged volume, or null when it still cannot be adopted.
     /// </summary>
-    private async Task<StagedVolume?> RetryAdoptionAsync(StagedVolumeRecord orphan)
+    private async Task<StagedVolume?> RetryAdoptionAsync(StagedVolumeRecord orphan, IReadOnlyDictionary<string, string>? secrets = null)
     {
         if (orphan.BootId == _bootId && _devices.Inspect(orphan.DeviceId) is DeviceCondition.Quiesced or DeviceCondition.LiveServerGone)
         {
-            await AdoptAsync(orphan, CancellationToken.None).ConfigureAwait(false);
+            await AdoptAsync(orphan, secrets, CancellationToken.None).ConfigureAwait(false);
         }
 
         return _staged.Find(orphan.VolumeId);
@@ -502,4 +558,10 @@ public sealed partial class VolumeStager
 
     [LoggerMessage(EventId = 210, Level = LogLevel.Warning, Message = "skipping unreadable volume record {File}: {Problem}")]
     private static partial void RecordUnreadable(ILogger logger, string file, string problem);
+
+    [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "deleted {Device}: a stage created it and ended before it recorded the volume")]
+    private static partial void UnrecordedDeviceDeleted(ILogger logger, string device);
+
+    [LoggerMessage(EventId = 212, Level = LogLevel.Warning, Message = "unstaging volume {VolumeId}: stopping {Device} failed ({Reason}), but the device is deleted")]
+    private static partial void StopFailedButDeleted(ILogger logger, string volumeId, string device, string reason);
 }

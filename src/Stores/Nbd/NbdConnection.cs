@@ -31,6 +31,7 @@ internal sealed class NbdConnection : IAsyncDisposable
     private readonly byte[] _scratch = new byte[NbdProtocol.MaxControlPayload];
     private readonly Lock _lock = new();
     private readonly long _requestTimeoutTicks;
+    private long _lastReplyTicks = Stopwatch.GetTimestamp();
     private NbdRequest?[] _slots = new NbdRequest?[64];
     private uint[] _generations = new uint[64];
     private readonly Stack<int> _freeSlots = new(Enumerable.Range(0, 64).Reverse());
@@ -306,9 +307,20 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The connection is lost when a request has waited longer than the request timeout and the server
+    /// has sent nothing for as long. A server that keeps answering is slow, not gone, however deep the
+    /// queue before it: reissuing that queue on a new connection would only send it twice, and a write
+    /// the old connection's server still runs late could land over a newer one.
+    /// </summary>
     private void CheckForLostReplies()
     {
         var now = Stopwatch.GetTimestamp();
+        if (now - Volatile.Read(ref _lastReplyTicks) <= _requestTimeoutTicks)
+        {
+            return;
+        }
+
         NbdRequest? late = null;
         lock (_lock)
         {
@@ -325,7 +337,7 @@ internal sealed class NbdConnection : IAsyncDisposable
         if (late is not null)
         {
             Fail(new TimeoutException(
-                $"{Server} did not answer a {late.Command} of {late.Length} bytes at {late.Offset} within {_requestTimeoutTicks / Stopwatch.Frequency} s"));
+                $"{Server} did not answer a {late.Command} of {late.Length} bytes at {late.Offset}, nor anything else, within {_requestTimeoutTicks / Stopwatch.Frequency} s"));
         }
     }
 
@@ -337,6 +349,7 @@ internal sealed class NbdConnection : IAsyncDisposable
             while (true)
             {
                 await _receive.ReadExactAsync(_replyHeader.AsMemory(0, NbdProtocol.SimpleReplySize), token).ConfigureAwait(false);
+                Volatile.Write(ref _lastReplyTicks, Stopwatch.GetTimestamp());
                 var magic = BinaryPrimitives.ReadUInt32BigEndian(_replyHeader);
                 if (magic == NbdProtocol.SimpleReplyMagic)
                 {

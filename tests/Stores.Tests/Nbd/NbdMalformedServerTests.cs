@@ -215,6 +215,32 @@ public sealed class NbdMalformedServerTests
     }
 
     [Fact]
+    public async Task AServerThatKeepsAnsweringSlowlyKeepsItsConnectionHoweverLongItsQueueWaits()
+    {
+        // Eight flushes at once, answered one per 400 ms: the last waits 3.2 s, past the 1 s request
+        // timeout, but the server is never silent for 1 s, so nothing is sent twice.
+        var connections = 0;
+        var requests = 0;
+        await using var server = new FakeNbdServer(async s =>
+        {
+            Interlocked.Increment(ref connections);
+            await FakeNbdServer.HandshakeAsync(s, 1 << 20);
+            while (true)
+            {
+                var request = await FakeNbdServer.ReadRequestAsync(s);
+                Interlocked.Increment(ref requests);
+                await Task.Delay(400);
+                await FakeNbdServer.SimpleReplyAsync(s, request.Handle, 0);
+            }
+        });
+        await using var client = await NbdClient.ConnectAsync(Fast(server));
+
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => client.FlushAsync().AsTask())).WaitAsync(Limit);
+
+        Assert.Equal((1, 8), (Volatile.Read(ref connections), Volatile.Read(ref requests)));
+    }
+
+    [Fact]
     public async Task AReadWhosePayloadStopsHalfWayIsReadAgainOnTheNextConnection()
     {
         // The first connection sends part of a data chunk and then nothing: the request timeout
