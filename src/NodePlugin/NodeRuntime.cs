@@ -143,7 +143,7 @@ public sealed partial class NodeRuntime : IAsyncDisposable
         {
         }
 
-        await _stager.HandOverAllAsync().ConfigureAwait(false);
+        await _stager.HandOverAllAsync(_locks).ConfigureAwait(false);
         (_devices as IDisposable)?.Dispose();
         _stopping.Dispose();
     }

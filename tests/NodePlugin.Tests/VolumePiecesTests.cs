@@ -7,6 +7,22 @@ namespace UblkCsi.NodePlugin.Tests;
 public sealed class VolumePiecesTests
 {
     [Fact]
+    public async Task TheShutdownWaitsForTheCallThatHoldsAVolumeAndKeepsItsLock()
+    {
+        var locks = new VolumeLocks();
+        var call = locks.TryAcquire("vol")!;
+        var shutdown = locks.AcquireAsync("vol");
+        await Task.Delay(200);
+        Assert.False(shutdown.IsCompleted);
+
+        call.Dispose();
+        await shutdown.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Null(locks.TryAcquire("vol"));
+        Assert.NotNull(locks.TryAcquire("other"));
+    }
+
+    [Fact]
     public void ContextDropsTheStoreKeyAndKubernetesKeys()
     {
         var context = new Dictionary<string, string>

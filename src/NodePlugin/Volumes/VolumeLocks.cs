@@ -18,6 +18,25 @@ public sealed class VolumeLocks
         }
     }
 
+    /// <summary>
+    /// Waits for the volume's lock (for the shutdown, which must not hand a device over while a call
+    /// that outlived the gRPC server's grace period is still changing it).
+    /// </summary>
+    public async Task<IDisposable> AcquireAsync(string volumeId)
+    {
+        while (true)
+        {
+            if (TryAcquire(volumeId) is { } held)
+            {
+                return held;
+            }
+
+            await Task.Delay(WaitPoll).ConfigureAwait(false);
+        }
+    }
+
+    private static readonly TimeSpan WaitPoll = TimeSpan.FromMilliseconds(50);
+
     private void Release(string volumeId)
     {
         lock (_gate)

@@ -257,11 +257,24 @@ public sealed partial class VolumeStager
     /// Planned handover (SIGTERM, rolling update): stop serving every device but leave it quiesced,
     /// its filesystem mounted, for the next plugin process; completed writes are made durable first.
     /// </summary>
-    public async Task HandOverAllAsync()
+    /// <remarks>
+    /// A call that outlived the gRPC server's grace period (an unstage flushing to a slow store, say)
+    /// still holds its volume's lock; the handover waits for it rather than release a device that
+    /// call is about to delete, and keeps the lock, so nothing changes the volume afterwards. If the
+    /// wait outlasts the pod's termination grace, SIGKILL ends it: the kill -9 case, which the next
+    /// process recovers from.
+    /// </remarks>
+    public async Task HandOverAllAsync(VolumeLocks locks)
     {
-        foreach (var staged in _staged.All)
+        var heldUntilExit = new List<IDisposable>();
+        foreach (var volumeId in _staged.All.Select(v => v.Record.VolumeId))
         {
-            var volumeId = staged.Record.VolumeId;
+            heldUntilExit.Add(await locks.AcquireAsync(volumeId).ConfigureAwait(false));
+            if (_staged.Find(volumeId) is not { } staged)
+            {
+                continue; // unstaged by the call that held the lock
+            }
+
             try
             {
                 await staged.Device.ReleaseAsync().ConfigureAwait(false);
