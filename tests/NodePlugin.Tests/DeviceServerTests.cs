@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using UblkCsi.Engine;
+using UblkCsi.Engine.Recovery;
 using UblkCsi.NodePlugin.Volumes;
 
 namespace UblkCsi.NodePlugin.Tests;
@@ -32,6 +34,22 @@ public sealed class DeviceServerTests
 
         Assert.False(UblkVolumeDevices.ServesDevice(holder.Id, held)); // gone
         Directory.Delete(Path.GetDirectoryName(held)!, recursive: true);
+    }
+
+    [Fact]
+    public void OnlyEngineRecordsWrittenSinceTheNodeBootedCountAsThisBootsDevices()
+    {
+        var directory = Directory.CreateTempSubdirectory("ublk-boot-records-").FullName;
+        var store = new UblkRecoveryStore(directory);
+        var parameters = new UblkDeviceParameters(1 << 20, 512, 4096, 512 << 10, true, true, false, 4096, 1 << 30, 1 << 30);
+        var beforeThisBoot = DateTimeOffset.UtcNow - TimeSpan.FromMilliseconds(Environment.TickCount64) - TimeSpan.FromHours(1);
+        store.Write(new UblkRecoveryRecord(3, 1, 128, parameters, "csi volume old", beforeThisBoot));
+        store.Write(new UblkRecoveryRecord(4, 1, 128, parameters, "csi volume adopted", beforeThisBoot) { RecoveredAt = DateTimeOffset.UtcNow });
+        store.Write(new UblkRecoveryRecord(5, 1, 128, parameters, "csi volume new", DateTimeOffset.UtcNow));
+        using var devices = new UblkVolumeDevices(directory);
+
+        Assert.Equal([4, 5], devices.DeviceIdsRecordedThisBoot().Order());
+        Directory.Delete(directory, recursive: true);
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition)

@@ -269,7 +269,7 @@ public sealed class FakeDevices : IVolumeDevices
         Records.Remove(id);
     }
 
-    public IReadOnlyCollection<int> RecordedDeviceIds() => Records.ToArray();
+    public IReadOnlyCollection<int> DeviceIdsRecordedThisBoot() => Records.ToArray();
 
     public void Delete(int id)
     {

@@ -70,8 +70,11 @@ public interface IVolumeDevices
     /// <summary>Forgets the engine's recovery record of a device that no longer exists.</summary>
     void ForgetRecord(int id);
 
-    /// <summary>The ids of the devices the engine keeps a recovery record of (created or adopted here, not deleted since).</summary>
-    IReadOnlyCollection<int> RecordedDeviceIds();
+    /// <summary>
+    /// The ids of the devices the engine recorded (created or adopted, not deleted since) during this
+    /// boot of the node; a record of an earlier boot names an id that may now be another server's device.
+    /// </summary>
+    IReadOnlyCollection<int> DeviceIdsRecordedThisBoot();
 
     /// <summary>Deletes device <paramref name="id"/>, which no process serves (queued I/O fails), and forgets its record.</summary>
     void Delete(int id);

@@ -95,7 +95,13 @@ public sealed class UblkVolumeDevices : IVolumeDevices, IDisposable
     public void ForgetRecord(int id) => _records.Delete(id);
 
     /// <inheritdoc />
-    public IReadOnlyCollection<int> RecordedDeviceIds() => _records.ReadAll().Select(r => r.DeviceId).ToArray();
+    public IReadOnlyCollection<int> DeviceIdsRecordedThisBoot()
+    {
+        // The monotonic clock stops while the node is suspended, so this boot time errs late: a record
+        // written this boot may count as older, never the reverse.
+        var bootedAt = DateTimeOffset.UtcNow - TimeSpan.FromMilliseconds(Environment.TickCount64);
+        return _records.ReadAll().Where(r => (r.RecoveredAt ?? r.CreatedAt) > bootedAt).Select(r => r.DeviceId).ToArray();
+    }
 
     /// <inheritdoc />
     public void Delete(int id)

@@ -233,11 +233,11 @@ public sealed partial class VolumeStager
     /// A device the engine recorded but no volume record names was created by a stage that died before
     /// it wrote its record. Nothing is mounted on it (mounting comes after the record) and no call can
     /// name it, so it is deleted instead of waiting, quiesced, forever; an engine record whose device
-    /// is gone (an earlier boot's) is dropped.
+    /// is gone is dropped.
     /// </summary>
     private void DeleteUnrecordedDevices(HashSet<int> recordedVolumeDevices)
     {
-        foreach (var id in _devices.RecordedDeviceIds().Where(id => !recordedVolumeDevices.Contains(id)))
+        foreach (var id in _devices.DeviceIdsRecordedThisBoot().Where(id => !recordedVolumeDevices.Contains(id)))
         {
             switch (_devices.Inspect(id))
             {
