@@ -58,12 +58,7 @@ public sealed class RestartTests
     [Fact]
     public async Task AnAdoptionThatFailedAtStartIsTriedAgainWhenKubeletCallsForTheVolume()
     {
-        var first = await FakeNode.StartAsync();
-        await first.Service.NodeStageVolume(first.StageRequest(Volume), Ctx);
-        first.Devices.Crash();
-        first.Opener.Sizes.Remove("vol1"); // the store cannot open the volume while the next process starts
-
-        var second = await FakeNode.StartAsync(first);
+        var (first, second) = await RestartWhileTheStoreIsAwayAsync();
         Assert.False(first.Devices.Devices[0].Adopted);
         var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => second.Service.NodeStageVolume(second.StageRequest(Volume), Ctx));
         Assert.Equal(Grpc.Core.StatusCode.FailedPrecondition, refused.StatusCode);
@@ -166,12 +161,7 @@ public sealed class RestartTests
     [Fact]
     public async Task AnAdoptionRetriedByNodeStageOpensTheStoreWithTheSecretsKubeletSendsNow()
     {
-        var first = await FakeNode.StartAsync();
-        await first.Service.NodeStageVolume(first.StageRequest(Volume), Ctx);
-        first.Devices.Crash();
-        first.Opener.Sizes.Remove("vol1");
-
-        var second = await FakeNode.StartAsync(first);
+        var (first, second) = await RestartWhileTheStoreIsAwayAsync();
         first.Opener.Sizes["vol1"] = 64 << 20;
         var rotated = second.StageRequest(Volume);
         rotated.Secrets["token"] = "rotated";
@@ -182,5 +172,15 @@ public sealed class RestartTests
         Assert.Equal("rotated", new StagedVolumeStore(first.StateDirectory).ReadSecrets(Volume)["token"]);
         await second.DisposeAsync();
         first.DeleteFiles();
+    }
+
+    /// <summary>Stages the volume, kills the process, and starts the next one while the store cannot open the volume.</summary>
+    private static async Task<(FakeNode First, FakeNode Second)> RestartWhileTheStoreIsAwayAsync()
+    {
+        var first = await FakeNode.StartAsync();
+        await first.Service.NodeStageVolume(first.StageRequest(Volume), Ctx);
+        first.Devices.Crash();
+        first.Opener.Sizes.Remove("vol1");
+        return (first, await FakeNode.StartAsync(first));
     }
 }

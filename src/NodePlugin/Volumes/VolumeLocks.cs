@@ -6,6 +6,8 @@ namespace UblkCsi.NodePlugin.Volumes;
 /// </summary>
 public sealed class VolumeLocks
 {
+    private static readonly TimeSpan WaitPoll = TimeSpan.FromMilliseconds(50);
+
     private readonly HashSet<string> _busy = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
 
@@ -34,8 +36,6 @@ public sealed class VolumeLocks
             await Task.Delay(WaitPoll).ConfigureAwait(false);
         }
     }
-
-    private static readonly TimeSpan WaitPoll = TimeSpan.FromMilliseconds(50);
 
     private void Release(string volumeId)
     {

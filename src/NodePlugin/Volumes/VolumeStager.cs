@@ -187,18 +187,16 @@ public sealed partial class VolumeStager
     public async Task AdoptAllAsync(CancellationToken cancellationToken)
     {
         var records = _records.ReadAll((file, problem) => RecordUnreadable(_logger, file, problem));
-        var thisBoot = records.Where(r => r.BootId == _bootId).ToArray();
-        var liveDeviceIds = thisBoot.Select(r => r.DeviceId).ToHashSet();
-
         // The kernel gives a deleted device's id to the next device, so when two records of this boot
         // name one id, the one staged last owns the device; the other outlived its device.
-        var owners = thisBoot.GroupBy(r => r.DeviceId).ToDictionary(g => g.Key, g => g.MaxBy(r => r.StagedAt)!.VolumeId);
+        var owners = records.Where(r => r.BootId == _bootId).GroupBy(r => r.DeviceId)
+            .ToDictionary(g => g.Key, g => g.MaxBy(r => r.StagedAt)!.VolumeId);
         foreach (var record in records)
         {
             cancellationToken.ThrowIfCancellationRequested();
             if (record.BootId != _bootId)
             {
-                Forget(record, "it belongs to an earlier boot of this node", forgetDeviceRecord: !liveDeviceIds.Contains(record.DeviceId));
+                Forget(record, "it belongs to an earlier boot of this node", forgetDeviceRecord: !owners.ContainsKey(record.DeviceId));
                 continue;
             }
 
@@ -226,7 +224,7 @@ public sealed partial class VolumeStager
             }
         }
 
-        DeleteUnrecordedDevices(liveDeviceIds);
+        DeleteUnrecordedDevices(owners);
     }
 
     /// <summary>
@@ -235,9 +233,9 @@ public sealed partial class VolumeStager
     /// name it, so it is deleted instead of waiting, quiesced, forever; an engine record whose device
     /// is gone is dropped.
     /// </summary>
-    private void DeleteUnrecordedDevices(HashSet<int> recordedVolumeDevices)
+    private void DeleteUnrecordedDevices(Dictionary<int, string> ownersOfThisBoot)
     {
-        foreach (var id in _devices.DeviceIdsRecordedThisBoot().Where(id => !recordedVolumeDevices.Contains(id)))
+        foreach (var id in _devices.DeviceIdsRecordedThisBoot().Where(id => !ownersOfThisBoot.ContainsKey(id)))
         {
             switch (_devices.Inspect(id))
             {
