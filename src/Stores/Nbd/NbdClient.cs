@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using UblkCsi.Engine;
@@ -86,6 +87,10 @@ public sealed class NbdClient : IAsyncDisposable
     internal long ReadsOnQueueThread() => _channels.Sum(channel => channel?.Current?.ReadsOnQueueThread ?? 0);
 
     /// <summary>Connections that are up and not failed (tests).</summary>
+    /// <summary>The socket descriptors of the live connections (tests).</summary>
+    internal int[] LiveSocketDescriptors() =>
+        [.. _channels.Select(channel => channel?.Current).OfType<NbdConnection>().Where(connection => !connection.IsFailed).Select(connection => connection.SocketDescriptor)];
+
     internal int LiveConnections() => _channels.Count(channel => channel?.Current is { IsFailed: false });
 
     internal CancellationToken Stopping => _stopping.Token;
@@ -309,9 +314,24 @@ public sealed class NbdClient : IAsyncDisposable
         Stream? stream = null;
         try
         {
-            socket = await NbdTransport.ConnectAsync(options.Endpoint, timeout.Token).ConfigureAwait(false);
+            socket = NbdTransport.Create(options.Endpoint, out var target);
+            var exportName = options.ConnectionExport?.Invoke(connectionIndex) ?? options.Export;
+            if (options.Tls is null)
+            {
+                // Blocking calls on a thread of its own (NbdBlockingStream says why); the deadline
+                // ends the wait here, and disposing the socket below ends the thread's call.
+                var blockingSocket = socket;
+                var negotiation = Task.Factory.StartNew(
+                    () => NegotiateBlocking(blockingSocket, target, exportName, options),
+                    CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                _ = negotiation.ContinueWith(static t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+                var (plain, plainExport) = await negotiation.WaitAsync(timeout.Token).ConfigureAwait(false);
+                return (socket, plain, plainExport);
+            }
+
+            await socket.ConnectAsync(target, timeout.Token).ConfigureAwait(false);
             stream = new NetworkStream(socket, ownsSocket: false);
-            var (transmission, export) = await NbdHandshake.NegotiateAsync(stream, options.ConnectionExport?.Invoke(connectionIndex) ?? options.Export, options.DisplayExport, options.Server, options.Tls, options.TlsHost, timeout.Token).ConfigureAwait(false);
+            var (transmission, export) = await NbdHandshake.NegotiateAsync(stream, exportName, options.DisplayExport, options.Server, options.Tls, options.TlsHost, timeout.Token).ConfigureAwait(false);
             return (socket, transmission, export);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
@@ -341,6 +361,27 @@ public sealed class NbdClient : IAsyncDisposable
             stream?.Dispose();
             socket?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Connects and negotiates a plain connection with blocking calls, each bounded a little past the
+    /// handshake deadline (the caller's wait ends at the deadline itself), then makes the socket
+    /// non-blocking: from here on every call on it is one (a send or receive that would wait answers
+    /// EAGAIN, and the caller polls), and WRITE payloads can be spliced into it (<see cref="NbdPayloadPipe"/>).
+    /// </summary>
+    private static (NbdBlockingStream Stream, NbdExport Export) NegotiateBlocking(Socket socket, EndPoint target, string exportName, NbdClientOptions options)
+    {
+        var bound = (int)Math.Min(int.MaxValue, options.HandshakeTimeout.TotalMilliseconds + 1000);
+        socket.SendTimeout = bound; // Linux bounds a blocking connect by it too
+        socket.ReceiveTimeout = bound;
+        socket.Connect(target);
+        var stream = new NbdBlockingStream(socket);
+        // Completes synchronously: every read and write of a blocking stream does.
+        var (_, export) = NbdHandshake.NegotiateAsync(stream, exportName, options.DisplayExport, options.Server, tls: null, options.TlsHost, CancellationToken.None).GetAwaiter().GetResult();
+        socket.SendTimeout = 0;
+        socket.ReceiveTimeout = 0;
+        socket.Blocking = false;
+        return (stream, export);
     }
 
     private ValueTask Submit(NbdCommand command, NbdCommandFlags flags, long offset, uint length, Memory<byte> readBuffer, ReadOnlyMemory<byte> writeData, RegisteredBuffer? registered = null)

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.Sockets;
 using UblkCsi.Engine;
+using UblkCsi.Linux;
 using UblkCsi.Stores.Internal;
 
 namespace UblkCsi.Stores.Nbd;
@@ -76,6 +77,9 @@ internal sealed class NbdConnection : IAsyncDisposable
 
     /// <summary>Socket reads done on an engine queue thread's ring (tests).</summary>
     public long ReadsOnQueueThread => _receiver.ReadsOnQueueThread;
+
+    /// <summary>The socket's descriptor number (tests: whether an epoll set watches it).</summary>
+    public int SocketDescriptor => (int)_socket.Handle;
 
     public bool IsFailed
     {

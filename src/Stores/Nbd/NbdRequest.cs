@@ -160,7 +160,7 @@ internal sealed class NbdRequest : IValueTaskSource
 
     public void Fail(Exception error)
     {
-        _error = error;
+        Volatile.Write(ref _error, error);
         _core.SetResult(false);
     }
 
@@ -183,7 +183,16 @@ internal sealed class NbdRequest : IValueTaskSource
         }
     }
 
-    public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+    /// <summary>
+    /// Faulted when the reply carried an error: the core completes either way (the error is thrown by
+    /// <see cref="GetResult"/>), and a caller that trusts <see cref="ValueTask.IsCompletedSuccessfully"/>
+    /// must not take a refused request for a served one.
+    /// </summary>
+    public ValueTaskSourceStatus GetStatus(short token)
+    {
+        var status = _core.GetStatus(token);
+        return status == ValueTaskSourceStatus.Succeeded && Volatile.Read(ref _error) is not null ? ValueTaskSourceStatus.Faulted : status;
+    }
 
     public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
         _core.OnCompleted(continuation, state, token, flags);

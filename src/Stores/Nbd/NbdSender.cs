@@ -313,15 +313,29 @@ internal sealed unsafe class NbdSender : IQueueBatchListener
         return true;
     }
 
-    /// <summary>Bytes the socket took (all of them when blocking); 0 when it would block.</summary>
+    /// <summary>Bytes the socket took (at least one when blocking); 0 when it would block.</summary>
     private int Send(ReadOnlySpan<byte> bytes, bool blocking)
     {
-        if (blocking)
+        if (blocking && !_sendsOnQueueThreads)
         {
+            // TLS: only the stream can write its records.
             _stream.Write(bytes);
             return bytes.Length;
         }
 
+        while (true)
+        {
+            var sent = TrySend(bytes);
+            if (sent > 0 || !WaitUntilWritable(blocking))
+            {
+                return sent;
+            }
+        }
+    }
+
+    /// <summary>A non-blocking send: the bytes the socket took, 0 when its buffer is full.</summary>
+    private int TrySend(ReadOnlySpan<byte> bytes)
+    {
         fixed (byte* start = bytes)
         {
             while (true)

@@ -13,12 +13,17 @@ namespace UblkCsi.Stores.Nbd;
 /// io_uring (a poll) and reads it with non-blocking recv, so a reply completes its request on the
 /// thread that commits it to the kernel, with no thread-pool worker, no eventfd write and no thread
 /// hop in between (ublksrv's nbd target receives on its queue ring too). A poll consumes nothing, so
-/// a queue that stops while the loop waits loses no byte: the loop then reads through the stream on
-/// the thread pool again, as it does before any queue thread sent, and always on TLS (only the stream
-/// can decrypt).
+/// a queue that stops while the loop waits loses no byte. Off queue threads (before any queue thread
+/// sent, after its queue stopped) the loop waits in poll(2) on a reader thread of its own, never
+/// through the runtime's socket engine (<see cref="NbdBlockingStream"/> says why); on TLS it always
+/// reads through the stream (only the stream can decrypt).
 /// </summary>
 internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<bool>
 {
+    /// <summary>The receiver whose reader thread the current thread is (<see cref="ReadOffQueueAsync"/>).</summary>
+    [ThreadStatic]
+    private static NbdSocketReceiver? t_readerOf;
+
     private readonly Socket _socket;
     private readonly Stream _stream;
     private readonly bool _canMoveToQueue;
@@ -61,7 +66,7 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
             var home = Volatile.Read(ref _home);
             if (home is null)
             {
-                return await _stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
+                return await ReadOffQueueAsync(destination, cancellationToken).ConfigureAwait(false);
             }
 
             if (QueueIo.Current != home)
@@ -84,8 +89,8 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
 
             if (!await TryWaitReadableAsync(home).ConfigureAwait(false))
             {
-                // Every operation slot of the queue is busy: this one read waits on the thread pool.
-                return await _stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
+                // Every operation slot of the queue is busy: this one read waits off the queue thread.
+                return await ReadOffQueueAsync(destination, cancellationToken).ConfigureAwait(false);
             }
         }
     }
@@ -151,6 +156,37 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
         }
     }
 
+    /// <summary>
+    /// A read off queue threads: through the stream on TLS; on a plain socket, on this receiver's
+    /// reader thread (started here when the loop is not on it), waiting in poll(2). The thread ends
+    /// once the loop moves to a queue thread. Closing the connection shuts the socket down, which
+    /// ends the wait.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<int> ReadOffQueueAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        if (!_canMoveToQueue)
+        {
+            return await _stream.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (t_readerOf != this)
+        {
+            await new ReaderThreadStart(this);
+        }
+
+        while (true)
+        {
+            var received = TryReceive(destination.Span);
+            if (received >= 0)
+            {
+                return received;
+            }
+
+            _socket.Poll(-1, SelectMode.SelectRead);
+        }
+    }
+
     /// <summary>Queue thread: the loop's move has arrived; it continues here, inline.</summary>
     public void OnQueueBatchEnd() => _arrival.SetResult(true);
 
@@ -205,6 +241,31 @@ internal sealed class NbdSocketReceiver : IQueueBatchListener, IValueTaskSource<
                     throw new IOException($"recv failed with errno {errno}");
                 }
             }
+        }
+    }
+
+    /// <summary>Awaited to continue on a new reader thread of <paramref name="receiver"/>.</summary>
+    private readonly struct ReaderThreadStart(NbdSocketReceiver receiver) : ICriticalNotifyCompletion
+    {
+        public bool IsCompleted => false;
+
+        public ReaderThreadStart GetAwaiter() => this;
+
+        public void GetResult()
+        {
+        }
+
+        public void OnCompleted(Action continuation) => UnsafeOnCompleted(continuation);
+
+        public void UnsafeOnCompleted(Action continuation)
+        {
+            var owner = receiver;
+            new Thread(() =>
+            {
+                t_readerOf = owner;
+                continuation();
+            })
+            { IsBackground = true, Name = "nbd-receive" }.Start();
         }
     }
 }

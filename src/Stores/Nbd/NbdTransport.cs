@@ -4,16 +4,16 @@ using UblkCsi.GrpcEndpoints;
 
 namespace UblkCsi.Stores.Nbd;
 
-/// <summary>Opens the socket to an NBD server: TCP (no Nagle: requests are small and latency-bound) or a unix socket.</summary>
+/// <summary>Creates the socket to an NBD server: TCP (no Nagle: requests are small and latency-bound) or a unix socket.</summary>
 internal static class NbdTransport
 {
     /// <summary>Socket buffers big enough for a queue's worth of 1 MiB writes in flight.</summary>
     private const int SocketBufferBytes = 4 * 1024 * 1024;
 
-    public static async Task<Socket> ConnectAsync(GrpcEndpoint endpoint, CancellationToken cancellationToken)
+    /// <summary>An unconnected socket for <paramref name="endpoint"/> and the address to connect it to.</summary>
+    public static Socket Create(GrpcEndpoint endpoint, out EndPoint target)
     {
         Socket socket;
-        EndPoint target;
         if (endpoint.Kind == GrpcEndpointKind.Unix)
         {
             socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -31,7 +31,6 @@ internal static class NbdTransport
         {
             socket.SendBufferSize = SocketBufferBytes;
             socket.ReceiveBufferSize = SocketBufferBytes;
-            await socket.ConnectAsync(target, cancellationToken).ConfigureAwait(false);
             return socket;
         }
         catch

@@ -217,8 +217,9 @@ public sealed class NbdMalformedServerTests
     [Fact]
     public async Task AServerThatKeepsAnsweringSlowlyKeepsItsConnectionHoweverLongItsQueueWaits()
     {
-        // Eight flushes at once, answered one per 400 ms: the last waits 3.2 s, past the 1 s request
-        // timeout, but the server is never silent for 1 s, so nothing is sent twice.
+        // Twelve flushes at once, answered one per 300 ms: the last waits 3.6 s, past the 2 s request
+        // timeout, but the server is never silent for 2 s, so nothing is sent twice (the 1.7 s between
+        // a gap and the timeout absorb a loaded test host's delays).
         var connections = 0;
         var requests = 0;
         await using var server = new FakeNbdServer(async s =>
@@ -229,15 +230,44 @@ public sealed class NbdMalformedServerTests
             {
                 var request = await FakeNbdServer.ReadRequestAsync(s);
                 Interlocked.Increment(ref requests);
-                await Task.Delay(400);
+                await Task.Delay(300);
                 await FakeNbdServer.SimpleReplyAsync(s, request.Handle, 0);
+            }
+        });
+        await using var client = await NbdClient.ConnectAsync(Fast(server) with { RequestTimeout = TimeSpan.FromSeconds(2) });
+
+        await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => client.FlushAsync().AsTask())).WaitAsync(Limit);
+
+        Assert.Equal((1, 12), (Volatile.Read(ref connections), Volatile.Read(ref requests)));
+    }
+
+    [Fact]
+    public async Task ARequestTheServerRefusedNeverLooksCompletedSuccessfully()
+    {
+        // A caller may look at IsCompletedSuccessfully before it awaits (the rpc volume does, to catch
+        // a takeover): once the refusal is in, the request must not pass for a served one.
+        await using var server = new FakeNbdServer(async s =>
+        {
+            await FakeNbdServer.HandshakeAsync(s, 1 << 20);
+            while (true)
+            {
+                var request = await FakeNbdServer.ReadRequestAsync(s);
+                await FakeNbdServer.SimpleReplyAsync(s, request.Handle, 1); // EPERM
             }
         });
         await using var client = await NbdClient.ConnectAsync(Fast(server));
 
-        await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => client.FlushAsync().AsTask())).WaitAsync(Limit);
+        var write = client.WriteAsync(0, new byte[4096], fua: false);
+        var waited = Stopwatch.StartNew();
+        while (!write.IsCompleted && waited.Elapsed < Limit)
+        {
+            await Task.Delay(10);
+        }
 
-        Assert.Equal((1, 8), (Volatile.Read(ref connections), Volatile.Read(ref requests)));
+        Assert.True(write.IsCompleted);
+        Assert.False(write.IsCompletedSuccessfully);
+        var e = await Assert.ThrowsAsync<BlockBackendException>(() => write.AsTask());
+        Assert.Equal(BlockBackendException.EROFS, e.Errno);
     }
 
     [Fact]

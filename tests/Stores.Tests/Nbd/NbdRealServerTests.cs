@@ -31,6 +31,66 @@ public sealed class NbdRealServerTests
     }
 
     [NbdkitFact]
+    public async Task PlainConnectionsAreNeverHandedToTheRuntimesSocketEngine()
+    {
+        // Registered (in the runtime's epoll set), a socket wakes the engine's thread and a thread-pool
+        // worker at every burst of bytes, with no .NET operation pending: CPU that the queue rings'
+        // own receives would pay for a second time.
+        await using var server = await NbdServerProcess.StartNbdkitAsync("memory", "size=32M");
+        await using var volume = (NbdVolume)await OpenStoreVolumeAsync(server, "any");
+        await NbdDataPathChecks.ConcurrentWritersAllLandAsync(volume);
+        await NbdDataPathChecks.RandomOperationsMatchModelAsync(volume, seed: 3, size: 8 * MiB);
+        var sockets = volume.Client.LiveSocketDescriptors();
+        Assert.NotEmpty(sockets);
+
+        // The control: a socket that waited for an asynchronous accept is watched, so the check sees registrations.
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var accept = listener.AcceptSocketAsync();
+        using var client = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        client.Connect((System.Net.IPEndPoint)listener.LocalEndpoint);
+        using var accepted = await accept;
+
+        var watched = EpollWatchedDescriptors();
+        Assert.Contains((int)listener.Server.Handle, watched);
+        Assert.All(sockets, socket => Assert.DoesNotContain(socket, watched));
+    }
+
+    /// <summary>Every descriptor an epoll set of this process watches ("tfd:" lines of the set's fdinfo).</summary>
+    private static HashSet<int> EpollWatchedDescriptors()
+    {
+        var watched = new HashSet<int>();
+        foreach (var link in Directory.GetFiles("/proc/self/fd"))
+        {
+            string? target;
+            try
+            {
+                target = new FileInfo(link).LinkTarget;
+            }
+            catch (IOException)
+            {
+                continue; // closed meanwhile
+            }
+
+            if (target != "anon_inode:[eventpoll]" || !File.Exists($"/proc/self/fdinfo/{Path.GetFileName(link)}"))
+            {
+                continue;
+            }
+
+            foreach (var line in File.ReadLines($"/proc/self/fdinfo/{Path.GetFileName(link)}"))
+            {
+                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (fields.Length > 1 && fields[0] == "tfd:")
+                {
+                    watched.Add(int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture));
+                }
+            }
+        }
+
+        return watched;
+    }
+
+    [NbdkitFact]
     public async Task NbdkitFileExportKeepsFlushedDataAcrossReopenAndServerRestart()
     {
         var dir = TempDirectory.Create("nbd-file");
