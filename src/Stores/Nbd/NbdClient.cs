@@ -86,11 +86,11 @@ public sealed class NbdClient : IAsyncDisposable
     /// <summary>Socket reads the live connections did on an engine queue thread's ring (<see cref="NbdSocketReceiver"/>; tests).</summary>
     internal long ReadsOnQueueThread() => _channels.Sum(channel => channel?.Current?.ReadsOnQueueThread ?? 0);
 
-    /// <summary>Connections that are up and not failed (tests).</summary>
     /// <summary>The socket descriptors of the live connections (tests).</summary>
     internal int[] LiveSocketDescriptors() =>
         [.. _channels.Select(channel => channel?.Current).OfType<NbdConnection>().Where(connection => !connection.IsFailed).Select(connection => connection.SocketDescriptor)];
 
+    /// <summary>Connections that are up and not failed (tests).</summary>
     internal int LiveConnections() => _channels.Count(channel => channel?.Current is { IsFailed: false });
 
     internal CancellationToken Stopping => _stopping.Token;

@@ -62,7 +62,7 @@ internal sealed unsafe class NbdPayloadPipe : IDisposable
 
     /// <summary>
     /// True when <paramref name="payload"/> can go through the pipe: native engine memory, and a
-    /// socket in non-blocking mode (.NET sets it on the first asynchronous call), so that a full
+    /// socket in non-blocking mode (a plain connection's is, once negotiated), so that a full
     /// socket answers EAGAIN instead of blocking an engine queue thread.
     /// </summary>
     public bool CanCarry(ReadOnlyMemory<byte> payload)
