@@ -3,8 +3,10 @@ using System.Net.Sockets;
 namespace UblkCsi.Stores.Nbd;
 
 /// <summary>
-/// The stream of a plain (not TLS) connection: its asynchronous calls run synchronously, as blocking
-/// calls on the calling thread. Why: the first asynchronous operation .NET has to wait for registers
+/// The stream of a plain (not TLS) connection: its asynchronous calls run synchronously, on the
+/// calling thread. They block during the negotiation; afterwards the socket is non-blocking and the
+/// stream carries only the soft disconnect at close, whose failure is tolerated (the data path sends
+/// and receives on the socket itself). Why: the first asynchronous operation .NET has to wait for registers
 /// the socket with the runtime's socket engine (epoll, edge-triggered, for reads and writes), and the
 /// registration lasts until the socket closes. Every burst of bytes arriving then wakes the engine's
 /// thread and queues a thread-pool work item, even with no .NET operation pending: measured under

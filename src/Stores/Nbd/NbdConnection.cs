@@ -2,7 +2,6 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net.Sockets;
 using UblkCsi.Engine;
-using UblkCsi.Linux;
 using UblkCsi.Stores.Internal;
 
 namespace UblkCsi.Stores.Nbd;
